@@ -1,0 +1,16 @@
+# The two set-up commands of the README. Each creates .venv/ when it is missing (scripts/ensure-venv.sh).
+.PHONY: serve test test-fast venv
+
+venv:
+	@scripts/ensure-venv.sh
+
+serve: venv
+	.venv/bin/probexit serve $(ARGS)
+
+# The whole CPU suite (gpu-marked tests skip themselves without CUDA).
+test: venv
+	.venv/bin/python -m pytest $(ARGS)
+
+# Without the minutes-long engine and training runs.
+test-fast: venv
+	.venv/bin/python -m pytest -m "not slow" $(ARGS)

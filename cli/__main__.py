@@ -1,0 +1,5 @@
+import sys
+
+from probexit.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,47 @@
+"""The `probexit` command line: one entry point, one module per subcommand group.
+
+Every subcommand module exposes `add_parser(subparsers)`; the parser it adds carries a `run(args)` handler
+in its defaults. Heavy imports (vLLM, torch, TRL) happen inside the handlers so that `probexit --help`
+is instant and serving never imports training code.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from probexit.cli import bench, serve, tinyworld, train
+from probexit.cli.errors import CLIError
+
+SUBCOMMAND_MODULES = (serve, train, bench, tinyworld)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="probexit",
+        description="Serve reasoning models that stop thinking when a hidden-state probe says the answer is right.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMAND_MODULES:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.run(args)
+    except KeyboardInterrupt:
+        print("probexit: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, OSError) as error:
+        # Bad input is a one-line message and a non-zero exit, not a traceback (PROBEXIT_DEBUG=1 shows it).
+        if os.environ.get("PROBEXIT_DEBUG"):
+            raise
+        print(f"probexit: error: {error}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
