@@ -386,11 +386,12 @@ def reference_math(hidden, rows, weights: ProbeWeights, thresholds):
         readable = (rows >= 0) & (rows < hidden.shape[0])
         rows = torch.where(readable, rows, 0)
     z = (hidden.index_select(0, rows).float() - weights.mean.float()) / weights.scale.float()  # (N, H)
+    # Scalar biases are expanded, not broadcast: addmv with a 0-d bias returns a 0-d tensor when N is 0.
     if weights.width == 0:
-        logits = torch.addmv(weights.b1.float(), z, weights.w1.float())  # (N,)
+        logits = torch.addmv(weights.b1.float().expand(len(z)), z, weights.w1.float())  # (N,)
     else:
         activations = torch.addmm(weights.b1.float(), z, weights.w1.float()).relu_()  # (N, W)
-        logits = torch.addmv(weights.b2.float(), activations, weights.w2.float())  # (N,)
+        logits = torch.addmv(weights.b2.float().expand(len(z)), activations, weights.w2.float())  # (N,)
     scores = torch.sigmoid(logits)
     if rows.is_cuda:
         scores = scores.masked_fill(~readable, float("nan"))

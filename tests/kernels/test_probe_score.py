@@ -1,0 +1,125 @@
+"""The fused kernel, run by Triton's interpreter on CPU, against the torch reference.
+
+The interpreter runs in a worker process (tests/kernels/interpreter.py); inputs are built and the reference
+is computed here, in the normal process.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from probexit.kernels.probe_score import KernelConfig, score_boundary_rows_reference
+from tests.kernels.cases import assert_matches, make_case
+
+DTYPES = [pytest.param(torch.float32, id="fp32"), pytest.param(torch.float16, id="fp16"),
+          pytest.param(torch.bfloat16, id="bf16")]
+WIDTHS = [pytest.param(0, id="linear"), pytest.param(16, id="w16"), pytest.param(32, id="w32"),
+          pytest.param(256, id="w256")]
+HIDDEN_SIZES = [pytest.param(h, id=f"h{h}") for h in (64, 96, 1000, 1536, 4096)]
+BATCHES = [pytest.param(b, id=f"b{b}") for b in (0, 1, 5, 67)]
+
+
+def _check(interpreted, case, **kwargs):
+    scores, exits = interpreted("probe_score_triton", *case, **kwargs)
+    assert_matches(scores, exits, *score_boundary_rows_reference(*case), case.thresholds)
+    return scores, exits
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("hidden_size", HIDDEN_SIZES)
+@pytest.mark.parametrize("batch", BATCHES)
+def test_matches_reference_on_ragged_shapes(interpreted, batch, hidden_size, width, dtype):
+    _check(interpreted, make_case(batch, hidden_size, width, dtype, seed=batch + hidden_size + width))
+
+
+SPLIT_CONFIGS = [
+    pytest.param(67, 1000, 0, KernelConfig(block_n=4, block_h=128, splits=3), id="linear-17-row-blocks-3-splits"),
+    pytest.param(5, 4096, 16, KernelConfig(block_n=16, block_h=64, splits=7), id="w16-uneven-splits"),
+    pytest.param(67, 1536, 32, KernelConfig(block_n=16, block_h=32, splits=48), id="w32-one-tile-per-split"),
+    pytest.param(1, 96, 256, KernelConfig(block_n=16, block_h=32, splits=64), id="w256-more-splits-than-tiles"),
+    pytest.param(67, 1000, 256, KernelConfig(block_n=64, block_h=128, splits=2), id="w256-ragged-last-tile"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("batch", "hidden_size", "width", "config"), SPLIT_CONFIGS)
+def test_split_hidden_axis_matches_reference(interpreted, batch, hidden_size, width, config, dtype):
+    _check(interpreted, make_case(batch, hidden_size, width, dtype, seed=7), config=config)
+
+
+GATHERS = [
+    pytest.param([4, 1, 4, 4, 0, 2, 1], 5, id="repeated-and-unordered"),
+    pytest.param([2] * 9, 3, id="one-row-nine-times"),
+    pytest.param(list(range(40, -1, -3)), 41, id="descending-stride-3"),
+    pytest.param([0], 67, id="one-of-many"),
+]
+
+
+@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(32, id="w32")])
+@pytest.mark.parametrize("index_dtype", [pytest.param(torch.int32, id="int32"), pytest.param(torch.int64, id="int64")])
+@pytest.mark.parametrize(("rows", "batch"), GATHERS)
+def test_gathers_the_given_rows(interpreted, rows, batch, index_dtype, width):
+    case = make_case(batch, 96, width, n_rows=len(rows))
+    case = case._replace(rows=torch.tensor(rows, dtype=index_dtype))
+    _check(interpreted, case)  # (a repeated row may round differently at another place in the dot tile)
+
+
+STRIDED = [
+    pytest.param(lambda x: torch.cat([x, torch.full_like(x, float("nan"))], dim=1)[:, :x.shape[1]], id="row-stride-wider-than-row"),
+    pytest.param(lambda x: x.t().contiguous().t(), id="column-major"),
+]
+
+
+@pytest.mark.parametrize("layout", STRIDED)
+def test_reads_non_contiguous_hidden_states(interpreted, layout):
+    case = make_case(67, 1000, 16, torch.bfloat16)
+    strided = case._replace(hidden=layout(case.hidden))
+    assert not strided.hidden.is_contiguous() and torch.equal(strided.hidden, case.hidden)
+    _check(interpreted, strided)
+
+
+MIXED = [
+    pytest.param(torch.bfloat16, torch.float32, id="bf16-states-fp32-probe"),
+    pytest.param(torch.float32, torch.bfloat16, id="fp32-states-bf16-probe"),
+    pytest.param(torch.float16, torch.bfloat16, id="fp16-states-bf16-probe"),
+]
+
+
+@pytest.mark.parametrize(("dtype", "weight_dtype"), MIXED)
+@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(256, id="w256")])
+def test_probe_and_states_may_differ_in_dtype(interpreted, dtype, weight_dtype, width):
+    _check(interpreted, make_case(5, 1536, width, dtype, weight_dtype=weight_dtype))
+
+
+THRESHOLD_RUNS = [
+    pytest.param("probe_score_triton", {}, id="kernel"),
+    pytest.param("probe_score_triton", {"config": KernelConfig(16, 64, splits=5)}, id="kernel-split"),
+    pytest.param("score_boundary_rows_reference", {}, id="reference"),
+]
+
+
+@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(256, id="w256")])
+@pytest.mark.parametrize(("function", "kwargs"), THRESHOLD_RUNS)
+def test_a_threshold_equal_to_the_score_exits(interpreted, function, kwargs, width):
+    case = make_case(67, 1000, width, torch.bfloat16)
+    scores, _ = interpreted(function, *case, **kwargs)
+    _, exits_at = interpreted(function, *case._replace(thresholds=scores), **kwargs)
+    above = torch.nextafter(scores, torch.tensor(float("inf")))
+    _, exits_above = interpreted(function, *case._replace(thresholds=above), **kwargs)
+    assert exits_at.all() and not exits_above.any()
+
+
+def test_split_launches_repeat_exactly_and_leave_their_tickets_zeroed(interpreted):
+    case = make_case(5, 4096, 32, torch.float16)
+    config = KernelConfig(16, 64, splits=16)
+    first, second = (interpreted("probe_score_triton", *case, config=config) for _ in range(2))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    _, tickets = interpreted("_scratch", torch.device("cpu"), 0, 0)
+    assert not tickets.any()
+
+
+def test_auto_backend_interprets_in_an_interpreted_process(interpreted):
+    case = make_case(5, 96, 16)
+    assert interpreted("resolve_backend", "auto", case.hidden) == "triton"
+    assert_matches(*interpreted("score_boundary_rows", *case), *score_boundary_rows_reference(*case), case.thresholds)
