@@ -1,0 +1,140 @@
+"""Validation, ProbeWeights, the torch reference and backend selection, in the normal (uninterpreted) process."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from probexit.kernels.probe_score import (
+    ProbeWeights,
+    resolve_backend,
+    score_boundary_rows,
+    score_boundary_rows_reference,
+)
+from tests.kernels.cases import assert_matches, make_case, make_probe
+
+
+def _reference_in_float64(case):
+    """The probe written out in float64, independently of the reference's addmm/addmv."""
+    w = {f.name: None if (t := getattr(case.weights, f.name)) is None else t.double()
+         for f in dataclasses.fields(case.weights)}
+    z = (case.hidden.double()[case.rows] - w["mean"]) / w["scale"]
+    logits = z @ w["w1"] + w["b1"] if w["w2"] is None else torch.relu(z @ w["w1"] + w["b1"]) @ w["w2"] + w["b2"]
+    return torch.sigmoid(logits).float()
+
+
+@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16"), pytest.param(256, id="w256")])
+@pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.bfloat16, id="bf16")])
+def test_reference_computes_the_probe(width, dtype):
+    case = make_case(67, 1536, width, dtype)
+    scores, exits = score_boundary_rows_reference(*case)
+    expected = _reference_in_float64(case)
+    assert_matches(scores, exits, expected, expected >= case.thresholds, case.thresholds)
+
+
+@pytest.mark.parametrize("batch", [pytest.param(0, id="empty-batch"), pytest.param(4, id="no-rows-of-four")])
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_no_rows_give_empty_results(batch, backend):
+    case = make_case(batch, 64, 16, n_rows=0)
+    scores, exits = score_boundary_rows(*case, backend=backend)
+    assert scores.shape == exits.shape == (0,) and scores.dtype == torch.float32 and exits.dtype == torch.bool
+
+
+def test_auto_uses_torch_on_cpu_even_if_the_interpreter_is_requested_late(monkeypatch):
+    # Setting TRITON_INTERPRET after triton's import changes nothing (module docstring): CPU stays on torch.
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert resolve_backend("auto", torch.zeros(1, 64)) == "torch"
+    case = make_case(5, 64, 0)
+    assert_matches(*score_boundary_rows(*case), *score_boundary_rows_reference(*case), case.thresholds)
+
+
+def test_triton_backend_on_cpu_says_how_to_get_the_interpreter():
+    with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
+        score_boundary_rows(*make_case(5, 64, 16), backend="triton")
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        score_boundary_rows(*make_case(5, 64, 16), backend="cuda")
+
+
+def _bad(**changes):
+    return lambda case: case._replace(**{k: v(case) for k, v in changes.items()})
+
+
+BAD_INPUTS = [
+    pytest.param(_bad(hidden=lambda c: c.hidden[0]), "hidden must be a \\(batch, hidden_size\\)", id="hidden-1d"),
+    pytest.param(_bad(hidden=lambda c: c.hidden.to(torch.int32)), "bfloat16, float16 or float32", id="hidden-int"),
+    pytest.param(_bad(hidden=lambda c: c.hidden.double()), "bfloat16, float16 or float32", id="hidden-float64"),
+    pytest.param(_bad(hidden=lambda c: c.hidden[:, :32]), "probe expects hidden size 64", id="hidden-size-mismatch"),
+    pytest.param(_bad(rows=lambda c: c.rows.float()), "rows must be a 1-D int32 or int64", id="rows-float"),
+    pytest.param(_bad(rows=lambda c: c.rows[None]), "rows must be a 1-D", id="rows-2d"),
+    pytest.param(_bad(rows=lambda c: c.rows - 5), "got values from -", id="rows-negative"),
+    pytest.param(_bad(rows=lambda c: c.rows + 5), "must index hidden's 5 rows", id="rows-past-the-end"),
+    pytest.param(_bad(thresholds=lambda c: c.thresholds[:2]), "shaped like rows", id="thresholds-short"),
+    pytest.param(_bad(thresholds=lambda c: (c.thresholds > 0.5).int()), "must be a float tensor", id="thresholds-int"),
+    pytest.param(_bad(thresholds=lambda c: c.thresholds.tolist()), "must be torch tensors", id="thresholds-list"),
+    pytest.param(_bad(weights=lambda c: c.weights.w1), "weights must be ProbeWeights", id="weights-tensor"),
+]
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch", "triton"])
+@pytest.mark.parametrize(("corrupt", "message"), BAD_INPUTS)
+def test_invalid_inputs_raise_value_error(corrupt, message, backend):
+    with pytest.raises(ValueError, match=message):
+        score_boundary_rows(*corrupt(make_case(5, 64, 16)), backend=backend)
+
+
+def test_weights_build_from_plain_values_and_move():
+    weights = ProbeWeights.from_tensors([0.0, 1.0], [1.0, 2.0], [[1.0, 0.0, 2.0], [0.5, 0.5, 0.5]], [0.0] * 3,
+                                        [1.0, -1.0, 0.5], [0.25])
+    assert (weights.hidden_size, weights.width, weights.dtype) == (2, 3, torch.float32)
+    assert weights.b2.shape == ()
+    half = weights.to(dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and half.width == 3 and weights.dtype == torch.float32
+    linear = ProbeWeights.from_tensors([0.0], [1.0], [2.0], [0.5])
+    assert (linear.width, linear.b1.shape, linear.w2) == (0, (), None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        linear.b1 = torch.tensor(1.0)
+
+
+def test_weights_are_stored_contiguous():
+    probe = make_probe(64, 16)
+    weights = dataclasses.replace(probe, w1=probe.w1.t().contiguous().t())
+    assert weights.w1.is_contiguous() and torch.equal(weights.w1, probe.w1)
+
+
+BAD_WEIGHTS = [
+    pytest.param(dict(scale=lambda p: p.scale.where(torch.arange(64) != 3, 0.0)), "scale must be positive", id="zero-scale"),
+    pytest.param(dict(scale=lambda p: p.scale[:10]), "mean and .scale must both be \\(H,\\)", id="short-scale"),
+    pytest.param(dict(w1=lambda p: p.w1[:, :8]), "w1 must have shape \\(64, 16\\)", id="w1-narrow"),
+    pytest.param(dict(b1=lambda p: p.b1[:3]), "b1 must have shape \\(16,\\)", id="b1-short"),
+    pytest.param(dict(b2=lambda p: None), "w2 and .b2 go together", id="w2-without-b2"),
+    pytest.param(dict(w2=lambda p: p.w2.double()), "one device and one dtype", id="mixed-dtypes"),
+    pytest.param(dict(w1=lambda p: p.w1.tolist()), "must be tensors", id="w1-list"),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), BAD_WEIGHTS)
+def test_invalid_weights_raise_value_error(changes, message):
+    probe = make_probe(64, 16)
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(probe, **{name: change(probe) for name, change in changes.items()})
+
+
+def test_integer_weights_are_rejected():
+    with pytest.raises(ValueError, match="bfloat16, float16 or float32"):
+        make_probe(64, 0).to(dtype=torch.int32)
+
+
+def test_import_needs_no_gpu_and_does_no_work():
+    code = ("import probexit.kernels as k, probexit.kernels.probe_score as m;"
+            "assert not m._SCRATCH and not m._TUNED and not m.kernel_is_interpreted();"
+            "print(k.score_boundary_rows is m.score_boundary_rows)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
