@@ -49,3 +49,7 @@ def assert_matches(scores, exits, expected_scores, expected_exits, thresholds, a
     torch.testing.assert_close(scores.cpu(), expected_scores.cpu(), rtol=0, atol=atol, equal_nan=True)
     decided = ((expected_scores - thresholds).abs() > margin).cpu()
     assert torch.equal(exits.cpu()[decided], expected_exits.cpu()[decided])
+
+
+def to_device(case: Case, device) -> Case:
+    return Case(case.hidden.to(device), case.rows.to(device), case.weights.to(device), case.thresholds.to(device))
