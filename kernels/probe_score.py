@@ -30,7 +30,7 @@ _FLOAT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 BACKENDS = ("auto", "triton", "torch")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # tensors: compare by identity
 class ProbeWeights:
     """A probe's parameters, built once per probe and moved to the serving device and dtype.
 
@@ -125,7 +125,7 @@ def _check_weight_tensors(weights: ProbeWeights) -> None:
 # ----------------------------------------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows", "batch"])  # they change every step: no recompiles
 def _probe_score_kernel(
     hidden_ptr, rows_ptr, thresholds_ptr,  # (B, H) strided, (N,), (N,) fp32
     mean_ptr, scale_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr,  # ProbeWeights, contiguous
@@ -308,7 +308,7 @@ def _scratch(device: torch.device, n_partials: int, n_tickets: int) -> tuple[tor
 def _choose_config(hidden, n, weights, launch) -> KernelConfig:
     """The interpreter's fixed choice, or on GPU the fastest candidate, timed once per shape class."""
     if kernel_is_interpreted():
-        return interpreter_config(n, hidden.shape[1], weights.width)
+        return _interpreter_config(n, hidden.shape[1], weights.width)
     n_bucket = min(triton.next_power_of_2(n), 1024)  # batch sizes change every step; tune per power of two
     key = (hidden.device, hidden.dtype, weights.dtype, weights.width, hidden.shape[1], n_bucket)
     if key not in _TUNED:
@@ -327,7 +327,7 @@ def _time_ms(launch, config: KernelConfig) -> float:
         return float("inf")
 
 
-def interpreter_config(n: int, hidden_size: int, width: int) -> KernelConfig:
+def _interpreter_config(n: int, hidden_size: int, width: int) -> KernelConfig:
     """One split and large tiles: every program and tile is a Python-level step in the interpreter."""
     block_n = min(64, max(16 if width else 1, triton.next_power_of_2(n)))
     return KernelConfig(block_n, min(triton.next_power_of_2(hidden_size), 512 if width else 2048), splits=1)
@@ -374,10 +374,10 @@ def _check_inputs(hidden, rows, weights, thresholds) -> torch.Tensor:
         raise ValueError(f"the probe expects hidden size {weights.hidden_size}, the hidden states have {hidden.shape[1]}")
     if any(t.device != hidden.device for t in (rows, thresholds, weights.mean)):
         raise ValueError(f"rows, thresholds and weights must be on hidden's device {hidden.device}")
-    if rows.device.type == "cpu" and rows.numel():  # free on the host; on a GPU it would cost a sync
-        low, high = torch.aminmax(rows)
+    if rows.device.type == "cpu" and rows.numel():  # free on the host; on a device it would cost a sync
+        low, high = (int(bound) for bound in torch.aminmax(rows))
         if low < 0 or high >= hidden.shape[0]:
-            raise ValueError(f"rows must index hidden's {hidden.shape[0]} rows; got values from {int(low)} to {int(high)}")
+            raise ValueError(f"rows must index hidden's {hidden.shape[0]} rows; got values from {low} to {high}")
     return thresholds.to(torch.float32)
 
 
@@ -394,7 +394,8 @@ def score_boundary_rows_reference(hidden, rows, weights, thresholds):
 
 def reference_math(hidden, rows, weights: ProbeWeights, thresholds):
     """The reference without validation (what the benchmark compiles), accumulating in fp32."""
-    if rows.is_cuda:  # not range-checked on the host, as in the kernel: unreadable rows score NaN
+    on_device = rows.device.type != "cpu"
+    if on_device:  # not range-checked on the host, as in the kernel: unreadable rows score NaN
         readable = (rows >= 0) & (rows < hidden.shape[0])
         rows = torch.where(readable, rows, 0)
     z = (hidden.index_select(0, rows).float() - weights.mean.float()) / weights.scale.float()  # (N, H)
@@ -405,7 +406,7 @@ def reference_math(hidden, rows, weights: ProbeWeights, thresholds):
         activations = torch.addmm(weights.b1.float(), z, weights.w1.float()).relu_()  # (N, W)
         logits = torch.addmv(weights.b2.float().expand(len(z)), activations, weights.w2.float())  # (N,)
     scores = torch.sigmoid(logits)
-    if rows.is_cuda:
+    if on_device:
         scores = scores.masked_fill(~readable, float("nan"))
     return scores, scores >= thresholds
 
