@@ -419,8 +419,13 @@ def reference_math(hidden, rows, weights: ProbeWeights, thresholds):
 def score_boundary_rows(hidden, rows, weights, thresholds, backend: str = "auto"):
     """Probe scores (N,) fp32 and exit decisions (N,) bool (score >= threshold) for hidden[rows].
 
-    backend: "triton" (the fused kernel), "torch" (the reference) or "auto": Triton for CUDA tensors and in
-    an interpreted process (TRITON_INTERPRET=1 at import), the torch reference otherwise.
+    hidden (B, H) bf16/fp16/fp32; rows (N,) int32/int64, repeats and any order allowed; thresholds (N,)
+    float; weights a ProbeWeights of hidden size H; all on hidden's device. Bad inputs raise ValueError.
+    Rows already on a GPU are not range-checked (that would sync the step): an out-of-range row scores NaN
+    and does not exit. backend: "triton" (the fused kernel), "torch" (the reference) or "auto": Triton for
+    CUDA tensors and in an interpreted process (TRITON_INTERPRET=1 at import), the torch reference otherwise.
+    On GPU the first call per (dtypes, width, hidden size, batch rounded up to a power of two) times the
+    launch candidates, once per process; the kernel's scratch buffers assume one stream per device.
     """
     return _BACKEND_FUNCTIONS[resolve_backend(backend, hidden)](hidden, rows, weights, thresholds)
 

@@ -5,10 +5,16 @@ from typing import NamedTuple
 
 import torch
 
-from probexit.kernels.probe_score import ProbeWeights
+import pytest
+
+from probexit.kernels.probe_score import ProbeWeights, kernel_is_interpreted
 
 SCORE_ATOL = 2e-6  # fp32 summation order over up to 8192 products; scores live in (0, 1)
 DECISION_MARGIN = 1e-6  # decisions may differ only where the reference score is this close to the threshold
+
+
+# For tests of this process's uninterpreted kernel: skipped when pytest itself runs with TRITON_INTERPRET=1.
+uninterpreted = pytest.mark.skipif(kernel_is_interpreted(), reason="this process imported triton interpreted")
 
 
 class Case(NamedTuple):

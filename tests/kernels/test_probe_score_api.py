@@ -14,7 +14,7 @@ from probexit.kernels.probe_score import (
     score_boundary_rows,
     score_boundary_rows_reference,
 )
-from tests.kernels.cases import assert_matches, make_case, make_probe
+from tests.kernels.cases import assert_matches, make_case, make_probe, uninterpreted
 
 
 def _reference_in_float64(case):
@@ -43,6 +43,7 @@ def test_no_rows_give_empty_results(batch, backend):
     assert scores.shape == exits.shape == (0,) and scores.dtype == torch.float32 and exits.dtype == torch.bool
 
 
+@uninterpreted
 def test_auto_uses_torch_on_cpu_even_if_the_interpreter_is_requested_late(monkeypatch):
     # Setting TRITON_INTERPRET after triton's import changes nothing (module docstring): CPU stays on torch.
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -51,6 +52,7 @@ def test_auto_uses_torch_on_cpu_even_if_the_interpreter_is_requested_late(monkey
     assert_matches(*score_boundary_rows(*case), *score_boundary_rows_reference(*case), case.thresholds)
 
 
+@uninterpreted
 def test_triton_backend_on_cpu_says_how_to_get_the_interpreter():
     with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
         score_boundary_rows(*make_case(5, 64, 16), backend="triton")

@@ -15,8 +15,9 @@ from triton.runtime.jit import mangle_type
 
 from probexit.kernels import probe_score
 from probexit.kernels.probe_score import KernelConfig, gpu_candidates
-from tests.kernels.cases import make_case
+from tests.kernels.cases import make_case, uninterpreted
 
+pytestmark = uninterpreted
 KERNEL = probe_score._probe_score_kernel  # kept: the tests swap the module's kernel for a recorder
 SHARED_MEMORY = {90: 232448, 80: 166912}  # bytes a block may use: H100 / A100 (cudaDevAttrMaxSharedMemoryPerBlockOptin)
 ARCHS = [pytest.param(90, id="sm90"), pytest.param(80, id="sm80")]
