@@ -58,11 +58,11 @@ class ProbeWeights:
 
     @classmethod
     def from_tensors(cls, mean, scale, w1, b1, w2=None, b2=None, *, device=None, dtype=torch.float32):
-        """Build from tensors, arrays or lists; one-element biases become scalars."""
+        """Build from tensors, arrays or lists, detached (a probe here only scores); 1-element biases become scalars."""
         def convert(value, scalar=False):
             if value is None:
                 return None
-            tensor = torch.as_tensor(value).to(device=device, dtype=dtype)
+            tensor = torch.as_tensor(value).detach().to(device=device, dtype=dtype)
             return tensor.reshape(()) if scalar and tensor.numel() == 1 else tensor
 
         linear = w2 is None
@@ -371,7 +371,8 @@ def _check_inputs(hidden, rows, weights, thresholds) -> torch.Tensor:
         raise ValueError(f"thresholds must be a float tensor shaped like rows {tuple(rows.shape)}; "
                          f"got {thresholds.dtype} of shape {tuple(thresholds.shape)}")
     if weights.hidden_size != hidden.shape[1]:
-        raise ValueError(f"the probe expects hidden size {weights.hidden_size}, the hidden states have {hidden.shape[1]}")
+        raise ValueError(f"the probe expects hidden size {weights.hidden_size}, "
+                         f"the hidden states have {hidden.shape[1]}")
     if any(t.device != hidden.device for t in (rows, thresholds, weights.mean)):
         raise ValueError(f"rows, thresholds and weights must be on hidden's device {hidden.device}")
     if rows.device.type == "cpu" and rows.numel():  # free on the host; on a device it would cost a sync

@@ -66,7 +66,8 @@ def test_gathers_the_given_rows(interpreted, rows, batch, index_dtype, width):
 
 
 STRIDED = [
-    pytest.param(lambda x: torch.cat([x, torch.full_like(x, float("nan"))], dim=1)[:, :x.shape[1]], id="row-stride-wider-than-row"),
+    pytest.param(lambda x: torch.cat([x, torch.full_like(x, float("nan"))], dim=1)[:, :x.shape[1]],
+                 id="row-stride-wider-than-row"),
     pytest.param(lambda x: x.t().contiguous().t(), id="column-major"),
 ]
 

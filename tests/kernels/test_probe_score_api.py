@@ -26,7 +26,8 @@ def _reference_in_float64(case):
     return torch.sigmoid(logits).float()
 
 
-@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16"), pytest.param(256, id="w256")])
+@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16"),
+                                   pytest.param(256, id="w256")])
 @pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.bfloat16, id="bf16")])
 def test_reference_computes_the_probe(width, dtype):
     case = make_case(67, 1536, width, dtype)
@@ -103,6 +104,12 @@ def test_weights_build_from_plain_values_and_move():
         linear.b1 = torch.tensor(1.0)
 
 
+def test_weights_from_a_trained_module_are_detached():
+    layer = torch.nn.Linear(8, 1)
+    weights = ProbeWeights.from_tensors(torch.zeros(8), torch.ones(8), layer.weight[0], layer.bias)
+    assert not weights.w1.requires_grad and weights.b1.shape == ()
+
+
 def test_weights_are_stored_contiguous():
     probe = make_probe(64, 16)
     weights = dataclasses.replace(probe, w1=probe.w1.t().contiguous().t())
@@ -110,7 +117,8 @@ def test_weights_are_stored_contiguous():
 
 
 BAD_WEIGHTS = [
-    pytest.param(dict(scale=lambda p: p.scale.where(torch.arange(64) != 3, 0.0)), "scale must be positive", id="zero-scale"),
+    pytest.param(dict(scale=lambda p: p.scale.where(torch.arange(64) != 3, 0.0)), "scale must be positive",
+                 id="zero-scale"),
     pytest.param(dict(scale=lambda p: p.scale[:10]), "mean and .scale must both be \\(H,\\)", id="short-scale"),
     pytest.param(dict(w1=lambda p: p.w1[:, :8]), "w1 must have shape \\(64, 16\\)", id="w1-narrow"),
     pytest.param(dict(b1=lambda p: p.b1[:3]), "b1 must have shape \\(16,\\)", id="b1-short"),

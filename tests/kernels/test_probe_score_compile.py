@@ -58,7 +58,8 @@ def test_compiles_for_gpu(monkeypatch, batch, hidden_size, width, dtype, weight_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(32, id="w32"), pytest.param(256, id="w256")])
+@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(32, id="w32"),
+                                   pytest.param(256, id="w256")])
 @pytest.mark.parametrize("dtype", [pytest.param(torch.bfloat16, id="bf16"), pytest.param(torch.float32, id="fp32")])
 def test_every_tuning_candidate_compiles_and_most_fit(monkeypatch, dtype, width, arch):
     case = make_case(256, 8192, width, dtype)
