@@ -1,0 +1,156 @@
+"""The boundary policy: where a reasoning chunk ends and whether it states an intermediate answer.
+
+One implementation serves the engine (online, a token at a time, inside the decode step) and the
+training jobs (offline, over a finished trace): `BoundaryTracker.feed` is the only place that decides,
+so the probe is trained on exactly the positions where the server reads it.
+
+A boundary is the token that completes a paragraph break (a blank line) while the sequence is thinking,
+when the chunk since the previous boundary states an answer. Tokens may fuse the newlines with other
+characters (`.\\n\\n`), so breaks are found in the bytes the tokens spell, not by token id.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from probexit.probes.answers import AnswerExtractor, get_extractor
+
+
+@dataclass(frozen=True)
+class BoundaryPolicyConfig:
+    """What the probe file records about how boundaries were found."""
+
+    think_start: str = "<think>"
+    think_end: str = "</think>"
+    paragraph_break: str = "\n\n"
+    extractors: tuple[str, ...] = ("tinyworld", "boxed", "answer_is")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "BoundaryPolicyConfig":
+        known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+        if "extractors" in known:
+            known["extractors"] = tuple(known["extractors"])
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Boundary:
+    token_index: int  # position in the completion of the token that ends the chunk
+    boundary_index: int  # 0 for the sequence's first boundary
+    paragraph_index: int  # paragraphs completed so far, this one included, minus one
+    thinking_tokens: int  # thinking tokens up to and including this one
+    answer: str
+    chunk_text: str
+
+
+class BoundaryPolicy:
+    """A `BoundaryPolicyConfig` bound to a tokenizer: token bytes and the thinking marker ids."""
+
+    def __init__(self, config: BoundaryPolicyConfig, tokenizer):
+        self.config = config
+        self.extractor: AnswerExtractor = get_extractor(config.extractors)
+        self.think_start_id = _single_token_id(tokenizer, config.think_start)
+        self.think_end_id = _single_token_id(tokenizer, config.think_end)
+        self.token_bytes = token_byte_table(tokenizer)
+        self.break_bytes = config.paragraph_break.encode()
+
+    def starts_thinking(self, prompt_ids: list[int] | None) -> bool:
+        """True when the prompt leaves the model inside its thinking (the template opened `<think>`)."""
+        for token_id in reversed(prompt_ids or []):
+            if token_id == self.think_end_id:
+                return False
+            if token_id == self.think_start_id:
+                return True
+        return False
+
+    def tracker(self, prompt_ids: list[int] | None) -> "BoundaryTracker":
+        return BoundaryTracker(self, thinking=self.starts_thinking(prompt_ids))
+
+    def segment(self, prompt_ids: list[int] | None, completion_ids: list[int]) -> list[Boundary]:
+        """Offline: every boundary of a finished completion, exactly as the engine would find them."""
+        tracker = self.tracker(prompt_ids)
+        return [b for b in map(tracker.feed, completion_ids) if b is not None]
+
+
+@dataclass
+class BoundaryTracker:
+    """The incremental state of one sequence. Rebuildable at any time by feeding its tokens again."""
+
+    policy: BoundaryPolicy
+    thinking: bool
+    position: int = 0  # tokens fed so far
+    thinking_tokens: int = 0
+    n_boundaries: int = 0
+    n_paragraphs: int = 0
+    chunk: bytearray = field(default_factory=bytearray)
+
+    def feed(self, token_id: int) -> Boundary | None:
+        index, self.position = self.position, self.position + 1
+        policy = self.policy
+        if token_id == policy.think_start_id:
+            self.thinking, self.chunk = True, bytearray()
+            return None
+        if token_id == policy.think_end_id or not self.thinking:
+            self.thinking = self.thinking and token_id != policy.think_end_id
+            return None
+        self.thinking_tokens += 1
+        piece = policy.token_bytes[token_id] if 0 <= token_id < len(policy.token_bytes) else b""
+        search_from = max(0, len(self.chunk) - len(policy.break_bytes) + 1)
+        self.chunk += piece
+        found = self.chunk.find(policy.break_bytes, search_from)
+        if found == -1:
+            return None
+        end = found + len(policy.break_bytes)
+        self.n_paragraphs += 1
+        text = self.chunk[:end].decode("utf-8", errors="replace")
+        answer = policy.extractor.extract(text)
+        if answer is None:
+            return None  # the paragraph stated nothing: the chunk grows into the next paragraph
+        boundary = Boundary(index, self.n_boundaries, self.n_paragraphs - 1, self.thinking_tokens, answer, text)
+        self.n_boundaries += 1
+        self.chunk = self.chunk[end:]
+        return boundary
+
+
+def _single_token_id(tokenizer, text: str) -> int | None:
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return ids[0] if len(ids) == 1 else None
+
+
+def token_byte_table(tokenizer) -> list[bytes]:
+    """The bytes each token id spells. Byte-level BPE (GPT-2, Qwen, Llama 3, DeepSeek) maps exactly;
+    other tokenizers fall back to decoding ids one at a time."""
+    size = max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1)
+    tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
+    decoder = _byte_level_decoder()
+    added = {token.content for token in tokenizer.added_tokens_decoder.values()}
+    table = []
+    for token_id, token in enumerate(tokens):
+        if token is None:
+            table.append(b"")
+        elif token in added:
+            table.append(token.encode())
+        elif all(ch in decoder for ch in token) and _is_byte_level(tokenizer):
+            table.append(bytes(decoder[ch] for ch in token))
+        else:
+            table.append(tokenizer.decode([token_id], clean_up_tokenization_spaces=False).encode())
+    return table
+
+
+def _is_byte_level(tokenizer) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend is not None and "ByteLevel" in type(backend.decoder).__name__ + repr(backend.decoder)
+
+
+def _byte_level_decoder() -> dict[str, int]:
+    """Inverse of GPT-2's bytes_to_unicode table."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes, extra = list(printable), 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return {chr(code): byte for byte, code in zip(printable, codes)}

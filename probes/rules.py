@@ -1,0 +1,65 @@
+"""Per-request early-exit settings and the exit rules that read them.
+
+`probe` is probexit's own rule; the others are the peers' signals read at the same boundaries, so that a
+benchmark compares decisions, not engines: `consistency` (the last k intermediate answers agree, the
+text-only form of Dynasor's certainty rule), `confidence` (the chunk's lowest token probability passes a
+threshold, DEER's confidence family without its extra trial generation), `first` (exit at the first
+intermediate answer) and `budget` (a fixed thinking-token budget, as engines offer natively).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+RULES = ("probe", "consistency", "confidence", "first", "budget")
+
+
+class SettingsError(ValueError):
+    """An invalid early-exit setting; `field` names it (as in the request body's `early_exit` object)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"early_exit.{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ExitSettings:
+    """What one request asked for, resolved against the server's defaults."""
+
+    rule: str = "probe"
+    threshold: float = 0.85  # probe: score; confidence: lowest token probability in the chunk
+    min_thinking_tokens: int = 0  # no exit before this many thinking tokens
+    k: int = 2  # consistency: how many agreeing answers in a row
+    budget: int = 0  # budget: thinking tokens allowed
+
+    def __post_init__(self):
+        if self.rule not in RULES:
+            raise SettingsError("rule", f"must be one of {', '.join(RULES)}, got {self.rule!r}")
+        if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
+            raise SettingsError("threshold", "must be a finite number")
+        if not 0.0 <= self.threshold <= 1.01:
+            raise SettingsError("threshold", f"must lie in [0, 1.01] (above 1 never exits), got {self.threshold}")
+        if not isinstance(self.min_thinking_tokens, int) or self.min_thinking_tokens < 0:
+            raise SettingsError("min_thinking_tokens", "must be a non-negative integer")
+        if not isinstance(self.k, int) or self.k < 1:
+            raise SettingsError("k", "must be a positive integer")
+        if self.rule == "budget" and (not isinstance(self.budget, int) or self.budget < 1):
+            raise SettingsError("budget", "must be a positive integer when rule is 'budget'")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ExitSettings":
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise SettingsError(sorted(unknown)[0], "unknown setting")
+        return cls(**data)
+
+
+def answers_agree(answers: list[str], k: int) -> bool:
+    """True when the last k answers are the same (after trimming spaces and a trailing period)."""
+    if len(answers) < k:
+        return False
+    last = [answer.strip().rstrip(".").replace(" ", "") for answer in answers[-k:]]
+    return all(answer == last[0] for answer in last)

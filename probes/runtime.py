@@ -1,0 +1,162 @@
+"""The probe runtime of one decode step, independent of any engine.
+
+The engine adapter hands it, each step, the requests that asked for early exit (with live references to
+their output token lists), the step's sampled-position hidden states and its logits. It advances each
+request's boundary tracker over its new tokens, applies the request's exit rule at a boundary (scoring
+all probe rows of the step in one kernel launch), forces `</think>` for the rows that exit, and returns
+what happened so the API process can report it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from probexit.kernels.probe_score import score_boundary_rows
+from probexit.probes.boundary import Boundary, BoundaryPolicy, BoundaryTracker
+from probexit.probes.probe import Probe
+from probexit.probes.rules import ExitSettings, answers_agree
+
+
+@dataclass
+class RequestState:
+    rid: str
+    settings: ExitSettings
+    tracker: BoundaryTracker
+    output_ids: list[int]  # the engine's live list of this request's output tokens
+    fed: int = 0  # how many of output_ids the tracker has seen
+    answers: list[str] = field(default_factory=list)
+    chunk_min_logprob: float = 0.0  # lowest sampled-token log-probability since the last boundary
+    boundary_confidence: float = 1.0  # the lowest token probability of the chunk the last boundary closed
+    last_logprobs: torch.Tensor | None = None  # (V,) confidence rule: the previous step's distribution
+    exited: bool = False
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One boundary at which a request's rule was consulted."""
+
+    rid: str
+    boundary_index: int | None  # None for a budget exit, which needs no boundary
+    token_index: int
+    thinking_tokens: int
+    score: float | None  # the probe's score (probe rule) or the chunk's lowest token probability (confidence)
+    exit: bool
+
+
+class EarlyExitRuntime:
+    def __init__(self, policy: BoundaryPolicy, probe: Probe | None, device: torch.device | str = "cpu",
+                 backend: str = "auto"):
+        self.policy = policy
+        self.probe = probe
+        self.weights = probe.weights.to(device=torch.device(device)) if probe else None
+        self.backend = backend
+
+    def new_request(self, rid: str, settings: ExitSettings, prompt_ids: list[int] | None,
+                    output_ids: list[int]) -> RequestState:
+        """State for a request entering the batch. A request resumed after preemption brings output tokens:
+        all but the last were already decided on; the last is the input of the coming step."""
+        if settings.rule == "probe" and self.probe is None:
+            raise ValueError("early_exit.rule 'probe' needs a probe, and this server was started without one")
+        state = RequestState(rid, settings, self.policy.tracker(prompt_ids), output_ids)
+        for token_id in output_ids[:-1]:
+            self._advance(state, token_id)
+        state.fed = max(0, len(output_ids) - 1)
+        return state
+
+    def step(self, states: dict[int, RequestState], hidden: torch.Tensor | None,
+             logits: torch.Tensor) -> list[Evaluation]:
+        """Decide for this step's rows; forces `</think>` in `logits` (in place) for the rows that exit."""
+        evaluations: list[Evaluation] = []
+        probe_rows: list[tuple[int, RequestState, Boundary]] = []
+        exits: list[int] = []
+        for row, state in states.items():
+            boundary, at_last_token = self._catch_up(state)
+            if state.exited or not state.tracker.thinking:
+                continue
+            settings = state.settings
+            if state.tracker.thinking_tokens < settings.min_thinking_tokens:
+                continue
+            if settings.rule == "budget":
+                if state.tracker.thinking_tokens >= settings.budget:
+                    evaluations.append(Evaluation(state.rid, None, state.fed - 1, state.tracker.thinking_tokens, None, True))
+                    exits.append(row)
+                continue
+            if boundary is None or not at_last_token:
+                continue  # no boundary, or one whose hidden state is not this step's row: never guess
+            if settings.rule == "probe":
+                probe_rows.append((row, state, boundary))
+                continue
+            decision, score = self._text_rule(state, boundary)
+            evaluations.append(Evaluation(state.rid, boundary.boundary_index, boundary.token_index,
+                                          boundary.thinking_tokens, score, decision))
+            if decision:
+                exits.append(row)
+        if probe_rows:
+            evaluations += self._score(probe_rows, hidden, logits.shape[0], exits)
+        for row in exits:
+            states[row].exited = True
+            self._force_think_end(logits, row)
+        self._remember_distributions(states, logits)
+        return evaluations
+
+    # -- per request -------------------------------------------------------------------------------------
+    def _catch_up(self, state: RequestState) -> tuple[Boundary | None, bool]:
+        """Feed the tokens the tracker has not seen; return the last boundary and whether it is the last token."""
+        output_ids, boundary, at_last = state.output_ids, None, False
+        end = len(output_ids)
+        if end and output_ids[end - 1] < 0:
+            return None, False  # asynchronous scheduling placeholder: the real id is not known yet
+        for position in range(state.fed, end):
+            found = self._advance(state, output_ids[position])
+            if found is not None:
+                boundary, at_last = found, position == end - 1
+        state.fed = end
+        return boundary, at_last
+
+    def _advance(self, state: RequestState, token_id: int) -> Boundary | None:
+        if state.last_logprobs is not None and 0 <= token_id < state.last_logprobs.shape[0]:
+            state.chunk_min_logprob = min(state.chunk_min_logprob, float(state.last_logprobs[token_id]))
+        boundary = state.tracker.feed(token_id)
+        if boundary is not None:
+            state.answers.append(boundary.answer)
+            state.boundary_confidence, state.chunk_min_logprob = math.exp(state.chunk_min_logprob), 0.0
+        return boundary
+
+    def _text_rule(self, state: RequestState, boundary: Boundary) -> tuple[bool, float | None]:
+        settings = state.settings
+        if settings.rule == "first":
+            return True, None
+        if settings.rule == "consistency":
+            return answers_agree(state.answers, settings.k), None
+        confidence = state.boundary_confidence  # rule == "confidence"
+        return confidence >= settings.threshold, confidence
+
+    # -- per step ----------------------------------------------------------------------------------------
+    def _score(self, probe_rows, hidden: torch.Tensor | None, n_rows: int, exits: list[int]) -> list[Evaluation]:
+        if hidden is None or hidden.shape[0] != n_rows:
+            return []  # the capture did not line up with the logits: never exit on a guess
+        rows = torch.tensor([row for row, _, _ in probe_rows], device=hidden.device)
+        thresholds = torch.tensor([state.settings.threshold for _, state, _ in probe_rows],
+                                  dtype=torch.float32, device=hidden.device)
+        scores, decisions = score_boundary_rows(hidden, rows, self.weights, thresholds, backend=self.backend)
+        evaluations = []
+        for (row, state, boundary), score, decision in zip(probe_rows, scores.tolist(), decisions.tolist()):
+            evaluations.append(Evaluation(state.rid, boundary.boundary_index, boundary.token_index,
+                                          boundary.thinking_tokens, score, bool(decision)))
+            if decision:
+                exits.append(row)
+        return evaluations
+
+    def _force_think_end(self, logits: torch.Tensor, row: int) -> None:
+        think_end = self.policy.think_end_id
+        logits[row].fill_(-math.inf)
+        logits[row, think_end] = 0.0
+
+    def _remember_distributions(self, states: dict[int, RequestState], logits: torch.Tensor) -> None:
+        """The confidence rule needs each sampled token's probability, known only at the next step."""
+        for row, state in states.items():
+            if state.settings.rule == "confidence" and not state.exited:
+                state.last_logprobs = torch.log_softmax(logits[row].float(), dim=-1).cpu()
+

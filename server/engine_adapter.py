@@ -1,0 +1,196 @@
+"""Every touch point between probexit and vLLM's internals, pinned to vLLM 0.32.0.
+
+Three touch points, each checked at start-up so that an upgrade that moves them fails loudly:
+1. Hidden-state capture. vLLM's model runner passes the hidden states at the positions it samples from
+   (one row per request, batch order, after the final norm) to the model's `LogitsProcessor` layer. We
+   register an out-of-tree replacement of that layer (`PluggableLayer.register_oot`) that keeps a
+   reference to its input before computing logits. It runs outside torch.compile and CUDA graphs.
+2. The decision. A vLLM v1 custom logits processor runs right after, in the same step, sees each row's
+   output token ids, and asks the probe runtime which rows exit; those rows' logits are masked so that
+   the next token is `</think>`.
+3. Per-request settings arrive in `SamplingParams.extra_args["probexit"]`; decisions leave through the
+   event channel (`server/events.py`), since the worker may live in another process.
+
+GPU notes (read from the 0.32 source; this project's CI has no GPU). With asynchronous scheduling the
+input batch writes the real sampled ids over the -1 placeholders right before custom logits processors
+run (`update_async_output_token_ids`); should a placeholder ever remain, the runtime skips that row.
+`compute_logits` runs after the CUDA-graph-captured forward, so the captured rows are real. If the
+captured rows do not line up one-to-one with the logits rows (speculative decoding, which is refused
+at start-up, or any future change), no row exits: the failure mode is "never early", not "wrong".
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+SUPPORTED_VLLM_VERSION = "0.32.0"
+EXTRA_ARGS_KEY = "probexit"  # SamplingParams.extra_args key, and additional_config key
+EVENTS_ADDRESS_ENV = "PROBEXIT_EVENTS_ADDRESS"  # not in additional_config: it would change vLLM's compile-cache hash
+PROCESSOR_FQCN = "probexit.server.engine_adapter:EarlyExitLogitsProcessor"
+
+
+class UnsupportedVLLMError(RuntimeError):
+    pass
+
+
+def require_supported_vllm() -> None:
+    import vllm
+
+    if vllm.__version__ != SUPPORTED_VLLM_VERSION:
+        raise UnsupportedVLLMError(
+            f"probexit needs vLLM {SUPPORTED_VLLM_VERSION} (it reaches into vLLM internals that move between "
+            f"versions), but vLLM {vllm.__version__} is installed; install vllm=={SUPPORTED_VLLM_VERSION}"
+        )
+
+
+# -- 1. hidden-state capture --------------------------------------------------------------------------------
+class _HiddenStateTap:
+    """The latest input of the logits layer in this process: the sampled-position hidden states."""
+
+    hidden: torch.Tensor | None = None
+    installed: bool = False
+
+
+TAP = _HiddenStateTap()
+
+
+def install_hidden_state_tap() -> None:
+    """Replace vLLM's logits layer with one that records its input. Must run before the model is built
+    in this process; idempotent."""
+    if TAP.installed:
+        return
+    from vllm.model_executor.custom_op import op_registry_oot
+    from vllm.model_executor.layers.logits_processor import LogitsProcessor as LogitsLayer
+
+    if "LogitsProcessor" in op_registry_oot:
+        TAP.installed = True
+        return
+
+    @LogitsLayer.register_oot(name="LogitsProcessor")
+    class HiddenStateTapLogitsLayer(LogitsLayer):
+        def forward(self, lm_head, hidden_states, *args, **kwargs):
+            TAP.hidden = hidden_states  # (num_sampled_rows, H), batch order
+            return super().forward(lm_head, hidden_states, *args, **kwargs)
+
+    TAP.installed = True
+
+
+# -- 2. the decision ---------------------------------------------------------------------------------------
+def _processor_base():
+    from vllm.v1.sample.logits_processor import LogitsProcessor
+
+    return LogitsProcessor
+
+
+class EarlyExitLogitsProcessor(_processor_base()):
+    """vLLM v1 logits processor: early exit for the requests whose extra_args ask for it, nothing else."""
+
+    @classmethod
+    def validate_params(cls, sampling_params) -> None:
+        request = (sampling_params.extra_args or {}).get(EXTRA_ARGS_KEY)
+        if request is not None:
+            parse_request_args(request)
+
+    def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool):
+        require_supported_vllm()
+        options = (vllm_config.additional_config or {}).get(EXTRA_ARGS_KEY)
+        self.runtime = None
+        self.states: dict = {}
+        self.publisher = None
+        if options is None:
+            return  # loaded without probexit configuration: a no-op
+        if vllm_config.speculative_config is not None:
+            raise UnsupportedVLLMError("probexit early exit does not support speculative decoding")
+        install_hidden_state_tap()
+        self.runtime = _build_runtime(vllm_config, options, device)
+        address = os.environ.get(EVENTS_ADDRESS_ENV)
+        if address and _is_reporting_rank():
+            from probexit.server.events import EventPublisher
+
+            self.publisher = EventPublisher(address)
+
+    def is_argmax_invariant(self) -> bool:
+        return False  # forcing </think> changes greedy decoding too
+
+    def update_state(self, batch_update) -> None:
+        if not batch_update or self.runtime is None:
+            return
+        from vllm.v1.sample.logits_processor import MoveDirectionality
+
+        for index in batch_update.removed:
+            self.states.pop(index, None)
+        for index, params, prompt_ids, output_ids in batch_update.added:
+            request = (params.extra_args or {}).get(EXTRA_ARGS_KEY) if params is not None else None
+            if request is None:
+                self.states.pop(index, None)
+                continue
+            rid, settings = parse_request_args(request)
+            self.states[index] = self.runtime.new_request(rid, settings, prompt_ids, output_ids)
+        for source, target, direction in batch_update.moved:
+            moving, displaced = self.states.pop(source, None), self.states.pop(target, None)
+            if moving is not None:
+                self.states[target] = moving
+            if displaced is not None and direction == MoveDirectionality.SWAP:
+                self.states[source] = displaced
+
+    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.states:
+            return logits
+        started = time.perf_counter()
+        evaluations = self.runtime.step(self.states, TAP.hidden, logits)
+        if self.publisher is not None:
+            self.publisher.publish(evaluations, time.perf_counter() - started)
+        return logits
+
+
+def parse_request_args(request: dict):
+    """extra_args["probexit"] = {"rid": str, "settings": {...ExitSettings}} -> (rid, ExitSettings)."""
+    from probexit.probes.rules import ExitSettings
+
+    if not isinstance(request, dict) or not isinstance(request.get("rid"), str):
+        raise ValueError("extra_args.probexit must be an object with a string 'rid' and a 'settings' object")
+    return request["rid"], ExitSettings.from_json(dict(request.get("settings") or {}))
+
+
+def _build_runtime(vllm_config, options: dict, device: torch.device):
+    from transformers import AutoTokenizer
+
+    from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
+    from probexit.probes.probe import Probe
+    from probexit.probes.runtime import EarlyExitRuntime
+
+    model_config = vllm_config.model_config
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_config.tokenizer, revision=model_config.tokenizer_revision,
+        trust_remote_code=model_config.trust_remote_code,
+    )
+    policy = BoundaryPolicy(BoundaryPolicyConfig.from_json(options.get("boundary_policy", {})), tokenizer)
+    if policy.think_end_id is None:
+        raise ValueError(f"the tokenizer has no single token for {policy.config.think_end!r}; early exit needs one")
+    probe = Probe.load(options["probe"]) if options.get("probe") else None
+    return EarlyExitRuntime(policy, probe, device, backend=options.get("kernel_backend", "auto"))
+
+
+def _is_reporting_rank() -> bool:
+    """Only one tensor-parallel rank reports, or every decision would arrive once per rank."""
+    try:
+        from vllm.distributed import get_tensor_model_parallel_rank
+
+        return get_tensor_model_parallel_rank() == 0
+    except (AssertionError, RuntimeError):
+        return True  # no distributed group: a single worker
+
+
+# -- 3. engine construction --------------------------------------------------------------------------------
+def early_exit_engine_options(probe_dir: str | None, boundary_policy: dict, kernel_backend: str = "auto") -> dict:
+    """The keyword arguments that turn a vLLM engine into an early-exit engine."""
+    options = {"probe": str(probe_dir) if probe_dir else None, "boundary_policy": boundary_policy,
+               "kernel_backend": kernel_backend}
+    return {"logits_processors": [PROCESSOR_FQCN], "additional_config": {EXTRA_ARGS_KEY: options}}
+
+
+def request_extra_args(rid: str, settings) -> dict:
+    """What a request carries in SamplingParams.extra_args to ask for early exit."""
+    return {EXTRA_ARGS_KEY: {"rid": rid, "settings": settings.to_json()}}

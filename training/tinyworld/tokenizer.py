@@ -1,0 +1,58 @@
+"""The tiny world's tokenizer: byte-level BPE with exactly Qwen2's pre-tokenizer, trained on traces.
+
+Training with Qwen2's own split matters: once `config.json` says `qwen2`, loaders may rebuild the
+tokenizer as `Qwen2Tokenizer` with that split, and any other split would silently change token ids
+(PLATFORM.md). `<think>`/`</think>` are added tokens that are not special, so that decoding with
+`skip_special_tokens=True` (TRL, vLLM) keeps them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from tokenizers import Tokenizer, pre_tokenizers, trainers
+
+END_OF_TEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = (END_OF_TEXT, IM_START, IM_END)
+THINK_TOKENS = ("<think>", "</think>")
+
+# The generation prompt opens the thinking section itself, as DeepSeek-R1 distills do.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{ '<|im_start|>assistant\\n<think>\\n' }}"
+    "{%- if enable_thinking is defined and not enable_thinking -%}{{ '\\n</think>\\n\\n' }}{%- endif -%}"
+    "{%- endif -%}"
+)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path) -> None:
+    """Train BPE on `texts` and save a Qwen2-style tokenizer (tokenizer.json + config) into `out_dir`."""
+    from transformers import Qwen2Tokenizer  # the class loaders will build, so its split is the one we train with
+
+    seed = Qwen2Tokenizer()  # an empty vocabulary, but Qwen2's normalizer, pre-tokenizer and decoder
+    backend: Tokenizer = seed.backend_tokenizer
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    vocab = backend.get_vocab()
+    merges = _merges_of(backend)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token=IM_END, pad_token=END_OF_TEXT)
+    tokenizer.add_special_tokens({"additional_special_tokens": [IM_START, IM_END]})
+    tokenizer.add_tokens(list(THINK_TOKENS), special_tokens=False)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.model_max_length = 1024
+    tokenizer.save_pretrained(out_dir)
+
+
+def _merges_of(backend: Tokenizer) -> list[tuple[str, str]]:
+    import json
+
+    model = json.loads(backend.to_str())["model"]
+    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
