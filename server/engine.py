@@ -1,0 +1,136 @@
+"""Building the engine: everything checked before the port opens, then vLLM's `AsyncLLM` in this process.
+
+`prepare` does every check that can fail because of the user's input (vLLM version, probe file, probe
+against model, thinking markers, vLLM's own validation of the engine flags) and raises `ConfigError` with
+one line; `start_engine` then only builds the engine from the prepared config. This module uses vLLM's
+public engine API; the internal touch points stay in `engine_adapter.py`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from probexit.probes.boundary import BoundaryPolicyConfig
+from probexit.probes.fingerprint import model_identity
+from probexit.probes.probe import Probe, ProbeFileError
+from probexit.server.config import ConfigError, ServerConfig
+from probexit.server.engine_adapter import UnsupportedVLLMError, early_exit_engine_options, require_supported_vllm
+from probexit.server.reasoning import ThinkingMarkers, find_markers
+
+# vLLM on CPU refuses to start without a KV-cache size (PLATFORM.md); 1 GiB serves small models well.
+CPU_KV_CACHE_GIB = "1"
+
+
+@dataclass
+class EngineSetup:
+    """What `prepare` found: the engine's configuration and what the API process needs beside it."""
+
+    vllm_config: Any  # vllm.config.VllmConfig
+    engine_args: Any  # the AsyncEngineArgs the config was made from
+    probe: Probe | None
+    markers: ThinkingMarkers | None  # None: the model has no thinking markers (no split, no early exit)
+    default_sampling: dict  # the model's generation-config defaults (temperature, top_p, ...)
+
+    @property
+    def max_model_len(self) -> int:
+        return self.vllm_config.model_config.max_model_len
+
+
+def prepare(config: ServerConfig) -> EngineSetup:
+    """Every start-up check, in the order a user would fix them; raises ConfigError."""
+    try:
+        require_supported_vllm()
+    except UnsupportedVLLMError as error:
+        raise ConfigError(str(error)) from error
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)  # read only by vLLM's CPU platform
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    args = config.engine_args or AsyncEngineArgs(model=config.model)
+    args = dataclasses.replace(args, model=config.model, served_model_name=config.served_model_name)
+    probe = _load_probe(config, args)
+    markers = _find_markers(args, probe)
+    if markers is not None:
+        args = _with_early_exit(args, config, probe, markers)
+    vllm_config = _engine_config(args)
+    return EngineSetup(vllm_config, args, probe, markers, vllm_config.model_config.get_diff_sampling_param())
+
+
+def start_engine(setup: EngineSetup):
+    """vLLM's AsyncLLM for the prepared config (tens of seconds: weights, KV cache, compilation)."""
+    from vllm.usage.usage_lib import UsageContext
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    return AsyncLLM.from_vllm_config(setup.vllm_config, usage_context=UsageContext.OPENAI_API_SERVER,
+                                     enable_log_requests=setup.engine_args.enable_log_requests,
+                                     disable_log_stats=setup.engine_args.disable_log_stats)
+
+
+def engine_metrics() -> bytes:
+    """The engine's own Prometheus metrics (vLLM registers them in its registry)."""
+    from prometheus_client import generate_latest
+    from vllm.v1.metrics.prometheus import get_prometheus_registry
+
+    return generate_latest(get_prometheus_registry())
+
+
+def _load_probe(config: ServerConfig, args) -> Probe | None:
+    if config.probe is None:
+        return None
+    try:
+        probe = Probe.load(config.probe)
+        probe.check_compatible(model_identity(_local_model_dir(args)))
+    except (ProbeFileError, ValueError) as error:
+        raise ConfigError(f"--probe {config.probe}: {error}") from error
+    return probe
+
+
+def _local_model_dir(args) -> Path:
+    """The folder holding the model's weights (a hub id is fetched into the local cache first, which the
+    engine would do anyway) so that the probe's fingerprint can be checked against them."""
+    if Path(args.model).is_dir():
+        return Path(args.model)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(args.model, revision=args.revision, allow_patterns=["*.json", "*.safetensors"]))
+
+
+def _find_markers(args, probe: Probe | None) -> ThinkingMarkers | None:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model, revision=args.tokenizer_revision
+                                                  or args.revision, trust_remote_code=args.trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot load the tokenizer of {args.tokenizer or args.model}: {_one_line(error)}") from error
+    policy = probe.config.boundary_policy if probe is not None else None
+    try:
+        return find_markers(tokenizer, (policy.think_start, policy.think_end) if policy else None)
+    except ValueError as error:
+        raise ConfigError(f"--probe: {error}") from error
+
+
+def _with_early_exit(args, config: ServerConfig, probe: Probe | None, markers: ThinkingMarkers):
+    """Add the early-exit logits processor, with the boundary policy the probe was trained with (or the
+    default policy over this model's own markers), to whatever processors the user configured."""
+    policy = probe.config.boundary_policy if probe is not None else BoundaryPolicyConfig(markers.start, markers.end)
+    options = early_exit_engine_options(config.probe if probe is not None else None, policy.to_json(),
+                                        config.kernel_backend)
+    return dataclasses.replace(
+        args, logits_processors=[*(args.logits_processors or []), *options["logits_processors"]],
+        additional_config={**(args.additional_config or {}), **options["additional_config"]})
+
+
+def _engine_config(args):
+    from vllm.usage.usage_lib import UsageContext
+
+    try:
+        return args.create_engine_config(UsageContext.OPENAI_API_SERVER)
+    except Exception as error:  # vLLM validates with ValueError, pydantic, OSError and its own types
+        raise ConfigError(f"vLLM cannot build an engine from these flags: {_one_line(error)}") from error
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

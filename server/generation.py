@@ -1,0 +1,273 @@
+"""The generation core that chat and completion requests share.
+
+`plan` turns a validated request and its tokenized prompts into engine requests: one per choice
+(`n` is fanned out here, not by vLLM, because vLLM's children share one `extra_args` dict and each
+choice needs its own early-exit id), each with its own seed (`seed + i`). `run` submits them, merges
+their outputs, splits reasoning from answer, attaches the early-exit report when a choice finishes, and
+aborts whatever is unfinished the moment the caller goes away (a disconnect cancels it).
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from probexit.probes.rules import ExitSettings
+from probexit.server import early_exit
+from probexit.server.engine import EngineSetup
+from probexit.server.engine_adapter import request_extra_args
+from probexit.server.errors import APIError, to_api_error
+from probexit.server.events import EventCollector
+from probexit.server.metrics import ServerMetrics
+from probexit.server.protocol import CompletionTokensDetails, EarlyExitReport, SamplingRequest, Usage
+from probexit.server.reasoning import ReasoningSplitter
+
+# Sampling fields a request may leave out; the model's generation config, then these, fill them in.
+SAMPLING_FALLBACKS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "presence_penalty": 0.0,
+                      "frequency_penalty": 0.0, "repetition_penalty": 1.0}
+
+
+@dataclass
+class Choice:
+    """One choice of a response: one engine request."""
+
+    index: int
+    engine_id: str
+    splitter: ReasoningSplitter
+    params: object  # vllm.SamplingParams
+    prompt_ids: list[int]
+    tokens: int = 0
+    finish_reason: str | None = None
+    done: bool = False
+    report: EarlyExitReport | None = None
+
+
+@dataclass
+class Generation:
+    """One HTTP request's engine work."""
+
+    request_id: str
+    model: str
+    settings: ExitSettings | None
+    prompt_tokens: int
+    stream: bool
+    choices: list[Choice] = field(default_factory=list)
+
+    def usage(self) -> Usage:
+        completion = sum(choice.tokens for choice in self.choices)
+        reasoning = sum(choice.splitter.reasoning_tokens for choice in self.choices)
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=completion,
+                     total_tokens=self.prompt_tokens + completion,
+                     completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning))
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What one engine output added to one choice (the whole choice when not streaming)."""
+
+    choice: Choice
+    text: str  # as the engine detokenized it, markers included
+    reasoning: str
+    content: str
+
+
+@dataclass
+class Joined:
+    """A choice's whole output."""
+
+    text: str = ""
+    reasoning: str = ""
+    content: str = ""
+
+
+class GenerationCore:
+    def __init__(self, engine, collector: EventCollector, metrics: ServerMetrics, setup: EngineSetup,
+                 exit_defaults: early_exit.ExitDefaults, model_name: str):
+        self.engine, self.collector, self.metrics = engine, collector, metrics
+        self.setup, self.exit_defaults, self.model_name = setup, exit_defaults, model_name
+        self._background: set[asyncio.Task] = set()  # aborts in flight (a reference keeps them alive)
+
+    @property
+    def tokenizer(self):
+        return self.engine.get_tokenizer()
+
+    # -- planning: every check that can fail happens here, before a streamed response starts -------------
+    def plan(self, request: SamplingRequest, prompts: list[list[int]], max_tokens: int | None, *,
+             id_prefix: str, prompt_field: str) -> Generation:
+        for name in ("logprobs", "echo"):
+            if getattr(request, name, None):
+                raise APIError(400, f"{name}: not supported by probexit", param=name)
+        settings = early_exit.resolve(request.early_exit, self.exit_defaults)
+        generation = Generation(f"{id_prefix}-{uuid.uuid4().hex}", self.model_name, settings,
+                                sum(len(prompt) for prompt in prompts), request.stream)
+        for prompt_index, prompt_ids in enumerate(prompts):
+            limit = self._max_tokens(len(prompt_ids), max_tokens, prompt_field)
+            for sample in range(request.n):
+                index = prompt_index * request.n + sample
+                engine_id = f"{generation.request_id}-{index}"
+                seed = None if request.seed is None else request.seed + sample
+                extra_args = request_extra_args(engine_id, settings) if settings is not None else None
+                params = self._sampling_params(request, limit, seed, extra_args)
+                generation.choices.append(Choice(index, engine_id, ReasoningSplitter(self.setup.markers, prompt_ids),
+                                                 params, prompt_ids))
+        return generation
+
+    def _max_tokens(self, prompt_length: int, requested: int | None, prompt_field: str) -> int:
+        if prompt_length == 0:
+            raise APIError(400, f"{prompt_field}: the prompt is empty", param=prompt_field)
+        room = self.setup.max_model_len - prompt_length
+        if room < 1:
+            raise APIError(400, f"{prompt_field}: the prompt has {prompt_length} tokens, which leaves no room in "
+                                f"this model's context of {self.setup.max_model_len}", param=prompt_field)
+        wanted = requested if requested is not None else self.setup.default_sampling.get("max_tokens", room)
+        return min(wanted, room)  # as vLLM's server: a request never fails for asking too much
+
+    def _sampling_params(self, request: SamplingRequest, max_tokens: int, seed: int | None, extra_args):
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        defaults = self.setup.default_sampling
+        values = {name: value if (value := getattr(request, name)) is not None else defaults.get(name, fallback)
+                  for name, fallback in SAMPLING_FALLBACKS.items()}
+        markers = self.setup.markers
+        try:
+            return SamplingParams(
+                **values, max_tokens=max_tokens, min_tokens=request.min_tokens, stop=request.stop, seed=seed,
+                ignore_eos=request.ignore_eos, extra_args=extra_args,
+                # a marker the tokenizer calls special would vanish from the text, and the split needs it
+                skip_special_tokens=not (markers is not None and markers.special),
+                output_kind=RequestOutputKind.DELTA if request.stream else RequestOutputKind.FINAL_ONLY)
+        except (ValueError, TypeError) as error:
+            raise APIError(400, str(error)) from error
+
+    # -- running ---------------------------------------------------------------------------------------------
+    async def collect(self, generation: Generation) -> dict[int, Joined]:
+        """Runs to the end (not streaming); each choice's output by index."""
+        parts = {choice.index: ([], [], []) for choice in generation.choices}
+        async for delta in self.run(generation):
+            for part, piece in zip(parts[delta.choice.index], (delta.text, delta.reasoning, delta.content)):
+                part.append(piece)
+        return {index: Joined(*map("".join, pieces)) for index, pieces in parts.items()}
+
+    async def run(self, generation: Generation) -> AsyncIterator[Delta]:
+        """Yields deltas as the engine produces them; the last delta of each choice has `choice.done`."""
+        for choice in generation.choices:
+            if generation.settings is not None:
+                self.collector.expect(choice.engine_id)
+                self.metrics.track(choice.engine_id, generation.settings.rule)
+        from vllm.inputs import tokens_input
+
+        merged = _merge([self.engine.generate(tokens_input(choice.prompt_ids), choice.params, choice.engine_id)
+                         for choice in generation.choices])
+        outcome: str | None = "aborted"
+        try:
+            async for index, output in merged:
+                yield self._delta(generation, generation.choices[index], output)
+            outcome = "success"
+        except Exception:
+            outcome = None  # counted by the error mapping, which also answers the client
+            raise
+        finally:
+            self._finish(generation, outcome)  # first, and synchronously: the abort must not wait
+            await merged.aclose()
+
+    def _delta(self, generation: Generation, choice: Choice, output) -> Delta:
+        completion = output.outputs[0]
+        reasoning, content = choice.splitter.feed(completion.token_ids, completion.text, final=output.finished)
+        choice.tokens += len(completion.token_ids)  # new ids when streaming, all of them otherwise
+        if output.finished:
+            choice.done, choice.finish_reason = True, completion.finish_reason
+            record = self.collector.collect(choice.engine_id) if generation.settings is not None else None
+            choice.report = early_exit.report(generation.settings, record, choice.splitter.reasoning_tokens)
+            self.metrics.choice_done(choice.splitter.reasoning_tokens)
+        return Delta(choice, completion.text, reasoning, content)
+
+    def _finish(self, generation: Generation, outcome: str | None) -> None:
+        """Synchronous on purpose: it runs while the request's task is being cancelled, where an await
+        could itself be cancelled before the engine heard of the abort."""
+        unfinished = [choice.engine_id for choice in generation.choices if not choice.done]
+        if unfinished:
+            task = asyncio.get_running_loop().create_task(self.engine.abort(unfinished))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        for choice in generation.choices:
+            self.collector.forget(choice.engine_id)
+            self.metrics.untrack(choice.engine_id)
+        if outcome is not None:
+            self.metrics.request_done(outcome)
+
+
+async def _merge(streams: list) -> AsyncIterator[tuple[int, object]]:
+    """(stream index, item) from several async iterators, as items arrive. One stream is iterated
+    directly (no task, no queue: the common case stays as fast as vLLM's own server)."""
+    if len(streams) == 1:
+        try:
+            async for item in streams[0]:
+                yield 0, item
+        finally:
+            await streams[0].aclose()
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+    finished = object()
+
+    async def pump(index: int, stream) -> None:
+        try:
+            async for item in stream:
+                queue.put_nowait((index, item, None))
+            queue.put_nowait((index, finished, None))
+        except Exception as error:  # handed to the consumer, which raises it
+            queue.put_nowait((index, None, error))
+
+    tasks = [asyncio.create_task(pump(index, stream)) for index, stream in enumerate(streams)]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            index, item, error = await queue.get()
+            if error is not None:
+                raise error
+            if item is finished:
+                remaining -= 1
+                continue
+            yield index, item
+    finally:
+        for task in tasks:
+            task.cancel()  # each stream's own cancellation handling aborts its engine request
+
+
+async def stream_chunks(core: GenerationCore, generation: Generation, include_usage: bool,
+                        make_chunk: Callable[..., BaseModel], choice_of: Callable[[Delta], BaseModel | None],
+                        opening: list | None = None) -> AsyncIterator[BaseModel]:
+    """Response chunks for a streamed generation: `opening` choices first (chat's role delta), then one
+    chunk per delta that `choice_of` turns into a choice, then the usage chunk if the client asked."""
+    usage = {"usage": None} if include_usage else {}  # OpenAI sends "usage": null on all chunks but the last
+    if opening:
+        yield make_chunk(choices=opening, **usage)
+    deltas = core.run(generation)
+    try:
+        async for delta in deltas:
+            choice = choice_of(delta)
+            if choice is not None:
+                yield make_chunk(choices=[choice], **usage)
+    finally:
+        await deltas.aclose()
+    if include_usage:
+        yield make_chunk(choices=[], usage=generation.usage())
+
+
+async def sse(chunks: AsyncIterator, metrics: ServerMetrics) -> AsyncIterator[str]:
+    """Server-sent events from response chunks. An error after the 200 status went out becomes an error
+    event in OpenAI's body, then `[DONE]`, as OpenAI's clients expect."""
+    try:
+        async for chunk in chunks:
+            # exclude_unset: a delta carries only what it has, yet the chunks set every top-level field
+            yield f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
+    except Exception as error:  # noqa: BLE001 - every failure must reach the client as an error event
+        api_error = to_api_error(error)
+        metrics.request_done("rejected" if api_error.status < 500 else "error")
+        yield f"data: {api_error.body().model_dump_json()}\n\n"
+    finally:
+        await chunks.aclose()  # closes the generation (aborting what is unfinished) even on a disconnect
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,106 @@
+"""Helpers for the server tests: the test model, a probe that always fires, a running server process.
+
+The model comes from $PROBEXIT_TEST_MODEL, else the embedded default (`assets/tinyworld/policy`); the
+tests that need the server skip, saying so, when neither exists. The probe is built here: a linear probe
+with zero weights and a large bias scores every boundary about 1.0, so the server's default threshold
+(0.5) exits at the first boundary and a request's threshold of 1.01 never exits.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+API_KEY = "test-key-not-secret"
+MODEL_NAME = "tinyworld-test"
+START_TIMEOUT_S = 300
+
+
+def find_test_model() -> Path | None:
+    from probexit.server.defaults import default_paths
+
+    model = Path(os.environ.get("PROBEXIT_TEST_MODEL") or default_paths().policy)
+    return model if (model / "config.json").is_file() else None
+
+
+def make_probe(model_dir: Path, out: Path, bias: float, default_threshold: float = 0.5) -> Path:
+    import torch
+
+    from probexit.probes.fingerprint import model_identity
+    from probexit.probes.probe import Probe, ProbeConfig, ProbeModel
+
+    hidden = json.loads((model_dir / "config.json").read_text())["hidden_size"]
+    module = ProbeModel(hidden, 0, torch.zeros(hidden), torch.ones(hidden))
+    with torch.no_grad():
+        module.net.weight.zero_()
+        module.net.bias.fill_(bias)
+    config = ProbeConfig(kind="linear", hidden_size=hidden, width=0, model=model_identity(model_dir),
+                         default_threshold=default_threshold)
+    Probe(config, module.weights()).save(out)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        return probe_socket.getsockname()[1]
+
+
+def server_env(tmp: Path) -> dict:
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", VLLM_CPU_KVCACHE_SPACE="1",
+               VLLM_RPC_BASE_PATH=str(tmp), PYTHONUNBUFFERED="1")
+    env.pop("PROBEXIT_API_KEY", None)
+    return env
+
+
+class ServerFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Server:
+    base_url: str
+    api_key: str
+    model: str
+    model_dir: Path
+    process: subprocess.Popen
+    log: Path
+    start_seconds: float
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.get(self.base_url + path, timeout=30, **kwargs)
+
+    def post(self, path: str, body: dict, key: str | None = "default", **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.api_key if key == 'default' else key}"} if key else {}
+        return httpx.post(self.base_url + path, json=body, headers=headers, timeout=120, **kwargs)
+
+    def metric(self, name: str, **labels) -> float:
+        """The sum of a metric's samples whose labels include `labels`."""
+        total = 0.0
+        for line in self.get("/metrics").text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                if all(f'{key}="{value}"' in line for key, value in labels.items()):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_until_healthy(instance: Server, started: float) -> None:
+    while time.monotonic() - started < START_TIMEOUT_S:
+        if instance.process.poll() is not None:
+            raise ServerFailed(f"the server exited with {instance.process.returncode}:\n{instance.log_tail()}")
+        try:
+            if instance.get("/health").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise ServerFailed(f"the server did not become healthy in {START_TIMEOUT_S} s:\n{instance.log_tail()}")
