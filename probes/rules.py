@@ -4,14 +4,16 @@
 benchmark compares decisions, not engines: `consistency` (the last k intermediate answers agree, the
 text-only form of Dynasor's certainty rule), `confidence` (the chunk's lowest token probability passes a
 threshold, DEER's confidence family without its extra trial generation), `first` (exit at the first
-intermediate answer) and `budget` (a fixed thinking-token budget, as engines offer natively).
+intermediate answer) and `budget` (a fixed thinking-token budget, as engines offer natively). `none`
+never exits; with `record` it only reports boundaries, which is how the training jobs read hidden states
+from exactly the engine path the server uses.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
-RULES = ("probe", "consistency", "confidence", "first", "budget")
+RULES = ("probe", "consistency", "confidence", "first", "budget", "none")
 
 
 class SettingsError(ValueError):
@@ -31,6 +33,7 @@ class ExitSettings:
     min_thinking_tokens: int = 0  # no exit before this many thinking tokens
     k: int = 2  # consistency: how many agreeing answers in a row
     budget: int = 0  # budget: thinking tokens allowed
+    record: bool = False  # report each boundary's hidden state and P(</think>) (training, analysis)
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -43,6 +46,8 @@ class ExitSettings:
             raise SettingsError("min_thinking_tokens", "must be a non-negative integer")
         if not isinstance(self.k, int) or self.k < 1:
             raise SettingsError("k", "must be a positive integer")
+        if not isinstance(self.record, bool):
+            raise SettingsError("record", "must be true or false")
         if self.rule == "budget" and (not isinstance(self.budget, int) or self.budget < 1):
             raise SettingsError("budget", "must be a positive integer when rule is 'budget'")
 

@@ -43,6 +43,8 @@ class Evaluation:
     thinking_tokens: int
     score: float | None  # the probe's score (probe rule) or the chunk's lowest token probability (confidence)
     exit: bool
+    hidden: list[float] | None = None  # record mode: the boundary's hidden state
+    end_prob: float | None = None  # record mode: the model's own probability of `</think>` next
 
 
 class EarlyExitRuntime:
@@ -76,23 +78,25 @@ class EarlyExitRuntime:
             if state.exited or not state.tracker.thinking:
                 continue
             settings = state.settings
-            if state.tracker.thinking_tokens < settings.min_thinking_tokens:
+            # A boundary whose token is not this step's input has no hidden-state row here: never guess.
+            readable = boundary if at_last_token else None
+            if settings.record and readable is not None:
+                recorded = self._record(state, readable, row, hidden, logits)
+                evaluations += [recorded] if recorded is not None else []
+            if settings.rule == "none" or state.tracker.thinking_tokens < settings.min_thinking_tokens:
                 continue
             if settings.rule == "budget":
                 if state.tracker.thinking_tokens >= settings.budget:
                     evaluations.append(Evaluation(state.rid, None, state.fed - 1, state.tracker.thinking_tokens, None, True))
                     exits.append(row)
-                continue
-            if boundary is None or not at_last_token:
-                continue  # no boundary, or one whose hidden state is not this step's row: never guess
-            if settings.rule == "probe":
-                probe_rows.append((row, state, boundary))
-                continue
-            decision, score = self._text_rule(state, boundary)
-            evaluations.append(Evaluation(state.rid, boundary.boundary_index, boundary.token_index,
-                                          boundary.thinking_tokens, score, decision))
-            if decision:
-                exits.append(row)
+            elif readable is not None and settings.rule == "probe":
+                probe_rows.append((row, state, readable))
+            elif readable is not None:
+                decision, score = self._text_rule(state, readable)
+                evaluations.append(Evaluation(state.rid, readable.boundary_index, readable.token_index,
+                                              readable.thinking_tokens, score, decision))
+                if decision:
+                    exits.append(row)
         if probe_rows:
             evaluations += self._score(probe_rows, hidden, logits.shape[0], exits)
         for row in exits:
@@ -123,6 +127,13 @@ class EarlyExitRuntime:
             state.answers.append(boundary.answer)
             state.boundary_confidence, state.chunk_min_logprob = math.exp(state.chunk_min_logprob), 0.0
         return boundary
+
+    def _record(self, state: RequestState, boundary: Boundary, row: int, hidden, logits) -> Evaluation | None:
+        if hidden is None or hidden.shape[0] != logits.shape[0]:
+            return None
+        end_prob = float(torch.softmax(logits[row].float(), dim=-1)[self.policy.think_end_id])
+        return Evaluation(state.rid, boundary.boundary_index, boundary.token_index, boundary.thinking_tokens,
+                          None, False, hidden[row].float().cpu().tolist(), end_prob)
 
     def _text_rule(self, state: RequestState, boundary: Boundary) -> tuple[bool, float | None]:
         settings = state.settings

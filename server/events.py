@@ -46,8 +46,8 @@ class EventPublisher:
         now = time.monotonic()
         if not evaluations and len(self._step_seconds) < FLUSH_EVERY_STEPS and now - self._last_flush < FLUSH_EVERY_SECONDS:
             return
-        message = {"evals": [[e.rid, e.boundary_index, e.token_index, e.thinking_tokens, e.score, e.exit]
-                             for e in evaluations], "step_seconds": self._step_seconds}
+        message = {"evals": [[e.rid, e.boundary_index, e.token_index, e.thinking_tokens, e.score, e.exit,
+                              e.hidden, e.end_prob] for e in evaluations], "step_seconds": self._step_seconds}
         try:
             self._socket.send(json.dumps(message).encode(), zmq.NOBLOCK)
         except zmq.Again:
@@ -148,8 +148,9 @@ class EventCollector:
                 self._handle(json.loads(payload))
 
     def _handle(self, message: dict) -> None:
-        for rid, boundary_index, token_index, thinking_tokens, score, exit_ in message.get("evals", []):
-            evaluation = Evaluation(rid, boundary_index, token_index, thinking_tokens, score, exit_)
+        for fields in message.get("evals", []):
+            evaluation = Evaluation(*fields)
+            rid = evaluation.rid
             record = self._records.get(rid)
             if record is not None:
                 record.evaluations.append(evaluation)

@@ -34,6 +34,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path) -> Non
 
     seed = Qwen2Tokenizer()  # an empty vocabulary, but Qwen2's normalizer, pre-tokenizer and decoder
     backend: Tokenizer = seed.backend_tokenizer
+    # Registered before training, so that BPE spends no merges on the markers' characters.
+    backend.add_special_tokens(list(SPECIAL_TOKENS) + list(THINK_TOKENS))
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=list(SPECIAL_TOKENS),
@@ -49,6 +51,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path) -> Non
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.model_max_length = 1024
     tokenizer.save_pretrained(out_dir)
+
+
+def render_chat(messages: list[dict], add_generation_prompt: bool = True) -> str:
+    """The chat template applied without a tokenizer (needed before the tokenizer exists)."""
+    import jinja2
+
+    return jinja2.Template(CHAT_TEMPLATE).render(messages=messages, add_generation_prompt=add_generation_prompt)
 
 
 def _merges_of(backend: Tokenizer) -> list[tuple[str, str]]:

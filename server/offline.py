@@ -1,0 +1,89 @@
+"""A vLLM engine for batch jobs (training, model cards) that reads boundaries exactly as the server does.
+
+Training jobs must see hidden states at the same positions and through the same engine path as serving
+(DESIGN.md, "train where you serve"): this wraps vLLM's offline `LLM` with the same early-exit logits
+processor and event channel as `probexit serve`, and returns each generation together with what the
+processor recorded at its boundaries.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from probexit.probes.rules import ExitSettings
+from probexit.probes.runtime import Evaluation
+from probexit.server.engine_adapter import EVENTS_ADDRESS_ENV, early_exit_engine_options, request_extra_args, require_supported_vllm
+from probexit.server.events import EventCollector
+
+
+@dataclass
+class Generation:
+    prompt_ids: list[int]
+    token_ids: list[int]
+    text: str
+    logprobs: list[float] | None  # the sampled tokens' log-probabilities, when asked for
+    finish_reason: str | None
+    evaluations: list[Evaluation] = field(default_factory=list)
+
+    def recorded(self) -> dict[int, Evaluation]:
+        """Recorded boundaries by token index."""
+        return {e.token_index: e for e in self.evaluations if e.hidden is not None}
+
+
+class OfflineEngine:
+    def __init__(self, model: str | Path, probe: str | Path | None = None, boundary_policy: dict | None = None,
+                 seed: int = 0, **vllm_kwargs):
+        require_supported_vllm()
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        from vllm import LLM
+
+        self.collector = EventCollector()
+        os.environ[EVENTS_ADDRESS_ENV] = self.collector.address  # inherited by the engine's processes
+        options = early_exit_engine_options(probe, boundary_policy or {})
+        self.llm = LLM(model=str(model), seed=seed, **options, **vllm_kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def chat_prompts(self, questions: list[str]) -> list[str]:
+        return [self.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                                   add_generation_prompt=True) for q in questions]
+
+    def generate(self, prompts: list[str], *, temperature: float, top_p: float = 1.0, max_tokens: int = 512,
+                 seed: int | None = None, logprobs: bool = False, settings: ExitSettings | None = None,
+                 progress: bool = True) -> list[Generation]:
+        """One generation per prompt; `settings` (e.g. rule "none" with record) turn the processor on."""
+        from vllm import SamplingParams
+
+        rids, params = [], []
+        for index in range(len(prompts)):
+            rid = uuid.uuid4().hex
+            extra = request_extra_args(rid, settings) if settings is not None else None
+            if extra is not None:
+                self.collector.expect(rid)
+            rids.append(rid)
+            params.append(SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                         seed=None if seed is None else seed + index,
+                                         logprobs=0 if logprobs else None, extra_args=extra))
+        outputs = self.llm.generate(prompts, params, use_tqdm=progress)
+        return [self._generation(output, rid, settings is not None) for output, rid in zip(outputs, rids)]
+
+    def _generation(self, output, rid: str, tracked: bool) -> Generation:
+        completion = output.outputs[0]
+        token_ids = list(completion.token_ids)
+        logprobs = None
+        if completion.logprobs is not None:
+            logprobs = [step[token].logprob for step, token in zip(completion.logprobs, token_ids)]
+        evaluations = self.collector.collect(rid).evaluations if tracked else []
+        return Generation(list(output.prompt_token_ids), token_ids, completion.text, logprobs,
+                          completion.finish_reason, evaluations)
+
+    def close(self) -> None:
+        del self.llm
+        self.collector.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,151 @@
+"""`probexit tinyworld build`: the embedded default, rebuilt from nothing, deterministically and resumably.
+
+Each stage writes its outputs under the build folder and a marker in `DIR/work/`; a rerun skips finished
+stages, and SFT resumes from its last checkpoint. The manifest records the seeds, the versions, how long
+each stage took and a checksum of every file, so that anyone can see how each served artifact was made.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from probexit.training.tinyworld.policy import PolicyConfig
+from probexit.training.tinyworld.problems import Problem, generate_splits, parse_question, write_jsonl
+from probexit.training.tinyworld.traces import TraceStyle, sample_trace
+
+SPLIT_SIZES = {"train": 50_000, "validation": 1_000, "test": 1_000}
+CARD_PROBLEMS = 500
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    seed: int = 0
+    split_sizes: dict = field(default_factory=lambda: dict(SPLIT_SIZES))
+    tokenizer_vocab_size: int = 512
+    tokenizer_corpus_traces: int = 20_000
+    style: TraceStyle = field(default_factory=TraceStyle)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    card_problems: int = CARD_PROBLEMS
+
+
+class Build:
+    def __init__(self, out: Path, config: BuildConfig, log: Callable[[str], None] = print):
+        self.out, self.config, self.log = Path(out), config, log
+        self.work = self.out / "work"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.timings: dict[str, float] = self._load_json(self.work / "timings.json", {})
+
+    # -- stages ------------------------------------------------------------------------------------------
+    def problems(self) -> None:
+        splits = generate_splits(self.config.split_sizes, seed=self.config.seed)
+        for name, problems in splits.items():
+            write_jsonl(problems, self.out / "problems" / f"{name}.jsonl")
+
+    def tokenizer(self) -> None:
+        from probexit.training.tinyworld.tokenizer import train_tokenizer
+
+        train = self.load_split("train")
+        rng = random.Random(self.config.seed + 1)
+        corpus = []
+        for _ in range(self.config.tokenizer_corpus_traces):
+            problem = rng.choice(train)
+            corpus.append(_chat_text(problem, sample_trace(problem, self.config.style, rng).completion))
+        train_tokenizer(corpus, self.config.tokenizer_vocab_size, self.out / "policy")
+
+    def sft(self) -> None:
+        from transformers import AutoTokenizer, GenerationConfig
+
+        from probexit.training.tinyworld.policy import train_policy
+        from probexit.training.tinyworld.tokenizer import END_OF_TEXT, IM_END
+
+        tokenizer = AutoTokenizer.from_pretrained(self.out / "policy")
+        model, stats = train_policy(tokenizer, self.load_split("train"), self.config.style, self.config.policy, self.work)
+        model.save_pretrained(self.out / "policy")
+        stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in (IM_END, END_OF_TEXT)]
+        GenerationConfig(eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
+                         temperature=0.6, top_p=0.95, do_sample=True).save_pretrained(self.out / "policy")
+        (self.out / "policy_sft.json").write_text(json.dumps(stats, indent=2) + "\n")
+
+    def card(self) -> None:
+        from probexit.server.offline import OfflineEngine
+        from probexit.training.tinyworld.card import behaviour_metrics, sample_problems, signal_metrics
+
+        n = self.config.card_problems
+        with OfflineEngine(self.out / "policy", **tiny_engine_kwargs()) as engine:
+            validation = sample_problems(engine, self.load_split("validation")[:n], seed=self.config.seed + 11)
+            test = sample_problems(engine, self.load_split("test")[:n], seed=self.config.seed + 12)
+        card = {"sampling": {"temperature": 0.6, "top_p": 0.95, "engine": "vllm"}, **behaviour_metrics(test),
+                **signal_metrics(validation, test)}
+        (self.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+
+    # -- orchestration -----------------------------------------------------------------------------------
+    STAGES = ("problems", "tokenizer", "sft", "card")
+
+    def run(self) -> None:
+        for name in self.STAGES:
+            marker = self.work / f"{name}.done"
+            if marker.exists():
+                self.log(f"tinyworld: {name}: done already, skipped")
+                continue
+            self.log(f"tinyworld: {name} ...")
+            started = time.monotonic()
+            getattr(self, name)()
+            self.timings[name] = round(time.monotonic() - started, 1)
+            (self.work / "timings.json").write_text(json.dumps(self.timings, indent=2))
+            marker.touch()
+        self.write_manifest()
+
+    def write_manifest(self) -> None:
+        import torch
+        import transformers
+        import vllm
+
+        files = sorted(p for p in self.out.rglob("*") if p.is_file() and "work" not in p.relative_to(self.out).parts
+                       and p.name != "manifest.json")
+        manifest = {
+            "command": "probexit tinyworld build",
+            "config": _jsonable(asdict(self.config)),
+            "stage_seconds": self.timings,
+            "total_seconds": round(sum(self.timings.values()), 1),
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "transformers": transformers.__version__, "vllm": vllm.__version__},
+            "files": {str(p.relative_to(self.out)): _sha256(p) for p in files},
+        }
+        (self.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+    def load_split(self, name: str) -> list[Problem]:
+        lines = (self.out / "problems" / f"{name}.jsonl").read_text().splitlines()
+        return [parse_question(json.loads(line)["question"]) for line in lines]
+
+    @staticmethod
+    def _load_json(path: Path, default):
+        return json.loads(path.read_text()) if path.exists() else default
+
+
+def tiny_engine_kwargs() -> dict:
+    """vLLM settings for the tiny world on CPU: exact fp32, no compile wait, a short context."""
+    return {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_seqs": 128}
+
+
+def _chat_text(problem: Problem, completion: str) -> str:
+    from probexit.training.tinyworld.tokenizer import IM_END, render_chat
+
+    return render_chat([{"role": "user", "content": problem.question}]) + completion + IM_END
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
