@@ -74,9 +74,10 @@ class EarlyExitRuntime:
         probe_rows: list[tuple[int, RequestState, Boundary]] = []
         exits: list[int] = []
         for row, state in states.items():
-            boundary, at_last_token = self._catch_up(state)
-            if state.exited or not state.tracker.thinking:
-                continue
+            caught_up = self._catch_up(state)
+            if caught_up is None or state.exited or not state.tracker.thinking:
+                continue  # None: an asynchronous-scheduling placeholder, the real token is not known yet
+            boundary, at_last_token = caught_up
             settings = state.settings
             # A boundary whose token is not this step's input has no hidden-state row here: never guess.
             readable = boundary if at_last_token else None
@@ -106,12 +107,13 @@ class EarlyExitRuntime:
         return evaluations
 
     # -- per request -------------------------------------------------------------------------------------
-    def _catch_up(self, state: RequestState) -> tuple[Boundary | None, bool]:
-        """Feed the tokens the tracker has not seen; return the last boundary and whether it is the last token."""
+    def _catch_up(self, state: RequestState) -> tuple[Boundary | None, bool] | None:
+        """Feed the tokens the tracker has not seen; return the last boundary and whether it is the last
+        token, or None while the last token is still a placeholder."""
         output_ids, boundary, at_last = state.output_ids, None, False
         end = len(output_ids)
         if end and output_ids[end - 1] < 0:
-            return None, False  # asynchronous scheduling placeholder: the real id is not known yet
+            return None
         for position in range(state.fed, end):
             found = self._advance(state, output_ids[position])
             if found is not None:

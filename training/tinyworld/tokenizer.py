@@ -34,15 +34,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path) -> Non
 
     seed = Qwen2Tokenizer()  # an empty vocabulary, but Qwen2's normalizer, pre-tokenizer and decoder
     backend: Tokenizer = seed.backend_tokenizer
-    # Registered before training, so that BPE spends no merges on the markers' characters.
-    backend.add_special_tokens(list(SPECIAL_TOKENS) + list(THINK_TOKENS))
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(texts, trainer=trainer)
+    backend.train_from_iterator((_without_markers(text) for text in texts), trainer=trainer)
     vocab = backend.get_vocab()
     merges = _merges_of(backend)
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token=IM_END, pad_token=END_OF_TEXT)
@@ -51,6 +49,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path) -> Non
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.model_max_length = 1024
     tokenizer.save_pretrained(out_dir)
+
+
+def _without_markers(text: str) -> str:
+    """Markers become single added tokens later, so BPE should spend no merges on their characters."""
+    for marker in SPECIAL_TOKENS + THINK_TOKENS:
+        text = text.replace(marker, "\n")
+    return text
 
 
 def render_chat(messages: list[dict], add_generation_prompt: bool = True) -> str:

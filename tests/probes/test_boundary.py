@@ -1,0 +1,89 @@
+import random
+
+import pytest
+
+from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig, token_byte_table
+
+
+@pytest.fixture(scope="module")
+def policy(tokenizer):
+    return BoundaryPolicy(BoundaryPolicyConfig(), tokenizer)
+
+
+def prompt_ids(tokenizer, question="What is 3 + 14 - 7?"):
+    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                         add_generation_prompt=True)
+    return tokenizer.encode(text)
+
+
+def test_token_bytes_spell_the_text(tokenizer):
+    table = token_byte_table(tokenizer)
+    text = "Wait, let me double-check.\n\n13 - 16 = -3. So the answer is -3.\n\n</think>\n\nÜber ✓"
+    assert b"".join(table[i] for i in tokenizer.encode(text)) == text.encode()
+
+
+def test_template_prompt_starts_inside_thinking(policy, tokenizer):
+    assert policy.starts_thinking(prompt_ids(tokenizer))
+    assert not policy.starts_thinking(tokenizer.encode("<|im_start|>user\nhi<|im_end|>\n"))
+    assert not policy.starts_thinking(tokenizer.encode("<think>\nx\n</think>\n\n"))
+
+
+def test_boundaries_sit_on_the_token_that_ends_an_answer_paragraph(policy, tokenizer):
+    completion = ("Quick mental math. 3 + 14 is 17, minus 7 is 10. So the answer is 10.\n\n"
+                  "Hmm, nothing stated here.\n\n"
+                  "Wait, let me double-check step by step. 3 + 14 = 17. 17 - 7 = 10. So the answer is 10.\n\n"
+                  "</think>\n\nThe answer is \\boxed{10}.")
+    ids = tokenizer.encode(completion)
+    boundaries = policy.segment(prompt_ids(tokenizer), ids)
+    assert [b.answer for b in boundaries] == ["10", "10"]
+    assert [b.boundary_index for b in boundaries] == [0, 1]
+    assert [b.paragraph_index for b in boundaries] == [0, 2]  # the middle paragraph states nothing
+    for boundary in boundaries:
+        assert tokenizer.decode(ids[: boundary.token_index + 1]).endswith("\n\n")
+        assert boundary.thinking_tokens == boundary.token_index + 1
+    # The second chunk runs from the first boundary: it holds the answerless paragraph too.
+    assert boundaries[1].chunk_text.startswith("Hmm, nothing stated here.")
+    assert "\\boxed" not in "".join(b.chunk_text for b in boundaries)  # the final answer is not thinking
+
+
+def test_nothing_outside_thinking(policy, tokenizer):
+    ids = tokenizer.encode("So the answer is 3.\n\nSo the answer is 4.\n\n")
+    assert policy.segment(tokenizer.encode("<|im_start|>assistant\n"), ids) == []
+    assert [b.answer for b in policy.segment(tokenizer.encode("<think>\n"), ids)] == ["3", "4"]
+
+
+def test_model_written_think_tag_opens_thinking(policy, tokenizer):
+    ids = tokenizer.encode("<think>\nSo the answer is 5.\n\n</think>\n\nSo the answer is 6.\n\n")
+    assert [b.answer for b in policy.segment([], ids)] == ["5"]
+
+
+def test_newlines_split_across_tokens(policy, tokenizer):
+    """A paragraph break spelled by two single-newline tokens is found as well as a fused `.\\n\\n`."""
+    newline = tokenizer.convert_tokens_to_ids(tokenizer.tokenize("\n"))
+    assert len(newline) == 1
+    head = tokenizer.encode("So the answer is 8.")
+    boundaries = policy.segment(tokenizer.encode("<think>\n"), head + newline + newline)
+    assert len(boundaries) == 1 and boundaries[0].token_index == len(head) + 1
+
+
+def test_online_and_offline_agree_token_for_token(policy, tokenizer):
+    """The tracker fed one token at a time (as the engine does) finds exactly the offline boundaries."""
+    from probexit.training.tinyworld.problems import random_problem
+    from probexit.training.tinyworld.traces import TraceStyle, sample_trace
+
+    rng = random.Random(7)
+    for _ in range(50):
+        problem = random_problem(rng)
+        ids = tokenizer.encode(sample_trace(problem, TraceStyle(), rng).completion)
+        prompt = prompt_ids(tokenizer, problem.question)
+        offline = policy.segment(prompt, ids)
+        tracker = policy.tracker(prompt)
+        online = [(i, b) for i, b in ((i, tracker.feed(t)) for i, t in enumerate(ids)) if b is not None]
+        assert [b for _, b in online] == offline
+        assert [i for i, _ in online] == [b.token_index for b in offline]
+        assert offline, "every tiny-world trace states at least one answer"
+
+
+def test_config_round_trip():
+    config = BoundaryPolicyConfig(think_start="<t>", extractors=("boxed",))
+    assert BoundaryPolicyConfig.from_json(config.to_json()) == config

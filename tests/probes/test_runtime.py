@@ -1,0 +1,144 @@
+"""The probe runtime driven as the engine drives it: one token per step, logits forced in place."""
+import math
+
+import pytest
+import torch
+
+from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
+from probexit.probes.fingerprint import ModelIdentity
+from probexit.probes.probe import Probe, ProbeConfig, ProbeModel
+from probexit.probes.rules import ExitSettings
+from probexit.probes.runtime import EarlyExitRuntime
+
+HIDDEN = 8
+TRACE = ("Quick mental math. 3 + 14 is 17, minus 7 is 10. So the answer is 10.\n\n"
+         "Wait, let me double-check step by step. 3 + 14 = 17. 17 - 7 = 10. So the answer is 10.\n\n"
+         "Let me check once more quickly. 3 + 14 is 17, minus 7 is 10. So the answer is 10.\n\n"
+         "</think>\n\nThe answer is \\boxed{10}.")
+
+
+@pytest.fixture(scope="module")
+def policy(tokenizer):
+    return BoundaryPolicy(BoundaryPolicyConfig(), tokenizer)
+
+
+def constant_probe(bias: float) -> Probe:
+    module = ProbeModel(HIDDEN, 0, torch.zeros(HIDDEN), torch.ones(HIDDEN))
+    with torch.no_grad():
+        module.net.weight.zero_()
+        module.net.bias.fill_(bias)
+    return Probe(ProbeConfig("linear", HIDDEN, 0, ModelIdentity("t", HIDDEN, 1, "f")), module.weights())
+
+
+def drive(runtime, tokenizer, settings_by_row, hidden_rows=None, stop_at_exit=True):
+    """Feed TRACE to every row; returns per row the step (output length) at which it was forced to exit,
+    and all evaluations."""
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 3 + 14 - 7?"}],
+                                           tokenize=False, add_generation_prompt=True)
+    prompt_ids, trace = tokenizer.encode(prompt), tokenizer.encode(TRACE)
+    outputs = {row: [] for row in settings_by_row}
+    states = {row: runtime.new_request(f"r{row}", s, prompt_ids, outputs[row])
+              for row, s in settings_by_row.items() if s is not None}
+    exits, evaluations = {}, []
+    vocab = len(runtime.policy.token_bytes)
+    for token in trace:
+        for output in outputs.values():
+            output.append(token)
+        logits = torch.zeros(len(settings_by_row), vocab)
+        hidden = torch.randn(hidden_rows or len(settings_by_row), HIDDEN)
+        evaluations += runtime.step(states, hidden, logits)
+        for row in settings_by_row:
+            if torch.isinf(logits[row]).any() and row not in exits:
+                assert logits[row, runtime.policy.think_end_id] == 0 and torch.isinf(logits[row]).sum() == vocab - 1
+                exits[row] = len(outputs[row])
+    return exits, evaluations, trace
+
+
+def boundary_steps(policy, tokenizer, trace):
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False, add_generation_prompt=True)
+    return [b.token_index + 1 for b in policy.segment(tokenizer.encode(prompt), trace)]
+
+
+def test_probe_rule_exits_at_first_boundary_and_respects_threshold(policy, tokenizer):
+    runtime = EarlyExitRuntime(policy, constant_probe(bias=3.0))  # every score is sigmoid(3) = 0.953
+    settings = {0: ExitSettings(threshold=0.9), 1: ExitSettings(threshold=1.01), 2: None,
+                3: ExitSettings(threshold=0.953 - 1e-3)}
+    exits, evaluations, trace = drive(runtime, tokenizer, settings)
+    steps = boundary_steps(policy, tokenizer, trace)
+    assert exits == {0: steps[0], 3: steps[0]}  # row 1 never fires, row 2 is not tracked at all
+    scored = [e for e in evaluations if e.rid == "r1"]
+    assert len(scored) == 3 and all(math.isclose(e.score, 1 / (1 + math.exp(-3)), rel_tol=1e-6) for e in scored)
+    assert not any(e.rid == "r2" for e in evaluations)
+
+
+def test_min_thinking_tokens_delays_the_exit(policy, tokenizer):
+    runtime = EarlyExitRuntime(policy, constant_probe(bias=3.0))
+    exits, _, trace = drive(runtime, tokenizer, {0: ExitSettings(threshold=0.5, min_thinking_tokens=40)})
+    steps = boundary_steps(policy, tokenizer, trace)
+    assert exits[0] == next(s for s in steps if s >= 40) and exits[0] != steps[0]
+
+
+@pytest.mark.parametrize("settings, boundary", [
+    pytest.param(ExitSettings(rule="first"), 0, id="first"),
+    pytest.param(ExitSettings(rule="consistency", k=2), 1, id="consistency-2"),
+    pytest.param(ExitSettings(rule="consistency", k=3), 2, id="consistency-3"),
+])
+def test_text_rules(policy, tokenizer, settings, boundary):
+    runtime = EarlyExitRuntime(policy, None)
+    exits, _, trace = drive(runtime, tokenizer, {0: settings})
+    assert exits[0] == boundary_steps(policy, tokenizer, trace)[boundary]
+
+
+def test_budget_rule_exits_mid_paragraph(policy, tokenizer):
+    exits, evaluations, _ = drive(EarlyExitRuntime(policy, None), tokenizer, {0: ExitSettings(rule="budget", budget=7)})
+    assert exits[0] == 7 and evaluations[-1].exit and evaluations[-1].boundary_index is None
+
+
+def test_confidence_rule_reads_the_chunks_lowest_token_probability(policy, tokenizer):
+    # Uniform logits: every token has probability 1/V, so a threshold above that never fires and one below does.
+    vocab = len(policy.token_bytes)
+    exits, evaluations, _ = drive(EarlyExitRuntime(policy, None), tokenizer,
+                                  {0: ExitSettings(rule="confidence", threshold=2 / vocab),
+                                   1: ExitSettings(rule="confidence", threshold=0.5 / vocab)})
+    assert 0 not in exits and 1 in exits
+    assert all(math.isclose(e.score, 1 / vocab, rel_tol=1e-4) for e in evaluations)
+
+
+def test_probe_rule_without_probe_is_refused(policy):
+    with pytest.raises(ValueError, match="needs a probe"):
+        EarlyExitRuntime(policy, None).new_request("r", ExitSettings(), [], [])
+
+
+def test_misaligned_hidden_states_never_exit(policy, tokenizer):
+    runtime = EarlyExitRuntime(policy, constant_probe(bias=3.0))
+    exits, evaluations, _ = drive(runtime, tokenizer, {0: ExitSettings(threshold=0.0)}, hidden_rows=3)
+    assert exits == {} and evaluations == []
+
+
+def test_record_mode_reports_hidden_state_and_end_probability(policy, tokenizer):
+    runtime = EarlyExitRuntime(policy, None)
+    exits, evaluations, _ = drive(runtime, tokenizer, {0: ExitSettings(rule="none", record=True)})
+    assert exits == {} and len(evaluations) == 3
+    vocab = len(policy.token_bytes)
+    assert all(len(e.hidden) == HIDDEN and math.isclose(e.end_prob, 1 / vocab, rel_tol=1e-4) for e in evaluations)
+
+
+def test_resumed_request_does_not_re_decide_old_boundaries(policy, tokenizer):
+    """After preemption vLLM re-adds a request with its output so far; only the last token is new."""
+    runtime = EarlyExitRuntime(policy, constant_probe(bias=3.0))
+    trace = tokenizer.encode(TRACE)
+    first = boundary_steps(policy, tokenizer, trace)[0]
+    output = list(trace[: first + 5])  # preempted after the first boundary
+    state = runtime.new_request("r", ExitSettings(threshold=0.5), [policy.think_start_id], output)
+    logits = torch.zeros(1, len(policy.token_bytes))
+    assert runtime.step({0: state}, torch.randn(1, HIDDEN), logits) == [] and not torch.isinf(logits).any()
+    assert state.answers == ["10"]
+
+
+def test_async_placeholder_is_skipped(policy):
+    runtime = EarlyExitRuntime(policy, None)
+    output = [5, -1]
+    state = runtime.new_request("r", ExitSettings(rule="budget", budget=1), [policy.think_start_id], output)
+    logits = torch.zeros(1, len(policy.token_bytes))
+    runtime.step({0: state}, None, logits)
+    assert not torch.isinf(logits).any() and state.fed == 1
