@@ -57,15 +57,18 @@ def build_serve_parser():
     group = parser.add_argument_group("probexit", "What to serve, where, and the early-exit defaults.")
     # vLLM's help formatter appends "(default: None)" to every flag; NO_DEFAULT renders as nothing instead,
     # for the flags whose default the help text explains.
-    group.add_argument("--probe", help="probe folder (default: the embedded probe when --model is not given)" + NO_DEFAULT)
-    group.add_argument("--reward-model", help="reward model folder (default: the embedded one without --model)" + NO_DEFAULT)
+    group.add_argument("--probe", help="probe folder (default: the embedded probe without --model)" + NO_DEFAULT)
+    group.add_argument("--reward-model", help="reward model folder (default: the embedded one without --model)"
+                       + NO_DEFAULT)
     group.add_argument("--host", default="127.0.0.1", help="address to listen on")
     group.add_argument("--port", type=int, default=8000, help="port to listen on")
     group.add_argument("--api-key", help="require `Authorization: Bearer KEY` on /v1 routes "
                                          "(default: $PROBEXIT_API_KEY; none when unset)" + NO_DEFAULT)
     group.add_argument("--early-exit", action=argparse.BooleanOptionalAction, default=None,
-                       help="end thinking early unless a request says otherwise (default: on with a probe)" + NO_DEFAULT)
-    group.add_argument("--threshold", type=float, help="default probe threshold (default: the probe's own)" + NO_DEFAULT)
+                       help="end thinking early unless a request says otherwise (default: on with a probe)"
+                       + NO_DEFAULT)
+    group.add_argument("--threshold", type=float, help="default probe threshold (default: the probe's own)"
+                       + NO_DEFAULT)
     group.add_argument("--min-thinking-tokens", type=int, default=0, help="default thinking tokens before any exit")
     group.add_argument("--kernel-backend", default="auto", choices=("auto", "triton", "torch"),
                        help="how the engine scores probe rows")
@@ -86,7 +89,8 @@ def config_from_args(options):
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     from probexit.server.config import API_KEY_ENV, ConfigError, ServerConfig
-    from probexit.server.defaults import EMBEDDED_ENGINE_DEFAULTS, EMBEDDED_NAME, MissingAssetsError, require_default_paths
+    from probexit.server.defaults import (EMBEDDED_ENGINE_DEFAULTS, EMBEDDED_NAME, MissingAssetsError,
+                                          require_default_paths)
 
     probe, reward, name = options.probe, options.reward_model, options.served_model_name
     if options.model is None:

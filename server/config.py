@@ -57,7 +57,8 @@ class ServerConfig:
         self.probe = Path(self.probe) if self.probe is not None else None
         self.reward_model = Path(self.reward_model) if self.reward_model is not None else None
         if self.probe is not None and not self.probe.is_dir():
-            raise ConfigError(f"--probe {self.probe}: no such folder (a probe folder holds probe.json and probe.safetensors)")
+            raise ConfigError(f"--probe {self.probe}: no such folder "
+                              "(a probe folder holds probe.json and probe.safetensors)")
         if self.reward_model is not None and not self.reward_model.is_dir():
             raise ConfigError(f"--reward-model {self.reward_model}: no such folder")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -74,7 +75,8 @@ class ServerConfig:
         if not isinstance(self.min_thinking_tokens, int) or self.min_thinking_tokens < 0:
             raise ConfigError(f"--min-thinking-tokens must be a non-negative integer, got {self.min_thinking_tokens!r}")
         if self.kernel_backend not in KERNEL_BACKENDS:
-            raise ConfigError(f"--kernel-backend must be one of {', '.join(KERNEL_BACKENDS)}, got {self.kernel_backend!r}")
+            raise ConfigError(f"--kernel-backend must be one of {', '.join(KERNEL_BACKENDS)}, "
+                              f"got {self.kernel_backend!r}")
 
     @property
     def early_exit_default(self) -> bool:

@@ -46,6 +46,8 @@ def to_api_error(error: BaseException) -> APIError:
 def _validation_error(error: RequestValidationError) -> APIError:
     """Pydantic's first complaint, with the field as a dotted path (`early_exit.threshold`)."""
     first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        return APIError(400, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     # Union members add their type to the path (`stop.str`); the field the client wrote is what matters.
     location = [part for part in location if part not in ("str", "int", "list[str]", "list[int]", "list[list[int]]")]

@@ -29,7 +29,8 @@ def render_prompt(tokenizer, request: ChatCompletionRequest) -> list[int]:
     reserved = sorted(RESERVED_TEMPLATE_KWARGS & set(kwargs))
     if reserved:
         raise APIError(400, f"chat_template_kwargs: {reserved[0]!r} is set by the server", param="chat_template_kwargs")
-    messages = [{"role": message.role, "content": _text(message, index)} for index, message in enumerate(request.messages)]
+    messages = [{"role": message.role, "content": _text(message, index)}
+                for index, message in enumerate(request.messages)]
     try:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
     except Exception as error:  # jinja's TemplateError (e.g. "roles must alternate"), a template's raise_exception

@@ -78,7 +78,8 @@ class Server:
 
     def post(self, path: str, body: dict, key: str | None = "default", **kwargs) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.api_key if key == 'default' else key}"} if key else {}
-        return httpx.post(self.base_url + path, json=body, headers=headers, timeout=120, **kwargs)
+        timeout = kwargs.pop("timeout", 120)
+        return httpx.post(self.base_url + path, json=body, headers=headers, timeout=timeout, **kwargs)
 
     def metric(self, name: str, **labels) -> float:
         """The sum of a metric's samples whose labels include `labels`."""

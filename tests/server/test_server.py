@@ -88,6 +88,23 @@ def test_completions_plain_and_streamed(client):
     assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices) == choice.text
 
 
+def test_completions_take_token_ids_and_several_prompts(client, server):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(server.model_dir)
+    prompts = [tokenizer.encode(f"<|im_start|>user\nWhat is {a} + 2?<|im_end|>\n<|im_start|>assistant\n<think>\n")
+               for a in (1, 5)]
+    response = client.completions.create(model="tinyworld-test", prompt=prompts, n=2, max_tokens=8, seed=1,
+                                         extra_body=BUDGET)
+    assert [choice.index for choice in response.choices] == [0, 1, 2, 3]
+    assert response.usage.prompt_tokens == sum(map(len, prompts))
+
+
+def test_stop_string_ends_the_answer(client):
+    choice = chat(client, seed=12, temperature=0.0, stop=["boxed"], extra_body=BUDGET).choices[0]
+    assert choice.finish_reason == "stop" and "boxed" not in choice.message.content
+
+
 def test_n_2_gives_two_choices_each_with_its_own_report(client):
     response = chat(client, n=2, seed=5, max_tokens=60, extra_body=BUDGET)
     assert [choice.index for choice in response.choices] == [0, 1]
@@ -132,7 +149,8 @@ def test_disabled_early_exit_reports_nothing(client):
 
 
 def test_enable_thinking_false_skips_the_reasoning(client):
-    choice = chat(client, seed=9, max_tokens=30, extra_body={"chat_template_kwargs": {"enable_thinking": False}}).choices[0]
+    no_thinking = {"chat_template_kwargs": {"enable_thinking": False}}
+    choice = chat(client, seed=9, max_tokens=30, extra_body=no_thinking).choices[0]
     assert choice.message.reasoning_content is None and choice.early_exit["reasoning_tokens"] == 0
 
 
@@ -157,7 +175,8 @@ def test_invalid_early_exit_is_a_400_naming_the_field(server, early_exit, field)
     pytest.param({}, "messages", id="no-messages"),
     pytest.param({"messages": MESSAGES, "n": 0}, "n", id="n"),
     pytest.param({"messages": MESSAGES, "logprobs": True}, "logprobs", id="logprobs"),
-    pytest.param({"messages": MESSAGES, "chat_template_kwargs": {"tokenize": True}}, "chat_template_kwargs", id="kwargs"),
+    pytest.param({"messages": MESSAGES, "chat_template_kwargs": {"tokenize": True}}, "chat_template_kwargs",
+                 id="kwargs"),
 ])
 def test_bad_requests_get_openai_400_bodies(server, body, param):
     response = server.post("/v1/chat/completions", body)
@@ -209,6 +228,18 @@ def test_disconnect_mid_stream_aborts_the_engine_request(server):
     while _running(server) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _running(server) == 0, "the engine kept generating for a client that left"
+    assert server.metric("probexit:requests_total", outcome="aborted") == aborted_before + 1
+
+
+def test_disconnect_while_waiting_for_a_whole_answer_aborts_too(server):
+    aborted_before = server.metric("probexit:requests_total", outcome="aborted")
+    body = {"messages": MESSAGES, "max_tokens": 900, "ignore_eos": True, "early_exit": {"enabled": False}}
+    with pytest.raises(httpx.ReadTimeout):
+        server.post("/v1/chat/completions", body, timeout=0.5)  # the client gives up and closes the connection
+    deadline = time.monotonic() + 3
+    while _running(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running(server) == 0
     assert server.metric("probexit:requests_total", outcome="aborted") == aborted_before + 1
 
 

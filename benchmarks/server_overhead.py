@@ -1,0 +1,218 @@
+"""What probexit's server costs over vLLM's own OpenAI server, on the same model, flags and prompts.
+
+Run by hand (not in tests); it starts one server at a time, as a separate process, and talks HTTP only:
+
+    .venv/bin/python -m probexit.benchmarks.server_overhead --model /path/to/model --probe /path/to/probe \\
+        --out runs/server_overhead.json -- --dtype float32 --max-model-len 1024
+
+Arguments after `--` are engine flags given to both servers. For each server it records the start-up time
+(process start to a healthy `/health`), then streams chat completions and records time to first token
+(first chunk with text, reasoning or answer) and tokens per second, sequentially (latency) and with
+`--concurrency` requests in flight (throughput). Every request asks for exactly `--max-tokens` tokens
+(`ignore_eos`), so both servers generate the same amount whatever the model writes. probexit runs two
+variants on one server: early exit off for the request (the serving path alone), and the probe rule
+with a threshold that never fires (the serving path plus the per-step probe work). With `--rounds 2` the
+servers run in the order vLLM, probexit, probexit, vLLM, to spread drift on a shared machine. The servers'
+logs go next to the JSON file.
+Goal: probexit within 5% of vLLM on time to first token and tokens per second.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+GOAL = 0.05
+MODEL_NAME = "bench"
+VARIANTS = {"probexit (early exit off)": {"early_exit": {"enabled": False}},
+            "probexit (probe on, never fires)": {"early_exit": {"threshold": 1.01}}}
+
+
+def questions(count: int, seed: int = 0) -> list[str]:
+    """Tiny-world style questions (DESIGN.md): integers 0-20, 2-4 operations of + and -."""
+    rng = random.Random(seed)
+    result = []
+    for _ in range(count):
+        terms = [str(rng.randint(0, 20))]
+        for _ in range(rng.randint(2, 4)):
+            terms += [rng.choice("+-"), str(rng.randint(0, 20))]
+        result.append(f"What is {' '.join(terms)}?")
+    return result
+
+
+# -- one server process ---------------------------------------------------------------------------------------
+def server_command(kind: str, model: str, port: int, probe: str | None, engine_flags: list[str]) -> list[str]:
+    common = ["--model", model, "--port", str(port), "--host", "127.0.0.1", "--served-model-name", MODEL_NAME]
+    if kind == "vllm":
+        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *common, *engine_flags]
+    return [sys.executable, "-m", "probexit.cli", "serve", *common, *(["--probe", probe] if probe else []),
+            *engine_flags]
+
+
+def start(command: list[str], port: int, log: Path, timeout: float = 600) -> tuple[subprocess.Popen, float]:
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    started = time.monotonic()
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[2]} exited with {process.returncode}; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process, time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    process.kill()
+    raise RuntimeError(f"{command[2]} did not become healthy in {timeout} s; see {log}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# -- the workload ---------------------------------------------------------------------------------------------
+async def one_request(http: httpx.AsyncClient, url: str, question: str, max_tokens: int, extra: dict) -> dict:
+    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
+            "ignore_eos": True, "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}, **extra}
+    sent = time.perf_counter()
+    first = None
+    tokens = 0
+    async with http.stream("POST", url, json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[len("data: "):])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            delta = chunk["choices"][0]["delta"] if chunk.get("choices") else {}
+            if first is None and (delta.get("content") or delta.get("reasoning_content")):
+                first = time.perf_counter()
+    done = time.perf_counter()
+    return {"ttft_s": (first or done) - sent, "seconds": done - sent, "tokens": tokens}
+
+
+async def workload(port: int, prompts: list[str], max_tokens: int, concurrency: int, extra: dict, warmup: int) -> dict:
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    async with httpx.AsyncClient(timeout=600) as http:
+        for question in prompts[:warmup]:
+            await one_request(http, url, question, max_tokens, extra)
+        sequential = [await one_request(http, url, question, max_tokens, extra) for question in prompts]
+        began = time.perf_counter()
+        batch = await asyncio.gather(*(one_request(http, url, question, max_tokens, extra)
+                                       for question in prompts[:concurrency]))
+        batch_seconds = time.perf_counter() - began
+    return {"sequential": _stats(sequential, sum(r["seconds"] for r in sequential)),
+            "concurrent": _stats(batch, batch_seconds)}
+
+
+def _stats(results: list[dict], seconds: float) -> dict:
+    ttfts = [1000 * result["ttft_s"] for result in results]
+    return {"requests": len(results), "ttft_ms_median": statistics.median(ttfts),
+            "ttft_ms_mean": statistics.mean(ttfts), "tokens_per_s": sum(result["tokens"] for result in results) / seconds}
+
+
+# -- the comparison -------------------------------------------------------------------------------------------
+def run_server(kind: str, args, engine_flags: list[str], workdir: Path, index: int) -> dict:
+    port = _free_port()
+    command = server_command(kind, args.model, port, args.probe, engine_flags)
+    process, startup = start(command, port, workdir / f"{index}-{kind}.log")
+    try:
+        prompts = questions(args.requests, seed=args.seed)
+        variants = {"vllm": {}} if kind == "vllm" else VARIANTS
+        if kind != "vllm" and not args.probe:
+            variants = {name: extra for name, extra in variants.items() if "probe" not in name}
+        results = {name: asyncio.run(workload(port, prompts, args.max_tokens, args.concurrency, extra, args.warmup))
+                   for name, extra in variants.items()}
+    finally:
+        stop(process)
+    return {"startup_s": startup, "variants": results}
+
+
+def summarize(runs: list[tuple[str, dict]]) -> dict:
+    """Per variant: the median over rounds (robust to one disturbed round on a shared machine); relative
+    differences against vLLM, positive where probexit is slower."""
+    by_variant: dict[str, list[dict]] = {}
+    startups: dict[str, list[float]] = {}
+    for kind, run in runs:
+        startups.setdefault(kind, []).append(run["startup_s"])
+        for name, result in run["variants"].items():
+            by_variant.setdefault(name, []).append(result)
+    table = {name: {mode: {key: statistics.median(r[mode][key] for r in results) for key in results[0][mode]}
+                    for mode in ("sequential", "concurrent")} for name, results in by_variant.items()}
+    base = table.pop("vllm")
+    relative = {}
+    for name, row in table.items():
+        slower = {"ttft_median_slower_by": _ratio(row, base, "sequential", "ttft_ms_median") - 1,
+                  "sequential_tokens_per_s_lower_by": 1 - _ratio(row, base, "sequential", "tokens_per_s"),
+                  "concurrent_tokens_per_s_lower_by": 1 - _ratio(row, base, "concurrent", "tokens_per_s")}
+        relative[name] = {**slower, "within_goal": all(value <= GOAL for value in slower.values())}
+    return {"startup_s": {kind: statistics.median(values) for kind, values in startups.items()},
+            "results": {"vllm": base, **table}, "relative_to_vllm": relative, "goal": f"within {GOAL:.0%} of vLLM"}
+
+
+def _ratio(row: dict, base: dict, mode: str, key: str) -> float:
+    return row[mode][key] / base[mode][key]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    engine_flags = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--probe", help="probe folder for the probexit variant with the probe on")
+    parser.add_argument("--requests", type=int, default=16, help="sequential requests per variant")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight for the throughput run")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="server pairs, in alternating order: vLLM, probexit, probexit, vLLM, ...")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    args = parser.parse_args(argv)
+    order = [kind for round_ in range(args.rounds) for kind in (("vllm", "probexit"), ("probexit", "vllm"))[round_ % 2]]
+    logs = args.out.parent / f"{args.out.stem}-logs"  # the servers' output, for when one fails to start
+    logs.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for index, kind in enumerate(order):
+        print(f"[{index + 1}/{len(order)}] {kind} ...", flush=True)
+        runs.append((kind, run_server(kind, args, engine_flags, logs, index)))
+    report = {"model": args.model, "probe": args.probe, "engine_flags": engine_flags,
+              "workload": {"requests": args.requests, "concurrency": args.concurrency, "max_tokens": args.max_tokens,
+                           "warmup": args.warmup, "rounds": args.rounds},
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+              **summarize(runs), "runs": [{"server": kind, **run} for kind, run in runs]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({key: report[key] for key in ("startup_s", "relative_to_vllm")}, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        return probe_socket.getsockname()[1]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
