@@ -194,3 +194,10 @@ def early_exit_engine_options(probe_dir: str | None, boundary_policy: dict, kern
 def request_extra_args(rid: str, settings) -> dict:
     """What a request carries in SamplingParams.extra_args to ask for early exit."""
     return {EXTRA_ARGS_KEY: {"rid": rid, "settings": settings.to_json()}}
+
+
+def shutdown_offline_engine(llm) -> None:
+    """Stop an offline `LLM`'s engine processes now (vLLM 0.32 has no public call for it)."""
+    engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if engine_core is not None:
+        engine_core.shutdown()

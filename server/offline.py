@@ -12,9 +12,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from probexit.probes.fingerprint import model_identity
+from probexit.probes.probe import Probe
 from probexit.probes.rules import ExitSettings
 from probexit.probes.runtime import Evaluation
-from probexit.server.engine_adapter import EVENTS_ADDRESS_ENV, early_exit_engine_options, request_extra_args, require_supported_vllm
+from probexit.server.engine_adapter import (EVENTS_ADDRESS_ENV, early_exit_engine_options, request_extra_args,
+                                            require_supported_vllm, shutdown_offline_engine)
 from probexit.server.events import EventCollector
 
 
@@ -37,12 +40,20 @@ class OfflineEngine:
                  seed: int = 0, **vllm_kwargs):
         require_supported_vllm()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        if probe is not None:  # refuse a wrong probe here, in one sentence, not as a worker traceback
+            loaded = Probe.load(probe)
+            loaded.check_compatible(model_identity(model))
+            boundary_policy = boundary_policy or loaded.config.boundary_policy.to_json()
         from vllm import LLM
 
         self.collector = EventCollector()
         os.environ[EVENTS_ADDRESS_ENV] = self.collector.address  # inherited by the engine's processes
         options = early_exit_engine_options(probe, boundary_policy or {})
-        self.llm = LLM(model=str(model), seed=seed, **options, **vllm_kwargs)
+        try:
+            self.llm = LLM(model=str(model), seed=seed, **options, **vllm_kwargs)
+        except BaseException:
+            self.collector.close()
+            raise
         self.tokenizer = self.llm.get_tokenizer()
 
     def chat_prompts(self, questions: list[str]) -> list[str]:
@@ -50,15 +61,20 @@ class OfflineEngine:
                                                    add_generation_prompt=True) for q in questions]
 
     def generate(self, prompts: list[str], *, temperature: float, top_p: float = 1.0, max_tokens: int = 512,
-                 seed: int | None = None, logprobs: bool = False, settings: ExitSettings | None = None,
+                 seed: int | None = None, logprobs: bool = False,
+                 settings: ExitSettings | list[ExitSettings | None] | None = None,
                  progress: bool = True) -> list[Generation]:
-        """One generation per prompt; `settings` (e.g. rule "none" with record) turn the processor on."""
+        """One generation per prompt, all in one batch. `settings` (one for all, or one per prompt, None
+        meaning untouched) turn early exit or record mode on; request `i` gets seed `seed + i`."""
         from vllm import SamplingParams
 
+        per_prompt = settings if isinstance(settings, list) else [settings] * len(prompts)
+        if len(per_prompt) != len(prompts):
+            raise ValueError(f"{len(per_prompt)} settings for {len(prompts)} prompts")
         rids, params = [], []
-        for index in range(len(prompts)):
+        for index, request_settings in enumerate(per_prompt):
             rid = uuid.uuid4().hex
-            extra = request_extra_args(rid, settings) if settings is not None else None
+            extra = request_extra_args(rid, request_settings) if request_settings is not None else None
             if extra is not None:
                 self.collector.expect(rid)
             rids.append(rid)
@@ -66,7 +82,8 @@ class OfflineEngine:
                                          seed=None if seed is None else seed + index,
                                          logprobs=0 if logprobs else None, extra_args=extra))
         outputs = self.llm.generate(prompts, params, use_tqdm=progress)
-        return [self._generation(output, rid, settings is not None) for output, rid in zip(outputs, rids)]
+        return [self._generation(output, rid, tracked is not None)
+                for output, rid, tracked in zip(outputs, rids, per_prompt)]
 
     def _generation(self, output, rid: str, tracked: bool) -> Generation:
         completion = output.outputs[0]
@@ -79,6 +96,7 @@ class OfflineEngine:
                           completion.finish_reason, evaluations)
 
     def close(self) -> None:
+        shutdown_offline_engine(self.llm)
         del self.llm
         self.collector.close()
 
