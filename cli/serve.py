@@ -39,7 +39,13 @@ def run(args) -> int:
         app = build_app(config)  # every check that can fail on the user's input, before the port opens
     except ConfigError as error:
         raise CLIError(str(error)) from error
-    return asyncio.run(_serve(app, config))
+    try:
+        return asyncio.run(_serve(app, config))
+    except SystemExit:  # uvicorn exits this way when the lifespan (the engine's start) failed
+        error = app.state.startup_error
+        if error is None:
+            raise
+        raise CLIError(f"the engine failed to start: {' '.join(str(error).split()) or type(error).__name__}") from None
 
 
 def build_serve_parser():
@@ -134,20 +140,22 @@ def _check_port_free(host: str, port: int) -> None:
 async def _serve(app, config) -> int:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="info",
-                                           access_log=False, timeout_graceful_shutdown=5))
-    serving = asyncio.create_task(server.serve())
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.05)
-    if server.started:
-        port = server.servers[0].sockets[0].getsockname()[1] if server.servers else config.port
-        setup = app.state.setup
-        probe = f"probe {config.probe}" if setup.probe is not None else "no probe"
-        logging.getLogger("uvicorn.error").info(
-            "probexit: listening on http://%s:%d, serving %s (%s, %s; early exit %s by default)", config.host, port,
-            config.served_model_name, config.model, probe, "on" if app.state.core.exit_defaults.enabled else "off")
-    await serving
-    if app.state.startup_error is not None:
-        error = app.state.startup_error
-        raise CLIError(f"the engine failed to start: {' '.join(str(error).split()) or type(error).__name__}")
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)  # the lifespan (engine start), then the port opens
+            if self.started:
+                _log_listening(app, config, self)
+
+    server = Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="info", access_log=False,
+                                   timeout_graceful_shutdown=5))
+    await server.serve()
     return 0 if server.started else 1
+
+
+def _log_listening(app, config, server) -> None:
+    port = server.servers[0].sockets[0].getsockname()[1] if server.servers else config.port
+    probe = f"probe {config.probe}" if app.state.setup.probe is not None else "no probe"
+    early_exit = "on" if app.state.core.exit_defaults.enabled else "off"
+    logging.getLogger("uvicorn.error").info(
+        "probexit: listening on http://%s:%d, serving %s (%s, %s; early exit %s by default)", config.host, port,
+        config.served_model_name, config.model, probe, early_exit)
