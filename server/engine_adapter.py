@@ -201,3 +201,22 @@ def shutdown_offline_engine(llm) -> None:
     engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
     if engine_core is not None:
         engine_core.shutdown()
+
+
+def platform_engine_defaults(engine_kwargs: dict) -> dict:
+    """Engine settings this vLLM needs on this platform, unless the caller chose otherwise.
+
+    vLLM 0.32 on CPU: when a request that carries a seed is only partly prefilled in a step, the runner
+    rewinds its sampling generator with `set_offset`, which CPU generators do not have, and the engine
+    dies (`_bookkeeping_sync` in vllm/v1/worker/gpu_model_runner.py). Prefilling every prompt whole (no
+    chunked prefill) never takes that path.
+    """
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return dict(engine_kwargs)
+    adjusted = dict(engine_kwargs)
+    adjusted.setdefault("enable_chunked_prefill", False)
+    if adjusted["enable_chunked_prefill"] is False and adjusted.get("max_model_len"):
+        adjusted.setdefault("max_num_batched_tokens", max(8192, int(adjusted["max_model_len"])))
+    return adjusted

@@ -17,7 +17,7 @@ from probexit.probes.probe import Probe
 from probexit.probes.rules import ExitSettings
 from probexit.probes.runtime import Evaluation
 from probexit.server.engine_adapter import (EVENTS_ADDRESS_ENV, early_exit_engine_options, request_extra_args,
-                                            require_supported_vllm, shutdown_offline_engine)
+                                            platform_engine_defaults, require_supported_vllm, shutdown_offline_engine)
 from probexit.server.events import EventCollector
 
 
@@ -50,7 +50,7 @@ class OfflineEngine:
         os.environ[EVENTS_ADDRESS_ENV] = self.collector.address  # inherited by the engine's processes
         options = early_exit_engine_options(probe, boundary_policy or {})
         try:
-            self.llm = LLM(model=str(model), seed=seed, **options, **vllm_kwargs)
+            self.llm = LLM(model=str(model), seed=seed, **options, **platform_engine_defaults(vllm_kwargs))
         except BaseException:
             self.collector.close()
             raise

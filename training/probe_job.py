@@ -1,0 +1,170 @@
+"""`probexit train probe`: from the model's own traces to a calibrated probe with a risk guarantee.
+
+1. sample k traces per problem through the engine path the server uses (cached; a rerun resumes);
+2. segment them with the shared boundary policy and label each intermediate answer against the gold one;
+3. take each boundary's hidden state as the engine recorded it;
+4. fit linear and MLP probes on a grid, split by problem, and pick the best on validation;
+5. report ROC-AUC, ECE, Brier, accuracy and a reliability diagram on held-out problems, beside signals
+   that need no probe (chunk log-probabilities, the model's own P(</think>), text features);
+6. certify thresholds for tolerated premature-exit rates on a calibration split (Learn-then-Test);
+7. write the probe in the format `probexit serve --probe` loads.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
+from probexit.probes.fingerprint import model_identity
+from probexit.probes.probe import CalibrationPoint, Probe, ProbeConfig
+from probexit.training.equivalence import Equivalence
+from probexit.training.probe_fit import (FitGrid, expected_calibration_error, fit_grid, predict,
+                                         reliability_diagram)
+from probexit.training.problem_files import ProblemRecord
+from probexit.training.risk import DEFAULT_RISKS, TraceScores, calibration_table, exit_outcomes
+from probexit.training.trace_cache import SamplingConfig, TraceRecord, sample_traces
+
+SPLITS = {"train": 0.6, "validation": 0.1, "calibration": 0.15, "test": 0.15}
+
+
+@dataclass(frozen=True)
+class ProbeJobConfig:
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    grid: FitGrid = field(default_factory=FitGrid)
+    boundary_policy: BoundaryPolicyConfig = field(default_factory=BoundaryPolicyConfig)
+    risks: tuple[float, ...] = DEFAULT_RISKS
+    risk_confidence_epsilon: float = 0.1
+    default_max_risk: float = 0.05  # the probe's default threshold is the one certified for this rate
+    split_seed: int = 0
+
+
+@dataclass
+class LabelledBoundaries:
+    """Every boundary of a set of traces, as arrays, with the trace it came from."""
+
+    hidden: torch.Tensor  # (N, H) float32
+    correct: np.ndarray  # (N,) bool
+    trace: np.ndarray  # (N,) index into the traces list
+    min_logprob: np.ndarray
+    mean_logprob: np.ndarray
+    end_prob: np.ndarray
+    text: np.ndarray  # (N, 5) text-only features
+
+
+def run_probe_job(engine, model_dir: Path, problems: list[ProblemRecord], equivalence: Equivalence,
+                  out: Path, config: ProbeJobConfig, model_name: str | None = None) -> dict:
+    started = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    policy = BoundaryPolicy(config.boundary_policy, engine.tokenizer)
+    traces = sample_traces(engine, policy, [p.question for p in problems], config.sampling, out / "traces")
+    splits = split_by_problem(len(problems), config.split_seed)
+    by_split = {name: [t for t in traces if t.problem in members] for name, members in splits.items()}
+    data = {name: label(split, problems, equivalence) for name, split in by_split.items()}
+    best, grid_summary = fit_grid(data["train"].hidden, torch.tensor(data["train"].correct, dtype=torch.float32),
+                                  data["validation"].hidden,
+                                  torch.tensor(data["validation"].correct, dtype=torch.float32), config.grid)
+    scores = {name: predict(best.model, split.hidden) for name, split in data.items()}
+    table = calibration_table(trace_scores(data["calibration"], scores["calibration"]), config.risks,
+                              config.risk_confidence_epsilon)
+    metrics = evaluate(data, scores, table, config)
+    metrics.update(baselines=baseline_aucs(data), grid=grid_summary, chosen=best.summary(),
+                   n_traces=len(traces), n_problems=len(problems), sampling=asdict(config.sampling),
+                   calibration=table, wall_s=round(time.monotonic() - started, 1))
+    reliability_diagram(data["test"].correct.astype(float), scores["test"], out / "reliability.png",
+                        f"probe on held-out problems (ECE {metrics['ece']:.3f})")
+    default_threshold = next(p["threshold"] for p in table if p["max_risk"] == config.default_max_risk)
+    probe_config = ProbeConfig(
+        kind="linear" if best.config.width == 0 else "mlp", hidden_size=data["train"].hidden.shape[1],
+        width=best.config.width, model=model_identity(model_dir, model_name),
+        boundary_policy=config.boundary_policy, default_threshold=default_threshold,
+        calibration=[CalibrationPoint(p["max_risk"], p["threshold"]) for p in table],
+        calibration_method=f"learn-then-test, binomial p-values, epsilon={config.risk_confidence_epsilon}",
+        training={k: metrics[k] for k in ("roc_auc", "ece", "brier", "n_train", "n_test")},
+    )
+    Probe(probe_config, best.model.weights()).save(out / "probe")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def split_by_problem(n_problems: int, seed: int) -> dict[str, set[int]]:
+    """Disjoint problem sets: no problem's traces sit in two splits."""
+    order = list(range(n_problems))
+    random.Random(seed).shuffle(order)
+    splits, start = {}, 0
+    names = list(SPLITS)
+    for index, name in enumerate(names):
+        size = n_problems - start if index == len(names) - 1 else max(1, round(SPLITS[name] * n_problems))
+        splits[name] = set(order[start : start + size])
+        start += size
+    if any(not members for members in splits.values()):
+        raise ValueError(f"{n_problems} problems are too few to split into {', '.join(names)}; give at least 20")
+    return splits
+
+
+def label(traces: list[TraceRecord], problems: list[ProblemRecord], equivalence: Equivalence) -> LabelledBoundaries:
+    hidden, correct, trace_index, min_lp, mean_lp, end_prob, text = [], [], [], [], [], [], []
+    for index, trace in enumerate(traces):
+        previous: list[str] = []
+        for boundary in trace.boundaries:
+            hidden.append(boundary.hidden.float())
+            correct.append(equivalence.same(boundary.answer, problems[trace.problem].answer))
+            trace_index.append(index)
+            min_lp.append(boundary.min_logprob)
+            mean_lp.append(boundary.mean_logprob)
+            end_prob.append(boundary.end_prob)
+            text.append([boundary.paragraph_index, boundary.boundary_index,
+                         float(bool(previous) and previous[-1] == boundary.answer),
+                         float(boundary.answer in previous), float(len(set(previous)))])
+            previous.append(boundary.answer)
+    if not hidden:
+        raise ValueError("no boundaries in these traces: the model never stated an intermediate answer the "
+                         "boundary policy recognises (check the answer extractors and the thinking markers)")
+    return LabelledBoundaries(torch.stack(hidden), np.array(correct, dtype=bool), np.array(trace_index),
+                              np.array(min_lp), np.array(mean_lp), np.array(end_prob), np.array(text, dtype=float))
+
+
+def trace_scores(data: LabelledBoundaries, scores: np.ndarray) -> list[TraceScores]:
+    return [TraceScores(scores[data.trace == t], data.correct[data.trace == t]) for t in np.unique(data.trace)]
+
+
+def evaluate(data: dict[str, LabelledBoundaries], scores: dict[str, np.ndarray], table: list[dict],
+             config: ProbeJobConfig) -> dict:
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    test, p = data["test"], scores["test"]
+    y = test.correct.astype(float)
+    if len(set(y)) < 2:
+        raise ValueError("the test split holds only right (or only wrong) intermediate answers: ROC-AUC is undefined")
+    at_risk = {}
+    for point in table:
+        exits, wrong = exit_outcomes(trace_scores(test, p), point["threshold"])
+        at_risk[str(point["max_risk"])] = {"threshold": point["threshold"], "exits": exits,
+                                           "premature_exit_rate": wrong / exits if exits else 0.0}
+    return {"roc_auc": float(roc_auc_score(y, p)), "ece": expected_calibration_error(y, p),
+            "brier": float(brier_score_loss(y, p)), "accuracy": float(((p >= 0.5) == test.correct).mean()),
+            "positive_rate": float(y.mean()), "n_train": int(len(data["train"].correct)),
+            "n_validation": int(len(data["validation"].correct)),
+            "n_calibration": int(len(data["calibration"].correct)), "n_test": int(len(y)),
+            "test_premature_exit_rate": at_risk}
+
+
+def baseline_aucs(data: dict[str, LabelledBoundaries]) -> dict:
+    """Signals that need no probe, on the same test boundaries (text features need a small fit)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    test, y = data["test"], data["test"].correct
+    text_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    text_model.fit(data["train"].text, data["train"].correct)
+    return {"min_logprob_auc": float(roc_auc_score(y, test.min_logprob)),
+            "mean_logprob_auc": float(roc_auc_score(y, test.mean_logprob)),
+            "end_of_thinking_prob_auc": float(roc_auc_score(y, test.end_prob)),
+            "text_features_auc": float(roc_auc_score(y, text_model.predict_proba(test.text)[:, 1]))}

@@ -1,0 +1,100 @@
+"""Sampled reasoning traces with what the engine recorded at their boundaries, cached to disk in chunks.
+
+Traces come from the same engine path the server uses (record mode of the early-exit processor), so the
+hidden states are exactly those the served probe will read. Each chunk of prompts is written atomically
+when done; a rerun loads finished chunks and samples only the rest, with the same seeds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from probexit.probes.boundary import BoundaryPolicy
+from probexit.probes.rules import ExitSettings
+from probexit.server.offline import Generation, OfflineEngine
+
+
+@dataclass
+class BoundaryRecord:
+    token_index: int
+    boundary_index: int
+    paragraph_index: int
+    thinking_tokens: int
+    answer: str
+    hidden: torch.Tensor  # (H,) float16 on disk, the boundary token's last-layer state
+    end_prob: float  # the model's own P(</think>) at the boundary
+    min_logprob: float  # the chunk's lowest sampled-token log-probability
+    mean_logprob: float
+
+
+@dataclass
+class TraceRecord:
+    problem: int  # index into the problem file
+    sample: int
+    prompt_ids: list[int]
+    token_ids: list[int]
+    text: str
+    finish_reason: str | None
+    boundaries: list[BoundaryRecord] = field(default_factory=list)
+
+    @property
+    def thinking_tokens(self) -> int:
+        return self.boundaries[-1].thinking_tokens if self.boundaries else len(self.token_ids)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    samples_per_problem: int = 4
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    seed: int = 0
+    chunk_size: int = 256  # prompts per cached chunk
+
+
+def sample_traces(engine: OfflineEngine, policy: BoundaryPolicy, questions: list[str], config: SamplingConfig,
+                  cache_dir: Path) -> list[TraceRecord]:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(problem, sample) for problem in range(len(questions)) for sample in range(config.samples_per_problem)]
+    n_chunks = math.ceil(len(jobs) / config.chunk_size)
+    records: list[TraceRecord] = []
+    for chunk in tqdm(range(n_chunks), desc="sampling traces", unit="chunk"):
+        path = cache_dir / f"chunk_{chunk:05d}.pt"
+        if path.exists():
+            records += torch.load(path, weights_only=False)
+            continue
+        part = jobs[chunk * config.chunk_size : (chunk + 1) * config.chunk_size]
+        prompts = engine.chat_prompts([questions[problem] for problem, _ in part])
+        generations = engine.generate(prompts, temperature=config.temperature, top_p=config.top_p,
+                                      max_tokens=config.max_tokens, seed=config.seed + chunk * config.chunk_size,
+                                      logprobs=True, settings=ExitSettings(rule="none", record=True), progress=False)
+        done = [to_record(policy, problem, sample, generation)
+                for (problem, sample), generation in zip(part, generations)]
+        torch.save(done, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+        records += done
+    return records
+
+
+def to_record(policy: BoundaryPolicy, problem: int, sample: int, generation: Generation) -> TraceRecord:
+    """Join the offline segmentation (answers, positions) with what the engine recorded (hidden states)."""
+    recorded = generation.recorded()
+    logprobs = generation.logprobs or [0.0] * len(generation.token_ids)
+    record = TraceRecord(problem, sample, generation.prompt_ids, generation.token_ids, generation.text,
+                         generation.finish_reason)
+    start = 0
+    for boundary in policy.segment(generation.prompt_ids, generation.token_ids):
+        chunk = logprobs[start : boundary.token_index + 1]
+        start = boundary.token_index + 1
+        evaluation = recorded.get(boundary.token_index)
+        if evaluation is None:
+            continue  # cannot happen while online and offline segmentation agree (tested); never invent one
+        record.boundaries.append(BoundaryRecord(
+            boundary.token_index, boundary.boundary_index, boundary.paragraph_index, boundary.thinking_tokens,
+            boundary.answer, torch.tensor(evaluation.hidden, dtype=torch.float16), float(evaluation.end_prob),
+            min(chunk), sum(chunk) / len(chunk)))
+    return record
