@@ -4,8 +4,9 @@
 benchmark compares decisions, not engines: `consistency` (the last k intermediate answers agree, the
 text-only form of Dynasor's certainty rule), `confidence` (the chunk's lowest token probability passes a
 threshold, DEER's confidence family without its extra trial generation), `first` (exit at the first
-intermediate answer) and `budget` (a fixed thinking-token budget, as engines offer natively). `none`
-never exits; with `record` it only reports boundaries, which is how the training jobs read hidden states
+intermediate answer) and `budget` (a fixed thinking-token budget, as engines offer natively). `oracle` exits
+at the first intermediate answer equal to a gold `answer` the request supplies (the benchmark's upper bound,
+run live so that the model still writes its own final answer). `none` never exits; with `record` it only reports boundaries, which is how the training jobs read hidden states
 from exactly the engine path the server uses.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-RULES = ("probe", "consistency", "confidence", "first", "budget", "none")
+RULES = ("probe", "consistency", "confidence", "first", "budget", "oracle", "none")
 
 
 class SettingsError(ValueError):
@@ -34,6 +35,7 @@ class ExitSettings:
     k: int = 2  # consistency: how many agreeing answers in a row
     budget: int = 0  # budget: thinking tokens allowed
     record: bool = False  # report each boundary's hidden state and P(</think>) (training, analysis)
+    answer: str | None = None  # oracle: the gold answer
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -48,6 +50,8 @@ class ExitSettings:
             raise SettingsError("k", "must be a positive integer")
         if not isinstance(self.record, bool):
             raise SettingsError("record", "must be true or false")
+        if self.rule == "oracle" and not (isinstance(self.answer, str) and self.answer.strip()):
+            raise SettingsError("answer", "must be the gold answer (a non-empty string) when rule is 'oracle'")
         if self.rule == "budget" and (not isinstance(self.budget, int) or self.budget < 1):
             raise SettingsError("budget", "must be a positive integer when rule is 'budget'")
 
@@ -62,9 +66,17 @@ class ExitSettings:
         return cls(**data)
 
 
-def answers_agree(answers: list[str], k: int) -> bool:
-    """True when the last k answers are the same (after trimming spaces and a trailing period)."""
-    if len(answers) < k:
+def same_answer(a: str, b: str) -> bool:
+    """Cheap equality for the decode step: text without spaces or a trailing period, or equal numbers."""
+    a, b = a.strip().rstrip(".").replace(" ", ""), b.strip().rstrip(".").replace(" ", "")
+    if a == b:
+        return True
+    try:
+        return float(a.replace(",", "")) == float(b.replace(",", ""))
+    except ValueError:
         return False
-    last = [answer.strip().rstrip(".").replace(" ", "") for answer in answers[-k:]]
-    return all(answer == last[0] for answer in last)
+
+
+def answers_agree(answers: list[str], k: int) -> bool:
+    """True when the last k answers are the same."""
+    return len(answers) >= k and all(same_answer(answer, answers[-1]) for answer in answers[-k:])

@@ -16,7 +16,7 @@ import torch
 from probexit.kernels.probe_score import score_boundary_rows
 from probexit.probes.boundary import Boundary, BoundaryPolicy, BoundaryTracker
 from probexit.probes.probe import Probe
-from probexit.probes.rules import ExitSettings, answers_agree
+from probexit.probes.rules import ExitSettings, answers_agree, same_answer
 
 
 @dataclass
@@ -143,6 +143,8 @@ class EarlyExitRuntime:
             return True, None
         if settings.rule == "consistency":
             return answers_agree(state.answers, settings.k), None
+        if settings.rule == "oracle":
+            return same_answer(boundary.answer, settings.answer), None
         confidence = state.boundary_confidence  # rule == "confidence"
         return confidence >= settings.threshold, confidence
 

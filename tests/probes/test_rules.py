@@ -11,6 +11,7 @@ from probexit.probes.rules import ExitSettings, SettingsError, answers_agree
     pytest.param({"k": 0}, "k", id="k"),
     pytest.param({"rule": "budget"}, "budget", id="budget-missing"),
     pytest.param({"record": "yes"}, "record", id="record"),
+    pytest.param({"rule": "oracle"}, "answer", id="oracle-without-answer"),
 ])
 def test_invalid_settings_name_their_field(kwargs, field):
     with pytest.raises(SettingsError) as error:
@@ -33,6 +34,7 @@ def test_json_round_trip():
     pytest.param(["3", "4"], 2, False, id="disagree"),
     pytest.param(["3"], 2, False, id="too-few"),
     pytest.param(["4", "3", "3.", " 3"], 3, True, id="normalised"),
+    pytest.param(["2.0", "2"], 2, True, id="numbers"),
 ])
 def test_answers_agree(answers, k, expected):
     assert answers_agree(answers, k) is expected

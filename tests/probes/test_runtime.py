@@ -82,11 +82,17 @@ def test_min_thinking_tokens_delays_the_exit(policy, tokenizer):
     pytest.param(ExitSettings(rule="first"), 0, id="first"),
     pytest.param(ExitSettings(rule="consistency", k=2), 1, id="consistency-2"),
     pytest.param(ExitSettings(rule="consistency", k=3), 2, id="consistency-3"),
+    pytest.param(ExitSettings(rule="oracle", answer="10"), 0, id="oracle"),
 ])
 def test_text_rules(policy, tokenizer, settings, boundary):
     runtime = EarlyExitRuntime(policy, None)
     exits, _, trace = drive(runtime, tokenizer, {0: settings})
     assert exits[0] == boundary_steps(policy, tokenizer, trace)[boundary]
+
+
+def test_oracle_never_exits_on_a_wrong_answer(policy, tokenizer):
+    exits, evaluations, _ = drive(EarlyExitRuntime(policy, None), tokenizer, {0: ExitSettings(rule="oracle", answer="11")})
+    assert exits == {} and len(evaluations) == 3 and not any(e.exit for e in evaluations)
 
 
 def test_budget_rule_exits_mid_paragraph(policy, tokenizer):
