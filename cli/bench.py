@@ -18,6 +18,7 @@ def add_parser(subparsers) -> None:
         suite = suites.add_parser(name, help=help_text)
         suite.set_defaults(run=_not_yet)
     _add_kernel_arguments(suites.choices["kernel"])
+    _add_savings_arguments(suites.choices["savings"])
 
 
 def _not_yet(args) -> int:
@@ -58,3 +59,73 @@ def _run_kernel(args) -> int:
     print("\n".join(kernel.summary_lines(report)))
     print(f"wrote {args.out / 'kernel.json'}")
     return 0
+
+
+def _add_savings_arguments(parser) -> None:
+    parser.add_argument("--problems", type=Path, default=None,
+                        help='JSONL of {"question", "answer"} (default: the tiny world\'s test split)')
+    parser.add_argument("--out", type=Path, required=True, help="writes DIR/report.json, DIR/pareto.png, DIR/runs.jsonl")
+    parser.add_argument("--server", default=None, help="base URL of a running server (default: start the embedded one)")
+    parser.add_argument("--api-key", default=None, help="the server's key (default: $PROBEXIT_API_KEY)")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N problems")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.set_defaults(run=_run_savings)
+
+
+def _run_savings(args) -> int:
+    import asyncio
+    import os
+
+    from probexit.benchmarks import savings
+    from probexit.training.problem_files import load_problems
+
+    problems_file = args.problems or _default_problems()
+    problems = load_problems(problems_file)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise CLIError("--limit must be positive")
+        problems = problems[: args.limit]
+    if args.concurrency < 1 or args.max_tokens < 1:
+        raise CLIError("--concurrency and --max-tokens must be positive")
+    sampling = {"seed": args.seed, "temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens}
+    api_key = args.api_key or os.environ.get("PROBEXIT_API_KEY") or "none"
+    server = None
+    base_url = args.server
+    if base_url is None:
+        from probexit.benchmarks.servers import free_port, probexit_command, start
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        print("starting the embedded server (about a minute) ...")
+        server, seconds = start(probexit_command(port), port, args.out / "server.log")
+        print(f"server up in {seconds:.0f} s")
+        base_url = f"http://127.0.0.1:{port}"
+    try:
+        report = asyncio.run(savings.run_benchmark(base_url.rstrip("/") + "/v1", api_key, problems, args.out,
+                                                   sampling, args.concurrency, str(problems_file)))
+    finally:
+        if server is not None:
+            from probexit.benchmarks.servers import stop
+
+            stop(server)
+    best = report["best_at_no_loss"]
+    print(f"baseline accuracy {report['baseline']['accuracy']:.3f}, {report['baseline']['mean_reasoning_tokens']:.0f} "
+          f"reasoning tokens; oracle saves {report['oracle']['tokens_saved_pct']:.1f}%")
+    if best:
+        print(f"probe at no loss ({best['param']}): saves {best['tokens_saved_pct']:.1f}% of reasoning tokens, "
+              f"accuracy {best['accuracy_delta_pts']:+.1f} points")
+    print(f"wrote {args.out / 'report.json'} and {args.out / 'pareto.png'}")
+    return 0
+
+
+def _default_problems() -> Path:
+    from probexit.server.defaults import default_paths
+
+    path = default_paths().policy.parent / "problems" / "test.jsonl"
+    if not path.is_file():
+        raise CLIError(f"no default problem file at {path}; give --problems")
+    return path

@@ -1,0 +1,238 @@
+"""`probexit bench savings`: accuracy against thinking tokens, the probe against every peer and the oracle.
+
+Every policy runs live on the same server, the same problems and the same seeds, through the official
+`openai` client: `none` (no early exit), `probe` (thresholds and certified risk levels), `budget` (a
+thinking-token budget), `consistency` (the last k intermediate answers agree: Dynasor's certainty rule
+in text form), `confidence` (the chunk's lowest token probability: DEER's confidence family without its
+trial generation), `first` (the first intermediate answer) and `oracle` (the first right intermediate
+answer, given the gold one: the upper bound). With the same seed a request's tokens are the same under
+every policy up to the point where that policy ends the thinking, so the curves differ only by where
+each rule stops. Runs are appended to DIR/runs.jsonl as they finish; a rerun skips finished ones.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from probexit.training.equivalence import MathEquivalence
+from probexit.training.problem_files import ProblemRecord, load_problems
+
+PROBE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
+PROBE_RISKS = (0.01, 0.02, 0.05, 0.1, 0.2)
+CONSISTENCY_KS = (2, 3, 4)
+CONFIDENCE_THRESHOLDS = (0.2, 0.4, 0.6, 0.8, 0.9)
+BUDGET_FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8)  # of the baseline's mean reasoning tokens
+NO_LOSS_POINTS = 1.0
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the policy family
+    param: str  # the swept value, as text
+    early_exit: dict | None  # the request's early_exit object (None: use per-problem oracle answers)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}:{self.param}"
+
+
+def peer_settings(baseline_reasoning_tokens: float) -> list[Setting]:
+    settings = [Setting("probe", f"threshold={t}", {"rule": "probe", "threshold": t}) for t in PROBE_THRESHOLDS]
+    settings += [Setting("probe", f"max_risk={r}", {"rule": "probe", "max_risk": r}) for r in PROBE_RISKS]
+    budgets = sorted({max(1, int(f * baseline_reasoning_tokens)) for f in BUDGET_FRACTIONS})
+    settings += [Setting("budget", f"tokens={b}", {"rule": "budget", "budget": b}) for b in budgets]
+    settings += [Setting("consistency", f"k={k}", {"rule": "consistency", "k": k}) for k in CONSISTENCY_KS]
+    settings += [Setting("confidence", f"min_prob={c}", {"rule": "confidence", "threshold": c})
+                 for c in CONFIDENCE_THRESHOLDS]
+    settings += [Setting("first", "-", {"rule": "first"}), Setting("oracle", "-", None)]
+    return settings
+
+
+BASELINE = Setting("none", "-", {"enabled": False})
+
+
+class Runner:
+    """Sends one setting's requests with bounded concurrency and grades the answers."""
+
+    def __init__(self, client, model: str, problems: list[ProblemRecord], sampling: dict, concurrency: int):
+        self.client, self.model, self.problems = client, model, problems
+        self.sampling, self.concurrency = sampling, concurrency
+        self.equivalence = MathEquivalence()
+
+    async def run(self, setting: Setting) -> list[dict]:
+        semaphore = asyncio.Semaphore(self.concurrency)
+        progress = tqdm(total=len(self.problems), desc=setting.key, unit="req", leave=False)
+
+        async def one(index: int) -> dict:
+            async with semaphore:
+                result = await self.request(index, setting)
+                progress.update()
+                return result
+
+        try:
+            return await asyncio.gather(*(one(i) for i in range(len(self.problems))))
+        finally:
+            progress.close()
+
+    async def request(self, index: int, setting: Setting) -> dict:
+        problem = self.problems[index]
+        early_exit = setting.early_exit if setting.early_exit is not None else {"rule": "oracle", "answer": problem.answer}
+        started = time.monotonic()
+        response = await self.client.chat.completions.create(
+            model=self.model, messages=[{"role": "user", "content": problem.question}],
+            seed=self.sampling["seed"] + index, temperature=self.sampling["temperature"],
+            top_p=self.sampling["top_p"], max_tokens=self.sampling["max_tokens"],
+            extra_body={"early_exit": early_exit})
+        wall = time.monotonic() - started
+        choice = response.choices[0]
+        report = (choice.model_extra or {}).get("early_exit") or {}
+        answer = final_answer(choice.message.content or "")
+        return {"problem": index, "correct": bool(answer) and self.equivalence.same(answer, problem.answer),
+                "answer": answer, "reasoning_tokens": int(report.get("reasoning_tokens", 0)),
+                "completion_tokens": response.usage.completion_tokens, "triggered": bool(report.get("triggered")),
+                "wall_s": wall}
+
+
+def final_answer(content: str) -> str | None:
+    from probexit.probes.answers import get_extractor
+
+    return get_extractor(("boxed", "answer_is")).extract(content)
+
+
+def summarize(setting: Setting, results: list[dict], baseline: dict | None, seed: int = 0) -> dict:
+    correct = np.array([r["correct"] for r in results], dtype=float)
+    reasoning = float(np.mean([r["reasoning_tokens"] for r in results]))
+    completion = float(np.mean([r["completion_tokens"] for r in results]))
+    row = {"name": setting.name, "param": setting.param, "accuracy": float(correct.mean()),
+           "accuracy_ci": bootstrap_ci(correct, seed), "mean_reasoning_tokens": reasoning,
+           "mean_completion_tokens": completion, "wall_s": float(np.mean([r["wall_s"] for r in results])),
+           "exits": int(sum(r["triggered"] for r in results)), "n": len(results)}
+    if baseline is not None:
+        row["tokens_saved_pct"] = 100.0 * (1 - reasoning / baseline["mean_reasoning_tokens"])
+        row["completion_tokens_saved_pct"] = 100.0 * (1 - completion / baseline["mean_completion_tokens"])
+        row["accuracy_delta_pts"] = 100.0 * (row["accuracy"] - baseline["accuracy"])
+        row["wall_saved_pct"] = 100.0 * (1 - row["wall_s"] / baseline["wall_s"])
+    return row
+
+
+def bootstrap_ci(correct: np.ndarray, seed: int, reps: int = 2000) -> list[float]:
+    rng = np.random.default_rng(seed)
+    means = rng.choice(correct, size=(reps, len(correct)), replace=True).mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def best_at_no_loss(rows: list[dict], baseline: dict) -> dict | None:
+    """The probe setting with the largest saving whose accuracy falls by at most one point."""
+    eligible = [r for r in rows if r["name"] == "probe" and r["accuracy_delta_pts"] >= -NO_LOSS_POINTS]
+    return max(eligible, key=lambda r: r["tokens_saved_pct"], default=None)
+
+
+def dominance(rows: list[dict], baseline: dict) -> dict:
+    """For each peer point, whether the probe's curve (with the baseline as its last point) reaches at least
+    the peer's accuracy at the peer's token level, interpolating linearly between probe points."""
+    probe = sorted([(r["mean_reasoning_tokens"], r["accuracy"]) for r in rows if r["name"] == "probe"]
+                   + [(baseline["mean_reasoning_tokens"], baseline["accuracy"])])
+    xs, ys = [p[0] for p in probe], [p[1] for p in probe]
+    # The curve's upper envelope: at a token level, the best accuracy of any probe setting using no more.
+    envelope = np.maximum.accumulate(ys)
+    verdict = {}
+    for family in ("budget", "consistency", "confidence", "first"):
+        points = [(r["mean_reasoning_tokens"], r["accuracy"], r["param"]) for r in rows if r["name"] == family]
+        checks = []
+        for tokens, accuracy, param in points:
+            if tokens < xs[0]:
+                probe_accuracy = None  # below the probe's cheapest setting: not comparable on this sweep
+            else:
+                probe_accuracy = float(np.interp(tokens, xs, envelope))
+            checks.append({"param": param, "tokens": tokens, "accuracy": accuracy, "probe_accuracy": probe_accuracy,
+                           "probe_at_least_as_good": None if probe_accuracy is None else probe_accuracy >= accuracy - 1e-9})
+        verdict[family] = {"points": checks,
+                           "probe_above_everywhere": all(c["probe_at_least_as_good"] is not False for c in checks)}
+    return verdict
+
+
+def pareto_plot(rows: list[dict], baseline: dict, oracle: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 5))
+    styles = {"probe": ("tab:red", "o-"), "budget": ("tab:grey", "s--"), "consistency": ("tab:blue", "^--"),
+              "confidence": ("tab:green", "v--"), "first": ("tab:purple", "P")}
+    for family, (colour, style) in styles.items():
+        points = sorted((r["mean_reasoning_tokens"], r["accuracy"]) for r in rows if r["name"] == family)
+        if points:
+            axes.plot(*zip(*points), style, color=colour, label=family, markersize=6, linewidth=1.5)
+    axes.plot(baseline["mean_reasoning_tokens"], baseline["accuracy"], "k*", markersize=14, label="no early exit")
+    axes.plot(oracle["mean_reasoning_tokens"], oracle["accuracy"], "D", color="gold", markeredgecolor="black",
+              markersize=10, label="oracle")
+    axes.set_xlabel("mean reasoning tokens per problem")
+    axes.set_ylabel("accuracy")
+    axes.set_title("Accuracy against thinking tokens (up and left is better)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def build_report(runs: dict[str, tuple[Setting, list[dict]]], sampling: dict, problems_file: str) -> dict:
+    baseline = summarize(*runs[BASELINE.key], None, sampling["seed"])
+    rows = [summarize(setting, results, baseline, sampling["seed"]) for key, (setting, results) in runs.items()
+            if key != BASELINE.key]
+    oracle = next(r for r in rows if r["name"] == "oracle")
+    policies = [r for r in rows if r["name"] != "oracle"]
+    best = best_at_no_loss(policies, baseline)
+    goals = {"share_of_oracle_saving": None if not best or oracle["tokens_saved_pct"] <= 0
+             else best["tokens_saved_pct"] / oracle["tokens_saved_pct"],
+             "dominance": dominance(policies, baseline)}
+    goals["met"] = bool(goals["share_of_oracle_saving"] and goals["share_of_oracle_saving"] >= 0.9
+                        and all(v["probe_above_everywhere"] for v in goals["dominance"].values()))
+    return {"problems": problems_file, "n_problems": baseline["n"], "sampling": sampling, "baseline": baseline,
+            "policies": policies, "oracle": oracle, "best_at_no_loss": best, "goals": goals}
+
+
+async def run_benchmark(base_url: str, api_key: str, problems: list[ProblemRecord], out: Path, sampling: dict,
+                        concurrency: int, problems_file: str) -> dict:
+    from openai import APIConnectionError, AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=2, timeout=600)
+    try:
+        model = (await client.models.list()).data[0].id
+    except APIConnectionError:
+        raise ValueError(f"cannot reach a server at {base_url}; start one with `probexit serve` or drop --server") from None
+    runner = Runner(client, model, problems, sampling, concurrency)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "runs.jsonl"
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("sampling") == sampling and record.get("n") == len(problems):
+                done[record["key"]] = record["results"]
+
+    async def ensure(setting: Setting) -> list[dict]:
+        if setting.key not in done:
+            done[setting.key] = await runner.run(setting)
+            with open(log, "a") as handle:  # kept if the run is interrupted later
+                handle.write(json.dumps({"key": setting.key, "sampling": sampling, "n": len(problems),
+                                         "results": done[setting.key]}) + "\n")
+        return done[setting.key]
+
+    runs = {BASELINE.key: (BASELINE, await ensure(BASELINE))}
+    base_reasoning = float(np.mean([r["reasoning_tokens"] for r in runs[BASELINE.key][1]]))
+    settings = peer_settings(base_reasoning)
+    for setting in tqdm(settings, desc="policies", unit="setting"):
+        runs[setting.key] = (setting, await ensure(setting))
+    report = build_report(runs, sampling, problems_file)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    pareto_plot(report["policies"], report["baseline"], report["oracle"], out / "pareto.png")
+    return report

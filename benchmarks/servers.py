@@ -1,0 +1,51 @@
+"""Starting and stopping a server process for the benchmarks, which talk to servers over HTTP only."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        return probe_socket.getsockname()[1]
+
+
+def probexit_command(port: int, extra: list[str] | None = None) -> list[str]:
+    """`probexit serve` on 127.0.0.1:port (the embedded default unless `extra` names a model)."""
+    return [sys.executable, "-m", "probexit.cli", "serve", "--port", str(port), "--host", "127.0.0.1", *(extra or [])]
+
+
+def start(command: list[str], port: int, log: Path, timeout: float = 600) -> tuple[subprocess.Popen, float]:
+    """Start a server and wait for a healthy /health; returns the process and its start-up seconds."""
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    started = time.monotonic()
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} while starting; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process, time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    process.kill()
+    raise RuntimeError(f"the server did not become healthy in {timeout} s; see {log}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
