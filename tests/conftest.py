@@ -18,3 +18,58 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def test_model_dir():
+    """The tiny-world policy ($PROBEXIT_TEST_MODEL, else the embedded default)."""
+    from tests.server.harness import find_test_model
+
+    found = find_test_model()
+    if found is None:
+        pytest.skip("no test model: set PROBEXIT_TEST_MODEL or build the embedded default")
+    return found
+
+
+def random_linear_probe(model_dir, out, seed=0):
+    """A linear probe for `model_dir` whose scores spread over (0, 1): thresholds decide where it exits."""
+    import json
+
+    import torch
+
+    from probexit.probes.fingerprint import model_identity
+    from probexit.probes.probe import Probe, ProbeConfig, ProbeModel
+
+    hidden = json.loads((model_dir / "config.json").read_text())["hidden_size"]
+    torch.manual_seed(seed)
+    module = ProbeModel(hidden, 0, torch.zeros(hidden), torch.ones(hidden))
+    with torch.no_grad():
+        module.net.weight.normal_(std=0.3 / hidden ** 0.5)
+        module.net.bias.zero_()
+    probe = Probe(ProbeConfig("linear", hidden, 0, model_identity(model_dir)), module.weights())
+    probe.save(out)
+    return probe
+
+
+@pytest.fixture(scope="session")
+def offline_engine(test_model_dir, tmp_path_factory):
+    """One real vLLM CPU engine for the session, with the early-exit processor and a random probe
+    (`engine.probe`); requests without early-exit settings are untouched by it (tested)."""
+    from probexit.probes.probe import Probe
+    from probexit.server.offline import OfflineEngine
+    from probexit.training.tinyworld.build import tiny_engine_kwargs
+
+    probe_dir = tmp_path_factory.mktemp("probe")
+    random_linear_probe(test_model_dir, probe_dir)
+    with OfflineEngine(test_model_dir, probe=probe_dir, **{**tiny_engine_kwargs(), "max_num_seqs": 32}) as engine:
+        engine.probe = Probe.load(probe_dir)
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def reference_model(test_model_dir):
+    """The same policy in transformers, fp32, for parity checks."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(test_model_dir, dtype=torch.float32).eval()

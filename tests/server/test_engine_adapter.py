@@ -1,20 +1,18 @@
 """Early exit inside the real vLLM CPU engine, on the tiny model (issue: engine early exit).
 
-One offline engine for the module, with a random linear probe whose scores spread over (0, 1), so that a
+The session's offline engine (tests/conftest.py), with a random linear probe whose scores spread over (0, 1), so that a
 request's threshold decides where it exits; thresholds 0 and 1.01 give "always" and "never".
 """
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
 
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.fingerprint import model_identity
-from probexit.probes.probe import Probe, ProbeConfig, ProbeFileError, ProbeModel
+from probexit.probes.probe import Probe, ProbeConfig, ProbeFileError, ProbeModel  # noqa: F401
 from probexit.probes.rules import ExitSettings
-from tests.server.harness import find_test_model
+from tests.conftest import random_linear_probe
 
 QUESTIONS = [f"What is {a} + {b} - {c}?" for a, b, c in
              [(3, 14, 7), (12, 9, 15), (0, 20, 4), (7, 7, 19), (18, 2, 3), (5, 16, 11), (9, 1, 20), (14, 14, 2)]]
@@ -22,42 +20,13 @@ SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 400}
 
 
 @pytest.fixture(scope="module")
-def model_dir():
-    found = find_test_model()
-    if found is None:
-        pytest.skip("no test model: set PROBEXIT_TEST_MODEL or build the embedded default")
-    return found
-
-
-def random_probe(model_dir, out, seed=0) -> Probe:
-    hidden = json.loads((model_dir / "config.json").read_text())["hidden_size"]
-    torch.manual_seed(seed)
-    module = ProbeModel(hidden, 0, torch.zeros(hidden), torch.ones(hidden))
-    with torch.no_grad():
-        module.net.weight.normal_(std=0.3 / hidden ** 0.5)  # scores spread over (0, 1), not saturated
-        module.net.bias.zero_()
-    probe = Probe(ProbeConfig("linear", hidden, 0, model_identity(model_dir)), module.weights())
-    probe.save(out)
-    return probe
+def model_dir(test_model_dir):
+    return test_model_dir
 
 
 @pytest.fixture(scope="module")
-def engine(model_dir, tmp_path_factory):
-    from probexit.server.offline import OfflineEngine
-
-    probe_dir = tmp_path_factory.mktemp("probe")
-    random_probe(model_dir, probe_dir)
-    with OfflineEngine(model_dir, probe=probe_dir, dtype="float32", enforce_eager=True, max_model_len=1024,
-                       max_num_seqs=32) as engine:
-        engine.probe = Probe.load(probe_dir)
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def reference_model(model_dir):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+def engine(offline_engine):
+    return offline_engine
 
 
 def last_hidden(reference_model, generation) -> torch.Tensor:
@@ -152,7 +121,7 @@ def test_probe_for_another_hidden_size_is_refused_before_the_engine_starts(model
 def test_corrupt_probe_is_refused(model_dir, tmp_path):
     from probexit.server.offline import OfflineEngine
 
-    random_probe(model_dir, tmp_path / "p")
+    random_linear_probe(model_dir, tmp_path / "p")
     (tmp_path / "p" / "probe.safetensors").write_bytes(b"\x01" * 20)
     with pytest.raises(ProbeFileError, match="corrupt"):
         OfflineEngine(model_dir, probe=tmp_path / "p")

@@ -1,0 +1,59 @@
+"""The committed tiny-world policy: tokenizer identity across loaders, vLLM = transformers when greedy."""
+import random
+
+import torch
+
+from probexit.training.tinyworld.problems import random_problem
+from probexit.training.tinyworld.traces import TraceStyle, sample_trace
+
+
+def sample_texts(n=200, seed=0):
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        problem = random_problem(rng)
+        texts.append(problem.question)
+        texts.append(sample_trace(problem, TraceStyle(), rng).completion)
+    return texts + ["Über 3 ✓ </think>\n\n<think>\nSo the answer is -12.\n\n"]
+
+
+def test_every_loader_gives_the_same_ids(test_model_dir):
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from vllm.tokenizers import get_tokenizer
+
+    loaders = {
+        "transformers auto": AutoTokenizer.from_pretrained(test_model_dir),
+        "transformers fast": PreTrainedTokenizerFast(tokenizer_file=str(test_model_dir / "tokenizer.json")),
+        "vllm": get_tokenizer(str(test_model_dir)),
+    }
+    raw = Tokenizer.from_file(str(test_model_dir / "tokenizer.json"))
+    for text in sample_texts():
+        expected = raw.encode(text, add_special_tokens=False).ids
+        for name, tokenizer in loaders.items():
+            assert tokenizer.encode(text, add_special_tokens=False) == expected, name
+
+
+def test_think_markers_are_single_tokens_that_survive_skip_special_tokens(test_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(test_model_dir)
+    for marker in ("<think>", "</think>"):
+        ids = tokenizer.encode(marker, add_special_tokens=False)
+        assert len(ids) == 1
+        assert tokenizer.decode(ids, skip_special_tokens=True) == marker
+
+
+def test_greedy_generations_match_transformers(offline_engine, reference_model):
+    rng = random.Random(11)
+    questions = [random_problem(rng).question for _ in range(20)]
+    prompts = offline_engine.chat_prompts(questions)
+    generations = offline_engine.generate(prompts, temperature=0.0, max_tokens=300, progress=False)
+    eos = reference_model.generation_config.eos_token_id
+    stop = eos if isinstance(eos, list) else [eos]
+    for generation in generations:
+        ids = torch.tensor([generation.prompt_ids])
+        with torch.no_grad():
+            out = reference_model.generate(ids, max_new_tokens=300, do_sample=False, eos_token_id=stop,
+                                           pad_token_id=reference_model.config.pad_token_id)
+        assert generation.token_ids == out[0, len(generation.prompt_ids):].tolist()
