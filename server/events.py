@@ -23,6 +23,7 @@ from probexit.probes.runtime import Evaluation
 
 HIGH_WATER_MARK = 10_000
 FLUSH_EVERY_STEPS, FLUSH_EVERY_SECONDS = 64, 0.5
+IDLE_SLEEP_SECONDS = 0.005  # the collector thread's wait between empty receives
 
 
 def new_address() -> str:
@@ -85,34 +86,37 @@ class EventCollector:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.bind(self.address)
         self._records: dict[str, RequestRecord] = {}
+        # Two locks, so that the API's event loop never waits on the socket: `_lock` is the socket's (zmq
+        # sockets are not thread-safe) and is held only while receiving; `_records_lock` guards the records.
         self._lock = threading.Lock()
+        self._records_lock = threading.Lock()
         self._on_evaluation, self._on_step = on_evaluation, on_step
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="probexit-events", daemon=True)
         self._thread.start()
 
     def expect(self, rid: str) -> None:
-        with self._lock:
+        with self._records_lock:
             self._records[rid] = RequestRecord()
 
     def collect(self, rid: str) -> RequestRecord:
         """The record of a finished request (removed from the collector)."""
         self._drain_now()
-        with self._lock:
+        with self._records_lock:
             return self._records.pop(rid, None) or RequestRecord()
 
     def peek(self, rid: str) -> RequestRecord:
         self._drain_now()
-        with self._lock:
+        with self._records_lock:
             return self._records.get(rid) or RequestRecord()
 
     def forget(self, rid: str) -> None:
-        with self._lock:
+        with self._records_lock:
             self._records.pop(rid, None)
 
     @property
     def pending(self) -> int:
-        with self._lock:
+        with self._records_lock:
             return len(self._records)
 
     def close(self) -> None:
@@ -124,36 +128,34 @@ class EventCollector:
             os.unlink(path)
 
     def _run(self) -> None:
-        # zmq sockets are not thread-safe: every use of the socket, here and in _drain_now, holds the lock;
-        # polling with a short timeout keeps the lock free most of the time.
-        poller = zmq.Poller()
-        poller.register(self._socket, zmq.POLLIN)
+        # Waiting happens in sleep, outside the socket's lock (a poll would have to hold it, and then
+        # expect/collect on the event loop waited for the poll's timeout: about 2 ms per call on average).
         while not self._closed.is_set():
-            with self._lock:
-                ready = poller.poll(5)
-            if ready:
-                self._drain_now()
-            else:
-                time.sleep(0.005)
+            if not self._drain_now():
+                time.sleep(IDLE_SLEEP_SECONDS)
 
-    def _drain_now(self) -> None:
-        """Receive whatever has arrived. Called before reading a record, so that decisions sent during a
-        step are seen even if the engine's own output for that step won the race to the API process."""
+    def _drain_now(self) -> bool:
+        """Receive whatever has arrived; True if anything did. Called before reading a record, so that
+        decisions sent during a step are seen even if the engine's own output for that step won the race
+        to the API process."""
+        received = False
         with self._lock:
             while True:
                 try:
                     payload = self._socket.recv(zmq.NOBLOCK)
                 except (zmq.Again, zmq.ContextTerminated, zmq.ZMQError):
-                    return
+                    return received
+                received = True
                 self._handle(json.loads(payload))
 
     def _handle(self, message: dict) -> None:
         for fields in message.get("evals", []):
             evaluation = Evaluation(*fields)
             rid = evaluation.rid
-            record = self._records.get(rid)
-            if record is not None:
-                record.evaluations.append(evaluation)
+            with self._records_lock:
+                record = self._records.get(rid)
+                if record is not None:
+                    record.evaluations.append(evaluation)
             if self._on_evaluation:
                 self._on_evaluation(evaluation)
         if self._on_step:
