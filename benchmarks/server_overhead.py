@@ -3,19 +3,19 @@
 Run by hand (not in tests); it starts one server at a time, as a separate process, and talks HTTP only:
 
     .venv/bin/python -m probexit.benchmarks.server_overhead --model /path/to/model --probe /path/to/probe \\
-        --out runs/server_overhead.json -- --dtype float32 --max-model-len 1024
+        --rounds 3 --control --out runs/server_overhead.json -- --dtype float32 --max-model-len 1024
 
-Arguments after `--` are engine flags given to both servers. For each server it records the start-up time
+Arguments after `--` are engine flags given to every server. For each server it records the start-up time
 (process start to a healthy `/health`), then streams chat completions and records time to first token
-(first chunk with text, reasoning or answer), tokens per second and the CPU time per token of the
-server's API process and of all its processes, sequentially (latency) and with `--concurrency` requests in flight
-(throughput). On a shared machine wall-clock numbers swing with the neighbours' load; CPU per token
-hardly does, so it is the steadier measure of overhead there. Every request asks for exactly `--max-tokens` tokens
-(`ignore_eos`), so both servers generate the same amount whatever the model writes. probexit runs two
-variants on one server: early exit off for the request (the serving path alone), and the probe rule
-with a threshold that never fires (the serving path plus the per-step probe work). With `--rounds 2` the
-servers run in the order vLLM, probexit, probexit, vLLM, to spread drift on a shared machine. The servers'
-logs go next to the JSON file.
+(first chunk with text, reasoning or answer), tokens per second, and CPU time per token (the API process
+alone, and all the server's processes), sequentially (latency) and with `--concurrency` requests in flight
+(throughput). Every request asks for exactly `--max-tokens` tokens (`ignore_eos`), so all servers generate
+the same amount whatever the model writes. probexit runs two variants on one server: early exit off for
+the request (the serving path alone), and the probe rule with a threshold that never fires (plus the
+per-step probe work). `--control` adds vLLM's server with probexit's logits processor loaded as a no-op,
+which tells the engine-side cost of a custom processor from the rest. Rounds alternate the order (vLLM,
+probexit, then probexit, vLLM, ...) to spread drift; the JSON has each round, the median over rounds and
+the best round (neighbours on a shared machine only ever slow a round down). Servers' logs go next to it.
 Goal: probexit within 5% of vLLM on time to first token and tokens per second.
 """
 from __future__ import annotations
@@ -37,6 +37,10 @@ import httpx
 
 GOAL = 0.05
 MODEL_NAME = "bench"
+# --control: vLLM's own server with probexit's logits processor loaded but unconfigured (a no-op), which
+# splits probexit's overhead into what vLLM's custom-processor machinery costs and what the rest costs.
+CONTROL = "vllm+processor"
+PROCESSOR = "probexit.server.engine_adapter:EarlyExitLogitsProcessor"  # engine_adapter.PROCESSOR_FQCN
 VARIANTS = {"probexit (early exit off)": {"early_exit": {"enabled": False}},
             "probexit (probe on, never fires)": {"early_exit": {"threshold": 1.01}}}
 
@@ -56,8 +60,9 @@ def questions(count: int, seed: int = 0) -> list[str]:
 # -- one server process ---------------------------------------------------------------------------------------
 def server_command(kind: str, model: str, port: int, probe: str | None, engine_flags: list[str]) -> list[str]:
     common = ["--model", model, "--port", str(port), "--host", "127.0.0.1", "--served-model-name", MODEL_NAME]
-    if kind == "vllm":
-        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *common, *engine_flags]
+    if kind.startswith("vllm"):
+        processor = ["--logits-processors", PROCESSOR] if kind == CONTROL else []
+        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *common, *processor, *engine_flags]
     return [sys.executable, "-m", "probexit.cli", "serve", *common, *(["--probe", probe] if probe else []),
             *engine_flags]
 
@@ -131,7 +136,8 @@ async def workload(port: int, pid: int, prompts: list[str], max_tokens: int, con
 
 def tree_cpu_seconds(pid: int) -> tuple[float, float]:
     """CPU time (user + system) of a server's API process, and of all its processes (API, engine core,
-    workers). Unlike wall time it hardly moves when other jobs share the cores."""
+    workers). It moves less than wall time with the neighbours' load, yet still moves: vLLM's processes
+    spin while they wait for a core."""
     import psutil  # vLLM's dependency: present wherever the servers run
 
     root = psutil.Process(pid)
@@ -161,8 +167,8 @@ def run_server(kind: str, args, engine_flags: list[str], workdir: Path, index: i
     process, startup = start(command, port, workdir / f"{index}-{kind}.log")
     try:
         prompts = questions(args.requests, seed=args.seed)
-        variants = {"vllm": {}} if kind == "vllm" else VARIANTS
-        if kind != "vllm" and not args.probe:
+        variants = {kind: {}} if kind.startswith("vllm") else VARIANTS
+        if kind == "probexit" and not args.probe:
             variants = {name: extra for name, extra in variants.items() if "probe" not in name}
         results = {name: asyncio.run(workload(port, process.pid, prompts, args.max_tokens, args.concurrency, extra,
                                               args.warmup))
@@ -224,9 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="server pairs, in alternating order: vLLM, probexit, probexit, vLLM, ...")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--control", action="store_true",
+                        help="also run vLLM's server with probexit's logits processor loaded as a no-op")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args(argv)
-    order = [kind for round_ in range(args.rounds) for kind in (("vllm", "probexit"), ("probexit", "vllm"))[round_ % 2]]
+    kinds = ["vllm", *([CONTROL] if args.control else []), "probexit"]
+    order = [kind for round_ in range(args.rounds) for kind in (kinds if round_ % 2 == 0 else kinds[::-1])]
     logs = args.out.parent / f"{args.out.stem}-logs"  # the servers' output, for when one fails to start
     logs.mkdir(parents=True, exist_ok=True)
     runs = []

@@ -53,7 +53,6 @@ class Generation:
     model: str
     settings: ExitSettings | None
     prompt_tokens: int
-    stream: bool
     choices: list[Choice] = field(default_factory=list)
 
     def usage(self) -> Usage:
@@ -102,7 +101,7 @@ class GenerationCore:
                 raise APIError(400, f"{name}: not supported by probexit", param=name)
         settings = early_exit.resolve(request.early_exit, self.exit_defaults)
         generation = Generation(f"{id_prefix}-{uuid.uuid4().hex}", self.model_name, settings,
-                                sum(len(prompt) for prompt in prompts), request.stream)
+                                sum(len(prompt) for prompt in prompts))
         for prompt_index, prompt_ids in enumerate(prompts):
             limit = self._max_tokens(len(prompt_ids), max_tokens, prompt_field)
             for sample in range(request.n):
