@@ -1,6 +1,7 @@
 """A request's `early_exit` object resolved against the server's defaults, and the per-choice report.
 
-Each field the request gives overrides the server's default for it; `enabled` too. Settings that cannot
+Each field the request gives overrides the server's default for it; `enabled` too, and an object that gives
+any setting but leaves `enabled` out asks for early exit (a request that sets a threshold wants one). Settings that cannot
 work on this server (the probe rule without a probe, `max_risk` without a calibration table, any rule on a
 model without thinking markers) are a 400 naming the field, never a silent no-op.
 """
@@ -29,7 +30,10 @@ class ExitDefaults:
 def resolve(request: EarlyExitRequest | None, defaults: ExitDefaults) -> ExitSettings | None:
     """The settings to send to the engine, or None when this request does not exit early."""
     request = request or EarlyExitRequest()
-    enabled = defaults.enabled if request.enabled is None else request.enabled
+    if request.enabled is not None:
+        enabled = request.enabled
+    else:
+        enabled = defaults.enabled or bool(request.model_fields_set - {"enabled"})
     if not enabled:
         return None
     if not defaults.markers_known:
@@ -37,7 +41,7 @@ def resolve(request: EarlyExitRequest | None, defaults: ExitDefaults) -> ExitSet
     rule = request.rule or "probe"
     if rule == "probe" and defaults.probe is None:
         raise _invalid("rule", "the probe rule needs a probe and this server was started without --probe; "
-                               "use another rule (consistency, confidence, first, budget) or disable early exit")
+                               "use another rule (consistency, confidence, first, budget, oracle) or disable early exit")
     if request.threshold is not None and request.max_risk is not None:
         raise _invalid("max_risk", "give threshold or max_risk, not both")
     threshold = defaults.threshold if request.threshold is None else request.threshold
@@ -46,7 +50,7 @@ def resolve(request: EarlyExitRequest | None, defaults: ExitDefaults) -> ExitSet
     values = {"rule": rule, "threshold": threshold,
               "min_thinking_tokens": defaults.min_thinking_tokens if request.min_thinking_tokens is None
               else request.min_thinking_tokens}
-    values.update({key: value for key in ("k", "budget") if (value := getattr(request, key)) is not None})
+    values.update({key: value for key in ("k", "budget", "answer") if (value := getattr(request, key)) is not None})
     try:
         return ExitSettings(**values)
     except SettingsError as error:

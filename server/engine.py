@@ -17,7 +17,8 @@ from probexit.probes.boundary import BoundaryPolicyConfig
 from probexit.probes.fingerprint import model_identity
 from probexit.probes.probe import Probe, ProbeFileError
 from probexit.server.config import ConfigError, ServerConfig
-from probexit.server.engine_adapter import UnsupportedVLLMError, early_exit_engine_options, require_supported_vllm
+from probexit.server.engine_adapter import (UnsupportedVLLMError, early_exit_engine_options, platform_engine_defaults,
+                                            require_supported_vllm)
 from probexit.server.reasoning import ThinkingMarkers, find_markers
 
 # vLLM on CPU refuses to start without a KV-cache size (PLATFORM.md); 1 GiB serves small models well.
@@ -50,6 +51,7 @@ def prepare(config: ServerConfig) -> EngineSetup:
 
     args = config.engine_args or AsyncEngineArgs(model=config.model)
     args = dataclasses.replace(args, model=config.model, served_model_name=config.served_model_name)
+    args = platform_engine_defaults(args)
     probe = _load_probe(config, args)
     markers = _find_markers(args, probe)
     if markers is not None:

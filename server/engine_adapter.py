@@ -203,8 +203,9 @@ def shutdown_offline_engine(llm) -> None:
         engine_core.shutdown()
 
 
-def platform_engine_defaults(engine_kwargs: dict) -> dict:
-    """Engine settings this vLLM needs on this platform, unless the caller chose otherwise.
+def platform_engine_defaults(engine_args):
+    """Engine settings this vLLM needs on this platform, unless the caller chose otherwise; takes and
+    returns either a dict of engine keyword arguments or a vLLM `EngineArgs`.
 
     vLLM 0.32 on CPU: when a request that carries a seed is only partly prefilled in a step, the runner
     rewinds its sampling generator with `set_offset`, which CPU generators do not have, and the engine
@@ -213,10 +214,15 @@ def platform_engine_defaults(engine_kwargs: dict) -> dict:
     """
     from vllm.platforms import current_platform
 
-    if not current_platform.is_cpu():
-        return dict(engine_kwargs)
-    adjusted = dict(engine_kwargs)
-    adjusted.setdefault("enable_chunked_prefill", False)
-    if adjusted["enable_chunked_prefill"] is False and adjusted.get("max_model_len"):
-        adjusted.setdefault("max_num_batched_tokens", max(8192, int(adjusted["max_model_len"])))
-    return adjusted
+    is_dict = isinstance(engine_args, dict)
+    get = engine_args.get if is_dict else (lambda key: getattr(engine_args, key, None))
+    overrides = {}
+    if current_platform.is_cpu() and get("enable_chunked_prefill") is None:
+        overrides["enable_chunked_prefill"] = False
+        if get("max_num_batched_tokens") is None and get("max_model_len"):
+            overrides["max_num_batched_tokens"] = max(8192, int(get("max_model_len")))
+    if is_dict:
+        return {**engine_args, **overrides}
+    import dataclasses
+
+    return dataclasses.replace(engine_args, **overrides)

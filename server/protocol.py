@@ -17,7 +17,8 @@ class OpenAIRequest(BaseModel):
 
 
 class EarlyExitRequest(BaseModel):
-    """DESIGN.md's `early_exit` object, plus `rule`, `k` and `budget` for running the peers' rules live."""
+    """DESIGN.md's `early_exit` object, plus `rule`, `k`, `budget` and `answer` (the oracle rule's gold
+    answer) for running the peers' rules and the oracle live."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -28,6 +29,7 @@ class EarlyExitRequest(BaseModel):
     rule: str | None = None
     k: StrictInt | None = Field(default=None, ge=1)
     budget: StrictInt | None = Field(default=None, ge=1)
+    answer: str | None = None
 
 
 class StreamOptions(OpenAIRequest):

@@ -37,6 +37,9 @@ def resolve(body: dict | None, **overrides):
     pytest.param({"enabled": False}, {}, None, id="request-off"),
     pytest.param({"enabled": True}, {"enabled": False}, ExitSettings("probe", 0.8, 5), id="request-on"),
     pytest.param({"enabled": False, "threshold": 7}, {}, None, id="off-ignores-the-rest"),
+    pytest.param({"threshold": 0.9}, {"enabled": False}, ExitSettings("probe", 0.9, 5), id="settings-ask-for-it"),
+    pytest.param({}, {"enabled": False}, None, id="empty-object-follows-server"),
+    pytest.param({"rule": "oracle", "answer": "10"}, {}, ExitSettings("oracle", 0.8, 5, answer="10"), id="oracle"),
 ])
 def test_resolve(body, server, expected):
     assert resolve(body, **server) == expected
