@@ -1,8 +1,10 @@
 """`probexit train probe|empo|advrm`: the training jobs. Each writes DIR/metrics.json."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from probexit.cli.errors import CLIError
@@ -12,12 +14,9 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="training jobs: probe, empo, advrm")
     jobs = parser.add_subparsers(dest="job", required=True, metavar="JOB")
     add_probe_parser(jobs)
-    for name, help_text in (
-        ("empo", "EMPO: unsupervised RL that rewards semantic agreement"),
-        ("advrm", "Adv-RM: reward models hardened with adversarial examples"),
-    ):
-        job = jobs.add_parser(name, help=help_text)
-        job.set_defaults(run=_not_yet)
+    add_empo_parser(jobs)
+    job = jobs.add_parser("advrm", help="Adv-RM: reward models hardened with adversarial examples")
+    job.set_defaults(run=_not_yet)
 
 
 def add_engine_flags(parser) -> None:
@@ -102,6 +101,97 @@ def run_probe(args) -> int:
     print(f"probe: ROC-AUC {metrics['roc_auc']:.3f}, ECE {metrics['ece']:.3f} on {metrics['n_test']} held-out "
           f"boundaries; written to {args.out / 'probe'}")
     return 0
+
+
+def add_empo_parser(jobs) -> None:
+    from probexit.training.empo import EMPOConfig
+    from probexit.training.empo_eval import EvalConfig
+
+    d, e = EMPOConfig(), EvalConfig()
+    job = jobs.add_parser("empo", help="EMPO: unsupervised RL that rewards semantic agreement",
+                          description="Train a policy with EMPO (no gold answers), evaluate it before and after "
+                                      "through vLLM, and compare with supervised GRPO at the same settings.")
+    job.add_argument("--model", required=True, help="base policy: model folder (Hugging Face format) or hub id")
+    job.add_argument("--problems", required=True, type=Path,
+                     help='JSONL of {"question"} (answers, when present, only feed the supervised baseline)')
+    job.add_argument("--out", required=True, type=Path,
+                     help="output folder: metrics.json, policy/, checkpoints/ (a rerun resumes), supervised/")
+    job.add_argument("--eval-problems", type=Path,
+                     help='held-out JSONL of {"question", "answer"} for the before/after evaluation (none: skipped)')
+    group = job.add_argument_group("EMPO")
+    group.add_argument("--num-generations", type=int, default=d.num_generations, help="G, answers per question")
+    group.add_argument("--questions-per-step", type=int, default=d.questions_per_step)
+    group.add_argument("--steps", type=int, default=d.steps, help="optimisation steps (more on a rerun continue)")
+    group.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    group.add_argument("--beta", type=float, default=d.beta, help="KL coefficient (EMPO: 0)")
+    group.add_argument("--temperature", type=float, default=d.temperature, help="training sampling temperature")
+    group.add_argument("--max-completion-length", type=int, default=d.max_completion_length)
+    group.add_argument("--min-entropy-ratio", type=float, default=d.min_entropy_ratio,
+                       help="skip questions with semantic entropy <= this * log G")
+    group.add_argument("--max-entropy-ratio", type=float, default=d.max_entropy_ratio,
+                       help="skip questions with semantic entropy >= this * log G")
+    group.add_argument("--equivalence", choices=("math", "exact", "judge"), default=d.equivalence,
+                       help="how answers are clustered (and compared with gold answers in evaluation)")
+    group.add_argument("--judge-url", help="OpenAI-compatible endpoint of the judge (--equivalence judge; key in "
+                                           "PROBEXIT_JUDGE_API_KEY)")
+    group.add_argument("--judge-model", help="the judge's model name")
+    group.add_argument("--think-end", default=d.think_end, help="end-of-thinking marker")
+    group.add_argument("--loss-type", default=d.loss_type, help="TRL's GRPO loss aggregation")
+    group.add_argument("--seed", type=int, default=d.seed)
+    group.add_argument("--save-steps", type=int, default=d.save_steps)
+    group.add_argument("--collapse-min-format-valid", type=float, default=d.collapse_min_format_valid)
+    group.add_argument("--collapse-min-answer-diversity", type=float, default=d.collapse_min_answer_diversity)
+    group.add_argument("--no-supervised-baseline", dest="supervised_baseline", action="store_false",
+                       help="skip the supervised GRPO baseline")
+    group.add_argument("--use-vllm", action="store_true", help="GPU: generate with TRL's colocated vLLM engine")
+    group.add_argument("--vllm-gpu-memory-utilization", type=float, default=d.vllm_gpu_memory_utilization)
+    group.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                       help="bfloat16 training (default: on where a CUDA GPU supports it)")
+    group.add_argument("--gradient-checkpointing", action="store_true")
+    evaluation = job.add_argument_group("evaluation")
+    evaluation.add_argument("--eval-limit", type=int, default=e.limit, help="held-out problems used (0: all)")
+    evaluation.add_argument("--eval-samples", type=int, default=e.samples, help="sampled answers per problem")
+    evaluation.add_argument("--eval-max-tokens", type=int, default=e.max_tokens)
+    add_engine_flags(job)
+    job.set_defaults(run=run_empo)
+
+
+def run_empo(args) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from probexit.training.empo import EMPOConfig, TrainingCollapsed
+    from probexit.training.empo_eval import EvalConfig
+    from probexit.training.empo_job import EMPOJob
+    from probexit.training.problem_files import load_problems
+
+    config = EMPOConfig(
+        num_generations=args.num_generations, questions_per_step=args.questions_per_step, steps=args.steps,
+        learning_rate=args.learning_rate, beta=args.beta, temperature=args.temperature,
+        max_completion_length=args.max_completion_length, min_entropy_ratio=args.min_entropy_ratio,
+        max_entropy_ratio=args.max_entropy_ratio, equivalence=args.equivalence, judge_url=args.judge_url,
+        judge_model=args.judge_model, think_end=args.think_end, loss_type=args.loss_type, seed=args.seed,
+        save_steps=args.save_steps, use_vllm=args.use_vllm, vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+        bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing,
+        collapse_min_format_valid=args.collapse_min_format_valid,
+        collapse_min_answer_diversity=args.collapse_min_answer_diversity)
+    eval_config = EvalConfig(limit=args.eval_limit or None, samples=args.eval_samples, max_tokens=args.eval_max_tokens,
+                             seed=args.seed, think_end=args.think_end)
+    eval_problems = load_problems(args.eval_problems, require_answers=False) if args.eval_problems else None
+    job = EMPOJob(resolve_model_dir(args.model), load_problems(args.problems, require_answers=False), args.out,
+                  config, eval_problems, eval_config, engine_kwargs(args), args.supervised_baseline,
+                  os.environ.get("PROBEXIT_JUDGE_API_KEY", "EMPTY"))
+    try:
+        metrics = job.run()
+    except TrainingCollapsed as collapse:
+        print(f"probexit: {collapse}", file=sys.stderr)
+        return 3
+    print(f"empo: {metrics['steps']} steps; greedy accuracy {_pct(metrics['accuracy_before'])} -> "
+          f"{_pct(metrics['accuracy_after'])} (supervised GRPO {_pct(metrics['accuracy_supervised_grpo'])}); "
+          f"written to {args.out / 'metrics.json'}")
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def resolve_model_dir(model: str) -> Path:

@@ -1,0 +1,295 @@
+"""`probexit train empo`: evaluate the base policy, train it with EMPO, evaluate again, and train and
+evaluate a supervised GRPO baseline with the same settings; write DIR/metrics.json.
+
+Layout of DIR: `checkpoints/` (EMPO's, a rerun resumes from the last), `policy/` (the EMPO-tuned model,
+loadable by vLLM), `train_log.json`, `eval/{before,after,supervised_grpo}.json` (cached: a rerun with the
+same policy and settings reuses them), `supervised/` (the baseline's checkpoints, policy and log) and
+`metrics.json`. EMPO reads only the questions of the problem file; the baseline is the one place that
+reads gold answers, and only when every problem has one.
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from probexit.training.empo import (EMPOConfig, RewardStats, TrainingCollapsed, collapse_reason, gold_reward,
+                                    semantic_cluster_reward)
+from probexit.training.empo_eval import EvalConfig, evaluate_policy
+from probexit.training.equivalence import Equivalence, make_equivalence
+from probexit.training.problem_files import ProblemRecord
+
+# Settings a rerun may change and still continue the same run.
+RESUMABLE = ("steps", "save_steps", "logging_steps", "collapse_window", "collapse_min_format_valid",
+             "collapse_min_answer_diversity", "use_vllm", "vllm_gpu_memory_utilization", "gradient_checkpointing")
+DONE_FILE = "probexit_training.json"
+
+
+@dataclass
+class TrainedPolicy:
+    policy_dir: Path
+    steps: int
+    train_s: float
+    last_log: dict
+
+
+@dataclass
+class EMPOJob:
+    """One `probexit train empo` run; `run()` returns the metrics it writes."""
+
+    model_dir: Path
+    problems: list[ProblemRecord]
+    out: Path
+    config: EMPOConfig = EMPOConfig()
+    eval_problems: list[ProblemRecord] | None = None
+    eval_config: EvalConfig = EvalConfig()
+    engine_kwargs: dict | None = None
+    supervised_baseline: bool = True
+    judge_api_key: str = "EMPTY"
+    log: Callable[[str], None] = print
+
+    def run(self) -> dict:
+        started = time.monotonic()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._check_same_run()
+        equivalence = make_equivalence(self.config.equivalence, self.config.judge_url, self.config.judge_model,
+                                       self.judge_api_key)
+        before = self.evaluate("before", self.model_dir, equivalence)
+        empo = self.train_empo(equivalence)
+        after = self.evaluate("after", empo.policy_dir, equivalence, empo.steps)
+        supervised, status = None, self._supervised_status()
+        if status == "trained":
+            supervised = self.train_supervised(equivalence)
+        baseline = self.evaluate("supervised_grpo", supervised.policy_dir, equivalence, supervised.steps) \
+            if supervised else None
+        metrics = summary(before, after, baseline, empo, supervised, status)
+        metrics.update(wall_s=round(time.monotonic() - started, 1), model=str(self.model_dir),
+                       n_train_problems=len(self.problems), config=asdict(self.config),
+                       eval_config=asdict(self.eval_config) if self.eval_problems else None)
+        if _is_main():
+            (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+    # -- training ----------------------------------------------------------------------------------------
+    def train_empo(self, equivalence: Equivalence) -> TrainedPolicy:
+        questions = [problem.question for problem in self.problems]  # all EMPO ever reads of the file
+        stats = RewardStats()
+        reward = partial(semantic_cluster_reward, num_generations=self.config.num_generations, equivalence=equivalence,
+                         think_end=self.config.think_end, min_entropy_ratio=self.config.min_entropy_ratio,
+                         max_entropy_ratio=self.config.max_entropy_ratio, stats=stats)
+        guard = CollapseGuard(stats, self.config)
+        trained = train_grpo(self.model_dir, prompt_dataset(questions), reward, self.out, self.config, [guard], self.log)
+        if guard.reason is not None:
+            if _is_main():
+                (self.out / "collapse.json").write_text(json.dumps({"step": guard.step, "reason": guard.reason}) + "\n")
+            raise TrainingCollapsed(f"EMPO stopped at step {guard.step}: {guard.reason} (checkpoints in "
+                                    f"{self.out / 'checkpoints'}; try a lower learning rate or a stricter entropy filter)")
+        return trained
+
+    def train_supervised(self, equivalence: Equivalence) -> TrainedPolicy:
+        self.log("supervised GRPO baseline: the same settings, rewarded by the gold answers")
+        dataset = prompt_dataset([p.question for p in self.problems], answers=[p.answer for p in self.problems])
+        reward = partial(gold_reward, equivalence=equivalence, think_end=self.config.think_end)
+        return train_grpo(self.model_dir, dataset, reward, self.out / "supervised", self.config, [], self.log)
+
+    def _supervised_status(self) -> str:
+        if not self.supervised_baseline:
+            return "skipped: --no-supervised-baseline"
+        if any(problem.answer is None for problem in self.problems):
+            return "skipped: the problem file has no gold answers"
+        return "trained"
+
+    def _check_same_run(self) -> None:
+        """A rerun continues the run in DIR; one with other training settings would mix two runs."""
+        path = self.out / "run_config.json"
+        settings = {k: v for k, v in asdict(self.config).items() if k not in RESUMABLE}
+        settings["model"] = str(self.model_dir)
+        if path.exists():
+            previous = json.loads(path.read_text())
+            changed = sorted(k for k in settings.keys() | previous.keys() if settings.get(k) != previous.get(k))
+            if changed:
+                raise ValueError(f"{self.out} holds a run with other settings ({', '.join(changed)} differ); "
+                                 "use a new --out, or the same settings to resume")
+        elif _is_main():
+            path.write_text(json.dumps(settings, indent=2) + "\n")
+
+    # -- evaluation --------------------------------------------------------------------------------------
+    def evaluate(self, name: str, model_dir: Path, equivalence: Equivalence, steps: int = 0) -> dict | None:
+        """The policy's scorecard through the vLLM engine (main process only), cached in DIR/eval/."""
+        if not self.eval_problems:
+            return None
+        key = {"model": str(model_dir), "steps": steps, "config": asdict(self.eval_config),
+               "problems": _digest([(p.question, p.answer) for p in self.eval_problems]),
+               "equivalence": self.config.equivalence}
+        path = self.out / "eval" / f"{name}.json"
+        if path.exists() and json.loads(path.read_text()).get("key") == key:
+            self.log(f"evaluation {name}: cached in {path}")
+            return json.loads(path.read_text())["card"]
+        card = None
+        if _is_main():
+            from probexit.server.offline import OfflineEngine
+
+            self.log(f"evaluation {name}: {model_dir} on {min(len(self.eval_problems), self.eval_config.limit or 10**9)} "
+                     "held-out problems")
+            _release_memory()
+            with OfflineEngine(model_dir, seed=self.eval_config.seed, **(self.engine_kwargs or {})) as engine:
+                card = evaluate_policy(engine, self.eval_problems, equivalence, self.eval_config)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"key": key, "card": card}, indent=2) + "\n")
+        _wait_for_everyone()
+        return card if card is not None else json.loads(path.read_text())["card"]
+
+
+class CollapseGuard(TrainerCallback):
+    """Stops training when the EMPO reward's running statistics say the policy collapsed."""
+
+    def __init__(self, stats: RewardStats, config: EMPOConfig):
+        self.stats, self.config = stats, config
+        self.reason: str | None = None
+        self.step: int | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        reason = collapse_reason(self.stats.window(self.config.collapse_window), self.config)
+        if reason is not None:
+            self.reason, self.step = reason, state.global_step
+            control.should_training_stop = True
+        return control
+
+
+def prompt_dataset(questions: list[str], answers: list[str | None] | None = None):
+    """GRPO's dataset: conversational prompts (the model's chat template renders them, as the server does)."""
+    from datasets import Dataset
+
+    columns = {"prompt": [[{"role": "user", "content": q}] for q in questions]}
+    if answers is not None:
+        columns["answer"] = answers
+    return Dataset.from_dict(columns)
+
+
+def grpo_config(config: EMPOConfig, output_dir: Path):
+    """TRL's GRPOConfig for an EMPO (or baseline) run."""
+    import torch
+    from accelerate import PartialState
+    from trl import GRPOConfig
+
+    world = PartialState().num_processes
+    if config.completions_per_step % world:
+        raise ValueError(f"questions_per_step * num_generations = {config.completions_per_step} completions per step "
+                         f"cannot be split over {world} processes; make it a multiple of {world}")
+    bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return GRPOConfig(
+        output_dir=str(output_dir), max_steps=config.steps, per_device_train_batch_size=config.completions_per_step // world,
+        num_generations=config.num_generations, learning_rate=config.learning_rate,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=config.warmup_steps, beta=config.beta,
+        temperature=config.temperature, top_p=config.top_p, max_completion_length=config.max_completion_length,
+        loss_type=config.loss_type, scale_rewards=config.scale_rewards, seed=config.seed, bf16=bf16,
+        gradient_checkpointing=config.gradient_checkpointing, save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=2, logging_steps=config.logging_steps, report_to="none", use_vllm=config.use_vllm,
+        vllm_mode="colocate", vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+    )
+
+
+def train_grpo(model_dir: Path, dataset, reward, out: Path, config: EMPOConfig, callbacks: list,
+               log: Callable[[str], None]) -> TrainedPolicy:
+    """Train with GRPOTrainer into out/checkpoints and out/policy; resume from the last checkpoint, or skip
+    when out/policy already holds at least `config.steps` steps."""
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import GRPOTrainer
+
+    policy_dir, checkpoints = out / "policy", out / "checkpoints"
+    done = policy_dir / DONE_FILE
+    if done.exists() and json.loads(done.read_text())["steps"] >= config.steps:
+        log(f"{policy_dir}: trained already ({json.loads(done.read_text())['steps']} steps), skipped")
+        return TrainedPolicy(policy_dir, **json.loads(done.read_text()))
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if last:
+        log(f"resuming from {last}")
+    started = time.monotonic()
+    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=[reward], args=grpo_config(config, checkpoints),
+                          train_dataset=dataset, callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=last)
+    trained = TrainedPolicy(policy_dir, trainer.state.global_step, round(time.monotonic() - started, 1),
+                            _last_log(trainer.state.log_history))
+    stopped_early = any(getattr(c, "reason", None) for c in callbacks)
+    if not stopped_early:
+        trainer.save_model(str(policy_dir))
+    if _is_main():
+        (out / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
+        if not stopped_early:
+            done.write_text(json.dumps({k: v for k, v in asdict(trained).items() if k != "policy_dir"}) + "\n")
+    _wait_for_everyone()
+    del trainer
+    return trained
+
+
+def summary(before: dict | None, after: dict | None, baseline: dict | None, empo: TrainedPolicy,
+            supervised: TrainedPolicy | None, supervised_status: str) -> dict:
+    """metrics.json: the contract's fields first, then the detail behind them."""
+    get = lambda card, key: None if card is None else card[key]  # noqa: E731
+    metrics = {
+        "accuracy_before": get(before, "accuracy_greedy"),
+        "accuracy_after": get(after, "accuracy_greedy"),
+        "accuracy_supervised_grpo": get(baseline, "accuracy_greedy"),
+        "accuracy_sampled_before": get(before, "accuracy_sampled"),
+        "accuracy_sampled_after": get(after, "accuracy_sampled"),
+        "accuracy_sampled_supervised_grpo": get(baseline, "accuracy_sampled"),
+        "entropy_before": get(before, "semantic_entropy"),
+        "entropy_after": get(after, "semantic_entropy"),
+        "format_valid_after": get(after, "format_valid"),
+        "steps": empo.steps,
+        "supervised_grpo": supervised_status,
+        "gain_vs_supervised": _gain_ratio(before, after, baseline),
+        "evaluation": {"before": before, "after": after, "supervised_grpo": baseline} if before else
+        "skipped: no --eval-problems",
+        "training": {"empo": asdict(empo), "supervised_grpo": asdict(supervised) if supervised else None},
+    }
+    return json.loads(json.dumps(metrics, default=str))
+
+
+def _gain_ratio(before: dict | None, after: dict | None, baseline: dict | None) -> float | None:
+    """EMPO's greedy-accuracy gain as a share of the supervised baseline's (None when undefined)."""
+    values = [card and card.get("accuracy_greedy") for card in (before, after, baseline)]
+    if any(v is None for v in values) or values[2] == values[0]:
+        return None
+    return (values[1] - values[0]) / (values[2] - values[0])
+
+
+def _last_log(history: list[dict]) -> dict:
+    """The last logged values of the trainer (rewards, entropy filter, loss)."""
+    last: dict = {}
+    for entry in history:
+        last.update({k: v for k, v in entry.items() if isinstance(v, (int, float))})
+    return last
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
+
+
+def _is_main() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def _wait_for_everyone() -> None:
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+
+
+def _release_memory() -> None:
+    """Free what training held before an engine starts (GPU memory above all)."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
