@@ -104,7 +104,7 @@ def test_busy_port_fails_fast(tmp_path, capsys):
 
 def test_serve_help_lists_probexit_flags():
     done = subprocess.run([sys.executable, "-m", "probexit.cli", "serve", "--help=probexit"], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=600)
     assert done.returncode == 0
     for flag in ("--probe", "--reward-model", "--api-key", "--threshold", "--early-exit"):
         assert flag in done.stdout

@@ -59,6 +59,7 @@ class Build:
         train_tokenizer(corpus, self.config.tokenizer_vocab_size, self.out / "policy")
 
     def sft(self) -> None:
+        import torch
         from transformers import AutoTokenizer, GenerationConfig
 
         from probexit.training.tinyworld.policy import train_policy
@@ -66,7 +67,8 @@ class Build:
 
         tokenizer = AutoTokenizer.from_pretrained(self.out / "policy")
         model, stats = train_policy(tokenizer, self.load_split("train"), self.config.style, self.config.policy, self.work)
-        model.save_pretrained(self.out / "policy")
+        # fp16 on disk halves the asset (12 -> 6 MB); loaders compute in fp32 (`dtype=float32`).
+        model.to(torch.float16).save_pretrained(self.out / "policy")
         stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in (IM_END, END_OF_TEXT)]
         GenerationConfig(eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
                          temperature=0.6, top_p=0.95, do_sample=True).save_pretrained(self.out / "policy")

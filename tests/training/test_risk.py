@@ -1,0 +1,38 @@
+import numpy as np
+
+from probexit.training.risk import NEVER, TraceScores, calibration_table, certify_threshold, exit_outcomes
+
+
+def synthetic_traces(n, seed=0):
+    """Scores that carry signal: right answers score higher; the first answer is wrong 40% of the time."""
+    rng = np.random.default_rng(seed)
+    traces = []
+    for _ in range(n):
+        correct = np.array([rng.random() > 0.4, True, True])
+        scores = np.clip(np.where(correct, rng.normal(0.75, 0.15, 3), rng.normal(0.35, 0.15, 3)), 0, 1)
+        traces.append(TraceScores(scores, correct))
+    return traces
+
+
+def test_exit_outcomes_use_the_first_boundary_over_threshold():
+    traces = [TraceScores(np.array([0.2, 0.9]), np.array([False, True])),
+              TraceScores(np.array([0.95, 0.1]), np.array([False, True]))]
+    assert exit_outcomes(traces, 0.9) == (2, 1)
+    assert exit_outcomes(traces, 0.99) == (0, 0)
+
+
+def test_certified_thresholds_hold_on_fresh_data():
+    calibration, fresh = synthetic_traces(2000, seed=1), synthetic_traces(20000, seed=2)
+    for risk in (0.02, 0.05, 0.1):
+        threshold = certify_threshold(calibration, risk)
+        assert threshold < NEVER
+        exits, wrong = exit_outcomes(fresh, threshold)
+        assert wrong / exits <= risk + 0.01
+
+
+def test_stricter_risks_get_higher_thresholds_and_impossible_ones_never_exit():
+    table = calibration_table(synthetic_traces(1000), risks=(0.01, 0.05, 0.2))
+    thresholds = [point["threshold"] for point in table]
+    assert thresholds == sorted(thresholds, reverse=True)
+    always_wrong = [TraceScores(np.array([0.9]), np.array([False]))] * 50
+    assert certify_threshold(always_wrong, 0.05) == NEVER
