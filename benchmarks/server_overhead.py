@@ -26,14 +26,14 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from probexit.benchmarks.servers import free_port, start, stop
 
 GOAL = 0.05
 MODEL_NAME = "bench"
@@ -65,34 +65,6 @@ def server_command(kind: str, model: str, port: int, probe: str | None, engine_f
         return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *common, *processor, *engine_flags]
     return [sys.executable, "-m", "probexit.cli", "serve", *common, *(["--probe", probe] if probe else []),
             *engine_flags]
-
-
-def start(command: list[str], port: int, log: Path, timeout: float = 600) -> tuple[subprocess.Popen, float]:
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    started = time.monotonic()
-    with open(log, "w") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    while time.monotonic() - started < timeout:
-        if process.poll() is not None:
-            raise RuntimeError(f"{command[2]} exited with {process.returncode}; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process, time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    process.kill()
-    raise RuntimeError(f"{command[2]} did not become healthy in {timeout} s; see {log}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # -- the workload ---------------------------------------------------------------------------------------------
@@ -162,7 +134,7 @@ def _stats(results: list[dict], seconds: float, cpu_before: tuple, cpu_after: tu
 
 # -- the comparison -------------------------------------------------------------------------------------------
 def run_server(kind: str, args, engine_flags: list[str], workdir: Path, index: int) -> dict:
-    port = _free_port()
+    port = free_port()
     command = server_command(kind, args.model, port, args.probe, engine_flags)
     process, startup = start(command, port, workdir / f"{index}-{kind}.log")
     try:
@@ -253,12 +225,6 @@ def main(argv: list[str] | None = None) -> int:
                      indent=2))
     print(f"wrote {args.out}")
     return 0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        return probe_socket.getsockname()[1]
 
 
 if __name__ == "__main__":
