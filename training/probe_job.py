@@ -27,7 +27,7 @@ from probexit.training.equivalence import Equivalence
 from probexit.training.probe_fit import (FitGrid, expected_calibration_error, fit_grid, predict,
                                          reliability_diagram)
 from probexit.training.problem_files import ProblemRecord
-from probexit.training.risk import DEFAULT_RISKS, TraceScores, calibration_table, exit_outcomes
+from probexit.training.risk import DEFAULT_RISKS, NEVER, TraceScores, calibration_table, exit_outcomes
 from probexit.training.trace_cache import SamplingConfig, TraceRecord, sample_traces
 
 SPLITS = {"train": 0.6, "validation": 0.1, "calibration": 0.15, "test": 0.15}
@@ -78,7 +78,8 @@ def run_probe_job(engine, model_dir: Path, problems: list[ProblemRecord], equiva
                    calibration=table, wall_s=round(time.monotonic() - started, 1))
     reliability_diagram(data["test"].correct.astype(float), scores["test"], out / "reliability.png",
                         f"probe on held-out problems (ECE {metrics['ece']:.3f})")
-    default_threshold = next(p["threshold"] for p in table if p["max_risk"] == config.default_max_risk)
+    default_risk, default_threshold = default_operating_point(table, config.default_max_risk)
+    metrics.update(default_threshold=default_threshold, default_threshold_max_risk=default_risk)
     probe_config = ProbeConfig(
         kind="linear" if best.config.width == 0 else "mlp", hidden_size=data["train"].hidden.shape[1],
         width=best.config.width, model=model_identity(model_dir, model_name),
@@ -90,6 +91,20 @@ def run_probe_job(engine, model_dir: Path, problems: list[ProblemRecord], equiva
     Probe(probe_config, best.model.weights()).save(out / "probe")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def default_operating_point(table: list[dict], preferred_risk: float) -> tuple[float | None, float]:
+    """(max_risk, threshold) the probe serves by default: the one certified for `preferred_risk`, else for the
+    next larger tolerated rate that could be certified (a probe that never fires would serve no purpose),
+    else (None, NEVER).
+
+    >>> default_operating_point([{"max_risk": 0.05, "threshold": 1.01}, {"max_risk": 0.1, "threshold": 0.7}], 0.05)
+    (0.1, 0.7)
+    """
+    for point in sorted(table, key=lambda p: p["max_risk"]):
+        if point["max_risk"] >= preferred_risk and point["threshold"] < NEVER:
+            return point["max_risk"], point["threshold"]
+    return None, NEVER
 
 
 def split_by_problem(n_problems: int, seed: int) -> dict[str, set[int]]:

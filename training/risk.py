@@ -2,10 +2,18 @@
 
 For a tolerated rate δ (the share of exits whose intermediate answer is wrong), Learn-then-Test (Angelopoulos
 et al., 2021) picks the smallest threshold λ such that, with probability at least 1 - ε over the calibration
-split, the premature-exit rate at every certified threshold is at most δ. Candidate thresholds are tested from
-the most conservative down (fixed-sequence testing, so no multiplicity correction is needed); each test uses
-the exact binomial p-value P(Bin(n_exits, δ) <= n_wrong_exits). The exit simulated for a threshold is the
-server's: the first boundary of a trace whose score reaches it.
+split, the premature-exit rate at every certified threshold is at most δ. Each threshold of a fixed grid
+(0.99, 0.98, ..., 0.01) is one null hypothesis "the rate at λ exceeds δ", tested with the exact binomial
+p-value P(Bin(n_exits, δ) <= n_wrong_exits) at level ε, from the most conservative down; the first failure
+ends the sequence (fixed-sequence testing: no multiplicity correction, because the order is fixed before
+the data are seen). A threshold at which no calibration trace exits gives no evidence either way: the
+sequence passes over it and never returns it.
+
+Why the grid and not every observed score: above 0.99 only a handful of traces exit, and a p-value from one
+or two exits can never fall below ε; a sequence starting there ended at once and certified nothing on the
+tiny world's probe. Bonferroni over the grid instead of a sequence was tried too: valid, but its per-test
+level (ε/1000) left no δ up to 0.05 certifiable with 1,500 calibration traces. The exit simulated for a
+threshold is the server's: the first boundary of a trace whose score reaches it.
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ from scipy.stats import binom
 
 DEFAULT_RISKS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
 NEVER = 1.01
+GRID = np.round(np.arange(0.99, 0.0, -0.01), 2)  # the hypotheses in testing order, fixed before any data
 
 
 @dataclass(frozen=True)
@@ -38,15 +47,14 @@ def exit_outcomes(traces: list[TraceScores], threshold: float) -> tuple[int, int
 
 
 def certify_threshold(traces: list[TraceScores], max_risk: float, epsilon: float = 0.1) -> float:
-    """The smallest threshold certified for `max_risk` at confidence 1 - epsilon (NEVER if none)."""
-    candidates = np.unique(np.concatenate([t.scores for t in traces] + [np.linspace(0, 1, 101)]))[::-1]
+    """The smallest threshold of GRID certified for `max_risk` at confidence 1 - epsilon (NEVER if none)."""
     certified = NEVER
-    for threshold in candidates:
+    for threshold in GRID:
         exits, wrong = exit_outcomes(traces, float(threshold))
         if exits == 0:
-            continue  # nothing exits yet: no evidence either way, go lower
-        if binom.cdf(wrong, exits, max_risk) > epsilon:
-            break  # the first failure ends a fixed-sequence test
+            continue
+        if binom.cdf(wrong, exits, max_risk) > epsilon:  # P(this few wrong exits if the rate were max_risk)
+            break
         certified = float(threshold)
     return certified
 

@@ -36,3 +36,23 @@ def test_stricter_risks_get_higher_thresholds_and_impossible_ones_never_exit():
     assert thresholds == sorted(thresholds, reverse=True)
     always_wrong = [TraceScores(np.array([0.9]), np.array([False]))] * 50
     assert certify_threshold(always_wrong, 0.05) == NEVER
+
+
+
+def continuous_traces(n, seed):
+    rng = np.random.default_rng(seed)
+    traces = []
+    for _ in range(n):
+        correct = rng.random(4) > 0.4
+        logits = np.where(correct, rng.normal(2.0, 1.2, 4), rng.normal(-1.5, 1.2, 4))
+        traces.append(TraceScores(1 / (1 + np.exp(-logits)), correct))
+    return traces
+
+
+def test_continuous_scores_with_few_exits_at_the_top_still_certify():
+    """No mass of scores at 1.0: the top thresholds let one trace exit at a time (a fixed sequence from the
+    top stopped there and certified nothing on the real probe)."""
+    threshold = certify_threshold(continuous_traces(1500, seed=3), 0.05)
+    assert threshold < NEVER
+    exits, wrong = exit_outcomes(continuous_traces(20000, seed=4), threshold)
+    assert exits > 1000 and wrong / exits <= 0.05

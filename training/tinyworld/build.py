@@ -32,6 +32,8 @@ class BuildConfig:
     style: TraceStyle = field(default_factory=TraceStyle)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     card_problems: int = CARD_PROBLEMS
+    probe_problems: int = 2500  # training-split problems the probe's traces are sampled on
+    probe_samples: int = 4  # traces per problem
 
 
 class Build:
@@ -86,11 +88,39 @@ class Build:
                 **signal_metrics(validation, test)}
         (self.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
 
-    # -- orchestration -----------------------------------------------------------------------------------
-    STAGES = ("problems", "tokenizer", "sft", "card")
+    def probe(self) -> None:
+        """The embedded probe, trained on the served policy's own traces (`probexit train probe`)."""
+        import shutil
 
-    def run(self) -> None:
-        for name in self.STAGES:
+        from probexit.server.offline import OfflineEngine
+        from probexit.training.equivalence import MathEquivalence
+        from probexit.training.probe_job import ProbeJobConfig, run_probe_job
+        from probexit.training.problem_files import ProblemRecord
+        from probexit.training.trace_cache import SamplingConfig
+
+        problems = [ProblemRecord(p.question, str(p.answer))
+                    for p in self.load_split("train")[: self.config.probe_problems]]
+        sampling = SamplingConfig(samples_per_problem=self.config.probe_samples, max_tokens=700,
+                                  seed=self.config.seed + 21)
+        job_dir = self.work / "probe_job"
+        with OfflineEngine(self.out / "policy", **tiny_engine_kwargs()) as engine:
+            run_probe_job(engine, self.out / "policy", problems, MathEquivalence(), job_dir,
+                          ProbeJobConfig(sampling=sampling, split_seed=self.config.seed), model_name="tinyworld")
+        target = self.out / "probe"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(job_dir / "probe", target)
+        for name in ("metrics.json", "reliability.png"):
+            shutil.copy(job_dir / name, target / name)
+
+    # -- orchestration -----------------------------------------------------------------------------------
+    STAGES = ("problems", "tokenizer", "sft", "card", "probe")
+
+    def run(self, stages: tuple[str, ...] | None = None) -> None:
+        unknown = set(stages or ()) - set(self.STAGES)
+        if unknown:
+            raise ValueError(f"unknown build stage(s) {sorted(unknown)}; the stages are {', '.join(self.STAGES)}")
+        for name in stages or self.STAGES:
             marker = self.work / f"{name}.done"
             if marker.exists():
                 self.log(f"tinyworld: {name}: done already, skipped")
