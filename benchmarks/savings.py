@@ -24,7 +24,7 @@ from tqdm import tqdm
 from probexit.training.equivalence import MathEquivalence
 from probexit.training.problem_files import ProblemRecord, load_problems
 
-PROBE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
+PROBE_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 PROBE_RISKS = (0.01, 0.02, 0.05, 0.1, 0.2)
 CONSISTENCY_KS = (2, 3, 4)
 CONFIDENCE_THRESHOLDS = (0.2, 0.4, 0.6, 0.8, 0.9)
@@ -188,7 +188,9 @@ def build_report(runs: dict[str, tuple[Setting, list[dict]]], sampling: dict, pr
     baseline = summarize(*runs[BASELINE.key], None, sampling["seed"])
     rows = [summarize(setting, results, baseline, sampling["seed"]) for key, (setting, results) in runs.items()
             if key != BASELINE.key]
-    oracle = next(r for r in rows if r["name"] == "oracle")
+    oracle = next((r for r in rows if r["name"] == "oracle"), None)
+    if oracle is None:
+        raise ValueError("the oracle run is missing: the report needs it as the upper bound")
     policies = [r for r in rows if r["name"] != "oracle"]
     best = best_at_no_loss(policies, baseline)
     goals = {"share_of_oracle_saving": None if not best or oracle["tokens_saved_pct"] <= 0
@@ -201,8 +203,9 @@ def build_report(runs: dict[str, tuple[Setting, list[dict]]], sampling: dict, pr
 
 
 async def run_benchmark(base_url: str, api_key: str, problems: list[ProblemRecord], out: Path, sampling: dict,
-                        concurrency: int, problems_file: str) -> dict:
-    from openai import APIConnectionError, AsyncOpenAI
+                        concurrency: int, problems_file: str, settings: list[Setting] | None = None) -> dict:
+    """Run the baseline and every setting (default: the full sweep), write report.json and pareto.png."""
+    from openai import APIConnectionError, AsyncOpenAI, BadRequestError
 
     client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=2, timeout=600)
     try:
@@ -219,20 +222,30 @@ async def run_benchmark(base_url: str, api_key: str, problems: list[ProblemRecor
             if record.get("sampling") == sampling and record.get("n") == len(problems):
                 done[record["key"]] = record["results"]
 
-    async def ensure(setting: Setting) -> list[dict]:
+    async def ensure(setting: Setting) -> list[dict] | None:
         if setting.key not in done:
-            done[setting.key] = await runner.run(setting)
+            try:
+                done[setting.key] = await runner.run(setting)
+            except BadRequestError as error:  # e.g. max_risk on a probe without a calibration table
+                unavailable[setting.key] = error.message
+                return None
             with open(log, "a") as handle:  # kept if the run is interrupted later
                 handle.write(json.dumps({"key": setting.key, "sampling": sampling, "n": len(problems),
                                          "results": done[setting.key]}) + "\n")
         return done[setting.key]
 
-    runs = {BASELINE.key: (BASELINE, await ensure(BASELINE))}
-    base_reasoning = float(np.mean([r["reasoning_tokens"] for r in runs[BASELINE.key][1]]))
-    settings = peer_settings(base_reasoning)
-    for setting in tqdm(settings, desc="policies", unit="setting"):
-        runs[setting.key] = (setting, await ensure(setting))
+    unavailable: dict[str, str] = {}
+    baseline_results = await ensure(BASELINE)
+    if baseline_results is None:
+        raise ValueError(f"the server refused the baseline (no early exit): {unavailable[BASELINE.key]}")
+    runs = {BASELINE.key: (BASELINE, baseline_results)}
+    base_reasoning = float(np.mean([r["reasoning_tokens"] for r in baseline_results]))
+    for setting in tqdm(settings or peer_settings(base_reasoning), desc="policies", unit="setting"):
+        results = await ensure(setting)
+        if results is not None:
+            runs[setting.key] = (setting, results)
     report = build_report(runs, sampling, problems_file)
+    report["unavailable"] = unavailable
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     pareto_plot(report["policies"], report["baseline"], report["oracle"], out / "pareto.png")
     return report
