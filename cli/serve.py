@@ -15,6 +15,7 @@ import socket
 from probexit.cli.errors import CLIError
 
 NO_DEFAULT = "%(default).0s"  # a help-string format that prints nothing
+SHUTDOWN_DELIVERY_S = 5.0  # after the grace time: for the error events to reach the clients
 
 
 def add_parser(subparsers) -> None:
@@ -52,6 +53,8 @@ def build_serve_parser():
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
+    from probexit.server.config import MAX_REQUEST_BYTES
+
     parser = FlexibleArgumentParser(
         prog="probexit serve",
         description="Serve a reasoning model behind an OpenAI-compatible API, ending its thinking early when "
@@ -78,6 +81,10 @@ def build_serve_parser():
     group.add_argument("--min-thinking-tokens", type=int, default=0, help="default thinking tokens before any exit")
     group.add_argument("--kernel-backend", default="auto", choices=("auto", "triton", "torch"),
                        help="how the engine scores probe rows")
+    group.add_argument("--max-request-bytes", type=int, default=MAX_REQUEST_BYTES,
+                       help="largest request body accepted (larger: 413)")
+    group.add_argument("--shutdown-grace", type=float, default=5.0, metavar="SECONDS",
+                       help="on SIGTERM, how long requests in flight may finish before each gets an error")
     AsyncEngineArgs.add_cli_args(parser)
     model = next((action for action in parser._actions if "--model" in action.option_strings), None)
     if model is None:  # vLLM leaves --model out of `serve --help`, expecting a positional model
@@ -120,6 +127,7 @@ def config_from_args(options):
             port=options.port, api_key=options.api_key or os.environ.get(API_KEY_ENV) or None,
             early_exit=options.early_exit, threshold=options.threshold,
             min_thinking_tokens=options.min_thinking_tokens, kernel_backend=options.kernel_backend,
+            max_request_bytes=options.max_request_bytes, shutdown_grace_s=options.shutdown_grace,
             engine_args=AsyncEngineArgs.from_cli_args(options))
     except ConfigError as error:
         raise CLIError(str(error)) from error
@@ -146,10 +154,26 @@ async def _serve(app, config) -> int:
             if self.started:
                 _log_listening(app, config, self)
 
+        async def shutdown(self, sockets=None) -> None:
+            # uvicorn stops accepting, then waits for the requests in flight; past the grace time they end with
+            # an error the clients see (an error event, then [DONE]) instead of a stream cut mid-way
+            closing = asyncio.get_running_loop().call_later(config.shutdown_grace_s, _close_requests, app)
+            try:
+                await super().shutdown(sockets)
+            finally:
+                closing.cancel()
+
     server = Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="info", access_log=False,
-                                   timeout_graceful_shutdown=5))
+                                   timeout_graceful_shutdown=config.shutdown_grace_s + SHUTDOWN_DELIVERY_S))
     await server.serve()
     return 0 if server.started else 1
+
+
+def _close_requests(app) -> None:
+    from probexit.server.errors import shutting_down
+
+    if app.state.core is not None:
+        app.state.core.close(shutting_down())
 
 
 def _log_listening(app, config, server) -> None:

@@ -21,7 +21,7 @@ from probexit.server import early_exit, serving_chat, serving_completion
 from probexit.server.config import ServerConfig
 from probexit.server.engine import engine_metrics, prepare, start_engine
 from probexit.server.engine_adapter import EVENTS_ADDRESS_ENV
-from probexit.server.errors import APIError, to_api_error
+from probexit.server.errors import APIError, engine_unavailable, to_api_error
 from probexit.server.events import EventCollector
 from probexit.server.generation import Generation, GenerationCore, sse
 from probexit.server.metrics import ServerMetrics
@@ -43,6 +43,7 @@ def build_app(config: ServerConfig) -> FastAPI:
     app.state.startup_error = None
     for error_type in (APIError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(error_type, _error_response)
+    app.add_middleware(BodyLimit, max_bytes=config.max_request_bytes)
     app.include_router(_public_routes())
     app.include_router(_api_routes(), dependencies=[Depends(_require_api_key)])
     return app
@@ -81,9 +82,7 @@ def _public_routes() -> APIRouter:
 
     @router.get("/health")
     async def health(request: Request):
-        engine = request.app.state.engine
-        if engine is None or engine.errored:
-            raise APIError(503, "the engine is not running", type="server_error", code="engine_unavailable")
+        engine = _running_engine(request.app.state)
         return {"status": "ok", "model": request.app.state.config.served_model_name,
                 "requests_running": engine.get_num_unfinished_requests()}
 
@@ -121,7 +120,17 @@ def _core(request: Request, body: SamplingRequest) -> GenerationCore:
     if body.model is not None and body.model != state.config.served_model_name:
         raise APIError(404, f"The model `{body.model}` does not exist; this server serves "
                             f"`{state.config.served_model_name}`.", param="model", code="model_not_found")
+    _running_engine(state)  # a dead engine fails the request here, before a stream could start with a 200
+    if state.core.closed_by is not None:  # shutting down
+        raise state.core.closed_by
     return state.core
+
+
+def _running_engine(state):
+    """The engine, or a 503 once its process has died (vLLM does not restart it; the server must be)."""
+    if state.engine is None or state.engine.errored:
+        raise engine_unavailable()
+    return state.engine
 
 
 async def _respond(request: Request, core: GenerationCore, generation: Generation, body: SamplingRequest, serving):
@@ -150,7 +159,39 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-# -- the API key and errors -----------------------------------------------------------------------------------
+# -- the API key, the body limit and errors ---------------------------------------------------------------
+class BodyLimit:
+    """A request body over `max_bytes` is a 413, raised from the route's read of the body (so the one error
+    mapping renders it): at once when Content-Length announces too much, else as soon as the bytes read
+    pass the limit (a chunked body). No route ever holds more than the limit in memory."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        # the HTTP server has already refused a Content-Length that is not a number
+        announced = int(dict(scope["headers"]).get(b"content-length", b"0"))
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            if announced > self.max_bytes:
+                raise self._too_large()
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise self._too_large()
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+    def _too_large(self) -> StarletteHTTPException:
+        return StarletteHTTPException(413, f"the request body is larger than this server's limit of "
+                                           f"{self.max_bytes} bytes (--max-request-bytes)")
+
+
 def _require_api_key(request: Request) -> None:
     expected = request.app.state.config.api_key
     if expected is None:

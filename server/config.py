@@ -13,6 +13,7 @@ from typing import Any
 
 API_KEY_ENV = "PROBEXIT_API_KEY"  # read by the CLI when --api-key is not given
 KERNEL_BACKENDS = ("auto", "triton", "torch")
+MAX_REQUEST_BYTES = 1 << 20  # 1 MiB: about 250k tokens of text; raise it for longer contexts
 
 
 class ConfigError(ValueError):
@@ -33,6 +34,8 @@ class ServerConfig:
     threshold: the default probe threshold; None takes the probe's own default.
     min_thinking_tokens: the default number of thinking tokens before any exit.
     kernel_backend: how the engine scores probe rows ("auto" picks Triton on GPU, torch elsewhere).
+    max_request_bytes: the largest request body accepted; a larger one is a 413 before it is parsed.
+    shutdown_grace_s: on SIGTERM, how long requests in flight may still run; then each gets an error.
     engine_args: vLLM's `AsyncEngineArgs` (None: vLLM's defaults for `model`); its `model` is replaced
         by `model` above.
     """
@@ -48,6 +51,8 @@ class ServerConfig:
     threshold: float | None = None
     min_thinking_tokens: int = 0
     kernel_backend: str = "auto"
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    shutdown_grace_s: float = 5.0
     engine_args: Any = None
 
     def __post_init__(self):
@@ -77,6 +82,10 @@ class ServerConfig:
         if self.kernel_backend not in KERNEL_BACKENDS:
             raise ConfigError(f"--kernel-backend must be one of {', '.join(KERNEL_BACKENDS)}, "
                               f"got {self.kernel_backend!r}")
+        if not isinstance(self.max_request_bytes, int) or self.max_request_bytes < 1:
+            raise ConfigError(f"--max-request-bytes must be a positive integer, got {self.max_request_bytes!r}")
+        if not (math.isfinite(self.shutdown_grace_s) and self.shutdown_grace_s >= 0):
+            raise ConfigError(f"--shutdown-grace must be a non-negative number of seconds, got {self.shutdown_grace_s}")
 
     @property
     def early_exit_default(self) -> bool:

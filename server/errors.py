@@ -30,10 +30,12 @@ def to_api_error(error: BaseException) -> APIError:
     if isinstance(error, RequestValidationError):
         return _validation_error(error)
     if isinstance(error, StarletteHTTPException):
-        code = "not_found" if error.status_code == 404 else None
-        return APIError(error.status_code, str(error.detail), code=code)
+        return _http_error(error)
     from vllm.exceptions import VLLMClientError, VLLMNotFoundError
+    from vllm.v1.engine.exceptions import EngineDeadError
 
+    if isinstance(error, EngineDeadError):  # the engine's process is gone; /health says so too
+        return engine_unavailable()
     if isinstance(error, VLLMNotFoundError):
         return APIError(404, str(error), code="not_found")
     if isinstance(error, VLLMClientError):
@@ -41,6 +43,28 @@ def to_api_error(error: BaseException) -> APIError:
     logger.error("request failed", exc_info=error)
     return APIError(500, f"internal server error ({type(error).__name__}); see the server log",
                     type="server_error", code="internal_error")
+
+
+def engine_unavailable() -> APIError:
+    """The engine's process is gone: vLLM does not restart it, so every request fails at once until the
+    server is restarted (`/health` answers 503 for load balancers and orchestrators)."""
+    return APIError(503, "the engine is not running; the server must be restarted", type="server_error",
+                    code="engine_unavailable")
+
+
+def shutting_down() -> APIError:
+    return APIError(503, "the server is shutting down; retry on another replica", type="server_error",
+                    code="server_shutting_down")
+
+
+def _http_error(error: StarletteHTTPException) -> APIError:
+    """Starlette's and FastAPI's own errors: unknown routes, wrong methods, oversized or unreadable bodies."""
+    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(error.status_code)
+    cause = error.__cause__
+    if error.status_code == 400 and cause is not None:  # FastAPI could not decode the body (bad UTF-8, nesting)
+        detail = " ".join(str(cause).split())[:200]
+        return APIError(400, f"the request body is not valid JSON: {type(cause).__name__}: {detail}")
+    return APIError(error.status_code, str(error.detail), code=code)
 
 
 def _validation_error(error: RequestValidationError) -> APIError:
@@ -54,5 +78,8 @@ def _validation_error(error: RequestValidationError) -> APIError:
     param = ".".join(location) or None
     message = first.get("msg", "invalid request")
     if first.get("type") == "extra_forbidden":
-        message = "unknown setting"
-    return APIError(400, f"{param}: {message}" if param else message, param=param)
+        message = "unknown field"
+    if param is None:  # the body as a whole: missing, or not a JSON object
+        message = "the request body is missing" if first.get("type") == "missing" else f"the request body: {message}"
+        return APIError(400, f"{message}; send a JSON object with the request's fields")
+    return APIError(400, f"{param}: {message}", param=param)

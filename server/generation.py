@@ -26,6 +26,9 @@ from probexit.server.protocol import CompletionTokensDetails, EarlyExitReport, S
 from probexit.server.reasoning import ReasoningSplitter
 
 # Sampling fields a request may leave out; the model's generation config, then these, fill them in.
+# Choices (prompts x n) per request: each is an engine request and its bookkeeping; OpenAI caps a prompt
+# list at 2048 entries as well.
+MAX_CHOICES = 2048
 SAMPLING_FALLBACKS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "presence_penalty": 0.0,
                       "frequency_penalty": 0.0, "repetition_penalty": 1.0}
 
@@ -54,6 +57,7 @@ class Generation:
     settings: ExitSettings | None
     prompt_tokens: int
     choices: list[Choice] = field(default_factory=list)
+    closed_by: APIError | None = None  # set when the server ends it early (shutting down)
 
     def usage(self) -> Usage:
         completion = sum(choice.tokens for choice in self.choices)
@@ -88,6 +92,8 @@ class GenerationCore:
         self.engine, self.collector, self.metrics = engine, collector, metrics
         self.setup, self.exit_defaults, self.model_name = setup, exit_defaults, model_name
         self._background: set[asyncio.Task] = set()  # aborts in flight (a reference keeps them alive)
+        self._running: dict[str, Generation] = {}  # by request id
+        self.closed_by: APIError | None = None  # once set, new requests get it and running ones end with it
 
     @property
     def tokenizer(self):
@@ -99,6 +105,11 @@ class GenerationCore:
         for name in ("logprobs", "echo"):
             if getattr(request, name, None):
                 raise APIError(400, f"{name}: not supported by probexit", param=name)
+        if len(prompts) * request.n > MAX_CHOICES:
+            field = "n" if request.n > 1 else prompt_field
+            raise APIError(400, f"{field}: {len(prompts)} prompt(s) x n={request.n} make {len(prompts) * request.n} "
+                                f"choices; at most {MAX_CHOICES} per request", param=field)
+        self._check_max_tokens(request, max_tokens)
         settings = early_exit.resolve(request.early_exit, self.exit_defaults)
         generation = Generation(f"{id_prefix}-{uuid.uuid4().hex}", self.model_name, settings,
                                 sum(len(prompt) for prompt in prompts))
@@ -114,13 +125,22 @@ class GenerationCore:
                                                  params, prompt_ids))
         return generation
 
+    def _check_max_tokens(self, request: SamplingRequest, max_tokens: int | None) -> None:
+        """A limit that no prompt could leave room for is a mistake; one that merely exceeds the room a
+        prompt leaves is cut to that room below, as vLLM's server does."""
+        if max_tokens is not None and max_tokens > self.setup.max_model_len:
+            field = "max_completion_tokens" if getattr(request, "max_completion_tokens", None) else "max_tokens"
+            raise APIError(400, f"{field}: {max_tokens} is more than this model's context of "
+                                f"{self.setup.max_model_len} tokens", param=field, code="context_length_exceeded")
+
     def _max_tokens(self, prompt_length: int, requested: int | None, prompt_field: str) -> int:
         if prompt_length == 0:
             raise APIError(400, f"{prompt_field}: the prompt is empty", param=prompt_field)
         room = self.setup.max_model_len - prompt_length
         if room < 1:
             raise APIError(400, f"{prompt_field}: the prompt has {prompt_length} tokens, which leaves no room in "
-                                f"this model's context of {self.setup.max_model_len}", param=prompt_field)
+                                f"this model's context of {self.setup.max_model_len}", param=prompt_field,
+                           code="context_length_exceeded")
         wanted = requested if requested is not None else self.setup.default_sampling.get("max_tokens", room)
         return min(wanted, room)  # as vLLM's server: a request never fails for asking too much
 
@@ -159,19 +179,33 @@ class GenerationCore:
                 self.metrics.track(choice.engine_id, generation.settings.rule)
         from vllm.inputs import tokens_input
 
+        if self.closed_by is not None:
+            raise self.closed_by
+        self._running[generation.request_id] = generation
         merged = _merge([self.engine.generate(tokens_input(choice.prompt_ids), choice.params, choice.engine_id)
                          for choice in generation.choices])
         outcome: str | None = "aborted"
         try:
             async for index, output in merged:
+                if generation.closed_by is not None:  # its engine requests were aborted under it
+                    raise generation.closed_by
                 yield self._delta(generation, generation.choices[index], output)
             outcome = "success"
         except Exception:
             outcome = None  # counted by the error mapping, which also answers the client
             raise
         finally:
+            self._running.pop(generation.request_id, None)
             self._finish(generation, outcome)  # first, and synchronously: the abort must not wait
             await merged.aclose()
+
+    def close(self, error: APIError) -> None:
+        """Ends every running generation with `error` (each client gets it: an error event in a stream, the
+        status otherwise) and refuses new ones; used when the server shuts down and its grace time is over."""
+        self.closed_by = error
+        for generation in list(self._running.values()):
+            generation.closed_by = error
+            self._abort([choice.engine_id for choice in generation.choices if not choice.done])
 
     def _delta(self, generation: Generation, choice: Choice, output) -> Delta:
         completion = output.outputs[0]
@@ -187,16 +221,19 @@ class GenerationCore:
     def _finish(self, generation: Generation, outcome: str | None) -> None:
         """Synchronous on purpose: it runs while the request's task is being cancelled, where an await
         could itself be cancelled before the engine heard of the abort."""
-        unfinished = [choice.engine_id for choice in generation.choices if not choice.done]
-        if unfinished:
-            task = asyncio.get_running_loop().create_task(self.engine.abort(unfinished))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        self._abort([choice.engine_id for choice in generation.choices if not choice.done])
         for choice in generation.choices:
             self.collector.forget(choice.engine_id)
             self.metrics.untrack(choice.engine_id)
         if outcome is not None:
             self.metrics.request_done(outcome)
+
+
+    def _abort(self, engine_ids: list[str]) -> None:
+        if engine_ids:
+            task = asyncio.get_running_loop().create_task(self.engine.abort(engine_ids))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
 
 async def _merge(streams: list) -> AsyncIterator[tuple[int, object]]:

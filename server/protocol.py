@@ -1,8 +1,10 @@
 """Request and response schemas of the HTTP API (OpenAI's, plus probexit's `early_exit`).
 
-Requests tolerate unknown fields, as OpenAI's API does, except inside `early_exit`, where a misspelt
-setting would silently do nothing: there it is a 400 that names the field. Responses carry `early_exit`
-per choice and `reasoning_content` beside `content` in chat messages.
+An unknown top-level field is a 400 that names it, as OpenAI's API answers ("Unrecognized request
+argument"), and so is an unknown setting inside `early_exit`: either would otherwise silently do nothing.
+Messages and their parts tolerate extra fields (clients send back `name`, `tool_calls`, ...). Integers that
+travel to the engine are bounded to what it can carry (int64). Responses carry `early_exit` per choice and
+`reasoning_content` beside `content` in chat messages.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class OpenAIRequest(BaseModel):
@@ -25,10 +29,10 @@ class EarlyExitRequest(BaseModel):
     enabled: StrictBool | None = None
     threshold: float | None = None
     max_risk: float | None = Field(default=None, ge=0.0, le=1.0)
-    min_thinking_tokens: StrictInt | None = Field(default=None, ge=0)
+    min_thinking_tokens: StrictInt | None = Field(default=None, ge=0, le=INT64_MAX)
     rule: str | None = None
-    k: StrictInt | None = Field(default=None, ge=1)
-    budget: StrictInt | None = Field(default=None, ge=1)
+    k: StrictInt | None = Field(default=None, ge=1, le=INT64_MAX)
+    budget: StrictInt | None = Field(default=None, ge=1, le=INT64_MAX)
     answer: str | None = None
 
 
@@ -39,11 +43,13 @@ class StreamOptions(OpenAIRequest):
 class SamplingRequest(OpenAIRequest):
     """The fields chat and completion requests share."""
 
+    model_config = ConfigDict(extra="forbid")
+
     model: str | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     n: StrictInt = Field(default=1, ge=1, le=128)
-    seed: StrictInt | None = None
+    seed: StrictInt | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     max_tokens: StrictInt | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
@@ -53,11 +59,12 @@ class SamplingRequest(OpenAIRequest):
     logprobs: StrictBool | int | None = None  # not supported: a 400 if asked for
     early_exit: EarlyExitRequest | None = None
     # vLLM's sampling extensions, as `vllm serve` accepts them
-    top_k: StrictInt | None = None
+    top_k: StrictInt | None = Field(default=None, ge=-1, le=INT64_MAX)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0)
-    min_tokens: StrictInt = Field(default=0, ge=0)
+    min_tokens: StrictInt = Field(default=0, ge=0, le=INT64_MAX)
     ignore_eos: StrictBool = False
+    user: str | None = None  # OpenAI's end-user id, accepted and unused
 
     @property
     def include_usage(self) -> bool:

@@ -1,15 +1,23 @@
 """One real `probexit serve` process per test session, on the test model, with a probe that always fires
-(see harness.py)."""
+(see harness.py); tests marked `kills_server` run after all others."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.server.harness import (API_KEY, MODEL_NAME, Server, ServerFailed, find_test_model, free_port, make_probe,
-                                  server_env, wait_until_healthy)
+from tests.server.harness import Server, ServerFailed, find_test_model, launch, make_probe, stop, wait_until_healthy
+
+# Tests that leave the session server unusable (they kill its engine) carry this marker and run last.
+KILLS_SERVER = "kills_server"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"{KILLS_SERVER}: breaks the session server; runs after every other test")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.get_closest_marker(KILLS_SERVER) is not None)  # stable: others keep their order
 
 
 @pytest.fixture(scope="session")
@@ -18,15 +26,8 @@ def server(tmp_path_factory) -> Server:
     if model_dir is None:
         pytest.skip("no test model: set PROBEXIT_TEST_MODEL to a model folder or build the embedded default")
     tmp = tmp_path_factory.mktemp("serve")
-    probe = make_probe(model_dir, tmp / "probe", bias=20.0)
-    port, log = free_port(), tmp / "server.log"
-    command = [sys.executable, "-m", "probexit.cli", "serve", "--model", str(model_dir), "--probe", str(probe),
-               "--port", str(port), "--api-key", API_KEY, "--served-model-name", MODEL_NAME,
-               "--dtype", "float32", "--max-model-len", "1024"]
     started = time.monotonic()
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=server_env(tmp))
-    instance = Server(f"http://127.0.0.1:{port}", API_KEY, MODEL_NAME, model_dir, process, log, 0.0)
+    instance = launch(model_dir, tmp, make_probe(model_dir, tmp / "probe", bias=20.0))
     try:
         try:
             wait_until_healthy(instance, started)
@@ -35,12 +36,7 @@ def server(tmp_path_factory) -> Server:
         instance.start_seconds = time.monotonic() - started
         yield instance
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(instance)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from probexit.benchmarks.servers import free_port, stop as stop_process  # noqa: F401 - free_port: for the tests
 
 API_KEY = "test-key-not-secret"
 MODEL_NAME = "tinyworld-test"
@@ -44,12 +46,6 @@ def make_probe(model_dir: Path, out: Path, bias: float, default_threshold: float
                          default_threshold=default_threshold)
     Probe(config, module.weights()).save(out)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        return probe_socket.getsockname()[1]
 
 
 def server_env(tmp: Path) -> dict:
@@ -105,3 +101,19 @@ def wait_until_healthy(instance: Server, started: float) -> None:
             pass
         time.sleep(0.5)
     raise ServerFailed(f"the server did not become healthy in {START_TIMEOUT_S} s:\n{instance.log_tail()}")
+
+
+def launch(model_dir: Path, tmp: Path, probe: Path, *extra: str) -> Server:
+    """`probexit serve` on the test model with the given probe, the test key and name, on a free port; returns
+    at once (see `wait_until_healthy`). The log goes to tmp/server.log."""
+    port, log = free_port(), tmp / "server.log"
+    command = [sys.executable, "-m", "probexit.cli", "serve", "--model", str(model_dir), "--probe", str(probe),
+               "--port", str(port), "--api-key", API_KEY, "--served-model-name", MODEL_NAME,
+               "--dtype", "float32", "--max-model-len", "1024", *extra]
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=server_env(tmp))
+    return Server(f"http://127.0.0.1:{port}", API_KEY, MODEL_NAME, model_dir, process, log, 0.0)
+
+
+def stop(instance: Server) -> None:
+    stop_process(instance.process)
