@@ -19,6 +19,7 @@ def add_parser(subparsers) -> None:
         suite.set_defaults(run=_not_yet)
     _add_kernel_arguments(suites.choices["kernel"])
     _add_savings_arguments(suites.choices["savings"])
+    _add_load_arguments(suites.choices["load"])
 
 
 def _not_yet(args) -> int:
@@ -129,3 +130,53 @@ def _default_problems() -> Path:
     if not path.is_file():
         raise CLIError(f"no default problem file at {path}; give --problems")
     return path
+
+
+def _add_load_arguments(parser) -> None:
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="writes DIR/load.json")
+    parser.add_argument("--server", default=None, help="base URL of a running server (default: start the embedded "
+                                                       "one, or `probexit serve SERVE_FLAGS`)")
+    parser.add_argument("--api-key", default=None, help="the server's key (default: $PROBEXIT_API_KEY)")
+    parser.add_argument("--concurrency", type=int, default=64, help="streaming requests in flight at once")
+    parser.add_argument("--rounds", type=int, default=5, help="overhead rounds (each: early exit never firing, "
+                                                              "then disabled, in alternating order)")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("serve_flags", nargs="*", metavar="SERVE_FLAGS",
+                        help="after `--`: flags for the started `probexit serve` (e.g. --model M --probe P)")
+    parser.set_defaults(run=_run_load)
+
+
+def _run_load(args) -> int:
+    import asyncio
+
+    from probexit.benchmarks import load
+    from probexit.benchmarks.servers import free_port, probexit_command, start, stop
+
+    if min(args.concurrency, args.rounds, args.max_tokens) < 1:
+        raise CLIError("--concurrency, --rounds and --max-tokens must be positive")
+    if args.server is not None and args.serve_flags:
+        raise CLIError("flags after `--` configure the server this benchmark starts; drop them or --server")
+    api_key = args.api_key or os.environ.get("PROBEXIT_API_KEY")
+    server, base_url, started = None, args.server, {}
+    if base_url is None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        command = probexit_command(port, args.serve_flags)
+        print("starting the server (about a minute) ...")
+        server, seconds = start(command, port, args.out / "server.log")
+        base_url, started = f"http://127.0.0.1:{port}", {"command": command[2:], "startup_s": seconds}
+    try:
+        report = asyncio.run(load.run_benchmark(
+            base_url, api_key, concurrency=args.concurrency, rounds=args.rounds, seed=args.seed,
+            sampling={"max_tokens": args.max_tokens, "temperature": args.temperature},
+            server_pid=server.pid if server is not None else None))
+    finally:
+        if server is not None:
+            stop(server)
+    report["server"] = {"url": base_url, "started_here": server is not None, **started}
+    path = load.write_report(report, args.out)
+    print("\n".join(load.summary_lines(report)))
+    print(f"wrote {path}")
+    return 0
