@@ -37,7 +37,8 @@ class Generation:
 
 class OfflineEngine:
     def __init__(self, model: str | Path, probe: str | Path | None = None, boundary_policy: dict | None = None,
-                 seed: int = 0, **vllm_kwargs):
+                 seed: int = 0, on_step=None, **vllm_kwargs):
+        """`on_step(seconds)` receives the early-exit work of every decode step that had a tracked request."""
         require_supported_vllm()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         if probe is not None:  # refuse a wrong probe here, in one sentence, not as a worker traceback
@@ -46,7 +47,7 @@ class OfflineEngine:
             boundary_policy = boundary_policy or loaded.config.boundary_policy.to_json()
         from vllm import LLM
 
-        self.collector = EventCollector()
+        self.collector = EventCollector(on_step=on_step)
         os.environ[EVENTS_ADDRESS_ENV] = self.collector.address  # inherited by the engine's processes
         options = early_exit_engine_options(probe, boundary_policy or {})
         try:

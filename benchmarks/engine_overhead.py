@@ -1,0 +1,100 @@
+"""What early exit costs inside the engine: the same prompts and seeds with early exit enabled but never firing
+(probe rule, threshold 1.01) against early exit disabled, on one offline vLLM engine, in one run.
+
+Two numbers (issue 4): the median and p99 of the early-exit work per decode step (what the logits processor
+times around the runtime: boundary tracking, the probe on the boundary rows, the decisions), and the ratio of
+output tokens per second, enabled-never-firing over disabled. Rounds alternate their order (enabled first,
+then disabled first) so that a slow spell of a shared machine does not land on one side; the ratio is taken
+over the totals. A never-firing probe must not change a single token: the run checks that too.
+
+    python -m probexit.benchmarks.engine_overhead --out DIR   # the embedded default; DIR/engine_overhead.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def run_engine_overhead(model: Path, probe: Path, questions: list[str], out: Path, *, rounds: int = 3,
+                        max_tokens: int = 256, seed: int = 0, engine_kwargs: dict | None = None) -> dict:
+    from probexit.probes.rules import ExitSettings
+    from probexit.server.offline import OfflineEngine
+
+    step_seconds: list[float] = []
+    never = ExitSettings(rule="probe", threshold=1.01)
+    totals = {"enabled_never_firing": [0, 0.0], "disabled": [0, 0.0]}  # tokens, seconds
+    identical = True
+    with OfflineEngine(model, probe, on_step=step_seconds.append, **(engine_kwargs or {})) as engine:
+        prompts = engine.chat_prompts(questions)
+        sample = dict(temperature=0.6, top_p=0.95, max_tokens=max_tokens, seed=seed, progress=False)
+        engine.generate(prompts[:8], **sample)  # warm-up, not timed
+        for index in range(rounds):
+            order = ("enabled_never_firing", "disabled") if index % 2 == 0 else ("disabled", "enabled_never_firing")
+            outputs = {}
+            for mode in order:
+                started = time.perf_counter()
+                outputs[mode] = engine.generate(prompts, settings=never if mode != "disabled" else None, **sample)
+                totals[mode][1] += time.perf_counter() - started
+                totals[mode][0] += sum(len(g.token_ids) for g in outputs[mode])
+            identical &= all(a.token_ids == b.token_ids
+                             for a, b in zip(outputs["enabled_never_firing"], outputs["disabled"]))
+        time.sleep(1.0)  # the workers flush their last step timings at most a second late
+    tokens_per_s = {mode: tokens / seconds for mode, (tokens, seconds) in totals.items()}
+    micro = sorted(1e6 * s for s in step_seconds)
+    report = {
+        "model": str(model), "probe": str(probe), "prompts": len(questions), "rounds": rounds,
+        "max_tokens": max_tokens, "seed": seed,
+        "tokens_per_s": tokens_per_s,
+        "ratio_enabled_over_disabled": tokens_per_s["enabled_never_firing"] / tokens_per_s["disabled"],
+        "slowdown_pct": 100 * (1 - tokens_per_s["enabled_never_firing"] / tokens_per_s["disabled"]),
+        "token_identical": identical,
+        "probe_step_us": {"steps": len(micro), "median": statistics.median(micro) if micro else None,
+                          "p99": micro[int(0.99 * (len(micro) - 1))] if micro else None},
+        "goal": {"max_slowdown_pct": 3.0},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "engine_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m probexit.benchmarks.engine_overhead", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="writes DIR/engine_overhead.json")
+    parser.add_argument("--model", type=Path, help="model folder (default: the embedded policy)")
+    parser.add_argument("--probe", type=Path, help="probe folder (default: the embedded probe)")
+    parser.add_argument("--prompts", type=int, default=64, help="test questions per batch")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from probexit.server.defaults import EMBEDDED_ENGINE_DEFAULTS, MissingAssetsError, require_default_paths
+    from probexit.training.problem_files import load_problems
+
+    if args.prompts < 1 or args.rounds < 1 or args.max_tokens < 1:
+        print("engine_overhead: --prompts, --rounds and --max-tokens must be positive", file=sys.stderr)
+        return 2
+    try:
+        paths = require_default_paths() if args.model is None or args.probe is None else None
+    except MissingAssetsError as error:
+        print(f"engine_overhead: {error}", file=sys.stderr)
+        return 2
+    model, probe = args.model or paths.policy, args.probe or paths.probe
+    problems = paths.policy.parent / "problems" / "test.jsonl" if paths else None
+    questions = ([p.question for p in load_problems(problems)][: args.prompts] if problems else
+                 [f"What is {i % 20} + {(7 * i) % 20} - {(3 * i) % 20}?" for i in range(args.prompts)])
+    report = run_engine_overhead(model, probe, questions, args.out, rounds=args.rounds, max_tokens=args.max_tokens,
+                                 engine_kwargs={**EMBEDDED_ENGINE_DEFAULTS, "enforce_eager": True})
+    step = report["probe_step_us"]
+    print(f"early exit never firing vs disabled: {report['ratio_enabled_over_disabled']:.3f}x tokens/s "
+          f"({report['slowdown_pct']:+.1f}% slower), token-identical: {report['token_identical']}; "
+          f"early-exit work per step: median {step['median']:.0f} us, p99 {step['p99']:.0f} us over {step['steps']} steps")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""The engine-overhead benchmark on the real CPU engine (few prompts, one round): what it measures, not how fast."""
+import json
+
+import pytest
+
+from probexit.benchmarks.engine_overhead import main, run_engine_overhead
+from probexit.training.tinyworld.build import tiny_engine_kwargs
+
+pytestmark = pytest.mark.slow
+
+
+def test_never_firing_probe_is_timed_and_changes_no_token(test_model_dir, tmp_path):
+    from tests.conftest import random_linear_probe
+
+    random_linear_probe(test_model_dir, tmp_path / "probe")
+    questions = ["What is 3 + 14 - 7?", "What is 20 - 5 - 9 + 1?", "What is 8 + 8?", "What is 0 - 13 + 2?"]
+    report = run_engine_overhead(test_model_dir, tmp_path / "probe", questions, tmp_path / "out", rounds=2,
+                                 max_tokens=48, engine_kwargs=tiny_engine_kwargs())
+    assert report["token_identical"] is True
+    assert report["probe_step_us"]["steps"] > 0 and report["probe_step_us"]["median"] > 0
+    assert report["tokens_per_s"]["disabled"] > 0 and report["ratio_enabled_over_disabled"] > 0
+    assert json.loads((tmp_path / "out" / "engine_overhead.json").read_text()) == report
+
+
+def test_bad_arguments_exit_with_a_message(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--rounds", "0"]) == 2
+    assert "must be positive" in capsys.readouterr().err
