@@ -39,7 +39,7 @@ class EMPOConfig:
     """G, answers sampled per question; the entropy of a group lies in [0, log G]."""
     questions_per_step: int = 8
     """Questions per optimisation step (the step holds questions_per_step * G completions)."""
-    steps: int = 60
+    steps: int = 40
     """Optimisation steps (GRPO's `max_steps`); rerunning with more steps continues from the checkpoint."""
     learning_rate: float = 2e-5
     """AdamW learning rate (constant after `warmup_steps`)."""
@@ -47,12 +47,13 @@ class EMPOConfig:
     """Linear warm-up steps of the learning rate."""
     beta: float = 0.0
     """KL coefficient against the starting policy; EMPO uses none (0 also skips the reference model)."""
-    temperature: float = 1.0
-    """Sampling temperature of the training generations."""
+    temperature: float = 0.9
+    """Sampling temperature of the training generations (0.9: TRL's default when EMPO was published)."""
     top_p: float = 1.0
     """Nucleus sampling of the training generations."""
-    max_completion_length: int = 256
-    """Longest completion in tokens; a truncated one has no final answer and earns 0."""
+    max_completion_length: int = 384
+    """Longest completion in tokens; a truncated one has no final answer and earns 0, so a tight limit
+    also teaches the policy to think less (it drops its re-check paragraphs first)."""
     min_entropy_ratio: float = 0.0
     """Groups whose semantic entropy is at or below min_entropy_ratio * log G are skipped (0: all agree)."""
     max_entropy_ratio: float = 1.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from probexit.training.empo import cluster_answers, final_answer, semantic_entropy
+from probexit.training.empo import cluster_answers, final_answer, score_group, semantic_entropy
 from probexit.training.equivalence import Equivalence
 from probexit.training.problem_files import ProblemRecord
 
@@ -76,8 +76,10 @@ def scorecard(problems: list[ProblemRecord], greedy: list[Answered], sampled: li
     >>> from probexit.training.equivalence import ExactEquivalence
     >>> card = scorecard([ProblemRecord("q", "4")], [Answered("4", 10)],
     ...                  [[Answered("4", 8), Answered("5", 9), Answered(None, 12), Answered("4", 11)]], ExactEquivalence())
-    >>> card["accuracy_greedy"], card["accuracy_sampled"], card["format_valid"], round(card["semantic_entropy"], 3)
-    (1.0, 0.5, 0.75, 1.04)
+    >>> card["accuracy_greedy"], card["accuracy_sampled"], card["accuracy_majority"], card["format_valid"]
+    (1.0, 0.5, 1.0, 0.75)
+    >>> round(card["semantic_entropy"], 3)
+    1.04
     """
     flat = [a for group in sampled for a in group]
     card = {
@@ -90,11 +92,13 @@ def scorecard(problems: list[ProblemRecord], greedy: list[Answered], sampled: li
         "reasoning_tokens_greedy": _mean([a.reasoning_tokens for a in greedy]),
         "accuracy_greedy": None,
         "accuracy_sampled": None,
+        "accuracy_majority": None,  # the largest cluster's answer: what EMPO pulls the policy towards
     }
     if problems and all(p.answer is not None for p in problems):
         right = lambda a, p: a.answer is not None and equivalence.same(a.answer, p.answer)  # noqa: E731
         card["accuracy_greedy"] = _mean([right(a, p) for a, p in zip(greedy, problems)])
         card["accuracy_sampled"] = _mean([right(a, p) for g, p in zip(sampled, problems) for a in g])
+        card["accuracy_majority"] = _mean([right(Answered(_majority(g, equivalence), 0), p) for g, p in zip(sampled, problems)])
     return card
 
 
@@ -111,6 +115,10 @@ def reasoning_tokens(token_ids: list[int], end_id: int | None) -> int:
     (2, 2)
     """
     return token_ids.index(end_id) if end_id is not None and end_id in token_ids else len(token_ids)
+
+
+def _majority(group: list[Answered], equivalence: Equivalence) -> str | None:
+    return score_group([a.answer for a in group], equivalence).majority
 
 
 def _mean(values: list) -> float:

@@ -13,6 +13,7 @@ import gc
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -57,6 +58,8 @@ class EMPOJob:
 
     def run(self) -> dict:
         started = time.monotonic()
+        # TRL 1.16 warns on import that it was tested up to vLLM 0.31; the offline engine here is 0.32.
+        warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_same_run()
         equivalence = make_equivalence(self.config.equivalence, self.config.judge_url, self.config.judge_model,
@@ -192,6 +195,7 @@ def grpo_config(config: EMPOConfig, output_dir: Path):
         loss_type=config.loss_type, scale_rewards=config.scale_rewards, seed=config.seed, bf16=bf16,
         gradient_checkpointing=config.gradient_checkpointing, save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=2, logging_steps=config.logging_steps, report_to="none", use_vllm=config.use_vllm,
+        dataloader_pin_memory=torch.cuda.is_available(),
         vllm_mode="colocate", vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
     )
 
@@ -246,11 +250,31 @@ def summary(before: dict | None, after: dict | None, baseline: dict | None, empo
         "steps": empo.steps,
         "supervised_grpo": supervised_status,
         "gain_vs_supervised": _gain_ratio(before, after, baseline),
+        "warnings": after_training_warnings(before, after),
         "evaluation": {"before": before, "after": after, "supervised_grpo": baseline} if before else
         "skipped: no --eval-problems",
         "training": {"empo": asdict(empo), "supervised_grpo": asdict(supervised) if supervised else None},
     }
     return json.loads(json.dumps(metrics, default=str))
+
+
+def after_training_warnings(before: dict | None, after: dict | None) -> list[str]:
+    """The collapse signs only gold answers reveal, read from the scorecards once training is over.
+
+    >>> after_training_warnings({"semantic_entropy": 1.2, "accuracy_sampled": 0.3, "format_valid": 1.0},
+    ...                         {"semantic_entropy": 0.9, "accuracy_sampled": 0.15, "format_valid": 1.0})
+    ['entropy fell (1.20 -> 0.90) while sampled accuracy fell (30.0% -> 15.0%): EMPO reinforced wrong consensus answers']
+    """
+    if not before or not after:
+        return []
+    found = []
+    accuracy = before["accuracy_sampled"], after["accuracy_sampled"]
+    if after["semantic_entropy"] < before["semantic_entropy"] and None not in accuracy and accuracy[1] < accuracy[0]:
+        found.append(f"entropy fell ({before['semantic_entropy']:.2f} -> {after['semantic_entropy']:.2f}) while sampled "
+                     f"accuracy fell ({accuracy[0]:.1%} -> {accuracy[1]:.1%}): EMPO reinforced wrong consensus answers")
+    if after["format_valid"] < before["format_valid"] - 0.1:
+        found.append(f"format validity fell ({before['format_valid']:.1%} -> {after['format_valid']:.1%})")
+    return found
 
 
 def _gain_ratio(before: dict | None, after: dict | None, baseline: dict | None) -> float | None:

@@ -22,8 +22,11 @@ def done(answer) -> str:
     return f"Add 1 and 2.\nSo the answer is {answer}.\n\n</think>\n\nThe answer is \\boxed{{{answer}}}."
 
 
-@pytest.mark.parametrize("module", [empo, empo_eval], ids=lambda m: m.__name__.rsplit(".", 1)[-1])
-def test_doctests(module):
+@pytest.mark.parametrize("name", ["empo", "empo_eval", "empo_job"])
+def test_doctests(name):
+    import importlib
+
+    module = importlib.import_module(f"probexit.training.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
 
