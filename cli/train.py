@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from probexit.cli.errors import CLIError
@@ -15,8 +16,7 @@ def add_parser(subparsers) -> None:
     jobs = parser.add_subparsers(dest="job", required=True, metavar="JOB")
     add_probe_parser(jobs)
     add_empo_parser(jobs)
-    job = jobs.add_parser("advrm", help="Adv-RM: reward models hardened with adversarial examples")
-    job.set_defaults(run=_not_yet)
+    add_advrm_parser(jobs)
 
 
 def add_engine_flags(parser) -> None:
@@ -209,5 +209,83 @@ def resolve_model_dir(model: str) -> Path:
         raise CLIError(f"cannot find model {model!r} locally or on the hub: {error}") from error
 
 
-def _not_yet(args) -> int:
-    raise CLIError(f"`probexit train {args.job}` is not available yet")
+# -- advrm ------------------------------------------------------------------------------------------------------
+ADVRM_GROUPS = (("", "AdvRMConfig"), ("rm-", "reward_models"), ("attack-", "attack"), ("rlhf-", "rlhf"))
+
+
+def add_advrm_parser(jobs) -> None:
+    job = jobs.add_parser("advrm", help="Adv-RM: reward models hardened with adversarial examples",
+                          description="Train a target reward model and its ensemble from the policy's graded answers, "
+                                      "attack it with an adversarial policy (GRPO), add what the attack finds as "
+                                      "rejected answers, repeat; then compare RLHF against the standard and the "
+                                      "hardened reward model. Writes DIR/metrics.json, DIR/reward/ and DIR/rlhf.png.")
+    job.add_argument("--policy", required=True, help="the policy: model folder (Hugging Face format) or hub id")
+    job.add_argument("--problems", required=True, type=Path, help='train JSONL of {"question", "answer"}')
+    job.add_argument("--eval-problems", required=True, type=Path,
+                     help='held-out JSONL of {"question", "answer"} (accuracy, calibration, attack evaluation)')
+    job.add_argument("--out", required=True, type=Path,
+                     help="output folder: metrics.json, reward/, rlhf.png, work/ (a rerun resumes)")
+    for prefix, name in ADVRM_GROUPS:
+        cls = _advrm_settings_class(name)
+        group = job.add_argument_group(name if prefix else "Adv-RM")
+        for item in fields(cls):
+            if item.name in ("reward_models", "attack", "rlhf", "seed"):
+                continue
+            flag = "--" + prefix + item.name.replace("_", "-")
+            default = item.default
+            if isinstance(default, bool):
+                group.add_argument(flag, dest=prefix + item.name, action=argparse.BooleanOptionalAction,
+                                   default=default, help=_field_doc(cls, item.name))
+            else:
+                group.add_argument(flag, dest=prefix + item.name, type=type(default), default=default,
+                                   metavar=type(default).__name__.upper(),
+                                   help=f"{_field_doc(cls, item.name)} (default: {default})")
+    job.add_argument("--seed", type=int, default=0, help="seed of data, sampling and training (every part)")
+    add_engine_flags(job)
+    job.set_defaults(run=run_advrm)
+
+
+def run_advrm(args) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from probexit.training.advrm import AdvRMConfig
+    from probexit.training.advrm import run_advrm as run_job
+    from probexit.training.problem_files import load_problems
+
+    parts = {name: _advrm_settings_class(name)(**_values(args, prefix, _advrm_settings_class(name)), seed=args.seed)
+             for prefix, name in ADVRM_GROUPS[1:]}
+    config = AdvRMConfig(**{**_values(args, "", AdvRMConfig), "seed": args.seed}, **parts)
+    metrics = run_job(resolve_model_dir(args.policy), load_problems(args.problems), load_problems(args.eval_problems),
+                      args.out, config, engine_kwargs(args))
+    before, after = metrics["attack_success_before"], metrics["attack_success_after"]
+    print(f"advrm: attack success {_pct(before['standard'])} before, "
+          f"{' -> '.join(_pct(r['standard']) for r in after) or 'n/a'} after hardening; preference accuracy "
+          f"{_pct(metrics['preference_accuracy_before'])} -> {_pct(metrics['preference_accuracy_after'])}; hacking "
+          f"step {metrics['hacking_step_standard']} (standard) vs {metrics['hacking_step_advrm']} (Adv-RM); "
+          f"written to {args.out / 'metrics.json'}")
+    for warning in metrics["warnings"]:
+        print(f"probexit: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _advrm_settings_class(name: str):
+    from probexit.training.advrm import AdvRMConfig
+
+    return AdvRMConfig if name == "AdvRMConfig" else type(getattr(AdvRMConfig(), name))
+
+
+def _values(args, prefix: str, cls) -> dict:
+    return {item.name: getattr(args, prefix + item.name) for item in fields(cls) if hasattr(args, prefix + item.name)}
+
+
+def _field_doc(cls, name: str) -> str:
+    """The docstring written under a dataclass field (the config classes document every field that way)."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    for statement, following in zip(body, body[1:]):
+        if isinstance(statement, ast.AnnAssign) and getattr(statement.target, "id", None) == name \
+                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+            return " ".join(str(following.value.value).split()).replace("%", "%%")
+    return ""

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from probexit.server import early_exit, serving_chat, serving_completion
+from probexit.server import early_exit, serving_chat, serving_completion, serving_rewards
 from probexit.server.config import ServerConfig
 from probexit.server.engine import engine_metrics, prepare, start_engine
 from probexit.server.engine_adapter import EVENTS_ADDRESS_ENV
@@ -27,6 +27,7 @@ from probexit.server.generation import Generation, GenerationCore, sse
 from probexit.server.metrics import ServerMetrics
 from probexit.server.protocol import (ChatCompletionRequest, CompletionRequest, ModelCard, ModelList,
                                       SamplingRequest)
+from probexit.server.protocol_rewards import RewardRequest, RewardResponse
 
 GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions")
 
@@ -37,7 +38,7 @@ def build_app(config: ServerConfig) -> FastAPI:
     setup = prepare(config)
     app = FastAPI(title="probexit", version="0.1.0", lifespan=_lifespan, docs_url=None, redoc_url=None)
     app.state.config, app.state.setup, app.state.probe = config, setup, setup.probe
-    app.state.reward_model = None  # the rewards endpoint loads config.reward_model here (its own issue)
+    app.state.reward_model = serving_rewards.load_reward_model(config)  # None without --reward-model
     app.state.metrics = ServerMetrics(config.served_model_name)
     app.state.engine = app.state.collector = app.state.core = None
     app.state.startup_error = None
@@ -106,6 +107,10 @@ def _api_routes() -> APIRouter:
     async def chat_completions(body: ChatCompletionRequest, request: Request):
         core = _core(request, body)
         return await _respond(request, core, serving_chat.plan_chat(core, body), body, serving_chat)
+
+    @router.post("/rewards")
+    async def rewards(body: RewardRequest, request: Request) -> RewardResponse:
+        return await serving_rewards.score(request.app.state, body)
 
     @router.post("/completions")
     async def completions(body: CompletionRequest, request: Request):

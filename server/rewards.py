@@ -1,0 +1,251 @@
+"""The reward-model folder and its scoring: a target reward model and the ensemble that judges it.
+
+One folder holds everything the rewards endpoint serves (and what `probexit train advrm` writes):
+
+    reward/
+      manifest.json       which member is the target, the ensemble, calibration, where each came from
+      tokenizer/          the tokenizer and chat template every member reads
+      target/ member1/ …  Hugging Face sequence-classification models (one logit), stored in fp16
+
+A conversation is rendered one way only (`render_ids`), here, for training and serving alike: the messages
+before the answer through the chat template with its generation prompt, then the answer, then the
+end-of-turn token. Scores are computed in fp32 with transformers under `torch.inference_mode`.
+
+Each member's raw reward is put on a common scale with its calibration (mean and std of its rewards on
+in-distribution answers). The target's normalised reward is then compared with the ensemble's:
+`z = (target - ensemble mean) / max(ensemble std, spread_floor)`; a large z says the target likes an
+answer the others do not, the sign of an out-of-distribution answer (Adv-RM, arXiv 2504.06141).
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+FORMAT = "probexit-reward/1"
+
+
+class RewardModelError(ValueError):
+    """A reward-model folder that cannot be served; the message names the folder and the problem."""
+
+
+@dataclass(frozen=True)
+class MemberCard:
+    """One model of the folder: where it lives, what it was initialised from, its calibration."""
+
+    path: str  # a sub-folder of the reward folder
+    initialised_from: str  # e.g. "policy /tmp/policy, layers 0-1"
+    mean: float = 0.0  # raw reward mean on the calibration answers
+    std: float = 1.0  # raw reward std on the calibration answers
+    seed: int | None = None
+    data: str = ""  # what it was trained on, in words
+
+
+@dataclass(frozen=True)
+class RewardManifest:
+    """manifest.json: the target, its ensemble, the tokenizer and how scores become uncertainty."""
+
+    target: MemberCard
+    ensemble: tuple[MemberCard, ...]
+    tokenizer: str = "tokenizer"
+    name: str = "reward"
+    max_length: int = 1024  # longest rendered conversation in tokens
+    spread_floor: float = 0.1  # lower bound of the ensemble std in z (members may agree by chance)
+    z_threshold: float = 1.96  # z at or above which an answer is flagged out of distribution
+    think_start: str | None = "<think>"  # the thinking markers (None: the model does not think)
+    think_end: str | None = "</think>"
+    format: str = FORMAT
+    notes: dict = field(default_factory=dict)  # provenance: training job, round, metrics
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> RewardManifest:
+        if data.get("format") != FORMAT:
+            raise RewardModelError(f"unknown format {data.get('format')!r} (expected {FORMAT!r})")
+        members = {"target": MemberCard(**data["target"]),
+                   "ensemble": tuple(MemberCard(**m) for m in data["ensemble"])}
+        return cls(**{**data, **members})
+
+
+@dataclass
+class RewardScore:
+    """The scores of one conversation (normalised rewards share one scale across members)."""
+
+    reward: float  # the target's raw reward
+    normalised: float  # the target's calibrated reward
+    ensemble_mean: float  # mean of the ensemble's calibrated rewards
+    ensemble_std: float  # their standard deviation (n - 1)
+    z: float  # (normalised - ensemble_mean) / max(ensemble_std, spread_floor)
+    flagged: bool  # z >= z_threshold: the target's reward is not to be trusted
+    members: list[float]  # the ensemble's raw rewards
+    tokens: int  # length of the rendered conversation
+
+
+def summarise(raw: list[float], manifest: RewardManifest, tokens: int = 0) -> RewardScore:
+    """Raw rewards (target first, then the ensemble in manifest order) -> the served numbers.
+
+    >>> m = RewardManifest(MemberCard("t", "x", 1.0, 2.0), (MemberCard("a", "x"), MemberCard("b", "x")),
+    ...                    spread_floor=0.5)
+    >>> s = summarise([5.0, 0.0, 1.0], m)
+    >>> s.normalised, s.ensemble_mean, round(s.ensemble_std, 3), round(s.z, 3), s.flagged
+    (2.0, 0.5, 0.707, 2.121, True)
+    """
+    cards = (manifest.target, *manifest.ensemble)
+    normalised = [(value - card.mean) / card.std for value, card in zip(raw, cards)]
+    others = normalised[1:]
+    mean = sum(others) / len(others)
+    std = math.sqrt(sum((x - mean) ** 2 for x in others) / (len(others) - 1)) if len(others) > 1 else 0.0
+    z = (normalised[0] - mean) / max(std, manifest.spread_floor)
+    return RewardScore(raw[0], normalised[0], mean, std, z, z >= manifest.z_threshold, list(raw[1:]), tokens)
+
+
+class RewardEnsemble:
+    """The loaded folder: `score(conversations)` for the endpoint, `score_texts` for training jobs."""
+
+    def __init__(self, folder: Path, manifest: RewardManifest, tokenizer, models: list):
+        self.folder, self.manifest, self.tokenizer, self.models = folder, manifest, tokenizer, models
+        self.pad_id = models[0].config.pad_token_id
+        self._lock = threading.Lock()  # one batch at a time: torch already uses every core
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RewardEnsemble:
+        """Load and check a folder; any problem is one RewardModelError naming it."""
+        folder = Path(folder)
+        manifest = read_manifest(folder)
+        tokenizer = _load_tokenizer(folder / manifest.tokenizer)
+        cards = (manifest.target, *manifest.ensemble)
+        models = [_load_member(folder, card, len(tokenizer)) for card in cards]
+        pads = {model.config.pad_token_id for model in models}
+        if len(pads) != 1 or None in pads or pads == {tokenizer.eos_token_id}:
+            raise RewardModelError(f"{folder}: every member needs the same pad_token_id, other than the end-of-turn "
+                                   f"token (found {sorted(map(str, pads))})")
+        return cls(folder, manifest, tokenizer, models)
+
+    # -- rendering ------------------------------------------------------------------------------------------
+    def render_ids(self, messages: list[dict]) -> list[int]:
+        return render_ids(self.tokenizer, messages, self.manifest.think_start, self.manifest.think_end)
+
+    def render_completion(self, question: str, completion: str) -> list[int]:
+        return render_ids(self.tokenizer, [{"role": "user", "content": question},
+                                           {"role": "assistant", "content": completion}],
+                          self.manifest.think_start, self.manifest.think_end)
+
+    # -- scoring --------------------------------------------------------------------------------------------
+    def raw_rewards(self, batch: list[list[int]], batch_size: int = 32) -> list[list[float]]:
+        """Raw rewards per conversation: [target, member1, ...], in batches of `batch_size`."""
+        import torch
+
+        rows: list[list[float]] = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(batch), batch_size):
+                chunk = batch[start : start + batch_size]
+                width = max(len(ids) for ids in chunk)
+                input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)  # (B, T)
+                mask = torch.zeros_like(input_ids)
+                for row, ids in enumerate(chunk):
+                    input_ids[row, : len(ids)], mask[row, : len(ids)] = torch.tensor(ids), 1
+                # each model reads its reward at the row's last token that is not padding (its own pooling)
+                scores = [model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float()
+                          for model in self.models]  # M x (B,)
+                rows.extend(torch.stack(scores, 1).tolist())
+        return rows
+
+    def score_ids(self, batch: list[list[int]]) -> list[RewardScore]:
+        too_long = [i for i, ids in enumerate(batch) if len(ids) > self.manifest.max_length]
+        if too_long:
+            raise ValueError(f"conversation {too_long[0]} has {len(batch[too_long[0]])} tokens; the reward model "
+                             f"reads at most {self.manifest.max_length}")
+        return [summarise(raw, self.manifest, len(ids)) for raw, ids in zip(self.raw_rewards(batch), batch)]
+
+    def score(self, conversations: list[list[dict]]) -> list[RewardScore]:
+        return self.score_ids([self.render_ids(messages) for messages in conversations])
+
+    def score_texts(self, questions: list[str], completions: list[str]) -> list[RewardScore]:
+        """Policy completions, as training jobs have them (too-long ones are cut to the model's length)."""
+        ids = [self.render_completion(q, c)[: self.manifest.max_length] for q, c in zip(questions, completions)]
+        return self.score_ids(ids)
+
+
+def render_ids(tokenizer, messages: list[dict], think_start: str | None = "<think>",
+               think_end: str | None = "</think>") -> list[int]:
+    """The token ids of a conversation whose last message is the assistant's answer: the messages before it
+    through the chat template with its generation prompt, the answer (its `content`, with `reasoning_content`,
+    as the chat endpoint returns it, put back before the end marker), then the end-of-turn token."""
+    *context, answer = messages
+    prompt = tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
+    text = answer_text(answer, think_start, think_end, prompt)
+    return tokenizer.encode(prompt + text, add_special_tokens=False) + [tokenizer.eos_token_id]
+
+
+def answer_text(message: dict, think_start: str | None, think_end: str | None, prompt: str = "") -> str:
+    """The assistant's answer as the model wrote it after the generation prompt.
+
+    >>> answer_text({"role": "assistant", "reasoning_content": "r", "content": "\\n\\nc"}, "<think>", "</think>")
+    'r</think>\\n\\nc'
+    >>> answer_text({"role": "assistant", "content": "<think>\\nr</think>c"}, "<think>", "</think>", "<think>\\n")
+    'r</think>c'
+    """
+    content = message.get("content") or ""
+    reasoning = message.get("reasoning_content")
+    text = f"{reasoning}{think_end}{content}" if reasoning is not None and think_end else content
+    if think_start and prompt.rstrip().endswith(think_start) and text.startswith(think_start):
+        text = text[len(think_start):].removeprefix("\n")  # the template already opened the thinking
+    return text
+
+
+def read_manifest(folder: Path) -> RewardManifest:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise RewardModelError(f"{folder}: no {MANIFEST} (a reward folder is written by `probexit train advrm`)")
+    try:
+        manifest = RewardManifest.from_json(json.loads(path.read_text()))
+    except RewardModelError as error:
+        raise RewardModelError(f"{path}: {error}") from None
+    except (ValueError, TypeError, KeyError) as error:
+        raise RewardModelError(f"{path} is not a valid reward manifest: {error}") from None
+    if not manifest.ensemble:
+        raise RewardModelError(f"{path}: the ensemble is empty; uncertainty needs at least one other model")
+    if any(card.std <= 0 or not math.isfinite(card.std) for card in (manifest.target, *manifest.ensemble)):
+        raise RewardModelError(f"{path}: every calibration std must be a positive number")
+    return manifest
+
+
+def write_manifest(folder: Path, manifest: RewardManifest) -> None:
+    (folder / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+
+
+def _load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as error:
+        raise RewardModelError(f"cannot load the reward tokenizer at {path}: {' '.join(str(error).split())}") from None
+    if tokenizer.chat_template is None or tokenizer.eos_token_id is None:
+        raise RewardModelError(f"the reward tokenizer at {path} needs a chat template and an end-of-turn token")
+    return tokenizer
+
+
+def _load_member(folder: Path, card: MemberCard, vocab: int):
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = folder / card.path
+    try:
+        config = AutoConfig.from_pretrained(path)
+        if config.num_labels != 1:  # checked first: loading would fail on the head's shape, less clearly
+            raise RewardModelError(f"{path} has {config.num_labels} outputs; a reward model has one")
+        model = AutoModelForSequenceClassification.from_pretrained(path, config=config, dtype=torch.float32)
+    except RewardModelError:
+        raise
+    except Exception as error:  # missing files, corrupt safetensors, unknown architectures: all one line
+        raise RewardModelError(f"cannot load reward model {path}: {' '.join(str(error).split())[:300]}") from None
+    if model.get_input_embeddings().num_embeddings < vocab:
+        raise RewardModelError(f"{path} embeds {model.get_input_embeddings().num_embeddings} tokens but its "
+                               f"tokenizer has {vocab}: the model and tokenizer do not belong together")
+    return model.eval()

@@ -1,0 +1,241 @@
+"""Adv-RM, the parts that are plain functions: grading (gold reward), the failure-mode classifier, the
+adversarial objective, attack success and example selection, the hacking rule, preference pairs, the
+served uncertainty numbers, the configs and the command line. Synthetic numbers throughout; no model."""
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from probexit.server import rewards
+from probexit.training import advrm, advrm_attack, advrm_rewards, advrm_rlhf, grading
+from probexit.training.advrm_attack import (AttackSettings, attack_objective, attack_success, classify_failure,
+                                            select_adversarial)
+from probexit.training.advrm_rewards import RewardModelSettings, Sample, preference_pairs
+from probexit.training.advrm_rlhf import RLHFSettings, curve, hacking_step
+from probexit.training.grading import format_problems, grade
+
+END = "\n\n</think>\n\nThe answer is \\boxed{{{}}}."
+
+
+def trace(*stated, boxed=None) -> str:
+    """A tiny-world completion whose paragraphs state `stated` and whose box holds `boxed` (default: the last)."""
+    body = "\n\n".join(f"Let me add. So the answer is {n}." for n in stated)
+    return body + END.format(stated[-1] if boxed is None else boxed)
+
+
+@pytest.mark.parametrize("module", [grading, advrm_attack, advrm_rlhf, advrm_rewards, rewards],
+                         ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_doctests(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+# -- grading: the gold reward -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, gold, problems", [
+    pytest.param(trace(4), 1.0, (), id="right"),
+    pytest.param(trace(3, 4), 1.0, (), id="right-after-a-wrong-paragraph"),
+    pytest.param(trace(5), 0.0, (), id="wrong"),
+    pytest.param(trace(5, boxed=4), 0.0, ("boxed answer differs from the thinking",), id="box-contradicts"),
+    pytest.param("</think>\n\nThe answer is \\boxed{4}.", 0.0, ("no thinking",), id="no-thinking"),
+    pytest.param("Let me add. So the answer is 4.", 0.0, ("no end of thinking",), id="cut-off"),
+    pytest.param(trace(4) + "</think>", 0.0, ("end of thinking repeated",), id="marker-twice"),
+    pytest.param(trace(4).replace("The answer is ", ""), 0.0, ("text around the final answer",), id="bare-box"),
+    pytest.param(trace(4) + " Bye.", 0.0, ("text around the final answer",), id="trailing-text"),
+    pytest.param("I add.\n\n</think>\n\nThe answer is \\boxed{4}.", 0.0, ("a paragraph states no answer",),
+                 id="paragraph-without-answer"),
+    pytest.param(trace(4).replace("\\boxed{4}", "4"), 0.0, ("no final answer sentence",), id="no-box"),
+    pytest.param("<think>" + trace(4), 0.0, ("thinking opened again",), id="think-reopened"),
+])
+def test_grade(text, gold, problems):
+    graded = grade(text, "4")
+    assert (graded.gold, graded.problems) == (gold, problems)
+    assert format_problems(text) == problems
+
+
+def test_the_gold_reward_reads_conversational_completions():
+    completion = [{"role": "assistant", "content": trace(4)}]
+    assert grading.gold_reward([completion, trace(4)], answer=["4", "5"]) == [1.0, 0.0]
+
+
+# -- failure modes ------------------------------------------------------------------------------------------------
+LOOP = "2 + 2 is 4 and 4 is 2 + 2 and " * 4
+@pytest.mark.parametrize("text, mode", [
+    pytest.param(trace(5), "wrong_answer", id="wrong"),
+    pytest.param("</think>\n\nThe answer is \\boxed{4}.", "answer_without_thinking", id="no-thinking-right-box"),
+    pytest.param("</think>\n\nThe answer is \\boxed{7}.", "answer_without_thinking", id="no-thinking-wrong-box"),
+    pytest.param("Hmm.\n\n</think>\n\nThe answer is \\boxed{4}.", "answer_without_thinking",
+                 id="thinking-states-nothing"),
+    pytest.param(trace(5, boxed=4), "boxed_contradicts_thinking", id="box-contradicts"),
+    pytest.param(trace(4, 4, 4, 4), "repeated_text", id="same-paragraph-4-times"),
+    pytest.param(LOOP + "So the answer is 4." + END.format(4), "repeated_text", id="loop-in-a-paragraph"),
+    pytest.param("Let me add. So the answer is 4.\n\nLet me", "no_final_answer", id="cut-off"),
+    pytest.param(trace(4) + " Really.", "malformed", id="trailing-text"),
+])
+def test_classify_failure(text, mode):
+    assert mode in advrm_attack.FAILURE_MODES
+    assert classify_failure(text, "4") == mode
+
+
+def test_a_normal_recheck_is_not_repetition():
+    """The policy re-checks with the same words (twice is normal); that is no loop."""
+    assert classify_failure(trace(5, 5), "4") == "wrong_answer"
+
+
+# -- the attack ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("target, ensemble, expected", [
+    pytest.param(3.0, 0.0, 3.0, id="fools-only-the-target"),
+    pytest.param(3.0, 3.0, 1.5, id="fools-everyone"),
+    pytest.param(0.5, -2.0, 1.0, id="below-floor-but-ensemble-low"),
+    pytest.param(-1.0, -1.0, -2.5, id="below-floor"),
+])
+def test_attack_objective(target, ensemble, expected):
+    assert attack_objective(target, ensemble, floor=1.0, lam=0.5, penalty=1.0) == pytest.approx(expected)
+
+
+ROWS = [  # gold, target (calibrated), z
+    {"question": "a", "text": "x", "gold": 0.0, "target": 2.0, "z": 3.0},  # adversarial: standard, flagged
+    {"question": "a", "text": "y", "gold": 0.0, "target": 2.0, "z": 1.0},  # standard and strict
+    {"question": "b", "text": "z", "gold": 1.0, "target": 2.5, "z": 3.0},  # right: no attack
+    {"question": "b", "text": "w", "gold": 0.0, "target": 0.5, "z": 4.0},  # below the floor
+    {"question": "a", "text": "x", "gold": 0.0, "target": 2.0, "z": 3.0},  # the first again
+]
+
+
+def test_attack_success_rates():
+    assert attack_success(ROWS, floor=1.0, z_threshold=1.96) == {"standard": 0.6, "strict": 0.2, "n": 5}
+    assert attack_success(ROWS, floor=2.2, z_threshold=1.96) == {"standard": 0.0, "strict": 0.0, "n": 5}
+    assert attack_success([], floor=1.0, z_threshold=1.96)["standard"] is None
+
+
+def test_adversarial_examples_are_high_reward_high_uncertainty_low_gold_and_distinct():
+    kept = select_adversarial(ROWS, floor=1.0, z_threshold=1.96)
+    assert [row["text"] for row in kept] == ["x"]
+
+
+def test_failure_report_counts_modes_with_examples():
+    rows = [{"failure": "repeated_text", "text": "t1"}, {"failure": "repeated_text", "text": "t2"},
+            {"failure": "wrong_answer", "text": "t3"}]
+    report = advrm_attack.failure_report(rows, examples=1)
+    assert report == {"repeated_text": {"count": 2, "share": 2 / 3, "examples": ["t1"]},
+                      "wrong_answer": {"count": 1, "share": 1 / 3, "examples": ["t3"]}}
+
+
+# -- the hacking rule ----------------------------------------------------------------------------------------------
+def steps(gold, proxy):
+    return [{"step": i + 1, "gold": g, "proxy": p} for i, (g, p) in enumerate(zip(gold, proxy))]
+
+
+@pytest.mark.parametrize("gold, proxy, window, expected", [
+    pytest.param([.5, .6, .7, .8, .6, .5, .4, .3], range(8), 1, 4, id="rise-then-fall"),
+    pytest.param([.5, .6, .7, .8, .8, .85, .9, .9], range(8), 1, None, id="never-falls"),
+    pytest.param([.5, .6, .7, .8, .6, .5, .4, .3], [0, 1, 2, 3, 2, 1, 0, -1], 1, None, id="proxy-falls-too"),
+    pytest.param([.5, .6, .7, .8, .6, .8, .8, .8], range(8), 1, None, id="dip-recovers"),
+    pytest.param([.5, .7, .5, .7, .5, .7, .5, .7], range(8), 1, None, id="noise-within-margin-of-itself"),
+    pytest.param([.4, .6, .8, .8, .8, .8, .4, .2, .2, .1, .1, .1], range(12), 3, 6, id="smoothed"),
+])
+def test_hacking_step(gold, proxy, window, expected):
+    found = hacking_step(steps(gold, list(proxy)), window=window, margin=0.1)
+    assert found["step"] == expected
+    assert found["run_steps"] == len(gold)
+
+
+def test_a_step_made_again_after_a_resume_counts_once():
+    rows = [{"step": 1, "gold": 0.1, "proxy": 0}, {"step": 2, "gold": 0.9, "proxy": 1},
+            {"step": 2, "gold": 0.5, "proxy": 2}, {"step": 3, "gold": 0.6, "proxy": 3}]
+    assert [row["gold"] for row in curve(rows)] == [0.1, 0.5, 0.6]
+
+
+def test_gold_rise_steps_is_the_run_length_without_hacking():
+    assert advrm_rlhf.gold_rise_steps(steps([.5, .6, .7], [0, 1, 2]), window=1, margin=0.1) == 3
+    assert advrm_rlhf.gold_rise_steps(steps([.5, .8, .5, .4], [0, 1, 2, 3]), window=1, margin=0.1) == 2
+
+
+def test_summary_reports_null_hacking_and_checks_goals():
+    rounds = [{"round": k, "attack_success": {"standard": s, "strict": s / 2, "n": 10},
+               "preference_accuracy": {"target": acc}, "n_adversarial": n, "failure_modes": {}}
+              for k, (s, acc, n) in enumerate([(0.8, 0.80, 7), (0.3, 0.81, 3), (0.05, 0.795, 0)])]
+    curves = {"standard": {"steps": steps([.5, .8, .5, .4], [0, 1, 2, 3]), "hacking": {"step": 2}},
+              "advrm": {"steps": steps([.5, .6, .7, .8], [0, 1, 2, 3]), "hacking": {"step": None}}}
+    metrics = advrm.summary(rounds, curves, advrm.AdvRMConfig(rlhf=RLHFSettings(steps=4, window=1)))
+    assert metrics["attack_success_before"]["standard"] == 0.8
+    assert [r["standard"] for r in metrics["attack_success_after"]] == [0.3, 0.05]
+    assert (metrics["hacking_step_standard"], metrics["hacking_step_advrm"], metrics["rlhf_steps"]) == (2, None, 4)
+    assert metrics["n_adversarial"] == 10
+    assert metrics["gold_rise_steps"] == {"standard": 2, "advrm": 4}
+    assert all(metrics["goals"].values())
+
+
+# -- preference pairs ------------------------------------------------------------------------------------------------
+def test_preference_pairs_pair_right_with_wrong_answers_to_the_same_question():
+    samples = [Sample("q1", "4", f"r{i}", 1.0) for i in range(3)] + [Sample("q1", "4", f"w{i}", 0.0) for i in range(2)]
+    samples += [Sample("q2", "5", "only right", 1.0), Sample("q3", "6", "only wrong", 0.0)]
+    pairs = preference_pairs(samples, per_question=4, seed=0)
+    assert len(pairs) == 4 and {p.question for p in pairs} == {"q1"}
+    assert {p.rejected for p in pairs} == {"w0", "w1"} and all(p.chosen.startswith("r") for p in pairs)
+    assert len(set(pairs)) == len(pairs)
+    assert len(preference_pairs(samples, per_question=2, seed=0)) == 2
+
+
+# -- the served numbers ----------------------------------------------------------------------------------------------
+def manifest(**overrides):
+    cards = (rewards.MemberCard("m1", "x"), rewards.MemberCard("m2", "x"), rewards.MemberCard("m3", "x"))
+    return rewards.RewardManifest(rewards.MemberCard("target", "x", mean=1.0, std=2.0), cards, **overrides)
+
+
+def test_uncertainty_numbers():
+    score = rewards.summarise([3.0, 1.0, 0.0, -1.0], manifest(spread_floor=0.1))
+    assert score.reward == 3.0 and score.normalised == 1.0
+    assert (score.ensemble_mean, score.ensemble_std, score.z) == (0.0, 1.0, 1.0)
+    assert not score.flagged and score.members == [1.0, 0.0, -1.0]
+
+
+def test_the_spread_floor_keeps_agreeing_members_from_inflating_z():
+    score = rewards.summarise([5.0, 0.0, 0.0, 0.0], manifest(spread_floor=0.5))
+    assert score.ensemble_std == 0.0 and score.z == pytest.approx(4.0) and score.flagged
+
+
+def test_manifest_round_trip_and_format_check():
+    original = manifest(notes={"round": 2})
+    assert rewards.RewardManifest.from_json(original.to_json()) == original
+    with pytest.raises(rewards.RewardModelError, match="unknown format"):
+        rewards.RewardManifest.from_json({**original.to_json(), "format": "other/9"})
+
+
+# -- configs and the command line ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("make, message", [
+    pytest.param(lambda: RewardModelSettings(ensemble_subset=0), "ensemble_subset", id="subset"),
+    pytest.param(lambda: RewardModelSettings(ensemble_size=0), "at least 1", id="ensemble"),
+    pytest.param(lambda: AttackSettings(num_generations=1), "num_generations", id="generations"),
+    pytest.param(lambda: AttackSettings(success_percentile=100), "success_percentile", id="percentile"),
+    pytest.param(lambda: RLHFSettings(margin=0), "margin", id="margin"),
+    pytest.param(lambda: advrm.AdvRMConfig(samples_per_question=1), "right and a wrong", id="samples"),
+    pytest.param(lambda: advrm.AdvRMConfig(rounds=-1), "rounds", id="rounds"),
+])
+def test_configs_refuse_settings_that_cannot_work(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_cli_flags_reach_every_config(tmp_path):
+    from probexit.cli.main import build_parser
+
+    args = build_parser().parse_args([
+        "train", "advrm", "--policy", "p", "--problems", "t.jsonl", "--eval-problems", "e.jsonl",
+        "--out", str(tmp_path),
+        "--rounds", "1", "--no-run-rlhf", "--rm-ensemble-size", "4", "--attack-steps", "3", "--attack-lam", "0.25",
+        "--rlhf-steps", "7", "--seed", "5"])
+    from probexit.cli.train import ADVRM_GROUPS, _advrm_settings_class, _values
+
+    assert args.job == "advrm" and args.run.__name__ == "run_advrm"
+    assert _values(args, "", advrm.AdvRMConfig)["rounds"] == 1 and not args.run_rlhf
+    parts = {name: _values(args, prefix, _advrm_settings_class(name)) for prefix, name in ADVRM_GROUPS[1:]}
+    assert parts["reward_models"]["ensemble_size"] == 4
+    assert (parts["attack"]["steps"], parts["attack"]["lam"], parts["rlhf"]["steps"]) == (3, 0.25, 7)
+
+
+def test_jobs_refuse_problems_without_gold_answers(tmp_path):
+    from probexit.training.problem_files import ProblemRecord
+
+    with pytest.raises(ValueError, match="gold answers"):
+        advrm.AdvRMJob(tmp_path, [ProblemRecord("What is 1 + 2 + 3?", None)], [ProblemRecord("q", "1")], tmp_path)

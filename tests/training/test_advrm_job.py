@@ -1,0 +1,144 @@
+"""`probexit train advrm` end to end on the tiny-world policy, every stage at its smallest (one or two steps
+each, through the real vLLM engine and TRL's trainers), driven through the command line: metrics.json
+complete, the served folder loads, the plot exists, a rerun skips every stage, and other settings in the
+same folder are one clear error. Bad input is a one-line error before any model loads (fast)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from probexit.cli.main import main
+from probexit.server.rewards import RewardEnsemble
+from probexit.training.tinyworld.problems import generate_splits, write_jsonl
+
+CONTRACT = ("attack_success_before", "attack_success_after", "preference_accuracy_before", "preference_accuracy_after",
+            "hacking_step_standard", "hacking_step_advrm", "n_adversarial", "wall_s")
+TINY_FLAGS = [
+    "--train-questions", "10", "--eval-questions", "8", "--samples-per-question", "4", "--max-tokens", "256",
+    "--rounds", "1", "--max-adversarial", "20",
+    "--rm-ensemble-size", "3", "--rm-epochs", "1", "--rm-batch-size", "8",
+    "--attack-steps", "2", "--attack-questions-per-step", "2", "--attack-num-generations", "2",
+    "--attack-max-completion-length", "96", "--attack-eval-samples", "1",
+    "--rlhf-steps", "2", "--rlhf-questions-per-step", "2", "--rlhf-num-generations", "2",
+    "--rlhf-max-completion-length", "96", "--rlhf-window", "1",
+    "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024", "--engine-arg", "max_num_seqs=32"]
+
+
+def command(model, folder, *extra) -> list[str]:
+    return ["train", "advrm", "--policy", str(model), "--problems", str(folder / "train.jsonl"),
+            "--eval-problems", str(folder / "validation.jsonl"), "--out", str(folder / "out"), *TINY_FLAGS, *extra]
+
+
+# -- bad input: one line, exit 2, before anything heavy ------------------------------------------------------------
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "train.jsonl").write_text('{"question": "What is 1 + 2?", "answer": "3"}\n')
+    (tmp_path / "validation.jsonl").write_text('{"question": "What is 2 + 2?", "answer": "4"}\n')
+    return tmp_path
+
+
+@pytest.mark.parametrize("change, message", [
+    pytest.param(lambda f: (f / "train.jsonl").unlink(), "does not exist", id="no-problem-file"),
+    pytest.param(lambda f: (f / "validation.jsonl").write_text('{"question": "What is 2 + 2?"}\n'), "no 'answer'",
+                 id="no-gold-answers"),
+    pytest.param(lambda f: (f / "train.jsonl").write_text("{nope\n"), "not a JSON object", id="bad-json"),
+    pytest.param(lambda f: (f / "m" / "config.json").unlink(), "not a model folder", id="no-model"),
+], )
+def test_bad_files_are_one_line_errors(files, capsys, change, message):
+    change(files)
+    assert main(command(files / "m", files)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("probexit: error:") and message in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    pytest.param(["--rounds", "-1"], "rounds", id="rounds"),
+    pytest.param(["--samples-per-question", "1"], "right and a wrong", id="samples"),
+    pytest.param(["--rm-ensemble-subset", "0"], "ensemble_subset", id="subset"),
+    pytest.param(["--attack-num-generations", "1"], "num_generations", id="generations"),
+    pytest.param(["--rlhf-margin", "2"], "margin", id="margin"),
+])
+def test_settings_that_cannot_work_are_one_line_errors(files, capsys, flags, message):
+    assert main(command(files / "m", files, *flags)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_a_flag_of_the_wrong_type_is_argparses_usage_error(files, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(command(files / "m", files, "--attack-steps", "many"))
+    assert exit_.value.code == 2 and "--attack-steps: invalid int value" in capsys.readouterr().err
+
+
+# -- the whole job, tiny -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run(test_model_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("advrm")
+    for name, problems in generate_splits({"train": 10, "validation": 8}, seed=3).items():
+        write_jsonl(problems, folder / f"{name}.jsonl")
+    assert main(command(test_model_dir, folder)) == 0
+    return json.loads((folder / "out" / "metrics.json").read_text()), folder, test_model_dir
+
+
+@pytest.mark.slow
+def test_metrics_hold_the_contract_fields(run):
+    metrics, _, _ = run
+    assert all(name in metrics for name in CONTRACT)
+    before, after = metrics["attack_success_before"], metrics["attack_success_after"]
+    assert set(before) == {"round", "standard", "strict", "n"} and before["n"] == 8
+    assert [r["round"] for r in after] == [1]
+    for rate in [before] + after:
+        assert 0 <= rate["strict"] <= rate["standard"] <= 1
+    assert 0 <= metrics["preference_accuracy_before"] <= 1 and 0 <= metrics["preference_accuracy_after"] <= 1
+    assert metrics["rlhf_steps"] == 2 and metrics["n_adversarial"] >= 0
+    for name in ("standard", "advrm"):
+        assert [row["step"] for row in metrics["rlhf"][name]["steps"]] == [1, 2]
+        assert all(0 <= row["gold"] <= 1 for row in metrics["rlhf"][name]["steps"])
+    assert set(metrics["goals"]) and metrics["wall_s"] > 0 and metrics["reward_size_mb"] > 0
+
+
+@pytest.mark.slow
+def test_every_stage_left_its_outputs(run):
+    _, folder, _ = run
+    out = folder / "out"
+    for k in (0, 1):
+        assert (out / "rounds" / str(k) / "attack" / "policy" / "config.json").is_file()
+        assert (out / "rounds" / str(k) / "attack" / "eval_samples.jsonl").is_file()
+    assert (out / "rounds" / "0" / "adversarial_pairs.jsonl").is_file()
+    assert (out / "rlhf.png").stat().st_size > 1000
+    assert sorted(p.stem for p in (out / "work").glob("round*.json")) == [
+        "round0_adversarial", "round0_attack", "round0_reward", "round1_attack", "round1_reward"]
+
+
+@pytest.mark.slow
+def test_the_served_folder_is_the_last_rounds_and_loads(run):
+    _, folder, _ = run
+    ensemble = RewardEnsemble.load(folder / "out" / "reward")
+    assert ensemble.manifest.name == "advrm"
+    assert ensemble.manifest.notes["round"] == 1 and len(ensemble.manifest.ensemble) == 3
+    assert not list((folder / "out" / "reward").rglob("done.json"))
+    score = ensemble.score([[{"role": "user", "content": "What is 1 + 2 + 3?"},
+                             {"role": "assistant", "content": "</think>\n\nThe answer is \\boxed{6}."}]])[0]
+    assert score.tokens > 10
+
+
+@pytest.mark.slow
+def test_a_rerun_skips_every_stage(run, capsys):
+    metrics, folder, model = run
+    capsys.readouterr()
+    assert main(command(model, folder)) == 0
+    logged = [line for line in capsys.readouterr().out.splitlines() if line.startswith("advrm:")]
+    assert logged and all(line.endswith("done already, skipped") for line in logged[:-1])
+    again = json.loads((folder / "out" / "metrics.json").read_text())
+    assert {k: v for k, v in again.items() if k != "wall_s_this_session"} == \
+        {k: v for k, v in metrics.items() if k != "wall_s_this_session"}
+
+
+@pytest.mark.slow
+def test_other_settings_in_the_same_folder_are_refused(run, capsys):
+    _, folder, model = run
+    assert main(command(model, folder, "--rounds", "3")) == 2
+    assert "other settings" in capsys.readouterr().err

@@ -1,0 +1,170 @@
+"""Adv-RM's reward models on the tiny-world policy: a round trained with TRL's RewardTrainer on synthetic
+tiny-world traces (2 steps a model) becomes a servable folder; the folder loads, scores batch-invariantly
+on the ids training used, is calibrated, small, and every broken folder is one clear error."""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pytest
+
+from probexit.server.rewards import RewardEnsemble, RewardModelError, read_manifest, render_ids
+from probexit.training.advrm_rewards import (RewardModelSettings, Sample, backbone, pair_accuracy, preference_pairs,
+                                            train_round)
+from probexit.training.grading import grade
+from probexit.training.tinyworld.problems import random_problem
+from probexit.training.tinyworld.traces import TraceStyle, sample_trace
+
+SETTINGS = RewardModelSettings(ensemble_size=3, epochs=1, batch_size=16)
+
+
+def tinyworld_samples(n_problems: int, per_problem: int, seed: int) -> list[Sample]:
+    """Graded tiny-world traces (the quick method's slips make some of them wrong)."""
+    rng, samples = random.Random(seed), []
+    for _ in range(n_problems):
+        problem = random_problem(rng)
+        for _ in range(per_problem):
+            text = sample_trace(problem, TraceStyle(), rng).completion
+            samples.append(Sample(problem.question, str(problem.answer), text, grade(text, str(problem.answer)).gold))
+    return samples
+
+
+@pytest.fixture(scope="module")
+def trained(test_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("advrm") / "reward"
+    samples = tinyworld_samples(40, 4, seed=0)
+    pairs = preference_pairs(samples, per_question=2, seed=0)[:32]  # 2 steps of 16 pairs per model
+    logged: list[str] = []
+    ensemble = train_round(test_model_dir, pairs, samples[:48], out, SETTINGS, {"test": True}, logged.append)
+    return ensemble, pairs, samples, logged
+
+
+def test_synthetic_traces_are_well_formed_and_graded_by_their_answer():
+    for sample in tinyworld_samples(50, 2, seed=1):
+        graded = grade(sample.text, sample.answer)
+        assert graded.well_formed and graded.gold == float(graded.answer == sample.answer)
+
+
+def test_a_round_is_a_servable_folder(trained, test_model_dir):
+    ensemble, _, _, logged = trained
+    folder = ensemble.folder
+    manifest = read_manifest(folder)
+    assert manifest.target.path == "target" and [m.path for m in manifest.ensemble] == ["member1", "member2", "member3"]
+    assert manifest.notes == {"test": True} and str(test_model_dir) in manifest.target.initialised_from
+    for card in (manifest.target, *manifest.ensemble):
+        config = json.loads((folder / card.path / "config.json").read_text())
+        assert config["num_hidden_layers"] == SETTINGS.backbone_layers and len(config["id2label"]) == 1
+        assert config["dtype"] == "float16"
+        assert (folder / card.path / "model.safetensors").stat().st_size < 1.3 * 2**20  # embedding + 1 layer of 192, fp16
+    assert (folder / "tokenizer" / "tokenizer.json").is_file()
+    assert len([line for line in logged if "reward model" in line]) == 4
+    reloaded = RewardEnsemble.load(folder)
+    assert reloaded.manifest == manifest
+
+
+def test_members_learned_something_of_their_own(trained, test_model_dir):
+    import torch
+
+    ensemble, pairs, _, _ = trained
+    fresh = backbone(test_model_dir, SETTINGS.backbone_layers)
+    name = "model.layers.0.mlp.down_proj.weight"
+    weights = [dict(model.named_parameters())[name] for model in ensemble.models]
+    start = dict(fresh.named_parameters())[name].detach().half().float()  # as it would be stored untrained
+    assert not any(torch.equal(w, start) for w in weights)  # every member moved from the policy's layer
+    assert not torch.equal(weights[0], weights[1])  # seeds and data subsets differ
+    accuracy = pair_accuracy(ensemble, pairs)
+    assert accuracy["pairs"] == len(pairs) and len(accuracy["ensemble"]) == 3
+    assert 0.0 <= accuracy["target"] <= 1.0
+
+
+def test_calibration_puts_members_on_one_scale(trained):
+    ensemble, _, samples, _ = trained
+    scores = ensemble.score_texts([s.question for s in samples[:48]], [s.text for s in samples[:48]])
+    normalised = [s.normalised for s in scores]
+    mean = sum(normalised) / len(normalised)
+    std = (sum((x - mean) ** 2 for x in normalised) / len(normalised)) ** 0.5
+    assert abs(mean) < 1e-3 and abs(std - 1) < 1e-3
+    assert ensemble.manifest.spread_floor >= 0.05
+
+
+def test_scores_do_not_depend_on_the_batch(trained):
+    ensemble, _, samples, _ = trained
+    questions, texts = [s.question for s in samples[:9]], [s.text[: 40 + 30 * i] for i, s in enumerate(samples[:9])]
+    batched = ensemble.score_texts(questions, texts)
+    alone = [ensemble.score_texts([q], [t])[0] for q, t in zip(questions, texts)]
+    for one, many in zip(alone, batched):
+        assert one.reward == pytest.approx(many.reward, abs=1e-4)
+        assert one.members == pytest.approx(many.members, abs=1e-4)
+
+
+def test_the_served_rendering_is_the_trained_one(trained):
+    """The endpoint receives chat messages (reasoning split off or not); they render to the ids training used."""
+    ensemble, pairs, _, _ = trained
+    pair = pairs[0]
+    trained_ids = render_ids(ensemble.tokenizer, [{"role": "user", "content": pair.question},
+                                                  {"role": "assistant", "content": pair.chosen}])
+    reasoning, content = pair.chosen.split("</think>")
+    split = [{"role": "user", "content": pair.question},
+             {"role": "assistant", "reasoning_content": reasoning, "content": content}]
+    reopened = [{"role": "user", "content": pair.question}, {"role": "assistant", "content": "<think>\n" + pair.chosen}]
+    assert ensemble.render_ids(split) == ensemble.render_ids(reopened) == trained_ids
+    assert trained_ids[-1] == ensemble.tokenizer.eos_token_id
+    assert ensemble.tokenizer.decode(trained_ids).startswith("<|im_start|>user\n" + pair.question)
+
+
+def test_a_rerun_reuses_trained_members(trained, test_model_dir):
+    ensemble, pairs, samples, _ = trained
+    logged: list[str] = []
+    again = train_round(test_model_dir, pairs, samples[:48], ensemble.folder, SETTINGS, {"test": True}, logged.append)
+    assert not logged and again.manifest == ensemble.manifest
+
+
+# -- broken folders -----------------------------------------------------------------------------------------------
+def _copy(trained, tmp_path):
+    folder = tmp_path / "reward"
+    shutil.copytree(trained[0].folder, folder)
+    return folder
+
+
+def _set_manifest(folder, **changes):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(changes)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _edit_config(folder, member, **changes):
+    path = folder / member / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+@pytest.mark.parametrize("breakage, message", [
+    pytest.param(lambda f: (f / "manifest.json").unlink(), "no manifest.json", id="no-manifest"),
+    pytest.param(lambda f: (f / "manifest.json").write_text("{not json"), "not a valid reward manifest", id="bad-json"),
+    pytest.param(lambda f: _set_manifest(f, format="other/2"), "unknown format", id="format"),
+    pytest.param(lambda f: _set_manifest(f, ensemble=[]), "ensemble is empty", id="no-ensemble"),
+    pytest.param(lambda f: shutil.rmtree(f / "member2"), "cannot load reward model", id="missing-member"),
+    pytest.param(lambda f: (f / "target" / "model.safetensors").write_bytes(b"garbage"), "cannot load reward model",
+                 id="corrupt-weights"),
+    pytest.param(lambda f: shutil.rmtree(f / "tokenizer"), "cannot load the reward tokenizer", id="no-tokenizer"),
+    pytest.param(lambda f: _edit_config(f, "member1", num_labels=2, id2label={"0": "a", "1": "b"}), "outputs",
+                 id="two-outputs"),
+    pytest.param(lambda f: _edit_config(f, "member3", pad_token_id=5), "pad_token_id", id="pad-mismatch"),
+])
+def test_broken_folders_are_one_clear_error(trained, tmp_path, breakage, message):
+    folder = _copy(trained, tmp_path)
+    breakage(folder)
+    with pytest.raises(RewardModelError, match=message) as error:
+        RewardEnsemble.load(folder)
+    assert "\n" not in str(error.value)
+
+
+def test_a_tokenizer_larger_than_the_models_is_a_mismatch(trained, tmp_path):
+    from transformers import AutoTokenizer
+
+    folder = _copy(trained, tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+    tokenizer.add_tokens([f"<extra{i}>" for i in range(64)])
+    tokenizer.save_pretrained(folder / "tokenizer")
+    with pytest.raises(RewardModelError, match="do not belong together"):
+        RewardEnsemble.load(folder)

@@ -1,0 +1,401 @@
+"""`probexit train advrm`: Adv-RM (arXiv 2504.06141) end to end, resumable stage by stage.
+
+1. sample: the policy answers train and held-out questions through the vLLM engine the server uses; each
+   answer is graded (gold reward: right and well formed, `grading`).
+2. round k = 0..rounds: train a target reward model and its ensemble on the preference pairs (plus every
+   adversarial pair found so far) -> `rounds/k/reward/`; attack it with a fresh adversarial policy (GRPO)
+   and measure the attack's success on held-out questions; unless it is the last round, keep the
+   adversarial examples of the attack's rollouts, each paired with a right answer to its question.
+3. rlhf: GRPO on the policy against round 0's target (standard) and the last round's (Adv-RM), proxy and
+   gold reward per step, hacking steps, `rlhf.png`.
+4. export: the last round's folder becomes `DIR/reward/` (what `probexit serve --reward-model` loads) and
+   `DIR/metrics.json` is written.
+
+Every stage writes its result under `DIR/work/` and is skipped on a rerun; GRPO runs resume from their
+checkpoints. The attack's success rates and adversarial examples are defined in `advrm_attack`, the
+hacking rule in `advrm_rlhf`.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+
+from probexit.server.rewards import read_manifest, write_manifest
+from probexit.training import advrm_attack as attack
+from probexit.training import advrm_rlhf as rlhf
+from probexit.training.advrm_rewards import (Pair, RewardModelSettings, Sample, pair_accuracy, preference_pairs,
+                                            train_round)
+from probexit.training.grading import grade
+from probexit.training.problem_files import ProblemRecord
+
+
+@dataclass(frozen=True)
+class AdvRMConfig:
+    """Settings of a whole Adv-RM run. The defaults take about 20-30 minutes for the tiny world on 2 free
+    CPU cores (see the README's Adv-RM section for what each stage costs)."""
+
+    train_questions: int = 240
+    """Train questions the policy answers for the preference pairs (the first ones of the file)."""
+    eval_questions: int = 100
+    """Held-out questions: preference accuracy, calibration, the floor, and attack evaluation."""
+    samples_per_question: int = 4
+    """Policy answers per question."""
+    temperature: float = 1.0
+    """Sampling temperature of those answers (1.0: the policy's honest mix of right and wrong)."""
+    max_tokens: int = 384
+    """Longest sampled answer in tokens."""
+    pairs_per_question: int = 4
+    """At most this many preference pairs per question."""
+    rounds: int = 2
+    """Rounds of adversarial training (attacks: rounds + 1, the last one measuring the hardened model)."""
+    adversarial_repeat: int = 2
+    """Each adversarial pair appears this many times in reward training (they are few beside the others)."""
+    max_adversarial: int = 300
+    """At most this many adversarial examples are kept per round (highest target reward first)."""
+    run_rlhf: bool = True
+    """Run the RLHF stability experiment (two GRPO runs)."""
+    seed: int = 0
+    reward_models: RewardModelSettings = field(default_factory=RewardModelSettings)
+    attack: attack.AttackSettings = field(default_factory=attack.AttackSettings)
+    rlhf: rlhf.RLHFSettings = field(default_factory=rlhf.RLHFSettings)
+
+    def __post_init__(self):
+        for name in ("train_questions", "eval_questions", "samples_per_question", "max_tokens", "pairs_per_question",
+                     "adversarial_repeat", "max_adversarial"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.samples_per_question < 2:
+            raise ValueError("samples_per_question must be at least 2: pairs need a right and a wrong answer")
+        if self.rounds < 0 or self.temperature <= 0:
+            raise ValueError("rounds must not be negative and temperature must be positive")
+
+
+class AdvRMJob:
+    def __init__(self, policy_dir: Path, train_problems: list[ProblemRecord], eval_problems: list[ProblemRecord],
+                 out: Path, config: AdvRMConfig = AdvRMConfig(), engine_kwargs: dict | None = None,
+                 log: Callable[[str], None] = print):
+        if any(p.answer is None for p in train_problems + eval_problems):
+            raise ValueError("Adv-RM needs gold answers for every problem (they grade the preference pairs)")
+        if len(train_problems) < 1 or len(eval_problems) < 1:
+            raise ValueError("Adv-RM needs train and held-out problems")
+        self.policy_dir, self.out, self.config, self.log = Path(policy_dir), Path(out), config, log
+        self.train_problems = train_problems[: config.train_questions]
+        self.eval_problems = eval_problems[: config.eval_questions]
+        self.engine_kwargs = engine_kwargs or {}
+        self.work = self.out / "work"
+
+    # -- orchestration ---------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        started = time.monotonic()
+        self.work.mkdir(parents=True, exist_ok=True)
+        self._check_same_run()
+        self.stage("sample", self.sample)
+        rounds = []
+        for k in range(self.config.rounds + 1):
+            reward = self.stage(f"round{k}_reward", partial(self.reward_round, k))
+            attacked = self.stage(f"round{k}_attack", partial(self.attack_round, k))
+            found = self.stage(f"round{k}_adversarial", partial(self.collect_adversarial, k)) \
+                if k < self.config.rounds else {"n_adversarial": 0, "failure_modes": {}}
+            rounds.append({"round": k, **reward, **attacked, **found})
+        curves = {}
+        if self.config.run_rlhf:
+            for name, k in (("standard", 0), ("advrm", self.config.rounds)):
+                curves[name] = self.stage(f"rlhf_{name}", partial(self.rlhf_run, name, k))
+        self.stage("export", self.export)
+        metrics = summary(rounds, curves, self.config)
+        timings = self._timings()  # a resumed run's stages ran in several sessions: wall_s sums them
+        metrics.update(wall_s=round(sum(timings.values()), 1), wall_s_this_session=round(time.monotonic() - started, 1),
+                       policy=str(self.policy_dir), stage_seconds=timings, reward_dir=str(self.out / "reward"),
+                       reward_size_mb=round(_size(self.out / "reward") / 2**20, 2), config=asdict(self.config))
+        (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+    def stage(self, name: str, work: Callable[[], dict]) -> dict:
+        """Run a stage once: its result is stored in DIR/work/NAME.json, which marks it done."""
+        path = self.work / f"{name}.json"
+        if path.exists():
+            self.log(f"advrm: {name}: done already, skipped")
+            return json.loads(path.read_text())["result"]
+        self.log(f"advrm: {name} ...")
+        started = time.monotonic()
+        result = work()
+        path.write_text(json.dumps({"seconds": round(time.monotonic() - started, 1), "result": result}, indent=1))
+        return result
+
+    # -- stages ------------------------------------------------------------------------------------------------
+    def sample(self) -> dict:
+        """The policy's graded answers to the train and held-out questions, in one engine session."""
+        from probexit.server.offline import OfflineEngine
+
+        n = self.config.samples_per_question
+        problems = self.train_problems + self.eval_problems
+        with OfflineEngine(self.policy_dir, seed=self.config.seed, **self.engine_kwargs) as engine:
+            prompts = engine.chat_prompts([p.question for p in problems for _ in range(n)])
+            outputs = engine.generate(prompts, temperature=self.config.temperature, max_tokens=self.config.max_tokens,
+                                      seed=self.config.seed)
+        samples = [Sample(p.question, p.answer, g.text, grade(g.text, p.answer).gold)
+                   for p, g in zip((p for p in problems for _ in range(n)), outputs)]
+        cut = len(self.train_problems) * n
+        _write_jsonl(self.out / "data" / "train_samples.jsonl", [asdict(s) for s in samples[:cut]])
+        _write_jsonl(self.out / "data" / "eval_samples.jsonl", [asdict(s) for s in samples[cut:]])
+        return {"train_gold": statistics.fmean(s.gold for s in samples[:cut]),
+                "eval_gold": statistics.fmean(s.gold for s in samples[cut:]), "samples": len(samples)}
+
+    def reward_round(self, k: int) -> dict:
+        """Train round k's target and ensemble; held-out accuracy and the success floor."""
+        train, held_out = self._samples("train"), self._samples("eval")
+        pairs = preference_pairs(train, self.config.pairs_per_question, self.config.seed)
+        if not pairs:
+            raise ValueError("no preference pairs: no train question got both a right and a wrong answer; raise "
+                             "--train-questions or --samples-per-question")
+        adversarial = [pair for j in range(k) for pair in _read_pairs(self._round(j) / "adversarial_pairs.jsonl")]
+        pairs += adversarial * self.config.adversarial_repeat
+        notes = {"job": "probexit train advrm", "round": k, "policy": str(self.policy_dir),
+                 "policy_pairs": len(pairs) - len(adversarial) * self.config.adversarial_repeat,
+                 "adversarial_pairs": len(adversarial)}
+        ensemble = train_round(self.policy_dir, pairs, held_out, self._round(k) / "reward",
+                               self.config.reward_models, notes, self.log, name=f"advrm-round{k}")
+        held_out_pairs = preference_pairs(held_out, self.config.pairs_per_question, self.config.seed + 1)
+        accuracy = pair_accuracy(ensemble, held_out_pairs)
+        scores = ensemble.score_texts([s.question for s in held_out], [s.text for s in held_out])
+        right = sorted(score.normalised for score, s in zip(scores, held_out) if s.gold)
+        floor = _percentile(right, self.config.attack.success_percentile)
+        self.log(f"  round {k}: held-out preference accuracy {accuracy['target']:.3f} (ensemble "
+                 f"{', '.join(f'{a:.3f}' for a in accuracy['ensemble'])}); floor {floor:.3f}")
+        return {"preference_accuracy": accuracy, "floor": floor, "train_pairs": len(pairs),
+                "in_distribution_flagged": statistics.fmean(score.flagged for score in scores)}
+
+    def attack_round(self, k: int) -> dict:
+        """Train an adversarial policy against round k's reward models; its success on held-out questions."""
+        from probexit.server.rewards import RewardEnsemble
+
+        settings, floor = self.config.attack, self._result(f"round{k}_reward")["floor"]
+        ensemble = RewardEnsemble.load(self._round(k) / "reward")
+        scorer = ensemble.score_texts
+        rollouts = attack.RowLog(self._round(k) / "attack" / "rollouts.jsonl")
+        reward = partial(attack.adversarial_reward, scorer=scorer, floor=floor, lam=settings.lam,
+                         penalty=settings.penalty, record=rollouts)
+        reward.__name__ = "adversarial_reward"
+        policy = self._grpo(self.train_problems, reward, self._round(k) / "attack", settings)
+        rows = self._sample_rows(policy, ensemble, settings)
+        _write_jsonl(self._round(k) / "attack" / "eval_samples.jsonl", rows)
+        success = attack.attack_success(rows, floor, settings.z_threshold)
+        replay = None
+        if k > 0:  # the previous round's attack, scored by this round's hardened models
+            old = _read_jsonl(self._round(k - 1) / "attack" / "eval_samples.jsonl")
+            rescored = [attack.scored_row(r["question"], r["answer"], r["text"], s)
+                        for r, s in zip(old, scorer([r["question"] for r in old], [r["text"] for r in old]))]
+            replay = attack.attack_success(rescored, floor, settings.z_threshold)
+        self.log(f"  round {k}: attack success standard {success['standard']:.1%}, strict {success['strict']:.1%}")
+        return {"attack_success": success, "replay_previous_attack": replay,
+                "attack_gold": statistics.fmean(r["gold"] for r in rows),
+                "attack_failure_modes": _counts(r["failure"] for r in rows if r["failure"])}
+
+    def collect_adversarial(self, k: int) -> dict:
+        """Round k's adversarial examples from the attack's rollouts, each paired with a right answer."""
+        settings, floor = self.config.attack, self._result(f"round{k}_reward")["floor"]
+        rows = attack.RowLog(self._round(k) / "attack" / "rollouts.jsonl").read()
+        found = attack.select_adversarial(rows, floor, settings.z_threshold)
+        found = sorted(found, key=lambda row: -row["target"])[: self.config.max_adversarial]
+        right = _right_answers(self._samples("train"), rows)
+        rng = random.Random(self.config.seed + k)
+        pairs = [Pair(row["question"], rng.choice(right[row["question"]]), row["text"], f"adversarial round {k}")
+                 for row in found if right.get(row["question"])]
+        _write_jsonl(self._round(k) / "adversarial_pairs.jsonl", [asdict(p) for p in pairs])
+        self.log(f"  round {k}: {len(found)} adversarial examples, {len(pairs)} paired with a right answer")
+        return {"n_adversarial": len(pairs), "n_found": len(found), "failure_modes": attack.failure_report(found)}
+
+    def rlhf_run(self, name: str, k: int) -> dict:
+        """GRPO from the policy against round k's target; proxy and gold per step."""
+        from probexit.server.rewards import RewardEnsemble
+
+        ensemble = RewardEnsemble.load(self._round(k) / "reward")
+        steps = attack.RowLog(self.out / "rlhf" / name / "steps.jsonl")
+        reward = partial(rlhf.proxy_reward, scorer=ensemble.score_texts, record=lambda row: steps([row]))
+        reward.__name__ = f"proxy_{name}"
+        self._grpo(self.train_problems, reward, self.out / "rlhf" / name, self.config.rlhf)
+        rows = rlhf.curve(steps.read())
+        found = rlhf.hacking_step(rows, self.config.rlhf.window, self.config.rlhf.margin)
+        self.log(f"  rlhf {name}: hacking step {found['step']} of {found['run_steps']}")
+        return {"steps": rows, "hacking": found}
+
+    def export(self) -> dict:
+        final = self._round(self.config.rounds) / "reward"
+        target = self.out / "reward"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(final, target, ignore=shutil.ignore_patterns("done.json"))
+        write_manifest(target, replace(read_manifest(target), name="advrm"))
+        curves = {name: self._result(f"rlhf_{name}") for name in ("standard", "advrm")
+                  if (self.work / f"rlhf_{name}.json").exists()}
+        if curves:
+            rlhf.plot_curves({n: c["steps"] for n, c in curves.items()}, {n: c["hacking"] for n, c in curves.items()},
+                             self.out / "rlhf.png")
+        return {"reward": str(target), "size_mb": round(_size(target) / 2**20, 2)}
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def _grpo(self, problems: list[ProblemRecord], reward, out: Path, settings) -> Path:
+        from probexit.training.empo import EMPOConfig
+        from probexit.training.empo_job import prompt_dataset, train_grpo
+
+        config = EMPOConfig(num_generations=settings.num_generations, questions_per_step=settings.questions_per_step,
+                            steps=settings.steps, learning_rate=settings.learning_rate, warmup_steps=0,
+                            beta=settings.beta, temperature=settings.temperature,
+                            max_completion_length=settings.max_completion_length, seed=settings.seed,
+                            save_steps=10, logging_steps=1)
+        dataset = prompt_dataset([p.question for p in problems], answers=[p.answer for p in problems])
+        return train_grpo(self._trainable_policy(), dataset, reward, out, config, [], self.log).policy_dir
+
+    def _trainable_policy(self) -> Path:
+        """The policy as GRPO should load it: a half-precision checkpoint (the embedded policy is stored in
+        fp16) gets an fp32 copy on CPU, where half-precision training loses the small updates."""
+        import torch
+        from transformers import AutoConfig
+
+        stored = str(getattr(AutoConfig.from_pretrained(self.policy_dir), "dtype", "float32"))
+        if torch.cuda.is_available() or stored.removeprefix("torch.") == "float32":
+            return self.policy_dir
+        copy = self.work / "policy-fp32"
+        if not (copy / "config.json").is_file():
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            AutoModelForCausalLM.from_pretrained(self.policy_dir, dtype=torch.float32).save_pretrained(copy)
+            AutoTokenizer.from_pretrained(self.policy_dir).save_pretrained(copy)
+        return copy
+
+    def _sample_rows(self, policy: Path, ensemble, settings: attack.AttackSettings) -> list[dict]:
+        """The adversarial policy's graded, scored samples on the held-out questions (through the engine)."""
+        from probexit.server.offline import OfflineEngine
+
+        problems = [p for p in self.eval_problems for _ in range(settings.eval_samples)]
+        with OfflineEngine(policy, seed=settings.seed, **self.engine_kwargs) as engine:
+            outputs = engine.generate(engine.chat_prompts([p.question for p in problems]),
+                                      temperature=settings.temperature, max_tokens=settings.max_completion_length,
+                                      seed=settings.seed + 1)
+        texts = [g.text for g in outputs]
+        scores = ensemble.score_texts([p.question for p in problems], texts)
+        return [attack.scored_row(p.question, p.answer, t, s) for p, t, s in zip(problems, texts, scores)]
+
+    def _samples(self, split: str) -> list[Sample]:
+        return [Sample(**row) for row in _read_jsonl(self.out / "data" / f"{split}_samples.jsonl")]
+
+    def _round(self, k: int) -> Path:
+        return self.out / "rounds" / str(k)
+
+    def _result(self, stage: str) -> dict:
+        return json.loads((self.work / f"{stage}.json").read_text())["result"]
+
+    def _timings(self) -> dict:
+        return {p.stem: json.loads(p.read_text())["seconds"] for p in sorted(self.work.glob("*.json"))
+                if p.stem != "run_config"}
+
+    def _check_same_run(self) -> None:
+        """A rerun resumes the run in DIR; one with other settings or another policy would mix two runs."""
+        path = self.work / "run_config.json"
+        settings = json.loads(json.dumps({"config": asdict(self.config), "policy": str(self.policy_dir),
+                                          "train": len(self.train_problems), "eval": len(self.eval_problems)}))
+        if path.exists() and json.loads(path.read_text()) != settings:
+            raise ValueError(f"{self.out} holds an Adv-RM run with other settings; use a new --out, or the same "
+                             "settings to resume")
+        path.write_text(json.dumps(settings, indent=1))
+
+
+def run_advrm(policy_dir: Path, train_problems: list[ProblemRecord], eval_problems: list[ProblemRecord], out: Path,
+              config: AdvRMConfig = AdvRMConfig(), engine_kwargs: dict | None = None,
+              log: Callable[[str], None] = print) -> dict:
+    """The whole job (what `probexit train advrm` and the tiny-world build call); returns metrics.json."""
+    return AdvRMJob(policy_dir, train_problems, eval_problems, out, config, engine_kwargs, log).run()
+
+
+def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
+    """metrics.json: the contract's fields first, then the detail behind them."""
+    success = [{"round": r["round"], **r["attack_success"]} for r in rounds]
+    accuracy = [r["preference_accuracy"]["target"] for r in rounds]
+    hacking = {name: curve["hacking"] for name, curve in curves.items()}
+    rise = {name: rlhf.gold_rise_steps(curve["steps"], config.rlhf.window, config.rlhf.margin)
+            for name, curve in curves.items()}
+    found = [row for r in rounds for row in _expand(r.get("failure_modes", {}))]
+    warnings = [f"round {r['round']}'s attack found no adversarial examples: nothing was added to reward training"
+                for r in rounds[:-1] if not r["n_adversarial"]]
+    if None not in accuracy and accuracy[-1] < accuracy[0] - 0.01:
+        warnings.append(f"held-out preference accuracy fell from {accuracy[0]:.3f} to {accuracy[-1]:.3f}")
+    return {
+        "attack_success_before": success[0],
+        "attack_success_after": success[1:],
+        "preference_accuracy_before": accuracy[0],
+        "preference_accuracy_after": accuracy[-1],
+        "hacking_step_standard": hacking.get("standard", {}).get("step"),
+        "hacking_step_advrm": hacking.get("advrm", {}).get("step"),
+        "rlhf_steps": config.rlhf.steps if curves else None,
+        "n_adversarial": sum(r["n_adversarial"] for r in rounds),
+        "gold_rise_steps": rise,
+        "failure_modes": _counts(found),
+        "warnings": warnings,
+        "rounds": rounds,
+        "rlhf": {name: {"hacking": c["hacking"], "steps": c["steps"]} for name, c in curves.items()},
+        "goals": {
+            "attack_before_at_least_50pct": _at_least(success[0]["standard"], 0.5),
+            "attack_after_last_round_at_most_10pct": len(success) > 1 and _at_least(0.1, success[-1]["standard"]),
+            "preference_accuracy_drop_at_most_1pt": None not in accuracy and accuracy[-1] >= accuracy[0] - 0.01,
+            "advrm_gold_rises_at_least_2x_longer": bool(rise) and rise["advrm"] >= 2 * rise["standard"],
+        },
+    }
+
+
+def _at_least(value: float | None, bound: float | None) -> bool:
+    return value is not None and bound is not None and value >= bound
+
+
+def _expand(report: dict) -> list[str]:
+    return [mode for mode, entry in report.items() for _ in range(entry["count"])]
+
+
+def _counts(items) -> dict:
+    counts: dict = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return dict(sorted(counts.items(), key=lambda pair: -pair[1]))
+
+
+def _right_answers(samples: list[Sample], rollouts: list[dict]) -> dict[str, list[str]]:
+    """Right, well-formed answers per question: the policy's own samples first, else the attack's rollouts."""
+    right: dict[str, list[str]] = {}
+    for sample in samples:
+        if sample.gold:
+            right.setdefault(sample.question, []).append(sample.text)
+    for row in rollouts:
+        if row.get("gold") and row["question"] not in right:
+            right.setdefault(row["question"], []).append(row["text"])
+    return right
+
+
+def _percentile(values: list[float], percentile: float) -> float:
+    if not values:
+        raise ValueError("no right answers among the held-out samples: the floor (a typical right answer's "
+                         "reward) is undefined; sample more questions or a stronger policy")
+    import numpy
+
+    return float(numpy.percentile(values, percentile))
+
+
+def _read_pairs(path: Path) -> list[Pair]:
+    return [Pair(**row) for row in _read_jsonl(path)]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0

@@ -1,0 +1,226 @@
+"""Adv-RM's reward models: preference pairs, Bradley-Terry training with TRL's RewardTrainer, the folder.
+
+A reward model here is a sequence classifier (one logit) on a backbone cut from the policy: its embedding,
+its first `backbone_layers` layers and its final norm (`AutoModelForSequenceClassification` loads a causal
+LM's weights by name and leaves the LM head out), stored in fp16. The target and its ensemble differ only in
+seed and data: the target reads every pair, each ensemble member a random `ensemble_subset` share. Every
+member trains on the token ids `server.rewards.render_ids` makes, the ones the rewards endpoint scores.
+"""
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from probexit.server.rewards import (MemberCard, RewardEnsemble, RewardManifest, render_ids, summarise,
+                                     write_manifest)
+
+DONE = "done.json"
+
+
+@dataclass(frozen=True)
+class RewardModelSettings:
+    """How each reward model of a round is built and trained."""
+
+    backbone_layers: int = 1
+    """Policy layers kept in the backbone (1 of the tiny policy's 6: about 1.1 MB per model in fp16, so the
+    served folder of 4 models stays under 5 MB)."""
+    ensemble_size: int = 3
+    """Models beside the target whose spread measures uncertainty (Adv-RM needs at least one; 3 or more)."""
+    ensemble_subset: float = 0.8
+    """Share of the pairs each ensemble member trains on (its own random subset); the target reads all."""
+    epochs: float = 3.0
+    """Passes over the pairs."""
+    batch_size: int = 32
+    """Pairs per optimisation step."""
+    learning_rate: float = 1e-4
+    """AdamW learning rate (linear decay after a 5% warm-up)."""
+    center_rewards: float = 0.01
+    """TRL's `center_rewards_coefficient`: keeps rewards near 0 so members share a scale."""
+    max_length: int = 1024
+    """Longest conversation a reward model reads (longer pairs are left out of training)."""
+    seed: int = 0
+    """The target's seed; ensemble member i uses seed + i."""
+
+    def __post_init__(self):
+        if self.backbone_layers < 1 or self.ensemble_size < 1 or self.batch_size < 1 or self.max_length < 16:
+            raise ValueError("backbone_layers, ensemble_size and batch_size must be at least 1, max_length at least 16")
+        if not 0 < self.ensemble_subset <= 1:
+            raise ValueError(f"ensemble_subset is a share in (0, 1], got {self.ensemble_subset}")
+        if self.epochs <= 0 or self.learning_rate <= 0 or self.center_rewards < 0:
+            raise ValueError("epochs and learning_rate must be positive, center_rewards not negative")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One graded answer of a policy to a question."""
+
+    question: str
+    answer: str  # the gold answer
+    text: str  # the completion after the generation prompt
+    gold: float  # 1: well formed and right
+
+
+@dataclass(frozen=True)
+class Pair:
+    question: str
+    chosen: str
+    rejected: str
+    source: str = "policy"  # or "adversarial round k"
+
+
+def preference_pairs(samples: list[Sample], per_question: int, seed: int) -> list[Pair]:
+    """Right-and-well-formed answers (chosen) against wrong-or-malformed ones (rejected) to the same question,
+    at most `per_question` pairs each; every rejected answer is used before any is used twice.
+
+    >>> s = lambda q, t, g: Sample(q, "1", t, g)
+    >>> pairs = preference_pairs([s("a", "r1", 1), s("a", "w1", 0), s("a", "w2", 0), s("b", "r", 1)], 4, 0)
+    >>> sorted((p.chosen, p.rejected) for p in pairs)
+    [('r1', 'w1'), ('r1', 'w2')]
+    """
+    rng = random.Random(seed)
+    by_question: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+    for sample in samples:
+        by_question[sample.question][0 if sample.gold else 1].append(sample.text)
+    pairs = []
+    for question, (right, wrong) in by_question.items():
+        if not right or not wrong:
+            continue
+        rng.shuffle(right), rng.shuffle(wrong)
+        count = min(per_question, len(right) * len(wrong))
+        combos = [(right[i % len(right)], wrong[i % len(wrong)]) for i in range(max(len(right), len(wrong)))]
+        combos += [(r, w) for r in right for w in wrong if (r, w) not in combos]
+        pairs += [Pair(question, chosen, rejected) for chosen, rejected in combos[:count]]
+    return pairs
+
+
+def pair_accuracy(ensemble: RewardEnsemble, pairs: list[Pair]) -> dict:
+    """Held-out preference accuracy: how often each model scores chosen above rejected."""
+    if not pairs:
+        return {"target": None, "ensemble": [], "pairs": 0}
+    chosen = ensemble.raw_rewards([ensemble.render_completion(p.question, p.chosen) for p in pairs])
+    rejected = ensemble.raw_rewards([ensemble.render_completion(p.question, p.rejected) for p in pairs])
+    wins = [statistics.fmean(c[m] > r[m] for c, r in zip(chosen, rejected)) for m in range(len(chosen[0]))]
+    return {"target": wins[0], "ensemble": wins[1:], "pairs": len(pairs)}
+
+
+# -- training -------------------------------------------------------------------------------------------------
+def backbone(policy_dir: Path, layers: int):
+    """A one-logit sequence classifier on the policy's embedding and first `layers` layers (fp32)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(policy_dir)
+    if layers > config.num_hidden_layers:
+        raise ValueError(f"backbone_layers={layers} but the policy has only {config.num_hidden_layers} layers")
+    overrides = {"num_hidden_layers": layers, "num_labels": 1}
+    if getattr(config, "layer_types", None):
+        overrides["layer_types"] = config.layer_types[:layers]
+    from trl.trainer.reward_trainer import suppress_seqcls_warning
+
+    with suppress_seqcls_warning():  # the LM head is left out and the score head is new: both expected
+        model = AutoModelForSequenceClassification.from_pretrained(policy_dir, dtype=torch.float32, **overrides)
+    if model.config.pad_token_id is None:
+        raise ValueError(f"{policy_dir}: the policy's config names no pad_token_id; the reward model needs one")
+    return model
+
+
+def train_member(policy_dir: Path, tokenizer, pairs: list[Pair], out: Path, seed: int, settings: RewardModelSettings,
+                 think: tuple[str | None, str | None], log: Callable[[str], None], scratch: Path | None = None) -> dict:
+    """Train one reward model on `pairs` with RewardTrainer and save it (fp16) to `out`; skipped when done.
+    The trainer's own files go to `scratch` (default: beside `out`)."""
+    if (out / DONE).exists():
+        return json.loads((out / DONE).read_text())
+    import torch
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    started = time.monotonic()
+    rows = {"chosen_ids": [render_ids(tokenizer, _conversation(p.question, p.chosen), *think) for p in pairs],
+            "rejected_ids": [render_ids(tokenizer, _conversation(p.question, p.rejected), *think) for p in pairs]}
+    torch.manual_seed(seed)
+    model = backbone(policy_dir, settings.backbone_layers)
+    args = RewardConfig(
+        output_dir=str(scratch or out.with_name(out.name + ".trainer")), num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+        lr_scheduler_type="linear", warmup_steps=0.05, seed=seed,
+        center_rewards_coefficient=settings.center_rewards or None, max_length=settings.max_length,
+        logging_steps=10, save_strategy="no", report_to="none", bf16=False, dataloader_pin_memory=False,
+        disable_tqdm=True)
+    trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_dict(rows))
+    trainer.train()
+    model.to(torch.float16).save_pretrained(out)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    stats = {"pairs": len(pairs), "seed": seed, "steps": trainer.state.global_step,
+             "final_loss": losses[-1] if losses else None, "train_s": round(time.monotonic() - started, 1)}
+    (out / DONE).write_text(json.dumps(stats) + "\n")
+    log(f"  reward model {out.name}: {stats['steps']} steps on {len(pairs)} pairs, loss {stats['final_loss']}, "
+        f"{stats['train_s']} s")
+    return stats
+
+
+def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], out: Path,
+                settings: RewardModelSettings, notes: dict, log: Callable[[str], None],
+                name: str = "reward") -> RewardEnsemble:
+    """Train a target and its ensemble into a servable reward folder at `out` (resumable per member) and
+    calibrate every member on `calibration` (in-distribution answers: the policy's own)."""
+    from tqdm.auto import tqdm
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    tokenizer.save_pretrained(out / "tokenizer")
+    think = _markers(tokenizer)
+    names = ["target"] + [f"member{i}" for i in range(1, settings.ensemble_size + 1)]
+    cards = []
+    for index, name in enumerate(tqdm(names, desc="reward models", leave=False)):
+        seed = settings.seed + index
+        subset = pairs if index == 0 else _subset(pairs, settings.ensemble_subset, seed)
+        stats = train_member(policy_dir, tokenizer, subset, out / name, seed, settings, think, log,
+                             out.parent / "trainer" / name)
+        cards.append(MemberCard(name, f"{policy_dir} (embedding, layers 0-{settings.backbone_layers - 1}, norm)",
+                                seed=seed, data=f"{stats['pairs']} pairs ({_sources(subset)})"))
+    manifest = RewardManifest(cards[0], tuple(cards[1:]), name=name, max_length=settings.max_length,
+                              think_start=think[0], think_end=think[1], notes=notes)
+    write_manifest(out, manifest)
+    return calibrate(RewardEnsemble.load(out), calibration)
+
+
+def calibrate(ensemble: RewardEnsemble, samples: list[Sample]) -> RewardEnsemble:
+    """Set each member's mean/std from its rewards of `samples`, and the spread floor to the median ensemble
+    std of those in-distribution answers (so that z is large only where members disagree unusually)."""
+    raw = ensemble.raw_rewards([ensemble.render_completion(s.question, s.text) for s in samples])
+    cards = [replace(card, mean=statistics.fmean(column), std=statistics.pstdev(column) or 1.0)
+             for card, column in zip((ensemble.manifest.target, *ensemble.manifest.ensemble), zip(*raw))]
+    manifest = replace(ensemble.manifest, target=cards[0], ensemble=tuple(cards[1:]))
+    spreads = [summarise(row, manifest).ensemble_std for row in raw]
+    manifest = replace(manifest, spread_floor=max(statistics.median(spreads), 0.05))
+    write_manifest(ensemble.folder, manifest)
+    ensemble.manifest = manifest
+    return ensemble
+
+
+def _conversation(question: str, completion: str) -> list[dict]:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": completion}]
+
+
+def _subset(pairs: list[Pair], share: float, seed: int) -> list[Pair]:
+    rng = random.Random(seed)
+    return [pair for pair in pairs if rng.random() < share]
+
+
+def _sources(pairs: list[Pair]) -> str:
+    counts: dict[str, int] = defaultdict(int)
+    for pair in pairs:
+        counts[pair.source] += 1
+    return ", ".join(f"{n} {source}" for source, n in sorted(counts.items()))
+
+
+def _markers(tokenizer) -> tuple[str | None, str | None]:
+    """The thinking markers, when the tokenizer spells each as one token."""
+    vocab = tokenizer.get_vocab()
+    return ("<think>", "</think>") if "<think>" in vocab and "</think>" in vocab else (None, None)

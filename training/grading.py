@@ -1,0 +1,102 @@
+"""Grading a tiny-world completion: is it well formed, is its final answer right (the gold reward).
+
+The tiny world's answer format (`training/tinyworld/traces.py`): thinking paragraphs separated by blank
+lines, each ending `So the answer is N.`, then `</think>`, then `The answer is \\boxed{N}.` with the
+same N as the last paragraph. A completion is *well formed* when it has exactly that shape; its *gold
+reward* is 1 when it is well formed and its boxed answer equals the gold answer, else 0. This is stricter
+than EMPO's validity (the marker once and a boxed answer after it, `empo.final_answer`, reused here for the
+final answer): an answer without thinking, or a box that contradicts the thinking, earns nothing even when
+the box happens to be right. Adv-RM uses it as the true reward its proxies are judged against; EMPO and
+others may use it too.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from probexit.probes.answers import EXTRACTORS
+from probexit.training.empo import completion_text, final_answer
+from probexit.training.equivalence import Equivalence, MathEquivalence
+
+THINK_START, THINK_END = "<think>", "</think>"
+STATED = re.compile(r"So the answer is (-?\d+)\.$")  # how every thinking paragraph ends
+ENDING = re.compile(r"^\s*The answer is \\boxed\{(-?\d+)\}\.\s*$")  # all that may follow the thinking
+
+
+@dataclass(frozen=True)
+class Graded:
+    """What grading found in one completion."""
+
+    answer: str | None  # the final (boxed, after the end of thinking) answer, None when there is none
+    problems: tuple[str, ...]  # format problems, empty when well formed
+    right: bool  # the final answer equals the gold answer
+
+    @property
+    def well_formed(self) -> bool:
+        return not self.problems
+
+    @property
+    def gold(self) -> float:
+        return float(self.right and self.well_formed)
+
+
+def paragraphs(thinking: str) -> list[str]:
+    """The thinking's paragraphs (blank-line separated, stripped, empty ones dropped)."""
+    return [p.strip() for p in thinking.split("\n\n") if p.strip()]
+
+
+def format_problems(text: str) -> tuple[str, ...]:
+    """Why a completion is not in the tiny world's format (nothing: it is).
+
+    >>> ok = "Quick. 2 + 2 is 4. So the answer is 4.\\n\\n</think>\\n\\nThe answer is \\\\boxed{4}."
+    >>> format_problems(ok)
+    ()
+    >>> format_problems("</think>\\n\\nThe answer is \\\\boxed{4}.")
+    ('no thinking',)
+    >>> format_problems(ok.replace("boxed{4}", "boxed{5}"))
+    ('boxed answer differs from the thinking',)
+    >>> format_problems("So the answer is 4.")
+    ('no end of thinking',)
+    """
+    if text.count(THINK_END) != 1:
+        return ("no end of thinking",) if THINK_END not in text else ("end of thinking repeated",)
+    thinking, tail = text.split(THINK_END)
+    problems = []
+    if THINK_START in thinking:
+        problems.append("thinking opened again")
+    chunks = paragraphs(thinking)
+    if not chunks:
+        problems.append("no thinking")
+    elif not all(STATED.search(chunk) for chunk in chunks):
+        problems.append("a paragraph states no answer")
+    ending = ENDING.match(tail)
+    if ending is None:
+        problems.append("no final answer sentence" if final_answer(text) is None else "text around the final answer")
+    elif chunks and STATED.search(chunks[-1]) and STATED.search(chunks[-1]).group(1) != ending.group(1):
+        problems.append("boxed answer differs from the thinking")
+    return tuple(problems)
+
+
+def grade(text: str, gold: str | None, equivalence: Equivalence | None = None) -> Graded:
+    """Grade one completion against a gold answer (None: `right` is False)."""
+    answer = final_answer(text)
+    right = answer is not None and gold is not None and (equivalence or MathEquivalence()).same(answer, str(gold))
+    return Graded(answer, format_problems(text), right)
+
+
+def stated_answers(text: str) -> list[str]:
+    """The intermediate answers the thinking states, in order (the tiny-world extractor's pattern)."""
+    thinking = text.split(THINK_END, 1)[0]
+    return [a for a in (EXTRACTORS["tinyworld"].extract(chunk) for chunk in paragraphs(thinking)) if a is not None]
+
+
+def gold_reward(completions: list, answer: list[str], *, equivalence: Equivalence | None = None,
+                **kwargs) -> list[float]:
+    """The gold reward in TRL's reward signature: 1 for a well-formed completion with the right answer.
+
+    >>> done = lambda n: f"I add. So the answer is {n}.\\n\\n</think>\\n\\nThe answer is \\\\boxed{{{n}}}."
+    >>> gold_reward([done(4), done(5), "</think>\\n\\nThe answer is \\\\boxed{4}."], answer=["4", "4", "4"])
+    [1.0, 0.0, 0.0]
+    """
+    equivalence = equivalence or MathEquivalence()
+    return [grade(completion_text(c), gold, equivalence).gold for c, gold in zip(completions, answer)]
