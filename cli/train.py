@@ -74,16 +74,17 @@ def add_probe_parser(jobs) -> None:
 
 def run_probe(args) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from probexit.training.problem_files import load_problems
+
+    if args.samples_per_problem < 1 or args.max_tokens < 1:
+        raise CLIError("--samples-per-problem and --max-tokens must be positive")
+    problems = load_problems(args.problems)  # before the heavy imports: a bad file fails fast and quietly
     from probexit.probes.boundary import BoundaryPolicyConfig
     from probexit.training.equivalence import make_equivalence
     from probexit.training.probe_fit import FitGrid
     from probexit.training.probe_job import ProbeJobConfig, run_probe_job
-    from probexit.training.problem_files import load_problems
     from probexit.training.trace_cache import SamplingConfig
 
-    if args.samples_per_problem < 1 or args.max_tokens < 1:
-        raise CLIError("--samples-per-problem and --max-tokens must be positive")
-    problems = load_problems(args.problems)
     equivalence = make_equivalence(args.labeler, args.judge_url, args.judge_model,
                                    os.environ.get("PROBEXIT_JUDGE_API_KEY", "EMPTY"))
     policy = BoundaryPolicyConfig(think_start=args.think_start, think_end=args.think_end,
@@ -123,8 +124,10 @@ def add_empo_parser(jobs) -> None:
     group.add_argument("--questions-per-step", type=int, default=d.questions_per_step)
     group.add_argument("--steps", type=int, default=d.steps, help="optimisation steps (more on a rerun continue)")
     group.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    group.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     group.add_argument("--beta", type=float, default=d.beta, help="KL coefficient (EMPO: 0)")
     group.add_argument("--temperature", type=float, default=d.temperature, help="training sampling temperature")
+    group.add_argument("--top-p", type=float, default=d.top_p, help="training nucleus sampling")
     group.add_argument("--max-completion-length", type=int, default=d.max_completion_length)
     group.add_argument("--min-entropy-ratio", type=float, default=d.min_entropy_ratio,
                        help="skip questions with semantic entropy <= this * log G")
@@ -137,8 +140,12 @@ def add_empo_parser(jobs) -> None:
     group.add_argument("--judge-model", help="the judge's model name")
     group.add_argument("--think-end", default=d.think_end, help="end-of-thinking marker")
     group.add_argument("--loss-type", default=d.loss_type, help="TRL's GRPO loss aggregation")
+    group.add_argument("--scale-rewards", choices=("group", "batch", "none"), default=d.scale_rewards,
+                       help="GRPO advantage scaling")
     group.add_argument("--seed", type=int, default=d.seed)
     group.add_argument("--save-steps", type=int, default=d.save_steps)
+    group.add_argument("--logging-steps", type=int, default=d.logging_steps)
+    group.add_argument("--collapse-window", type=int, default=d.collapse_window, help="steps the collapse guard judges")
     group.add_argument("--collapse-min-format-valid", type=float, default=d.collapse_min_format_valid)
     group.add_argument("--collapse-min-answer-diversity", type=float, default=d.collapse_min_answer_diversity)
     group.add_argument("--no-supervised-baseline", dest="supervised_baseline", action="store_false",
@@ -163,16 +170,8 @@ def run_empo(args) -> int:
     from probexit.training.empo_job import EMPOJob
     from probexit.training.problem_files import load_problems
 
-    config = EMPOConfig(
-        num_generations=args.num_generations, questions_per_step=args.questions_per_step, steps=args.steps,
-        learning_rate=args.learning_rate, beta=args.beta, temperature=args.temperature,
-        max_completion_length=args.max_completion_length, min_entropy_ratio=args.min_entropy_ratio,
-        max_entropy_ratio=args.max_entropy_ratio, equivalence=args.equivalence, judge_url=args.judge_url,
-        judge_model=args.judge_model, think_end=args.think_end, loss_type=args.loss_type, seed=args.seed,
-        save_steps=args.save_steps, use_vllm=args.use_vllm, vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization,
-        bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing,
-        collapse_min_format_valid=args.collapse_min_format_valid,
-        collapse_min_answer_diversity=args.collapse_min_answer_diversity)
+    # Every EMPO flag is named after its EMPOConfig field; the config validates them together.
+    config = EMPOConfig(**{f.name: getattr(args, f.name) for f in fields(EMPOConfig) if hasattr(args, f.name)})
     eval_config = EvalConfig(limit=args.eval_limit or None, samples=args.eval_samples, max_tokens=args.eval_max_tokens,
                              seed=args.seed, think_end=args.think_end)
     eval_problems = load_problems(args.eval_problems, require_answers=False) if args.eval_problems else None
@@ -187,6 +186,8 @@ def run_empo(args) -> int:
     print(f"empo: {metrics['steps']} steps; greedy accuracy {_pct(metrics['accuracy_before'])} -> "
           f"{_pct(metrics['accuracy_after'])} (supervised GRPO {_pct(metrics['accuracy_supervised_grpo'])}); "
           f"written to {args.out / 'metrics.json'}")
+    for warning in metrics["warnings"]:
+        print(f"probexit: warning: {warning}", file=sys.stderr)
     return 0
 
 

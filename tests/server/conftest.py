@@ -1,5 +1,5 @@
 """One real `probexit serve` process per test session, on the test model, with a probe that always fires
-(see harness.py); tests marked `kills_server` run after all others."""
+(see harness.py) and an untrained reward-model folder; tests marked `kills_server` run after all others."""
 from __future__ import annotations
 
 import time
@@ -7,6 +7,7 @@ import time
 import pytest
 
 from tests.server.harness import Server, ServerFailed, find_test_model, launch, make_probe, stop, wait_until_healthy
+from tests.server.test_rewards import make_reward_folder
 
 # Tests that leave the session server unusable (they kill its engine) carry this marker and run last.
 KILLS_SERVER = "kills_server"
@@ -27,7 +28,8 @@ def server(tmp_path_factory) -> Server:
         pytest.skip("no test model: set PROBEXIT_TEST_MODEL to a model folder or build the embedded default")
     tmp = tmp_path_factory.mktemp("serve")
     started = time.monotonic()
-    instance = launch(model_dir, tmp, make_probe(model_dir, tmp / "probe", bias=20.0))
+    reward = make_reward_folder(model_dir, tmp / "reward")  # /v1/rewards live too (the fuzzer, the auth tests)
+    instance = launch(model_dir, tmp, make_probe(model_dir, tmp / "probe", bias=20.0), "--reward-model", str(reward))
     try:
         try:
             wait_until_healthy(instance, started)

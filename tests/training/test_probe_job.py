@@ -1,0 +1,92 @@
+"""`probexit train probe` end to end on the real CPU engine: the command, its files, resume, and the hidden
+states it trains on (they must be the model's own last-layer states at exactly the boundaries)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
+from probexit.probes.fingerprint import model_identity
+from probexit.probes.probe import Probe
+from probexit.training.tinyworld.problems import generate_splits
+
+pytestmark = pytest.mark.slow
+ENGINE_FLAGS = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "1024"]
+
+
+def train_probe(model_dir: Path, problems: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "probexit.cli", "train", "probe", "--model", str(model_dir),
+                           "--problems", str(problems), "--out", str(out), "--samples-per-problem", "2",
+                           "--max-tokens", "400", "--quick", *ENGINE_FLAGS],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def job(test_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("probe_job")
+    problems = root / "problems.jsonl"
+    split = generate_splits({"p": 60}, seed=11)["p"]
+    problems.write_text("".join(json.dumps({"question": p.question, "answer": str(p.answer)}) + "\n" for p in split))
+    done = train_probe(test_model_dir, problems, root / "out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root, problems, done
+
+
+def test_the_command_writes_a_probe_the_server_accepts(job, test_model_dir):
+    root, _, _ = job
+    metrics = json.loads((root / "out" / "metrics.json").read_text())
+    for key in ("roc_auc", "ece", "brier", "n_train", "n_test", "positive_rate", "baselines", "calibration"):
+        assert key in metrics
+    assert metrics["n_train"] > 0 and metrics["n_test"] > 0 and 0.0 <= metrics["roc_auc"] <= 1.0
+    assert set(metrics["baselines"]) >= {"min_logprob_auc", "mean_logprob_auc", "end_of_thinking_prob_auc",
+                                         "text_features_auc"}
+    probe = Probe.load(root / "out" / "probe")
+    probe.check_compatible(model_identity(test_model_dir))  # the server's own start-up check
+    assert [p.max_risk for p in probe.config.calibration] == sorted(p.max_risk for p in probe.config.calibration)
+    assert (root / "out" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_rerun_resumes_from_the_cached_traces(job, test_model_dir):
+    root, problems, _ = job
+    chunks = sorted((root / "out" / "traces").glob("chunk_*.pt"))
+    stamps = [c.stat().st_mtime_ns for c in chunks]
+    again = train_probe(test_model_dir, problems, root / "out")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [c.stat().st_mtime_ns for c in chunks] == stamps  # nothing sampled again
+
+
+def test_trained_on_hidden_states_are_the_models_own_at_the_boundaries(job, test_model_dir, reference_model):
+    from transformers import AutoTokenizer
+
+    root, _, _ = job
+    traces = [r for chunk in sorted((root / "out" / "traces").glob("chunk_*.pt"))
+              for r in torch.load(chunk, weights_only=False)][:6]
+    policy = BoundaryPolicy(BoundaryPolicyConfig(), AutoTokenizer.from_pretrained(test_model_dir))
+    checked = 0
+    for trace in traces:
+        offline = policy.segment(trace.prompt_ids, trace.token_ids)  # the shared policy, on the finished trace
+        assert [b.token_index for b in trace.boundaries] == [b.token_index for b in offline]
+        if not trace.boundaries:
+            continue
+        ids = torch.tensor([trace.prompt_ids + trace.token_ids])
+        with torch.no_grad():
+            states = reference_model(ids, output_hidden_states=True).hidden_states[-1][0]
+        for boundary in trace.boundaries:
+            expected = states[len(trace.prompt_ids) + boundary.token_index]
+            # stored in fp16: compare at fp16's precision
+            torch.testing.assert_close(boundary.hidden.float(), expected, rtol=2e-3, atol=2e-3)
+            checked += 1
+    assert checked > 0
+
+
+def test_a_malformed_problem_file_is_one_line(tmp_path, test_model_dir):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "What is 1 + 1?", "answer": "2"}\nnot json\n')
+    done = subprocess.run([sys.executable, "-m", "probexit.cli", "train", "probe", "--model", str(test_model_dir),
+                           "--problems", str(bad), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert done.stderr.strip().count("\n") == 0 and "bad.jsonl" in done.stderr and "Traceback" not in done.stderr
