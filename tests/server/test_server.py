@@ -101,7 +101,11 @@ def test_completions_take_token_ids_and_several_prompts(client, server):
 
 
 def test_stop_string_ends_the_answer(client):
-    choice = chat(client, seed=12, temperature=0.0, stop=["boxed"], extra_body=BUDGET).choices[0]
+    # The session probe fires at the first boundary, where the thinking holds an answer, so the model goes on
+    # to write its boxed one (cut off after 4 tokens by a budget, the tiny policy answers nothing).
+    fires = {"early_exit": {"threshold": 0.5}}
+    choice = chat(client, seed=12, temperature=0.0, stop=["boxed"], extra_body=fires).choices[0]
+    assert choice.early_exit["triggered"] is True
     assert choice.finish_reason == "stop" and "boxed" not in choice.message.content
 
 
