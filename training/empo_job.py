@@ -58,6 +58,21 @@ class EMPOJob:
 
     def run(self) -> dict:
         started = time.monotonic()
+        try:
+            return self._run(started)
+        finally:  # also when interrupted: a resumed job's wall_s then covers every piece of it
+            if _is_main():
+                self._elapsed_file().write_text(json.dumps({"seconds": self._earlier_seconds()
+                                                             + time.monotonic() - started}) + "\n")
+
+    def _elapsed_file(self) -> Path:
+        return self.out / "elapsed.json"
+
+    def _earlier_seconds(self) -> float:
+        path = self._elapsed_file()
+        return float(json.loads(path.read_text())["seconds"]) if path.is_file() else 0.0
+
+    def _run(self, started: float) -> dict:
         # TRL 1.16 warns on import that it was tested up to vLLM 0.31; the offline engine here is 0.32.
         warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
         self.out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +88,9 @@ class EMPOJob:
         baseline = self.evaluate("supervised_grpo", supervised.policy_dir, equivalence, supervised.steps) \
             if supervised else None
         metrics = summary(before, after, baseline, empo, supervised, status)
-        metrics.update(wall_s=round(time.monotonic() - started, 1), model=str(self.model_dir),
+        this_run = time.monotonic() - started
+        metrics.update(wall_s=round(self._earlier_seconds() + this_run, 1), wall_s_this_run=round(this_run, 1),
+                       model=str(self.model_dir),
                        n_train_problems=len(self.problems), config=asdict(self.config),
                        eval_config=asdict(self.eval_config) if self.eval_problems else None)
         if _is_main():

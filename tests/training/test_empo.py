@@ -280,6 +280,7 @@ def test_cli_job_with_vllm_evaluation_and_supervised_baseline(test_model_dir, tm
     metrics = json.loads((out / "metrics.json").read_text())
     assert all(metrics[field] is not None for field in METRIC_FIELDS)
     assert metrics["supervised_grpo"] == "trained" and (out / "supervised" / "policy" / "config.json").is_file()
+    assert metrics["wall_s"] == metrics["wall_s_this_run"] > 0  # a first run; a resumed one adds earlier pieces
     for name in ("before", "after", "supervised_grpo"):
         card = metrics["evaluation"][name]
         assert card["n_problems"] == 10 and 0 <= card["accuracy_sampled"] <= 1
