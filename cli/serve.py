@@ -179,7 +179,8 @@ def _close_requests(app) -> None:
 def _log_listening(app, config, server) -> None:
     port = server.servers[0].sockets[0].getsockname()[1] if server.servers else config.port
     probe = f"probe {config.probe}" if app.state.setup.probe is not None else "no probe"
+    reward = f"reward model {config.reward_model}" if app.state.reward_model is not None else "no reward model"
     early_exit = "on" if app.state.core.exit_defaults.enabled else "off"
     logging.getLogger("uvicorn.error").info(
-        "probexit: listening on http://%s:%d, serving %s (%s, %s; early exit %s by default)", config.host, port,
-        config.served_model_name, config.model, probe, early_exit)
+        "probexit: listening on http://%s:%d, serving %s (%s, %s, %s; early exit %s by default)", config.host, port,
+        config.served_model_name, config.model, probe, reward, early_exit)
