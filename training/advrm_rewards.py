@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from probexit.server.reasoning import find_markers
 from probexit.server.rewards import (MemberCard, RewardEnsemble, RewardManifest, render_ids, summarise,
                                      write_manifest)
 
@@ -174,15 +175,16 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
 
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
     tokenizer.save_pretrained(out / "tokenizer")
-    think = _markers(tokenizer)
+    markers = find_markers(tokenizer)
+    think = (markers.start, markers.end) if markers is not None else (None, None)
     names = ["target"] + [f"member{i}" for i in range(1, settings.ensemble_size + 1)]
     cards = []
-    for index, name in enumerate(tqdm(names, desc="reward models", leave=False)):
+    for index, member in enumerate(tqdm(names, desc="reward models", leave=False)):
         seed = settings.seed + index
         subset = pairs if index == 0 else _subset(pairs, settings.ensemble_subset, seed)
-        stats = train_member(policy_dir, tokenizer, subset, out / name, seed, settings, think, log,
-                             out.parent / "trainer" / name)
-        cards.append(MemberCard(name, f"{policy_dir} (embedding, layers 0-{settings.backbone_layers - 1}, norm)",
+        stats = train_member(policy_dir, tokenizer, subset, out / member, seed, settings, think, log,
+                             out.parent / "trainer" / member)
+        cards.append(MemberCard(member, f"{policy_dir} (embedding, layers 0-{settings.backbone_layers - 1}, norm)",
                                 seed=seed, data=f"{stats['pairs']} pairs ({_sources(subset)})"))
     manifest = RewardManifest(cards[0], tuple(cards[1:]), name=name, max_length=settings.max_length,
                               think_start=think[0], think_end=think[1], notes=notes)
@@ -219,8 +221,3 @@ def _sources(pairs: list[Pair]) -> str:
         counts[pair.source] += 1
     return ", ".join(f"{n} {source}" for source, n in sorted(counts.items()))
 
-
-def _markers(tokenizer) -> tuple[str | None, str | None]:
-    """The thinking markers, when the tokenizer spells each as one token."""
-    vocab = tokenizer.get_vocab()
-    return ("<think>", "</think>") if "<think>" in vocab and "</think>" in vocab else (None, None)

@@ -52,6 +52,7 @@ def test_a_round_is_a_servable_folder(trained, test_model_dir):
     manifest = read_manifest(folder)
     assert manifest.target.path == "target" and [m.path for m in manifest.ensemble] == ["member1", "member2", "member3"]
     assert manifest.notes == {"test": True} and str(test_model_dir) in manifest.target.initialised_from
+    assert manifest.name == "reward"  # train_round's default, not the last member's folder name
     for card in (manifest.target, *manifest.ensemble):
         config = json.loads((folder / card.path / "config.json").read_text())
         assert config["num_hidden_layers"] == SETTINGS.backbone_layers and len(config["id2label"]) == 1
