@@ -72,7 +72,7 @@ def format_problems(text: str) -> tuple[str, ...]:
     ending = ENDING.match(tail)
     if ending is None:
         problems.append("no final answer sentence" if final_answer(text) is None else "text around the final answer")
-    elif chunks and STATED.search(chunks[-1]) and STATED.search(chunks[-1]).group(1) != ending.group(1):
+    elif chunks and (stated := STATED.search(chunks[-1])) and stated.group(1) != ending.group(1):
         problems.append("boxed answer differs from the thinking")
     return tuple(problems)
 
