@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"engine_overhead: {error}", file=sys.stderr)
         return 2
     model, probe = args.model or paths.policy, args.probe or paths.probe
-    problems = paths.policy.parent / "problems" / "test.jsonl" if paths else None
+    problems = paths.test_problems if paths else None
     questions = ([p.question for p in load_problems(problems)][: args.prompts] if problems else
                  [f"What is {i % 20} + {(7 * i) % 20} - {(3 * i) % 20}?" for i in range(args.prompts)])
     report = run_engine_overhead(model, probe, questions, args.out, rounds=args.rounds, max_tokens=args.max_tokens,

@@ -8,8 +8,8 @@ Run by hand (not in tests); it starts one server at a time, as a separate proces
 Arguments after `--` are engine flags given to every server. For each server it records the start-up time
 (process start to a healthy `/health`), then streams chat completions and records time to first token
 (first chunk with text, reasoning or answer), tokens per second, and CPU time per token (the API process
-alone, and all the server's processes), sequentially (latency) and with `--concurrency` requests in flight
-(throughput). Every request asks for exactly `--max-tokens` tokens (`ignore_eos`), so all servers generate
+alone, and all the server's processes), sequentially (latency) and `--concurrent-requests` with
+`--concurrency` in flight (throughput). Every request asks for exactly `--max-tokens` tokens (`ignore_eos`), so all servers generate
 the same amount whatever the model writes. probexit runs two variants on one server: early exit off for
 the request (the serving path alone), and the probe rule with a threshold that never fires (plus the
 per-step probe work). `--control` adds vLLM's server with probexit's logits processor loaded as a no-op,
@@ -90,7 +90,7 @@ async def one_request(http: httpx.AsyncClient, url: str, question: str, max_toke
 
 
 async def workload(port: int, pid: int, prompts: list[str], max_tokens: int, concurrency: int, extra: dict,
-                   warmup: int) -> dict:
+                   warmup: int, concurrent_prompts: list[str]) -> dict:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     async with httpx.AsyncClient(timeout=600) as http:
         for question in prompts[:warmup]:
@@ -98,9 +98,14 @@ async def workload(port: int, pid: int, prompts: list[str], max_tokens: int, con
         cpu_before = tree_cpu_seconds(pid)
         sequential = [await one_request(http, url, question, max_tokens, extra) for question in prompts]
         cpu_between = tree_cpu_seconds(pid)
+        in_flight = asyncio.Semaphore(concurrency)
+
+        async def limited(question: str) -> dict:
+            async with in_flight:
+                return await one_request(http, url, question, max_tokens, extra)
+
         began = time.perf_counter()
-        batch = await asyncio.gather(*(one_request(http, url, question, max_tokens, extra)
-                                       for question in prompts[:concurrency]))
+        batch = await asyncio.gather(*(limited(question) for question in concurrent_prompts))
         batch_seconds, cpu_after = time.perf_counter() - began, tree_cpu_seconds(pid)
     return {"sequential": _stats(sequential, sum(r["seconds"] for r in sequential), cpu_before, cpu_between),
             "concurrent": _stats(batch, batch_seconds, cpu_between, cpu_after)}
@@ -139,11 +144,12 @@ def run_server(kind: str, args, engine_flags: list[str], workdir: Path, index: i
     process, startup = start(command, port, workdir / f"{index}-{kind}.log")
     try:
         prompts = questions(args.requests, seed=args.seed)
+        concurrent_prompts = questions(args.concurrent_requests, seed=args.seed + 1)
         variants = {kind: {}} if kind.startswith("vllm") else VARIANTS
         if kind == "probexit" and not args.probe:
             variants = {name: extra for name, extra in variants.items() if "probe" not in name}
         results = {name: asyncio.run(workload(port, process.pid, prompts, args.max_tokens, args.concurrency, extra,
-                                              args.warmup))
+                                              args.warmup, concurrent_prompts))
                    for name, extra in variants.items()}
     finally:
         stop(process)
@@ -197,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", help="probe folder for the probexit variant with the probe on")
     parser.add_argument("--requests", type=int, default=16, help="sequential requests per variant")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight for the throughput run")
+    parser.add_argument("--concurrent-requests", type=int, default=64,
+                        help="requests of the throughput run (a few seconds of work: one wave of 8 took ~1 s, "
+                             "too short to measure a few percent)")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1,
@@ -215,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{index + 1}/{len(order)}] {kind} ...", flush=True)
         runs.append((kind, run_server(kind, args, engine_flags, logs, index)))
     report = {"model": args.model, "probe": args.probe, "engine_flags": engine_flags,
-              "workload": {"requests": args.requests, "concurrency": args.concurrency, "max_tokens": args.max_tokens,
+              "workload": {"requests": args.requests, "concurrency": args.concurrency,
+                           "concurrent_requests": args.concurrent_requests, "max_tokens": args.max_tokens,
                            "warmup": args.warmup, "rounds": args.rounds},
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
               **summarize(runs), "runs": [{"server": kind, **run} for kind, run in runs]}

@@ -126,7 +126,7 @@ def _run_savings(args) -> int:
 def _default_problems() -> Path:
     from probexit.server.defaults import default_paths
 
-    path = default_paths().policy.parent / "problems" / "test.jsonl"
+    path = default_paths().test_problems
     if not path.is_file():
         raise CLIError(f"no default problem file at {path}; give --problems")
     return path

@@ -53,7 +53,7 @@ def build_serve_parser():
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    from probexit.server.config import MAX_REQUEST_BYTES
+    from probexit.server.config import KERNEL_BACKENDS, MAX_REQUEST_BYTES
 
     parser = FlexibleArgumentParser(
         prog="probexit serve",
@@ -79,8 +79,8 @@ def build_serve_parser():
     group.add_argument("--threshold", type=float, help="default probe threshold (default: the probe's own)"
                        + NO_DEFAULT)
     group.add_argument("--min-thinking-tokens", type=int, default=0, help="default thinking tokens before any exit")
-    group.add_argument("--kernel-backend", default="auto", choices=("auto", "triton", "torch"),
-                       help="how the engine scores probe rows")
+    group.add_argument("--kernel-backend", default="auto", choices=KERNEL_BACKENDS,
+                       help="how the engine scores probe rows (auto: Triton on GPUs, numpy on CPU)")
     group.add_argument("--max-request-bytes", type=int, default=MAX_REQUEST_BYTES,
                        help="largest request body accepted (larger: 413)")
     group.add_argument("--shutdown-grace", type=float, default=5.0, metavar="SECONDS",

@@ -22,6 +22,11 @@ class EmbeddedPaths:
     probe: Path  # a probe folder (probe.json + probe.safetensors)
     reward: Path  # the reward model folder
 
+    @property
+    def test_problems(self) -> Path:
+        """The tiny world's held-out test problems (JSONL), what the benchmarks run on by default."""
+        return self.policy.parent / "problems" / "test.jsonl"
+
 
 def default_paths() -> EmbeddedPaths:
     """Where the embedded default's folders live (they may be missing; see `require_default_paths`)."""

@@ -3,7 +3,8 @@
 1. sample k traces per problem through the engine path the server uses (cached; a rerun resumes);
 2. segment them with the shared boundary policy and label each intermediate answer against the gold one;
 3. take each boundary's hidden state as the engine recorded it;
-4. fit linear and MLP probes on a grid, split by problem, and pick the best on validation;
+4. fit linear and MLP probes on a grid, split by problem, pick the best on validation, and rescale its
+   logit on validation (Platt) so that its scores are calibrated probabilities;
 5. report ROC-AUC, ECE, Brier, accuracy and a reliability diagram on held-out problems, beside signals
    that need no probe (chunk log-probabilities, the model's own P(</think>), text features);
 6. certify thresholds for tolerated premature-exit rates on a calibration split (Learn-then-Test);
@@ -24,7 +25,7 @@ from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.fingerprint import model_identity
 from probexit.probes.probe import CalibrationPoint, Probe, ProbeConfig
 from probexit.training.equivalence import Equivalence
-from probexit.training.probe_fit import (FitGrid, expected_calibration_error, fit_grid, predict,
+from probexit.training.probe_fit import (FitGrid, expected_calibration_error, fit_grid, platt_calibrate, predict,
                                          reliability_diagram)
 from probexit.training.problem_files import ProblemRecord
 from probexit.training.risk import DEFAULT_RISKS, NEVER, TraceScores, calibration_table, exit_outcomes
@@ -69,11 +70,13 @@ def run_probe_job(engine, model_dir: Path, problems: list[ProblemRecord], equiva
     best, grid_summary = fit_grid(data["train"].hidden, torch.tensor(data["train"].correct, dtype=torch.float32),
                                   data["validation"].hidden,
                                   torch.tensor(data["validation"].correct, dtype=torch.float32), config.grid)
+    recalibration = platt_calibrate(best.model, data["validation"].hidden,
+                                    torch.tensor(data["validation"].correct, dtype=torch.float32))
     scores = {name: predict(best.model, split.hidden) for name, split in data.items()}
     table = calibration_table(trace_scores(data["calibration"], scores["calibration"]), config.risks,
                               config.risk_confidence_epsilon)
     metrics = evaluate(data, scores, table, config)
-    metrics.update(baselines=baseline_aucs(data), grid=grid_summary, chosen=best.summary(),
+    metrics.update(baselines=baseline_aucs(data), grid=grid_summary, chosen=best.summary(), recalibration=recalibration,
                    n_traces=len(traces), n_problems=len(problems), sampling=asdict(config.sampling),
                    calibration=table, wall_s=round(time.monotonic() - started, 1))
     reliability_diagram(data["test"].correct.astype(float), scores["test"], out / "reliability.png",

@@ -6,8 +6,10 @@ split, the premature-exit rate at every certified threshold is at most δ. Each 
 (0.99, 0.98, ..., 0.01) is one null hypothesis "the rate at λ exceeds δ", tested with the exact binomial
 p-value P(Bin(n_exits, δ) <= n_wrong_exits) at level ε, from the most conservative down; the first failure
 ends the sequence (fixed-sequence testing: no multiplicity correction, because the order is fixed before
-the data are seen). A threshold at which no calibration trace exits gives no evidence either way: the
-sequence passes over it and never returns it.
+the data are seen). A threshold with too few exits for even a flawless record to pass ((1 - δ)^n_exits > ε,
+no exit at all included) gives no evidence either way: the sequence passes over it and never returns it.
+Which thresholds are passed over depends on the scores alone, never on whether the answers were right, so
+the guarantee stands; without this, one wrong exit among the few at 0.99 ended the sequence at once.
 
 Why the grid and not every observed score: above 0.99 only a handful of traces exit, and a p-value from one
 or two exits can never fall below ε; a sequence starting there ended at once and certified nothing on the
@@ -51,7 +53,7 @@ def certify_threshold(traces: list[TraceScores], max_risk: float, epsilon: float
     certified = NEVER
     for threshold in GRID:
         exits, wrong = exit_outcomes(traces, float(threshold))
-        if exits == 0:
+        if binom.cdf(0, exits, max_risk) > epsilon:  # too few exits (or none) for even a flawless record
             continue
         if binom.cdf(wrong, exits, max_risk) > epsilon:  # P(this few wrong exits if the rate were max_risk)
             break

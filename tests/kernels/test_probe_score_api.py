@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -11,7 +12,9 @@ import torch
 from probexit.kernels.probe_score import (
     ProbeWeights,
     resolve_backend,
+    BACKENDS,
     score_boundary_rows,
+    score_boundary_rows_numpy,
     score_boundary_rows_reference,
 )
 from tests.kernels.cases import assert_matches, make_case, make_probe, uninterpreted
@@ -36,8 +39,37 @@ def test_reference_computes_the_probe(width, dtype):
     assert_matches(scores, exits, expected, expected >= case.thresholds, case.thresholds)
 
 
+@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16"),
+                                   pytest.param(256, id="w256")])
+@pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.bfloat16, id="bf16"),
+                                   pytest.param(torch.float16, id="fp16")])
+def test_numpy_path_computes_the_probe(width, dtype):
+    case = make_case(67, 1536, width, dtype)
+    scores, exits = score_boundary_rows_numpy(*case)
+    expected = _reference_in_float64(case)
+    assert_matches(scores, exits, expected, expected >= case.thresholds, case.thresholds)
+    reference_scores, _ = score_boundary_rows_reference(*case)
+    assert torch.allclose(scores, reference_scores, atol=1e-6)
+
+
+def test_numpy_path_saturates_quietly():
+    """Huge logits give scores of exactly 0 and 1, without overflow warnings."""
+    loud = ProbeWeights.from_tensors(torch.zeros(64), torch.ones(64), torch.full((64,), 1e3), 0.0)
+    hidden = torch.stack([torch.ones(64), -torch.ones(64)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores, exits = score_boundary_rows_numpy(hidden, torch.tensor([0, 1]), loud, torch.tensor([0.5, 0.5]))
+    assert scores.tolist() == [1.0, 0.0] and exits.tolist() == [True, False]
+
+
+def test_the_server_offers_every_backend():
+    from probexit.server.config import KERNEL_BACKENDS
+
+    assert KERNEL_BACKENDS == BACKENDS
+
+
 @pytest.mark.parametrize("batch", [pytest.param(0, id="empty-batch"), pytest.param(4, id="no-rows-of-four")])
-@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("backend", ["auto", "torch", "numpy"])
 def test_no_rows_give_empty_results(batch, backend):
     case = make_case(batch, 64, 16, n_rows=0)
     scores, exits = score_boundary_rows(*case, backend=backend)
@@ -45,10 +77,10 @@ def test_no_rows_give_empty_results(batch, backend):
 
 
 @uninterpreted
-def test_auto_uses_torch_on_cpu_even_if_the_interpreter_is_requested_late(monkeypatch):
-    # Setting TRITON_INTERPRET after triton's import changes nothing (module docstring): CPU stays on torch.
+def test_auto_uses_numpy_on_cpu_even_if_the_interpreter_is_requested_late(monkeypatch):
+    # Setting TRITON_INTERPRET after triton's import changes nothing (module docstring): CPU stays on numpy.
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert resolve_backend("auto", torch.zeros(1, 64)) == "torch"
+    assert resolve_backend("auto", torch.zeros(1, 64)) == "numpy"
     case = make_case(5, 64, 0)
     assert_matches(*score_boundary_rows(*case), *score_boundary_rows_reference(*case), case.thresholds)
 
@@ -84,7 +116,7 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["auto", "torch", "triton"])
+@pytest.mark.parametrize("backend", ["auto", "torch", "triton", "numpy"])
 @pytest.mark.parametrize(("corrupt", "message"), BAD_INPUTS)
 def test_invalid_inputs_raise_value_error(corrupt, message, backend):
     with pytest.raises(ValueError, match=message):

@@ -56,3 +56,14 @@ def test_continuous_scores_with_few_exits_at_the_top_still_certify():
     assert threshold < NEVER
     exits, wrong = exit_outcomes(continuous_traces(20000, seed=4), threshold)
     assert exits > 1000 and wrong / exits <= 0.05
+
+
+def test_a_few_wrong_exits_at_the_top_do_not_end_the_sequence():
+    """Three confident wrong answers at 0.995 are too few exits to test at 0.99; the sequence passes over them
+    (a choice made from the scores alone) and goes on down to 0.51, the last threshold above the many wrong
+    answers scored 0.5."""
+    top_wrong = [TraceScores(np.array([0.995]), np.array([False]))] * 3
+    right = [TraceScores(np.array([0.8]), np.array([True]))] * 1000
+    low_wrong = [TraceScores(np.array([0.5]), np.array([False]))] * 200
+    assert certify_threshold(top_wrong + right + low_wrong, 0.05) == 0.51
+    assert certify_threshold(top_wrong, 0.05) == NEVER  # never certified from too few exits

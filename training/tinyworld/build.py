@@ -28,11 +28,11 @@ class BuildConfig:
     seed: int = 0
     split_sizes: dict = field(default_factory=lambda: dict(SPLIT_SIZES))
     tokenizer_vocab_size: int = 512
-    tokenizer_corpus_traces: int = 20_000
+    tokenizer_corpus_traces: int = 10_000
     style: TraceStyle = field(default_factory=TraceStyle)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     card_problems: int = CARD_PROBLEMS
-    probe_problems: int = 2500  # training-split problems the probe's traces are sampled on
+    probe_problems: int = 2000  # training-split problems the probe's traces are sampled on
     probe_samples: int = 4  # traces per problem
 
 
@@ -42,6 +42,7 @@ class Build:
         self.work = self.out / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = self._load_json(self.work / "timings.json", {})
+        self._earlier_seconds: dict[str, float] = {}  # time a stage spent before it was interrupted
 
     # -- stages ------------------------------------------------------------------------------------------
     def problems(self) -> None:
@@ -75,6 +76,7 @@ class Build:
         GenerationConfig(eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
                          temperature=0.6, top_p=0.95, do_sample=True).save_pretrained(self.out / "policy")
         (self.out / "policy_sft.json").write_text(json.dumps(stats, indent=2) + "\n")
+        self._earlier_seconds["sft"] = stats["resumed_after_seconds"]  # an interrupted run's time counts too
 
     def card(self) -> None:
         from probexit.server.offline import OfflineEngine
@@ -128,7 +130,7 @@ class Build:
             self.log(f"tinyworld: {name} ...")
             started = time.monotonic()
             getattr(self, name)()
-            self.timings[name] = round(time.monotonic() - started, 1)
+            self.timings[name] = round(time.monotonic() - started + self._earlier_seconds.get(name, 0.0), 1)
             (self.work / "timings.json").write_text(json.dumps(self.timings, indent=2))
             marker.touch()
         self.write_manifest()

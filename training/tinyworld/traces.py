@@ -48,13 +48,13 @@ REDO_OPENERS = (
 class TraceStyle:
     """The knobs of the trace distribution; the defaults are the embedded world's."""
 
-    first_quick: float = 0.65  # P(the first attempt is quick)
-    check_quick: float = 0.55  # P(a neutral re-check is quick)
+    first_quick: float = 0.6  # P(the first attempt is quick)
+    check_quick: float = 0.5  # P(a neutral re-check is quick)
     continue_after_wrong: float = 0.95  # P(another paragraph follows a wrong answer)
     redo_after_wrong: float = 0.25  # P(that paragraph says the answer looks off and goes step by step)
     # P(another paragraph follows a right answer), by how many times in a row it has now been stated:
     # a trained policy re-checks a little less than its data, so the first check is made likely.
-    continue_after_right: tuple[float, ...] = (0.8, 0.2, 0.05)
+    continue_after_right: tuple[float, ...] = (0.72, 0.2, 0.05)
     max_paragraphs: int = 6
 
     def __post_init__(self):
