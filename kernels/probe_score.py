@@ -427,9 +427,11 @@ def reference_math(hidden, rows, weights: ProbeWeights, thresholds):
 def score_boundary_rows_numpy(hidden, rows, weights, thresholds):
     """The reference's math in numpy, for CPU tensors: what the decode step runs on a CPU engine.
 
-    Why not the torch reference: inside vLLM's CPU worker every small torch op pays 5-40 us of dispatch, and the
-    reference spent a median 162 us (41 of them validating) on a step's one or two boundary rows of the tiny
-    world, about 1% of a decode step by itself; numpy does the same few-row work with far less overhead.
+    Why not the torch reference: a step scores only a few rows, so per-op overhead is the whole cost. On two rows
+    of the tiny world's 64x192 state this takes 17 us against the reference's 71 us in a quiet process. Inside
+    vLLM's CPU worker every small op, torch's or numpy's, runs about ten times slower than in a warm loop
+    (cold caches after the forward pass, we think; pure Python does not slow down), and the gain shrinks to
+    about 180 us against 205 us: fewer ops is what would help there.
     Same arguments and results as the reference (scores to fp32 rounding); a bf16 hidden state is converted
     by torch first, as numpy has no bfloat16.
     """
