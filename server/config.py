@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probexit.kernels.probe_score import BACKENDS as KERNEL_BACKENDS  # the dispatcher's own list
+
 API_KEY_ENV = "PROBEXIT_API_KEY"  # read by the CLI when --api-key is not given
-KERNEL_BACKENDS = ("auto", "triton", "torch", "numpy")  # kernels.probe_score.BACKENDS (a test keeps them equal)
 MAX_REQUEST_BYTES = 1 << 20  # 1 MiB: about 250k tokens of text; raise it for longer contexts
 
 

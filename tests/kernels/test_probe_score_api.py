@@ -12,7 +12,6 @@ import torch
 from probexit.kernels.probe_score import (
     ProbeWeights,
     resolve_backend,
-    BACKENDS,
     score_boundary_rows,
     score_boundary_rows_numpy,
     score_boundary_rows_reference,
@@ -60,12 +59,6 @@ def test_numpy_path_saturates_quietly():
         warnings.simplefilter("error")
         scores, exits = score_boundary_rows_numpy(hidden, torch.tensor([0, 1]), loud, torch.tensor([0.5, 0.5]))
     assert scores.tolist() == [1.0, 0.0] and exits.tolist() == [True, False]
-
-
-def test_the_server_offers_every_backend():
-    from probexit.server.config import KERNEL_BACKENDS
-
-    assert KERNEL_BACKENDS == BACKENDS
 
 
 @pytest.mark.parametrize("batch", [pytest.param(0, id="empty-batch"), pytest.param(4, id="no-rows-of-four")])
