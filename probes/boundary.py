@@ -55,6 +55,17 @@ class BoundaryPolicy:
         self.think_end_id = _single_token_id(tokenizer, config.think_end)
         self.token_bytes = token_byte_table(tokenizer)
         self.break_bytes = config.paragraph_break.encode()
+        self.may_decide = self._decisive_tokens()
+
+    def _decisive_tokens(self) -> bytes:
+        """1 for each token id at which `BoundaryTracker.feed` can find a boundary or change the thinking
+        state, 0 for the rest. A break found after appending a token ends inside that token, so only tokens
+        holding the break's last byte can complete one; the thinking markers are the only other tokens that
+        matter. The decode step feeds a request's tokens only when one of these arrives (the tokens in
+        between are fed then, in order), which gives the same boundaries with a fraction of the work."""
+        last_byte = self.break_bytes[-1:]
+        markers = {self.think_start_id, self.think_end_id}
+        return bytes(int(last_byte in piece or token_id in markers) for token_id, piece in enumerate(self.token_bytes))
 
     def starts_thinking(self, prompt_ids: list[int] | None) -> bool:
         """True when the prompt leaves the model inside its thinking (the template opened `<think>`)."""

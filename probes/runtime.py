@@ -5,6 +5,11 @@ their output token lists), the step's sampled-position hidden states and its log
 request's boundary tracker over its new tokens, applies the request's exit rule at a boundary (scoring
 all probe rows of the step in one kernel launch), forces `</think>` for the rows that exit, and returns
 what happened so the API process can report it.
+
+It runs inside every decode step, so it does as little as it can: a request's tokens are fed to its
+tracker only when a token arrives that may end a chunk or open or close thinking (`may_decide`; the
+others wait and are fed in order then, so the boundaries are the offline ones), and on a CPU engine the
+boundary rows are scored from Python lists by the numpy path's `HostProbe`, without building tensors.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from probexit.kernels.probe_score import score_boundary_rows
+from probexit.kernels.probe_score import float32_values, resolve_backend, score_boundary_rows
 from probexit.probes.boundary import Boundary, BoundaryPolicy, BoundaryTracker
 from probexit.probes.probe import Probe
 from probexit.probes.rules import ExitSettings, answers_agree, same_answer
@@ -31,6 +36,14 @@ class RequestState:
     boundary_confidence: float = 1.0  # the lowest token probability of the chunk the last boundary closed
     last_logprobs: torch.Tensor | None = None  # (V,) confidence rule: the previous step's distribution
     exited: bool = False
+    # Whether the tracker may be fed only at tokens that can decide (see `BoundaryPolicy.may_decide`). The
+    # budget rule counts every thinking token and the confidence rule reads every token's probability.
+    lazy: bool = field(init=False)
+    threshold32: float = field(init=False)  # the threshold as the kernels compare it, in float32
+
+    def __post_init__(self) -> None:
+        self.lazy = self.settings.rule not in ("budget", "confidence")
+        self.threshold32 = float32_values([self.settings.threshold])[0]
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,10 @@ class EarlyExitRuntime:
         self.probe = probe
         self.weights = probe.weights.to(device=torch.device(device)) if probe else None
         self.backend = backend
+        # On a CPU engine the rows are scored by the numpy path's HostProbe directly, from Python lists: the
+        # tensors the dispatcher takes and returns would cost more than the math (see HostProbe).
+        on_host = probe is not None and resolve_backend(backend, torch.empty(0, device=device)) == "numpy"
+        self.host_probe = self.weights.host if on_host else None
 
     def new_request(self, rid: str, settings: ExitSettings, prompt_ids: list[int] | None,
                     output_ids: list[int]) -> RequestState:
@@ -73,9 +90,22 @@ class EarlyExitRuntime:
         evaluations: list[Evaluation] = []
         probe_rows: list[tuple[int, RequestState, Boundary]] = []
         exits: list[int] = []
+        may_decide, table_size = self.policy.may_decide, len(self.policy.may_decide)
+        confidence_rows: list[int] = []
         for row, state in states.items():
+            if state.exited:
+                continue
+            if state.settings.rule == "confidence":
+                confidence_rows.append(row)
+            elif state.lazy:
+                # Most steps a request's new token can neither end a chunk nor open or close thinking: leave
+                # it for later (fed, in order, with the next token that can), and spend nothing on this row.
+                output_ids = state.output_ids
+                last = output_ids[-1] if output_ids else -1
+                if last < 0 or (last < table_size and not may_decide[last]):
+                    continue
             caught_up = self._catch_up(state)
-            if caught_up is None or state.exited or not state.tracker.thinking:
+            if caught_up is None or not state.tracker.thinking:
                 continue  # None: an asynchronous-scheduling placeholder, the real token is not known yet
             boundary, at_last_token = caught_up
             settings = state.settings
@@ -103,7 +133,9 @@ class EarlyExitRuntime:
         for row in exits:
             states[row].exited = True
             self._force_think_end(logits, row)
-        self._remember_distributions(states, logits)
+        for row in confidence_rows:  # the rule needs each sampled token's probability, known only next step
+            if not states[row].exited:
+                states[row].last_logprobs = torch.log_softmax(logits[row].float(), dim=-1).cpu()
         return evaluations
 
     # -- per request -------------------------------------------------------------------------------------
@@ -152,12 +184,20 @@ class EarlyExitRuntime:
     def _score(self, probe_rows, hidden: torch.Tensor | None, n_rows: int, exits: list[int]) -> list[Evaluation]:
         if hidden is None or hidden.shape[0] != n_rows:
             return []  # the capture did not line up with the logits: never exit on a guess
-        rows = torch.tensor([row for row, _, _ in probe_rows], device=hidden.device)
-        thresholds = torch.tensor([state.settings.threshold for _, state, _ in probe_rows],
-                                  dtype=torch.float32, device=hidden.device)
-        scores, decisions = score_boundary_rows(hidden, rows, self.weights, thresholds, backend=self.backend)
+        if hidden.shape[1] != self.weights.hidden_size:
+            raise ValueError(f"the probe expects hidden size {self.weights.hidden_size}, "
+                             f"the engine's hidden states have {hidden.shape[1]}")
+        if self.host_probe is not None:
+            scores = self.host_probe.scores(hidden, [row for row, _, _ in probe_rows])
+            decisions = [score >= state.threshold32 for score, (_, state, _) in zip(scores, probe_rows)]
+        else:
+            rows = torch.tensor([row for row, _, _ in probe_rows], device=hidden.device)
+            thresholds = torch.tensor([state.settings.threshold for _, state, _ in probe_rows],
+                                      dtype=torch.float32, device=hidden.device)
+            scores, decisions = (t.tolist() for t in score_boundary_rows(hidden, rows, self.weights, thresholds,
+                                                                         backend=self.backend))
         evaluations = []
-        for (row, state, boundary), score, decision in zip(probe_rows, scores.tolist(), decisions.tolist()):
+        for (row, state, boundary), score, decision in zip(probe_rows, scores, decisions):
             evaluations.append(Evaluation(state.rid, boundary.boundary_index, boundary.token_index,
                                           boundary.thinking_tokens, score, bool(decision)))
             if decision:
@@ -168,10 +208,3 @@ class EarlyExitRuntime:
         think_end = self.policy.think_end_id
         logits[row].fill_(-math.inf)
         logits[row, think_end] = 0.0
-
-    def _remember_distributions(self, states: dict[int, RequestState], logits: torch.Tensor) -> None:
-        """The confidence rule needs each sampled token's probability, known only at the next step."""
-        for row, state in states.items():
-            if state.settings.rule == "confidence" and not state.exited:
-                state.last_logprobs = torch.log_softmax(logits[row].float(), dim=-1).cpu()
-

@@ -173,3 +173,16 @@ def test_import_needs_no_gpu_and_does_no_work():
                           env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16")])
+def test_host_probe_scores_nan_states_as_nan_and_never_exits(width):
+    """A NaN in the hidden state must not turn into a confident score on the host path (the MLP's ReLU is
+    written in Python there)."""
+    case = make_case(3, 64, width)
+    hidden = case.hidden.clone()
+    hidden[1, 5] = float("nan")
+    rows, thresholds = torch.tensor([0, 1, 2]), torch.zeros(3)
+    scores, exits = score_boundary_rows_numpy(hidden, rows, case.weights, thresholds)
+    assert torch.isnan(scores[1]) and not exits[1] and exits[0] and exits[2]
+    assert case.weights.host.scores(hidden, [1])[0] != case.weights.host.scores(hidden, [1])[0]  # NaN

@@ -87,3 +87,20 @@ def test_online_and_offline_agree_token_for_token(policy, tokenizer):
 def test_config_round_trip():
     config = BoundaryPolicyConfig(think_start="<t>", extractors=("boxed",))
     assert BoundaryPolicyConfig.from_json(config.to_json()) == config
+
+
+def test_only_tokens_that_can_complete_a_break_or_mark_thinking_may_decide(policy, tokenizer):
+    """The decode step feeds a request only at these tokens; any other token must never end a boundary."""
+    newline_last = policy.break_bytes[-1:]
+    for token_id, piece in enumerate(policy.token_bytes):
+        expected = newline_last in piece or token_id in (policy.think_start_id, policy.think_end_id)
+        assert policy.may_decide[token_id] == expected, (token_id, piece)
+    assert len(policy.may_decide) == len(policy.token_bytes)
+    rng = random.Random(3)
+    from probexit.training.tinyworld.problems import random_problem
+    from probexit.training.tinyworld.traces import TraceStyle, sample_trace
+
+    for _ in range(20):
+        problem = random_problem(rng)
+        ids = tokenizer.encode(sample_trace(problem, TraceStyle(), rng).completion)
+        assert all(policy.may_decide[ids[b.token_index]] for b in policy.segment(prompt_ids(tokenizer), ids))

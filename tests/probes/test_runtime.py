@@ -148,3 +148,56 @@ def test_async_placeholder_is_skipped(policy):
     logits = torch.zeros(1, len(policy.token_bytes))
     runtime.step({0: state}, None, logits)
     assert not torch.isinf(logits).any() and state.fed == 1
+
+
+def test_lazy_feeding_reads_every_offline_boundary(policy, tokenizer):
+    """Rows are fed only at tokens that may decide (the rest wait); record mode must still report a hidden
+    state at exactly the boundaries the offline segmentation finds, for traces of many shapes."""
+    import random
+
+    from probexit.training.tinyworld.problems import random_problem
+    from probexit.training.tinyworld.traces import TraceStyle, sample_trace
+
+    runtime, rng = EarlyExitRuntime(policy, None), random.Random(11)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer.encode(prompt)
+    traces = [tokenizer.encode(sample_trace(random_problem(rng), TraceStyle(), rng).completion) for _ in range(8)]
+    outputs = [[] for _ in traces]
+    states = {row: runtime.new_request(f"r{row}", ExitSettings(rule="none", record=True), prompt_ids, outputs[row])
+              for row in range(len(traces))}
+    recorded: dict[str, list[int]] = {f"r{row}": [] for row in range(len(traces))}
+    vocab = len(policy.token_bytes)
+    for step in range(max(map(len, traces))):
+        for row, trace in enumerate(traces):
+            if step < len(trace):
+                outputs[row].append(trace[step])
+            else:
+                states.pop(row, None)  # finished: leaves the batch
+        rows = len(traces)
+        for evaluation in runtime.step(states, torch.randn(rows, HIDDEN), torch.zeros(rows, vocab)):
+            recorded[evaluation.rid].append(evaluation.token_index)
+    for row, trace in enumerate(traces):
+        assert recorded[f"r{row}"] == [b.token_index for b in policy.segment(prompt_ids, trace)]
+        assert recorded[f"r{row}"]
+
+
+@pytest.mark.parametrize("width", [0, 4])
+def test_host_path_and_dispatcher_decide_alike(policy, tokenizer, width):
+    """On CPU the runtime scores with the numpy path's HostProbe directly; the torch reference through the
+    dispatcher (`backend="torch"`) must see the same scores and make the same decisions."""
+    torch.manual_seed(width)
+    module = ProbeModel(HIDDEN, width, 0.1 * torch.randn(HIDDEN), 0.5 + torch.rand(HIDDEN))
+    probe = Probe(ProbeConfig("mlp" if width else "linear", HIDDEN, width, ModelIdentity("t", HIDDEN, 1, "f")),
+                  module.weights())
+    results = []
+    for backend in ("auto", "torch"):
+        runtime = EarlyExitRuntime(policy, probe, backend=backend)
+        assert (runtime.host_probe is not None) == (backend == "auto")
+        torch.manual_seed(0)  # the same hidden states for both
+        settings = {row: ExitSettings(threshold=threshold) for row, threshold in enumerate((0.3, 0.5, 0.7, 1.01))}
+        results.append(drive(runtime, tokenizer, settings))
+    (host_exits, host_evaluations, _), (torch_exits, torch_evaluations, _) = results
+    assert host_exits == torch_exits and len(host_evaluations) == len(torch_evaluations) > 0
+    for host, reference in zip(host_evaluations, torch_evaluations):
+        assert (host.rid, host.token_index, host.exit) == (reference.rid, reference.token_index, reference.exit)
+        assert math.isclose(host.score, reference.score, abs_tol=1e-6)
