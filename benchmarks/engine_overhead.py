@@ -29,18 +29,22 @@ def run_engine_overhead(model: Path, probe: Path, questions: list[str], out: Pat
     never = ExitSettings(rule="probe", threshold=1.01)
     totals = {"enabled_never_firing": [0, 0.0], "disabled": [0, 0.0]}  # tokens, seconds
     identical = True
+    round_ratios = []  # each round's own ratio: how far one short round can stray on a shared machine
     with OfflineEngine(model, probe, on_step=step_seconds.append, **(engine_kwargs or {})) as engine:
         prompts = engine.chat_prompts(questions)
         sample = dict(temperature=0.6, top_p=0.95, max_tokens=max_tokens, seed=seed, progress=False)
         engine.generate(prompts[:8], **sample)  # warm-up, not timed
         for index in range(rounds):
             order = ("enabled_never_firing", "disabled") if index % 2 == 0 else ("disabled", "enabled_never_firing")
-            outputs = {}
+            outputs, rates = {}, {}
             for mode in order:
                 started = time.perf_counter()
                 outputs[mode] = engine.generate(prompts, settings=never if mode != "disabled" else None, **sample)
-                totals[mode][1] += time.perf_counter() - started
-                totals[mode][0] += sum(len(g.token_ids) for g in outputs[mode])
+                seconds, tokens = time.perf_counter() - started, sum(len(g.token_ids) for g in outputs[mode])
+                totals[mode][0] += tokens
+                totals[mode][1] += seconds
+                rates[mode] = tokens / seconds
+            round_ratios.append(rates["enabled_never_firing"] / rates["disabled"])
             identical &= all(a.token_ids == b.token_ids
                              for a, b in zip(outputs["enabled_never_firing"], outputs["disabled"]))
         time.sleep(1.0)  # the workers flush their last step timings at most a second late
@@ -53,6 +57,8 @@ def run_engine_overhead(model: Path, probe: Path, questions: list[str], out: Pat
         "ratio_enabled_over_disabled": tokens_per_s["enabled_never_firing"] / tokens_per_s["disabled"],
         "slowdown_pct": 100 * (1 - tokens_per_s["enabled_never_firing"] / tokens_per_s["disabled"]),
         "token_identical": identical,
+        "round_ratios": {"min": min(round_ratios), "median": statistics.median(round_ratios),
+                         "max": max(round_ratios), "all": [round(r, 4) for r in round_ratios]},
         "probe_step_us": {"steps": len(micro), "median": statistics.median(micro) if micro else None,
                           "p99": micro[int(0.99 * (len(micro) - 1))] if micro else None},
         "goal": {"max_slowdown_pct": 3.0},

@@ -36,6 +36,9 @@ class RequestState:
     boundary_confidence: float = 1.0  # the lowest token probability of the chunk the last boundary closed
     last_logprobs: torch.Tensor | None = None  # (V,) confidence rule: the previous step's distribution
     exited: bool = False
+    max_tokens: int | None = None  # the request's limit: its record is complete before its last token
+    complete: bool = False  # reported: no more evaluations can come (exited, or not thinking, or last token)
+    last_token: bool = False  # this step's token is the request's last (max_tokens)
     # Whether the tracker may be fed only at tokens that can decide (see `BoundaryPolicy.may_decide`). The
     # budget rule counts every thinking token and the confidence rule reads every token's probability.
     lazy: bool = field(init=False)
@@ -71,18 +74,26 @@ class EarlyExitRuntime:
         # tensors the dispatcher takes and returns would cost more than the math (see HostProbe).
         on_host = probe is not None and resolve_backend(backend, torch.empty(0, device=device)) == "numpy"
         self.host_probe = self.weights.host if on_host else None
+        self.marks: list[tuple[str, bool]] = []
 
     def new_request(self, rid: str, settings: ExitSettings, prompt_ids: list[int] | None,
-                    output_ids: list[int]) -> RequestState:
+                    output_ids: list[int], max_tokens: int | None = None) -> RequestState:
         """State for a request entering the batch. A request resumed after preemption brings output tokens:
         all but the last were already decided on; the last is the input of the coming step."""
         if settings.rule == "probe" and self.probe is None:
             raise ValueError("early_exit.rule 'probe' needs a probe, and this server was started without one")
-        state = RequestState(rid, settings, self.policy.tracker(prompt_ids), output_ids)
+        state = RequestState(rid, settings, self.policy.tracker(prompt_ids), output_ids, max_tokens=max_tokens)
         for token_id in output_ids[:-1]:
             self._advance(state, token_id)
         state.fed = max(0, len(output_ids) - 1)
+        state.complete = bool(output_ids) and not state.tracker.thinking  # resumed after its thinking
         return state
+
+    def pop_marks(self) -> list[tuple[str, bool]]:
+        """(rid, complete) for each request whose record became complete (True: no more evaluations can
+        come) or was reopened (False: its thinking began again) since the last call, in order."""
+        marks, self.marks = self.marks, []
+        return marks
 
     def step(self, states: dict[int, RequestState], hidden: torch.Tensor | None,
              logits: torch.Tensor) -> list[Evaluation]:
@@ -95,6 +106,10 @@ class EarlyExitRuntime:
         for row, state in states.items():
             if state.exited:
                 continue
+            if not state.last_token and state.max_tokens is not None and len(state.output_ids) + 1 >= state.max_tokens:
+                state.last_token = True  # this step samples the request's last token: nothing can follow
+                if not state.complete:
+                    self._mark(state, True)
             if state.settings.rule == "confidence":
                 confidence_rows.append(row)
             elif state.lazy:
@@ -105,8 +120,12 @@ class EarlyExitRuntime:
                 if last < 0 or (last < table_size and not may_decide[last]):
                     continue
             caught_up = self._catch_up(state)
-            if caught_up is None or not state.tracker.thinking:
-                continue  # None: an asynchronous-scheduling placeholder, the real token is not known yet
+            if caught_up is None:
+                continue  # an asynchronous-scheduling placeholder: the real token is not known yet
+            if state.tracker.thinking == state.complete and not state.last_token:
+                self._mark(state, not state.tracker.thinking)  # thinking ended, or began again
+            if not state.tracker.thinking:
+                continue
             boundary, at_last_token = caught_up
             settings = state.settings
             # A boundary whose token is not this step's input has no hidden-state row here: never guess.
@@ -133,12 +152,18 @@ class EarlyExitRuntime:
         for row in exits:
             states[row].exited = True
             self._force_think_end(logits, row)
+            if not states[row].complete:
+                self._mark(states[row], True)
         for row in confidence_rows:  # the rule needs each sampled token's probability, known only next step
             if not states[row].exited:
                 states[row].last_logprobs = torch.log_softmax(logits[row].float(), dim=-1).cpu()
         return evaluations
 
     # -- per request -------------------------------------------------------------------------------------
+    def _mark(self, state: RequestState, complete: bool) -> None:
+        state.complete = complete
+        self.marks.append((state.rid, complete))
+
     def _catch_up(self, state: RequestState) -> tuple[Boundary | None, bool] | None:
         """Feed the tokens the tracker has not seen; return the last boundary and whether it is the last
         token, or None while the last token is still a placeholder."""

@@ -119,21 +119,29 @@ class EarlyExitLogitsProcessor(_processor_base()):
             return
         from vllm.v1.sample.logits_processor import MoveDirectionality
 
+        marks = []  # sent at once: the API may be waiting for a finished request's record
         for index in batch_update.removed:
-            self.states.pop(index, None)
+            state = self.states.pop(index, None)
+            if state is not None and not state.complete:
+                marks.append((state.rid, True))  # finished or preempted: nothing more for now
         for index, params, prompt_ids, output_ids in batch_update.added:
             request = (params.extra_args or {}).get(EXTRA_ARGS_KEY) if params is not None else None
             if request is None:
                 self.states.pop(index, None)
                 continue
             rid, settings = parse_request_args(request)
-            self.states[index] = self.runtime.new_request(rid, settings, prompt_ids, output_ids)
+            state = self.runtime.new_request(rid, settings, prompt_ids, output_ids, max_tokens=params.max_tokens)
+            self.states[index] = state
+            if output_ids:  # resumed after preemption: its leaving marked the record complete
+                marks.append((rid, state.complete))
         for source, target, direction in batch_update.moved:
             moving, displaced = self.states.pop(source, None), self.states.pop(target, None)
             if moving is not None:
                 self.states[target] = moving
             if displaced is not None and direction == MoveDirectionality.SWAP:
                 self.states[source] = displaced
+        if marks and self.publisher is not None:
+            self.publisher.publish([], None, marks)
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         if not self.states:
@@ -141,7 +149,7 @@ class EarlyExitLogitsProcessor(_processor_base()):
         started = time.perf_counter()
         evaluations = self.runtime.step(self.states, TAP.hidden, logits)
         if self.publisher is not None:
-            self.publisher.publish(evaluations, time.perf_counter() - started)
+            self.publisher.publish(evaluations, time.perf_counter() - started, self.runtime.pop_marks())
         return logits
 
 

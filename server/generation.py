@@ -9,6 +9,7 @@ aborts whatever is unfinished the moment the caller goes away (a disconnect canc
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from probexit.server import early_exit
 from probexit.server.engine import EngineSetup
 from probexit.server.engine_adapter import request_extra_args
 from probexit.server.errors import APIError, to_api_error
-from probexit.server.events import EventCollector
+from probexit.server.events import EventCollector, RequestRecord
 from probexit.server.metrics import ServerMetrics
 from probexit.server.protocol import CompletionTokensDetails, EarlyExitReport, SamplingRequest, Usage
 from probexit.server.reasoning import ReasoningSplitter
@@ -189,7 +190,10 @@ class GenerationCore:
             async for index, output in merged:
                 if generation.closed_by is not None:  # its engine requests were aborted under it
                     raise generation.closed_by
-                yield self._delta(generation, generation.choices[index], output)
+                choice, record = generation.choices[index], None
+                if output.finished and generation.settings is not None:
+                    record = await self.collector.collect_async(choice.engine_id, finished_at=time.monotonic())
+                yield self._delta(generation, choice, output, record)
             outcome = "success"
         except Exception:
             outcome = None  # counted by the error mapping, which also answers the client
@@ -207,13 +211,12 @@ class GenerationCore:
             generation.closed_by = error
             self._abort([choice.engine_id for choice in generation.choices if not choice.done])
 
-    def _delta(self, generation: Generation, choice: Choice, output) -> Delta:
+    def _delta(self, generation: Generation, choice: Choice, output, record: RequestRecord | None) -> Delta:
         completion = output.outputs[0]
         reasoning, content = choice.splitter.feed(completion.token_ids, completion.text, final=output.finished)
         choice.tokens += len(completion.token_ids)  # new ids when streaming, all of them otherwise
         if output.finished:
             choice.done, choice.finish_reason = True, completion.finish_reason
-            record = self.collector.collect(choice.engine_id) if generation.settings is not None else None
             choice.report = early_exit.report(generation.settings, record, choice.splitter.reasoning_tokens)
             self.metrics.choice_done(choice.splitter.reasoning_tokens)
         return Delta(choice, completion.text, reasoning, content)

@@ -8,6 +8,7 @@ processor recorded at its boundaries.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,16 +84,17 @@ class OfflineEngine:
                                          seed=None if seed is None else seed + index,
                                          logprobs=0 if logprobs else None, extra_args=extra))
         outputs = self.llm.generate(prompts, params, use_tqdm=progress)
-        return [self._generation(output, rid, tracked is not None)
+        finished_at = time.monotonic()  # every request had finished by now
+        return [self._generation(output, rid, tracked is not None, finished_at)
                 for output, rid, tracked in zip(outputs, rids, per_prompt)]
 
-    def _generation(self, output, rid: str, tracked: bool) -> Generation:
+    def _generation(self, output, rid: str, tracked: bool, finished_at: float) -> Generation:
         completion = output.outputs[0]
         token_ids = list(completion.token_ids)
         logprobs = None
         if completion.logprobs is not None:
             logprobs = [step[token].logprob for step, token in zip(completion.logprobs, token_ids)]
-        evaluations = self.collector.collect(rid).evaluations if tracked else []
+        evaluations = self.collector.collect(rid, finished_at).evaluations if tracked else []
         return Generation(list(output.prompt_token_ids), token_ids, completion.text, logprobs,
                           completion.finish_reason, evaluations)
 

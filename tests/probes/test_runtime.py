@@ -201,3 +201,24 @@ def test_host_path_and_dispatcher_decide_alike(policy, tokenizer, width):
     for host, reference in zip(host_evaluations, torch_evaluations):
         assert (host.rid, host.token_index, host.exit) == (reference.rid, reference.token_index, reference.exit)
         assert math.isclose(host.score, reference.score, abs_tol=1e-6)
+
+
+def test_records_are_marked_complete_when_nothing_more_can_come(policy, tokenizer):
+    """The API waits for a finished request's record until it is marked complete: at the exit, when the
+    thinking ends, or at the step that samples the last token allowed by max_tokens; each once."""
+    runtime = EarlyExitRuntime(policy, constant_probe(bias=3.0))
+    settings = {0: ExitSettings(threshold=0.5), 1: ExitSettings(threshold=1.01)}
+    exits, _, trace = drive(runtime, tokenizer, settings, stop_at_exit=False)
+    marks = runtime.pop_marks()
+    assert marks == [("r0", True), ("r1", True)] and runtime.pop_marks() == []
+    think_end = trace.index(policy.think_end_id)
+    assert exits == {0: boundary_steps(policy, tokenizer, trace)[0]} and think_end > exits[0]
+
+    limited = EarlyExitRuntime(policy, None)
+    output: list[int] = []
+    state = limited.new_request("m", ExitSettings(rule="none", record=True), [policy.think_start_id], output,
+                                max_tokens=4)
+    for token in tokenizer.encode(TRACE)[:4]:
+        output.append(token)
+        limited.step({0: state}, torch.randn(1, HIDDEN), torch.zeros(1, len(policy.token_bytes)))
+        assert limited.pop_marks() == ([("m", True)] if len(output) == 3 else [])

@@ -1,6 +1,8 @@
 import threading
 import time
 
+import pytest
+
 from probexit.probes.runtime import Evaluation
 from probexit.server.events import EventCollector, EventPublisher
 
@@ -42,3 +44,83 @@ def test_bookkeeping_never_waits_for_the_socket():
             assert done.wait(timeout=2), "expect/forget waited for the socket's lock"
     finally:
         collector.close()
+
+
+def _eventually(predicate, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return predicate()
+
+
+def test_evaluations_are_batched_into_few_messages(monkeypatch):
+    """Each message wakes a thread in both processes: ordinary evaluations wait, up to FLUSH_AFTER_SECONDS,
+    and then go together (here sent by the publisher's own thread: no later step comes to send them)."""
+    import json
+
+    import zmq
+
+    from probexit.server import events
+
+    monkeypatch.setattr(events, "FLUSH_AFTER_SECONDS", 0.5)
+    receiver = zmq.Context.instance().socket(zmq.PULL)
+    address = events.new_address()
+    receiver.bind(address)
+    publisher = EventPublisher(address)
+    try:
+        started = time.monotonic()
+        for index in range(10):
+            publisher.publish([Evaluation("a", index, 10 * index, 10 * index, 0.2, False)], 0.001)
+        assert receiver.poll(2000), "the idle flush never came"
+        waited = time.monotonic() - started
+        message = json.loads(receiver.recv())
+        assert [e[1] for e in message["evals"]] == list(range(10)) and message["step_seconds"] == [0.001] * 10
+        assert waited >= 0.4 and not receiver.poll(300)
+    finally:
+        publisher.close()
+        receiver.close(0)
+
+
+@pytest.fixture
+def channel(monkeypatch, request):
+    """A connected collector and publisher; an indirect parameter sets FLUSH_AFTER_SECONDS."""
+    from probexit.server import events
+
+    if hasattr(request, "param"):
+        monkeypatch.setattr(events, "FLUSH_AFTER_SECONDS", request.param)
+    collector = EventCollector()
+    publisher = EventPublisher(collector.address)
+    collector.expect("a")
+    yield collector, publisher
+    publisher.close()
+    collector.close()
+
+
+@pytest.mark.parametrize("channel", [5.0], indirect=True)
+def test_a_complete_mark_is_sent_at_once_and_ends_the_wait(channel):
+    collector, publisher = channel
+    publisher.publish([Evaluation("a", 0, 9, 10, 0.3, False)], 0.001)
+    publisher.publish([], 0.001, [("a", True)])
+    started = time.monotonic()
+    record = collector.collect("a", finished_at=started)
+    assert time.monotonic() - started < 2.0, "collect waited although the record was complete"
+    assert record.complete and record.last_score == 0.3
+
+
+@pytest.mark.parametrize("channel", [0.3], indirect=True)
+def test_an_incomplete_record_is_waited_for_then_given_as_it_is(channel):
+    """A request that finished inside its thinking on an idle engine gets no mark: collect waits for the
+    worker's flush delay (plus transit), and gets the evaluations the idle flush sent meanwhile."""
+    collector, publisher = channel
+    publisher.publish([Evaluation("a", 0, 9, 10, 0.7, False)], 0.001)
+    started = time.monotonic()
+    record = collector.collect("a", finished_at=started)
+    assert time.monotonic() - started >= 0.3 and not record.complete and record.last_score == 0.7
+
+
+def test_marks_apply_in_order_and_a_reopened_record_is_incomplete(channel):
+    collector, publisher = channel
+    publisher.publish([], None, [("a", True), ("a", False)])  # preempted, then resumed still thinking
+    assert not _eventually(lambda: collector.peek("a").complete, seconds=0.3)
+    publisher.publish([], None, [("a", True)])
+    assert _eventually(lambda: collector.peek("a").complete)
