@@ -138,7 +138,8 @@ def _stats(results: list[dict], seconds: float, cpu_before: tuple, cpu_after: tu
 
 
 # -- the comparison -------------------------------------------------------------------------------------------
-def run_server(kind: str, args, engine_flags: list[str], workdir: Path, index: int) -> dict:
+def run_server(kind: str, args, engine_flags: list[str], workdir: Path, index: int,
+               reverse_variants: bool = False) -> dict:
     port = free_port()
     command = server_command(kind, args.model, port, args.probe, engine_flags)
     process, startup = start(command, port, workdir / f"{index}-{kind}.log")
@@ -147,7 +148,9 @@ def run_server(kind: str, args, engine_flags: list[str], workdir: Path, index: i
         concurrent_prompts = questions(args.concurrent_requests, seed=args.seed + 1)
         variants = {kind: {}} if kind.startswith("vllm") else VARIANTS
         if kind == "probexit" and not args.probe:
-            variants = {name: extra for name, extra in variants.items() if "probe" not in name}
+            variants = {name: extra for name, extra in variants.items() if "probe on" not in name}
+        if reverse_variants:  # every other probexit server runs its variants in the other order, against drift
+            variants = dict(reversed(variants.items()))
         results = {name: asyncio.run(workload(port, process.pid, prompts, args.max_tokens, args.concurrency, extra,
                                               args.warmup, concurrent_prompts))
                    for name, extra in variants.items()}
@@ -222,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for index, kind in enumerate(order):
         print(f"[{index + 1}/{len(order)}] {kind} ...", flush=True)
-        runs.append((kind, run_server(kind, args, engine_flags, logs, index)))
+        earlier = sum(1 for done, _ in runs if done == kind)
+        runs.append((kind, run_server(kind, args, engine_flags, logs, index, reverse_variants=earlier % 2 == 1)))
     report = {"model": args.model, "probe": args.probe, "engine_flags": engine_flags,
               "workload": {"requests": args.requests, "concurrency": args.concurrency,
                            "concurrent_requests": args.concurrent_requests, "max_tokens": args.max_tokens,
