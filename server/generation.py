@@ -9,7 +9,6 @@ aborts whatever is unfinished the moment the caller goes away (a disconnect canc
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -192,7 +191,7 @@ class GenerationCore:
                     raise generation.closed_by
                 choice, record = generation.choices[index], None
                 if output.finished and generation.settings is not None:
-                    record = await self.collector.collect_async(choice.engine_id, finished_at=time.monotonic())
+                    record = await self.collector.collect_async(choice.engine_id)  # finished now
                 yield self._delta(generation, choice, output, record)
             outcome = "success"
         except Exception:
