@@ -63,7 +63,8 @@ def run_probe_job(engine, model_dir: Path, problems: list[ProblemRecord], equiva
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     policy = BoundaryPolicy(config.boundary_policy, engine.tokenizer)
-    traces = sample_traces(engine, policy, [p.question for p in problems], config.sampling, out / "traces")
+    traces = sample_traces(engine, policy, [p.question for p in problems], config.sampling, out / "traces",
+                           model_identity(model_dir).fingerprint)
     splits = split_by_problem(len(problems), config.split_seed)
     by_split = {name: [t for t in traces if t.problem in members] for name, members in splits.items()}
     data = {name: label(split, problems, equivalence) for name, split in by_split.items()}

@@ -2,12 +2,16 @@
 
 Traces come from the same engine path the server uses (record mode of the early-exit processor), so the
 hidden states are exactly those the served probe will read. Each chunk of prompts is written atomically
-when done; a rerun loads finished chunks and samples only the rest, with the same seeds.
+when done; a rerun loads finished chunks and samples only the rest, with the same seeds. The cache
+remembers what it was sampled from (`key.json`: the model's fingerprint, the questions, the sampling
+settings); a rerun with anything else starts it over instead of mixing two models' traces.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -57,8 +61,10 @@ class SamplingConfig:
 
 
 def sample_traces(engine: OfflineEngine, policy: BoundaryPolicy, questions: list[str], config: SamplingConfig,
-                  cache_dir: Path) -> list[TraceRecord]:
+                  cache_dir: Path, model_fingerprint: str) -> list[TraceRecord]:
     cache_dir.mkdir(parents=True, exist_ok=True)
+    open_cache(cache_dir, {"model": model_fingerprint, "sampling": asdict(config),
+                           "questions": hashlib.sha256(json.dumps(questions).encode()).hexdigest()})
     jobs = [(problem, sample) for problem in range(len(questions)) for sample in range(config.samples_per_problem)]
     n_chunks = math.ceil(len(jobs) / config.chunk_size)
     records: list[TraceRecord] = []
@@ -78,6 +84,18 @@ def sample_traces(engine: OfflineEngine, policy: BoundaryPolicy, questions: list
         path.with_suffix(".tmp").replace(path)
         records += done
     return records
+
+
+def open_cache(cache_dir: Path, key: dict) -> None:
+    """Empty `cache_dir` of chunks sampled under another key, then record `key` as its own."""
+    key_path = cache_dir / "key.json"
+    if key_path.exists() and json.loads(key_path.read_text()) != key:
+        stale = sorted(cache_dir.glob("chunk_*.pt"))
+        tqdm.write(f"{cache_dir}: {len(stale)} cached chunks came from another model, questions or sampling "
+                   "settings; sampling again")
+        for path in stale:
+            path.unlink()
+    key_path.write_text(json.dumps(key, indent=1) + "\n")
 
 
 def to_record(policy: BoundaryPolicy, problem: int, sample: int, generation: Generation) -> TraceRecord:

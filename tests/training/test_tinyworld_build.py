@@ -83,3 +83,73 @@ def test_compiled_training_computes_the_same_loss_as_eager(tmp_path):
     assert compiled_loss == pytest.approx(eager_loss, rel=2e-2)  # bf16 autocast on both sides
     eager_grad, compiled_grad = (torch.cat([p.grad.flatten() for p in model.parameters()]) for model in (eager, compiled))
     assert torch.nn.functional.cosine_similarity(eager_grad, compiled_grad, dim=0) > 0.99
+
+
+def test_stop_at_ends_sft_early_on_the_full_schedule(tmp_path):
+    """stop_at K gives the weights a full-length run has at step K (its snapshot), not a shorter schedule's."""
+    import torch
+    from safetensors.torch import load_file
+
+    config = dataclasses.replace(tiny_config(), policy=dataclasses.replace(tiny_config().policy, steps=4))
+    whole = Build(tmp_path / "whole", config, log=lambda _: None)
+    whole.run(("problems", "tokenizer"))
+    from transformers import AutoTokenizer
+
+    from probexit.training.tinyworld.policy import train_policy
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "whole" / "policy")
+    train_policy(tokenizer, whole.load_split("train"), config.style, config.policy, tmp_path / "whole" / "work",
+                 snapshots=(2,))
+    snapshot = torch.load(tmp_path / "whole" / "work" / "sft_step2.pt")
+    stopped = dataclasses.replace(config, policy=dataclasses.replace(config.policy, stop_at=2))
+    Build(tmp_path / "stopped", stopped, log=lambda _: None).run(("problems", "tokenizer", "sft"))
+    saved = load_file(tmp_path / "stopped" / "policy" / "model.safetensors")
+    for name, tensor in saved.items():
+        torch.testing.assert_close(tensor, snapshot[name].to(torch.float16), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="stop_at must lie in 1..steps"):
+        dataclasses.replace(config.policy, stop_at=5)
+
+
+def test_a_stage_that_runs_again_forgets_every_later_one(tmp_path):
+    build = Build(tmp_path, tiny_config(), log=lambda _: None)
+    for stage in Build.STAGES:
+        (build.work / f"{stage}.done").touch()
+    (build.work / "sft_checkpoint.pt").write_bytes(b"x")
+    (build.work / "empo_job" / "checkpoints").mkdir(parents=True)
+    (build.work / "probe_job" / "traces").mkdir(parents=True)
+    (build.work / "sft.done").unlink()  # SFT runs again: EMPO, the card and the probe were made from the old policy
+    build.invalidate_after("sft")
+    assert sorted(p.name for p in build.work.glob("*.done")) == ["problems.done", "tokenizer.done"]
+    assert (build.work / "sft_checkpoint.pt").exists()  # its own checkpoint stays: SFT resumes from it
+    assert not (build.work / "empo_job").exists() and not (build.work / "probe_job").exists()
+
+
+def test_the_empo_stage_serves_the_tuned_policy_without_reading_answers(tmp_path, monkeypatch):
+    """The stage trains EMPO from the SFT policy (questions only) and puts the tuned weights in policy/."""
+    from safetensors.torch import load_file
+
+    from probexit.training import empo_job
+
+    config = dataclasses.replace(
+        tiny_config(), empo_questions=4, empo_eval_problems=0,  # no evaluation engine: training alone
+        empo=dataclasses.replace(tiny_config().empo, steps=1, questions_per_step=2, num_generations=2,
+                                 max_completion_length=16, save_steps=1, learning_rate=1e-2, warmup_steps=0))
+    seen = []
+    real = empo_job.EMPOJob.run
+
+    def spy(job):
+        seen.extend(problem.answer for problem in job.problems)
+        return real(job)
+
+    monkeypatch.setattr(empo_job.EMPOJob, "run", spy)
+    build = Build(tmp_path, config, log=lambda _: None)
+    build.run(("problems", "tokenizer", "sft", "empo"))
+    assert seen == [None] * 4  # EMPO never had an answer to read
+    base = load_file(build.work / "empo_base" / "model.safetensors")
+    tuned = load_file(tmp_path / "policy" / "model.safetensors")
+    assert tuned.keys() == base.keys() and all(t.dtype == base[k].dtype for k, t in tuned.items())
+    trained = load_file(build.work / "empo_job" / "policy" / "model.safetensors")  # what GRPO saved, in fp32
+    assert all((tuned[k] == trained[k].half()).all() for k in base)  # the served policy is the tuned one
+    metrics = json.loads((tmp_path / "empo_metrics.json").read_text())
+    assert metrics["steps"] == 1 and str(tmp_path) not in json.dumps(metrics)
+    assert (tmp_path / "policy" / "tokenizer.json").exists() and (tmp_path / "policy" / "generation_config.json").exists()

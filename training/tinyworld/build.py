@@ -1,7 +1,10 @@
 """`probexit tinyworld build`: the embedded default, rebuilt from nothing, deterministically and resumably.
 
-Each stage writes its outputs under the build folder and a marker in `DIR/work/`; a rerun skips finished
-stages, and SFT resumes from its last checkpoint. The manifest records the seeds, the versions, how long
+The stages: problems, tokenizer, the policy's SFT (stopped early on purpose, so that it still slips), EMPO
+on the SFT policy (no gold answer read: the served policy is the EMPO-tuned one), the policy card, and the
+probe trained on the served policy's own traces. Each stage writes its outputs under the build folder and a
+marker in `DIR/work/`; a rerun skips finished stages, SFT and EMPO resume from their last checkpoints, and a
+stage that runs again invalidates every later one (their inputs changed). The manifest records the seeds, the versions, how long
 each stage took and a checksum of every file, so that anyone can see how each served artifact was made.
 """
 from __future__ import annotations
@@ -15,12 +18,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from probexit.training.empo import EMPOConfig
 from probexit.training.tinyworld.policy import PolicyConfig
 from probexit.training.tinyworld.problems import Problem, generate_splits, parse_question, write_jsonl
 from probexit.training.tinyworld.traces import TraceStyle, sample_trace
 
 SPLIT_SIZES = {"train": 50_000, "validation": 1_000, "test": 1_000}
 CARD_PROBLEMS = 500
+# The README's EMPO settings for the tiny world: 30 steps of 8 questions x 8 answers (~13 s a step on 2 cores).
+TINY_EMPO = EMPOConfig(steps=30, learning_rate=3e-5, warmup_steps=3, save_steps=5)
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,10 @@ class BuildConfig:
     tokenizer_corpus_traces: int = 10_000
     style: TraceStyle = field(default_factory=TraceStyle)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    empo: EMPOConfig = TINY_EMPO
+    empo_questions: int = 500  # the train split's last questions (the probe samples its first ones)
+    empo_eval_problems: int = 200  # the validation split's first problems: the scorecards before and after
+    empo_baseline: bool = False  # also train the supervised GRPO baseline (+8 min; the committed build did)
     card_problems: int = CARD_PROBLEMS
     probe_problems: int = 2000  # training-split problems the probe's traces are sampled on
     probe_samples: int = 4  # traces per problem
@@ -62,21 +72,52 @@ class Build:
         train_tokenizer(corpus, self.config.tokenizer_vocab_size, self.out / "policy")
 
     def sft(self) -> None:
-        import torch
-        from transformers import AutoTokenizer, GenerationConfig
+        from transformers import AutoTokenizer
 
         from probexit.training.tinyworld.policy import train_policy
-        from probexit.training.tinyworld.tokenizer import END_OF_TEXT, IM_END
 
         tokenizer = AutoTokenizer.from_pretrained(self.out / "policy")
         model, stats = train_policy(tokenizer, self.load_split("train"), self.config.style, self.config.policy, self.work)
+        self._save_policy(model)
+        (self.out / "policy_sft.json").write_text(json.dumps(stats, indent=2) + "\n")
+        self._earlier_seconds["sft"] = stats["resumed_after_seconds"]  # an interrupted run's time counts too
+
+    def empo(self) -> None:
+        """EMPO on the SFT policy from the train split's questions alone; the tuned policy replaces it."""
+        import shutil
+
+        from transformers import AutoModelForCausalLM
+
+        from probexit.training.empo_job import EMPOJob
+        from probexit.training.problem_files import ProblemRecord
+
+        base = self.work / "empo_base"  # the SFT policy, kept: EMPO resumes from it and is scored against it
+        if not base.exists():
+            shutil.copytree(self.out / "policy", base)
+        train = self.load_split("train")[-self.config.empo_questions:]
+        validation = self.load_split("validation")[: self.config.empo_eval_problems]
+        job_dir = self.work / "empo_job"
+        # EMPO itself reads only the questions; the answers are there for the supervised baseline alone.
+        answers = [str(p.answer) if self.config.empo_baseline else None for p in train]
+        job = EMPOJob(base, [ProblemRecord(p.question, a) for p, a in zip(train, answers)], job_dir, self.config.empo,
+                      eval_problems=[ProblemRecord(p.question, str(p.answer)) for p in validation],
+                      engine_kwargs=tiny_engine_kwargs(), supervised_baseline=self.config.empo_baseline, log=self.log)
+        metrics = job.run()
+        self._save_policy(AutoModelForCausalLM.from_pretrained(job_dir / "policy", dtype="float32"))
+        (self.out / "empo_metrics.json").write_text(json.dumps(_relative(metrics, self.out), indent=2) + "\n")
+
+    def _save_policy(self, model) -> None:
+        import torch
+        from transformers import AutoTokenizer, GenerationConfig
+
+        from probexit.training.tinyworld.tokenizer import END_OF_TEXT, IM_END
+
         # fp16 on disk halves the asset (12 -> 6 MB); loaders compute in fp32 (`dtype=float32`).
         model.to(torch.float16).save_pretrained(self.out / "policy")
+        tokenizer = AutoTokenizer.from_pretrained(self.out / "policy")
         stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in (IM_END, END_OF_TEXT)]
         GenerationConfig(eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
                          temperature=0.6, top_p=0.95, do_sample=True).save_pretrained(self.out / "policy")
-        (self.out / "policy_sft.json").write_text(json.dumps(stats, indent=2) + "\n")
-        self._earlier_seconds["sft"] = stats["resumed_after_seconds"]  # an interrupted run's time counts too
 
     def card(self) -> None:
         from probexit.server.offline import OfflineEngine
@@ -116,7 +157,9 @@ class Build:
             shutil.copy(job_dir / name, target / name)
 
     # -- orchestration -----------------------------------------------------------------------------------
-    STAGES = ("problems", "tokenizer", "sft", "card", "probe")
+    STAGES = ("problems", "tokenizer", "sft", "empo", "card", "probe")
+    # What each stage keeps in DIR/work/ to resume; removed when an earlier stage runs again.
+    WORK = {"sft": ("sft_checkpoint.pt",), "empo": ("empo_base", "empo_job"), "probe": ("probe_job",)}
 
     def run(self, stages: tuple[str, ...] | None = None) -> None:
         unknown = set(stages or ()) - set(self.STAGES)
@@ -127,6 +170,7 @@ class Build:
             if marker.exists():
                 self.log(f"tinyworld: {name}: done already, skipped")
                 continue
+            self.invalidate_after(name)
             self.log(f"tinyworld: {name} ...")
             started = time.monotonic()
             getattr(self, name)()
@@ -134,6 +178,19 @@ class Build:
             (self.work / "timings.json").write_text(json.dumps(self.timings, indent=2))
             marker.touch()
         self.write_manifest()
+
+    def invalidate_after(self, stage: str) -> None:
+        """Forget every stage after `stage`: it is about to (re)run, so their inputs change."""
+        import shutil
+
+        for later in self.STAGES[self.STAGES.index(stage) + 1:]:
+            (self.work / f"{later}.done").unlink(missing_ok=True)
+            for name in self.WORK.get(later, ()):
+                path = self.work / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
 
     def write_manifest(self) -> None:
         import torch
@@ -171,6 +228,11 @@ def _chat_text(problem: Problem, completion: str) -> str:
     from probexit.training.tinyworld.tokenizer import IM_END, render_chat
 
     return render_chat([{"role": "user", "content": problem.question}]) + completion + IM_END
+
+
+def _relative(value, root: Path):
+    """`value` with the build folder's absolute paths written relative to it (the assets move)."""
+    return json.loads(json.dumps(value).replace(str(root.resolve()) + "/", "").replace(str(root) + "/", ""))
 
 
 def _sha256(path: Path) -> str:

@@ -30,7 +30,10 @@ class PolicyConfig:
     num_heads: int = 6
     num_kv_heads: int = 6
     max_positions: int = 1024
-    steps: int = 750
+    steps: int = 750  # length of the learning-rate schedule
+    stop_at: int | None = None
+    """Stop after this many steps of the `steps`-long schedule (None: run it all). The build stops the SFT
+    early on purpose: the policy then still slips often enough for EMPO to have something to fix."""
     batch_size: int = 96  # examples per optimiser step (sized so that the whole build fits in 30 minutes)
     micro_batch_size: int = 16  # examples per forward pass, grouped by length (small: little padding)
     learning_rate: float = 3e-3
@@ -45,6 +48,12 @@ class PolicyConfig:
     def __post_init__(self):
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError("PolicyConfig: hidden_size must divide by num_heads, num_heads by num_kv_heads")
+        if self.stop_at is not None and not 0 < self.stop_at <= self.steps:
+            raise ValueError(f"PolicyConfig: stop_at must lie in 1..steps ({self.steps}), not {self.stop_at}")
+
+    @property
+    def last_step(self) -> int:
+        return self.steps if self.stop_at is None else self.stop_at
 
 
 def build_model(config: PolicyConfig, tokenizer):
@@ -134,9 +143,11 @@ def learning_rate_at(step: int, config: PolicyConfig) -> float:
 
 
 def train_policy(
-    tokenizer, problems: list[Problem], style: TraceStyle, config: PolicyConfig, work_dir: Path
+    tokenizer, problems: list[Problem], style: TraceStyle, config: PolicyConfig, work_dir: Path,
+    snapshots: tuple[int, ...] = (),
 ) -> dict:
-    """Train (or resume) the policy; returns training statistics. Checkpoints go to `work_dir`."""
+    """Train (or resume) the policy; returns training statistics. Checkpoints go to `work_dir`, and the
+    weights at each step of `snapshots` to `work_dir/sft_step{K}.pt` (for learning curves)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = work_dir / "sft_checkpoint.pt"
     model = build_model(config, tokenizer)
@@ -153,7 +164,7 @@ def train_policy(
     # The compiled wrapper shares the module's parameters; checkpoints and the saved model use `model`
     # itself, so their keys carry no `_orig_mod.` prefix and a resume may compile or not.
     forward_model = torch.compile(model, dynamic=True) if config.compile else model
-    progress = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, desc="policy SFT")
+    progress = tqdm(range(start_step, config.last_step), initial=start_step, total=config.last_step, desc="policy SFT")
     started = time.monotonic() - elapsed
     for step in progress:
         rng = random.Random(config.seed * 1_000_003 + step)
@@ -167,7 +178,9 @@ def train_policy(
         losses.append(loss)
         progress.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
         done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
+        if done in snapshots:
+            torch.save(model.state_dict(), work_dir / f"sft_step{done}.pt")
+        if done % config.checkpoint_every == 0 or done == config.last_step:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done,
                      "elapsed": time.monotonic() - started, "losses": losses}
             torch.save(state, checkpoint_path.with_suffix(".tmp"))
