@@ -14,7 +14,7 @@ def tiny_config() -> BuildConfig:
     config = BuildConfig(split_sizes={"train": 300, "validation": 20, "test": 20}, tokenizer_corpus_traces=300)
     return dataclasses.replace(config, policy=dataclasses.replace(
         config.policy, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, num_kv_heads=2,
-        steps=3, batch_size=8, micro_batch_size=4, warmup_steps=1, checkpoint_every=2,
+        steps=3, stop_at=None, batch_size=8, micro_batch_size=4, warmup_steps=1, checkpoint_every=2,
         compile=False))  # byte-for-byte comparisons: inductor's kernels may round differently once recompiled
 
 
