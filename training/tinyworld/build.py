@@ -25,8 +25,9 @@ from probexit.training.tinyworld.traces import TraceStyle, sample_trace
 
 SPLIT_SIZES = {"train": 50_000, "validation": 1_000, "test": 1_000}
 CARD_PROBLEMS = 500
-# The README's EMPO settings for the tiny world: 30 steps of 8 questions x 8 answers (~13 s a step on 2 cores).
-TINY_EMPO = EMPOConfig(steps=30, learning_rate=3e-5, warmup_steps=3, save_steps=5)
+# EMPO for the tiny world: 60 steps of 8 questions x 8 answers (~12 s a step on 2 cores); after 30 steps greedy
+# accuracy had gained 31.5 points but sampled accuracy only 3 (the supervised baseline: 36 and 7.4).
+TINY_EMPO = EMPOConfig(steps=60, learning_rate=3e-5, warmup_steps=3, save_steps=5)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class Build:
 
         from probexit.training.tinyworld.tokenizer import END_OF_TEXT, IM_END
 
+        model.config.use_cache = True  # GRPO training turns it off; generation wants it
         # fp16 on disk halves the asset (12 -> 6 MB); loaders compute in fp32 (`dtype=float32`).
         model.to(torch.float16).save_pretrained(self.out / "policy")
         tokenizer = AutoTokenizer.from_pretrained(self.out / "policy")
