@@ -7,7 +7,8 @@ in text form), `confidence` (the chunk's lowest token probability: DEER's confid
 trial generation), `first` (the first intermediate answer) and `oracle` (the first right intermediate
 answer, given the gold one: the upper bound). With the same seed a request's tokens are the same under
 every policy up to the point where that policy ends the thinking, so the curves differ only by where
-each rule stops. Runs are appended to DIR/runs.jsonl as they finish; a rerun skips finished ones.
+each rule stops. Runs are appended to DIR/runs.jsonl as they finish; a rerun skips finished ones, but only
+those of the same problems, sampling, and served model and probe (the fingerprints in /v1/models).
 """
 from __future__ import annotations
 
@@ -202,6 +203,38 @@ def build_report(runs: dict[str, tuple[Setting, list[dict]]], sampling: dict, pr
             "policies": policies, "oracle": oracle, "best_at_no_loss": best, "goals": goals}
 
 
+def served_by(card) -> dict:
+    """What a /v1/models entry says is served: its name and root, and probexit's fingerprints if given."""
+    extra = getattr(card, "probexit", None) or (card.model_extra or {}).get("probexit") or {}
+    return {"id": card.id, "root": getattr(card, "root", None), **extra}
+
+
+def cached_runs(log: Path, sampling: dict, problems: list[ProblemRecord], served: dict) -> dict[str, list[dict]]:
+    """The finished runs of `log` made with these sampling settings, problems and served model and probe.
+    Runs of anything else (or of an older format that did not record it) are not reused: they would
+    silently describe another model."""
+    done, skipped = {}, 0
+    if not log.exists():
+        return done
+    digest = _problems_digest(problems)
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        if (record.get("sampling") == sampling and record.get("n") == len(problems)
+                and record.get("problems") == digest and record.get("served") == served):
+            done[record["key"]] = record["results"]
+        else:
+            skipped += 1
+    if skipped:
+        print(f"{log}: {skipped} earlier runs came from other problems, settings, model or probe; not reused")
+    return done
+
+
+def _problems_digest(problems: list[ProblemRecord]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps([[p.question, p.answer] for p in problems]).encode()).hexdigest()[:16]
+
+
 async def run_benchmark(base_url: str, api_key: str, problems: list[ProblemRecord], out: Path, sampling: dict,
                         concurrency: int, problems_file: str, settings: list[Setting] | None = None) -> dict:
     """Run the baseline and every setting (default: the full sweep), write report.json and pareto.png."""
@@ -209,18 +242,14 @@ async def run_benchmark(base_url: str, api_key: str, problems: list[ProblemRecor
 
     client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=2, timeout=600)
     try:
-        model = (await client.models.list()).data[0].id
+        card = (await client.models.list()).data[0]
     except APIConnectionError:
         raise ValueError(f"cannot reach a server at {base_url}; start one with `probexit serve` or drop --server") from None
+    model, served = card.id, served_by(card)
     runner = Runner(client, model, problems, sampling, concurrency)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.jsonl"
-    done = {}
-    if log.exists():
-        for line in log.read_text().splitlines():
-            record = json.loads(line)
-            if record.get("sampling") == sampling and record.get("n") == len(problems):
-                done[record["key"]] = record["results"]
+    done = cached_runs(log, sampling, problems, served)
 
     async def ensure(setting: Setting) -> list[dict] | None:
         if setting.key not in done:
@@ -231,6 +260,7 @@ async def run_benchmark(base_url: str, api_key: str, problems: list[ProblemRecor
                 return None
             with open(log, "a") as handle:  # kept if the run is interrupted later
                 handle.write(json.dumps({"key": setting.key, "sampling": sampling, "n": len(problems),
+                                         "problems": _problems_digest(problems), "served": served,
                                          "results": done[setting.key]}) + "\n")
         return done[setting.key]
 

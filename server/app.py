@@ -101,7 +101,7 @@ def _api_routes() -> APIRouter:
     async def models(request: Request) -> ModelList:
         state = request.app.state
         return ModelList(data=[ModelCard(id=state.config.served_model_name, root=state.config.model,
-                                         max_model_len=state.setup.max_model_len)])
+                                         max_model_len=state.setup.max_model_len, probexit=state.setup.identity)])
 
     @router.post("/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request):

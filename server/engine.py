@@ -34,6 +34,7 @@ class EngineSetup:
     probe: Probe | None
     markers: ThinkingMarkers | None  # None: the model has no thinking markers (no split, no early exit)
     default_sampling: dict  # the model's generation-config defaults (temperature, top_p, ...)
+    identity: dict = dataclasses.field(default_factory=dict)  # what is served, for /v1/models (see served_identity)
 
     @property
     def max_model_len(self) -> int:
@@ -57,7 +58,24 @@ def prepare(config: ServerConfig) -> EngineSetup:
     if markers is not None:
         args = _with_early_exit(args, config, probe, markers)
     vllm_config = _engine_config(args)
-    return EngineSetup(vllm_config, args, probe, markers, vllm_config.model_config.get_diff_sampling_param())
+    return EngineSetup(vllm_config, args, probe, markers, vllm_config.model_config.get_diff_sampling_param(),
+                       served_identity(args, config))
+
+
+def served_identity(args, config: ServerConfig) -> dict:
+    """Fingerprints of the served weights and probe, so that a client that caches results (the savings
+    benchmark) can tell when the server behind the same name changed. The model's is read only from a
+    local folder (a hub id names its revision already); the probe's hashes its files."""
+    import hashlib
+
+    identity = {"model_fingerprint": model_identity(args.model).fingerprint if Path(args.model).is_dir() else None,
+                "probe_fingerprint": None}
+    if config.probe is not None:
+        digest = hashlib.sha256()
+        for path in sorted(Path(config.probe).glob("probe.*")):
+            digest.update(path.name.encode() + path.read_bytes())
+        identity["probe_fingerprint"] = digest.hexdigest()[:16]
+    return identity
 
 
 def start_engine(setup: EngineSetup):

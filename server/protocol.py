@@ -182,6 +182,7 @@ class ModelCard(BaseModel):
     owned_by: str = "probexit"
     root: str | None = None
     max_model_len: int | None = None
+    probexit: dict | None = None  # model_fingerprint and probe_fingerprint of what is served
 
 
 class ModelList(BaseModel):

@@ -60,3 +60,24 @@ def test_report_and_sweep():
     assert report["best_at_no_loss"]["param"] == "t"
     assert report["goals"]["share_of_oracle_saving"] == pytest.approx(40 / 50)
     assert report["goals"]["met"] is False  # 80% of the oracle's saving, not 90%
+
+
+def test_cached_runs_are_reused_only_for_the_same_model_probe_problems_and_sampling(tmp_path, capsys):
+    import json
+
+    from probexit.benchmarks.savings import _problems_digest, cached_runs
+    from probexit.training.problem_files import ProblemRecord
+
+    problems = [ProblemRecord("What is 1 + 2?", "3"), ProblemRecord("What is 2 + 2?", "4")]
+    sampling = {"seed": 0, "temperature": 0.6}
+    served = {"id": "tinyworld", "root": "assets/tinyworld/policy", "model_fingerprint": "a", "probe_fingerprint": "p"}
+    log = tmp_path / "runs.jsonl"
+    record = {"key": "none", "sampling": sampling, "n": 2, "problems": _problems_digest(problems), "served": served,
+              "results": [{"correct": True}]}
+    retrained = {**record, "key": "probe:0.5", "served": {**served, "model_fingerprint": "b"}}
+    old_format = {k: v for k, v in record.items() if k not in ("problems", "served")} | {"key": "first"}
+    log.write_text("".join(json.dumps(r) + "\n" for r in (record, retrained, old_format)))
+    assert cached_runs(log, sampling, problems, served) == {"none": [{"correct": True}]}
+    assert "2 earlier runs came from other problems, settings, model or probe" in capsys.readouterr().out
+    assert cached_runs(log, sampling, problems[:1], served) == {}
+    assert cached_runs(tmp_path / "missing.jsonl", sampling, problems, served) == {}

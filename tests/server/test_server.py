@@ -45,7 +45,13 @@ def assert_usage_adds_up(usage, choices_reasoning_tokens: list[int]) -> None:
 
 # -- the OpenAI surface ---------------------------------------------------------------------------------------
 def test_models_lists_the_served_model(client, server):
-    assert [model.id for model in client.models.list().data] == [server.model]
+    from probexit.probes.fingerprint import model_identity
+
+    models = client.models.list().data
+    assert [model.id for model in models] == [server.model]
+    identity = models[0].probexit  # what a caching client (the savings benchmark) keys its results on
+    assert identity["model_fingerprint"] == model_identity(server.model_dir).fingerprint
+    assert len(identity["probe_fingerprint"]) == 16
 
 
 def test_chat_sync_reports_reasoning_answer_and_usage(client):
