@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from probexit.probes.fingerprint import json_digest
 from probexit.training.equivalence import MathEquivalence
 from probexit.training.problem_files import ProblemRecord, load_problems
 
@@ -205,8 +206,7 @@ def build_report(runs: dict[str, tuple[Setting, list[dict]]], sampling: dict, pr
 
 def served_by(card) -> dict:
     """What a /v1/models entry says is served: its name and root, and probexit's fingerprints if given."""
-    extra = getattr(card, "probexit", None) or (card.model_extra or {}).get("probexit") or {}
-    return {"id": card.id, "root": getattr(card, "root", None), **extra}
+    return {"id": card.id, "root": getattr(card, "root", None), **(getattr(card, "probexit", None) or {})}
 
 
 def cached_runs(log: Path, sampling: dict, problems: list[ProblemRecord], served: dict) -> dict[str, list[dict]]:
@@ -230,9 +230,7 @@ def cached_runs(log: Path, sampling: dict, problems: list[ProblemRecord], served
 
 
 def _problems_digest(problems: list[ProblemRecord]) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps([[p.question, p.answer] for p in problems]).encode()).hexdigest()[:16]
+    return json_digest([[p.question, p.answer] for p in problems])
 
 
 async def run_benchmark(base_url: str, api_key: str, problems: list[ProblemRecord], out: Path, sampling: dict,

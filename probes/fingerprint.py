@@ -63,3 +63,9 @@ def weights_fingerprint(model_dir: Path) -> str:
                     handle.seek(8 + header_size + start)
                     digest.update(handle.read(min(end - start, SAMPLE_BYTES)))
     return digest.hexdigest()[:32]
+
+
+def json_digest(value) -> str:
+    """A short digest of any JSON-serialisable value: what cached results are keyed on (the questions,
+    problems or settings they were made from), so that a rerun never reuses another input's results."""
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]

@@ -8,8 +8,9 @@ reading, messages beyond the high-water mark are dropped, never the decode step.
 Messages are batched, because each one wakes a thread in both processes, and on a small machine those
 wake-ups compete with the engine for its cores (a message per step that had an evaluation was the old
 design; batching did not measurably change the offline engine's throughput: 0.988x before, 0.982x after,
-within that benchmark's noise). A request's record must nevertheless be whole when the API reports it, so the worker marks each record complete as soon as no more evaluations can come for it
-and sends that at once, within the step, before the engine's own output for the step exists:
+within that benchmark's noise). A request's record must nevertheless be whole when the API reports it, so
+the worker marks each record complete as soon as no more evaluations can come for it and sends that at
+once, within the step, before the engine's own output for the step exists:
 - the request exits, or its thinking ends (`</think>`), or its next token is its last (`max_tokens`);
 - it leaves the batch (finished or preempted; a preempted request that comes back is reopened at once).
 Everything else waits up to `FLUSH_AFTER_SECONDS`, sent by the next step, or by the publisher's thread

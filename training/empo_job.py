@@ -10,7 +10,6 @@ reads gold answers, and only when every problem has one.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import time
 import warnings
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from probexit.probes.fingerprint import json_digest
 from probexit.training.empo import (EMPOConfig, RewardStats, TrainingCollapsed, collapse_reason, gold_reward,
                                     semantic_cluster_reward)
 from probexit.training.empo_eval import EvalConfig, evaluate_policy
@@ -146,7 +146,7 @@ class EMPOJob:
         if not self.eval_problems:
             return None
         key = {"model": str(model_dir), "steps": steps, "config": asdict(self.eval_config),
-               "problems": _digest([(p.question, p.answer) for p in self.eval_problems]),
+               "problems": json_digest([(p.question, p.answer) for p in self.eval_problems]),
                "equivalence": self.config.equivalence}
         path = self.out / "eval" / f"{name}.json"
         if path.exists() and json.loads(path.read_text()).get("key") == key:
@@ -308,10 +308,6 @@ def _last_log(history: list[dict]) -> dict:
     for entry in history:
         last.update({k: v for k, v in entry.items() if isinstance(v, (int, float))})
     return last
-
-
-def _digest(value) -> str:
-    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
 
 
 def _is_main() -> bool:

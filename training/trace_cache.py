@@ -8,7 +8,6 @@ settings); a rerun with anything else starts it over instead of mixing two model
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from probexit.probes.boundary import BoundaryPolicy
+from probexit.probes.fingerprint import json_digest
 from probexit.probes.rules import ExitSettings
 from probexit.server.offline import Generation, OfflineEngine
 
@@ -64,7 +64,7 @@ def sample_traces(engine: OfflineEngine, policy: BoundaryPolicy, questions: list
                   cache_dir: Path, model_fingerprint: str) -> list[TraceRecord]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     open_cache(cache_dir, {"model": model_fingerprint, "sampling": asdict(config),
-                           "questions": hashlib.sha256(json.dumps(questions).encode()).hexdigest()})
+                           "questions": json_digest(questions)})
     jobs = [(problem, sample) for problem in range(len(questions)) for sample in range(config.samples_per_problem)]
     n_chunks = math.ceil(len(jobs) / config.chunk_size)
     records: list[TraceRecord] = []

@@ -4,8 +4,9 @@ The stages: problems, tokenizer, the policy's SFT (stopped early on purpose, so 
 on the SFT policy (no gold answer read: the served policy is the EMPO-tuned one), the policy card, and the
 probe trained on the served policy's own traces. Each stage writes its outputs under the build folder and a
 marker in `DIR/work/`; a rerun skips finished stages, SFT and EMPO resume from their last checkpoints, and a
-stage that runs again invalidates every later one (their inputs changed). The manifest records the seeds, the versions, how long
-each stage took and a checksum of every file, so that anyone can see how each served artifact was made.
+stage that runs again invalidates every later one (their inputs changed). The manifest records the seeds,
+the versions, how long each stage took and a checksum of every file, so that anyone can see how each served
+artifact was made.
 """
 from __future__ import annotations
 

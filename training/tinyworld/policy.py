@@ -34,7 +34,7 @@ class PolicyConfig:
     stop_at: int | None = None
     """Stop after this many steps of the `steps`-long schedule (None: run it all). The build stops the SFT
     early on purpose: the policy then still slips often enough for EMPO to have something to fix."""
-    batch_size: int = 96  # examples per optimiser step (sized so that the whole build fits in 30 minutes)
+    batch_size: int = 96  # examples per optimiser step (sized for a 30-minute build before EMPO joined it)
     micro_batch_size: int = 16  # examples per forward pass, grouped by length (small: little padding)
     learning_rate: float = 3e-3
     warmup_steps: int = 50
