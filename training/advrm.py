@@ -35,6 +35,11 @@ from probexit.training.advrm_rewards import (Pair, RewardModelSettings, Sample, 
 from probexit.training.grading import grade
 from probexit.training.problem_files import ProblemRecord
 
+# Below this held-out preference accuracy the target hardly tells right from wrong answers to the same
+# question, so attack success and its fall under hardening measure noise (on the EMPO-tuned tiny-world policy
+# every reward model tried scored 0.40-0.57: README, "Adv-RM").
+USEFUL_PREFERENCE_ACCURACY = 0.6
+
 
 @dataclass(frozen=True)
 class AdvRMConfig:
@@ -169,6 +174,8 @@ class AdvRMJob:
         floor = _percentile(right, self.config.attack.success_percentile)
         self.log(f"  round {k}: held-out preference accuracy {accuracy['target']:.3f} (ensemble "
                  f"{', '.join(f'{a:.3f}' for a in accuracy['ensemble'])}); floor {floor:.3f}")
+        if accuracy["target"] is not None and accuracy["target"] < USEFUL_PREFERENCE_ACCURACY:
+            self.log(f"  warning: round {k}'s target barely tells right from wrong answers on held-out questions")
         return {"preference_accuracy": accuracy, "floor": floor, "train_pairs": len(pairs),
                 "in_distribution_flagged": statistics.fmean(score.flagged for score in scores)}
 
@@ -323,6 +330,11 @@ def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
     found = [row for r in rounds for row in _expand(r.get("failure_modes", {}))]
     warnings = [f"round {r['round']}'s attack found no adversarial examples: nothing was added to reward training"
                 for r in rounds[:-1] if not r["n_adversarial"]]
+    if accuracy[0] is not None and accuracy[0] < USEFUL_PREFERENCE_ACCURACY:
+        warnings.append(f"the target reward model scores the right answer above the wrong one in only "
+                        f"{accuracy[0]:.1%} of held-out pairs (chance is 50%): it cannot tell them apart, so the "
+                        "attack success rates below say little; a deeper backbone (--rm-backbone-layers) or more "
+                        "pairs may help")
     if None not in accuracy and accuracy[-1] < accuracy[0] - 0.01:
         warnings.append(f"held-out preference accuracy fell from {accuracy[0]:.3f} to {accuracy[-1]:.3f}")
     return {

@@ -164,6 +164,14 @@ def test_summary_reports_null_hacking_and_checks_goals():
     assert metrics["n_adversarial"] == 10
     assert metrics["gold_rise_steps"] == {"standard": 2, "advrm": 4}
     assert all(metrics["goals"].values())
+    assert metrics["warnings"] == []
+
+
+def test_summary_warns_when_the_target_cannot_tell_right_from_wrong():
+    rounds = [{"round": k, "attack_success": {"standard": 0.6, "strict": 0.5, "n": 10},
+               "preference_accuracy": {"target": 0.45}, "n_adversarial": 4, "failure_modes": {}} for k in range(2)]
+    warnings = advrm.summary(rounds, {}, advrm.AdvRMConfig())["warnings"]
+    assert len(warnings) == 1 and "45.0% of held-out pairs" in warnings[0]
 
 
 # -- preference pairs ------------------------------------------------------------------------------------------------
