@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from probexit.probes.boundary import BoundaryPolicyConfig
-from probexit.probes.fingerprint import model_identity
+from probexit.probes.fingerprint import ModelIdentity, model_identity
 from probexit.probes.probe import Probe, ProbeFileError
 from probexit.server.config import ConfigError, ServerConfig
 from probexit.server.engine_adapter import (UnsupportedVLLMError, early_exit_engine_options, platform_engine_defaults,
@@ -53,23 +53,24 @@ def prepare(config: ServerConfig) -> EngineSetup:
     args = config.engine_args or AsyncEngineArgs(model=config.model)
     args = dataclasses.replace(args, model=config.model, served_model_name=config.served_model_name)
     args = platform_engine_defaults(args)
-    probe = _load_probe(config, args)
+    # A local folder's identity (its weights' fingerprint, ~1 MiB read) serves the probe check and /v1/models.
+    local = _local_identity(Path(args.model))
+    probe = _load_probe(config, args, local)
     markers = _find_markers(args, probe)
     if markers is not None:
         args = _with_early_exit(args, config, probe, markers)
     vllm_config = _engine_config(args)
     return EngineSetup(vllm_config, args, probe, markers, vllm_config.model_config.get_diff_sampling_param(),
-                       served_identity(args, config))
+                       served_identity(config, local))
 
 
-def served_identity(args, config: ServerConfig) -> dict:
+def served_identity(config: ServerConfig, model: ModelIdentity | None) -> dict:
     """Fingerprints of the served weights and probe, so that a client that caches results (the savings
     benchmark) can tell when the server behind the same name changed. The model's is read only from a
     local folder (a hub id names its revision already); the probe's hashes its files."""
     import hashlib
 
-    identity = {"model_fingerprint": model_identity(args.model).fingerprint if Path(args.model).is_dir() else None,
-                "probe_fingerprint": None}
+    identity = {"model_fingerprint": model.fingerprint if model is not None else None, "probe_fingerprint": None}
     if config.probe is not None:
         digest = hashlib.sha256()
         for path in sorted(Path(config.probe).glob("probe.*")):
@@ -96,12 +97,21 @@ def engine_metrics() -> bytes:
     return generate_latest(get_prometheus_registry())
 
 
-def _load_probe(config: ServerConfig, args) -> Probe | None:
+def _local_identity(model: Path) -> ModelIdentity | None:
+    """The identity of a local model folder; None for a hub id or a folder it cannot fingerprint (e.g. .bin
+    weights: vLLM serves them, /v1/models then names no fingerprint, and a probe is refused below)."""
+    try:
+        return model_identity(model) if model.is_dir() else None
+    except ValueError:
+        return None
+
+
+def _load_probe(config: ServerConfig, args, local: ModelIdentity | None) -> Probe | None:
     if config.probe is None:
         return None
     try:
         probe = Probe.load(config.probe)
-        probe.check_compatible(model_identity(_local_model_dir(args)))
+        probe.check_compatible(local or model_identity(_local_model_dir(args)))
     except (ProbeFileError, ValueError) as error:
         raise ConfigError(f"--probe {config.probe}: {error}") from error
     return probe
