@@ -30,8 +30,8 @@ from pathlib import Path
 from probexit.server.rewards import read_manifest, write_manifest
 from probexit.training import advrm_attack as attack
 from probexit.training import advrm_rlhf as rlhf
-from probexit.training.advrm_rewards import (Pair, RewardModelSettings, Sample, pair_accuracy, preference_pairs,
-                                            train_round)
+from probexit.training.advrm_rewards import (Pair, RewardModelSettings, Sample, backbone_source, pair_accuracy,
+                                            preference_pairs, train_round)
 from probexit.training.grading import grade
 from probexit.training.problem_files import ProblemRecord
 
@@ -100,6 +100,9 @@ class AdvRMJob:
     def run(self) -> dict:
         started = time.monotonic()
         self.work.mkdir(parents=True, exist_ok=True)
+        # A reward-model backbone other than the policy is checked before minutes of sampling, and before the
+        # run's settings are recorded (a corrected flag must not then be refused as another run's).
+        backbone_source(self.policy_dir, self.config.reward_models)
         self._check_same_run()
         self.stage("sample", self.sample)
         rounds = []

@@ -1,7 +1,8 @@
 """Adv-RM's reward models: preference pairs, Bradley-Terry training with TRL's RewardTrainer, the folder.
 
-A reward model here is a sequence classifier (one logit) on a backbone cut from the policy: its embedding,
-its first `backbone_layers` layers and its final norm (`AutoModelForSequenceClassification` loads a causal
+A reward model here is a sequence classifier (one logit) on a backbone cut from the policy (or from another
+model that shares its tokenizer, `RewardModelSettings.backbone`): its embedding, its first `backbone_layers`
+layers and its final norm (`AutoModelForSequenceClassification` loads a causal
 LM's weights by name and leaves the LM head out), stored in fp16. The target and its ensemble differ only in
 seed and data: the target reads every pair, each ensemble member a random `ensemble_subset` share. Every
 member trains on the token ids `server.rewards.render_ids` makes, the ones the rewards endpoint scores.
@@ -28,6 +29,10 @@ DONE = "done.json"
 class RewardModelSettings:
     """How each reward model of a round is built and trained."""
 
+    backbone: str = ""
+    """Model folder the reward models are cut from instead of the policy (empty: the policy). It must share the
+    policy's tokenizer; e.g. a more trained checkpoint of the same model, whose token log-probabilities tell the
+    policy's slips apart better than the policy's own."""
     backbone_layers: int = 1
     """Policy layers kept in the backbone (1 of the tiny policy's 6: about 1.1 MB per model in fp16, so the
     served folder of 4 models stays under 5 MB)."""
@@ -111,27 +116,48 @@ def pair_accuracy(ensemble: RewardEnsemble, pairs: list[Pair]) -> dict:
 
 
 # -- training -------------------------------------------------------------------------------------------------
-def backbone(policy_dir: Path, layers: int):
-    """A one-logit sequence classifier on the policy's embedding and first `layers` layers (fp32)."""
+def backbone(model_dir: Path, layers: int):
+    """A one-logit sequence classifier on a causal LM's embedding and first `layers` layers (fp32)."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    config = AutoConfig.from_pretrained(policy_dir)
+    config = AutoConfig.from_pretrained(model_dir)
     if layers > config.num_hidden_layers:
-        raise ValueError(f"backbone_layers={layers} but the policy has only {config.num_hidden_layers} layers")
+        raise ValueError(f"backbone_layers={layers} but {model_dir} has only {config.num_hidden_layers} layers")
     overrides = {"num_hidden_layers": layers, "num_labels": 1}
     if getattr(config, "layer_types", None):
         overrides["layer_types"] = config.layer_types[:layers]
     from trl.trainer.reward_trainer import suppress_seqcls_warning
 
     with suppress_seqcls_warning():  # the LM head is left out and the score head is new: both expected
-        model = AutoModelForSequenceClassification.from_pretrained(policy_dir, dtype=torch.float32, **overrides)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32, **overrides)
     if model.config.pad_token_id is None:
-        raise ValueError(f"{policy_dir}: the policy's config names no pad_token_id; the reward model needs one")
+        raise ValueError(f"{model_dir}: its config names no pad_token_id; the reward model needs one")
     return model
 
 
-def train_member(policy_dir: Path, tokenizer, pairs: list[Pair], out: Path, seed: int, settings: RewardModelSettings,
+def backbone_source(policy_dir: Path, settings: RewardModelSettings, tokenizer=None) -> Path:
+    """The folder the reward models are cut from: `settings.backbone`, checked to read the policy's token ids
+    the same way (the rewards endpoint renders with the policy's tokenizer), or else the policy."""
+    if not settings.backbone:
+        return Path(policy_dir)
+    from transformers import AutoTokenizer
+
+    source = Path(settings.backbone)
+    if not (source / "config.json").is_file():
+        raise ValueError(f"reward-model backbone {source}: not a model folder (no config.json)")
+    tokenizer = tokenizer or AutoTokenizer.from_pretrained(policy_dir)
+    try:
+        theirs = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError):
+        raise ValueError(f"reward-model backbone {source}: no tokenizer to check against the policy's") from None
+    if theirs.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"reward-model backbone {source}: its tokenizer is not the policy's; the reward models "
+                         "must read the policy's token ids")
+    return source
+
+
+def train_member(backbone_dir: Path, tokenizer, pairs: list[Pair], out: Path, seed: int, settings: RewardModelSettings,
                  think: tuple[str | None, str | None], log: Callable[[str], None], scratch: Path | None = None) -> dict:
     """Train one reward model on `pairs` with RewardTrainer and save it (fp16) to `out`; skipped when done.
     The trainer's own files go to `scratch` (default: beside `out`)."""
@@ -145,7 +171,7 @@ def train_member(policy_dir: Path, tokenizer, pairs: list[Pair], out: Path, seed
     rows = {"chosen_ids": [render_ids(tokenizer, _conversation(p.question, p.chosen), *think) for p in pairs],
             "rejected_ids": [render_ids(tokenizer, _conversation(p.question, p.rejected), *think) for p in pairs]}
     torch.manual_seed(seed)
-    model = backbone(policy_dir, settings.backbone_layers)
+    model = backbone(backbone_dir, settings.backbone_layers)
     args = RewardConfig(
         output_dir=str(scratch or out.with_name(out.name + ".trainer")), num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size, learning_rate=settings.learning_rate,
@@ -174,6 +200,7 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    source = backbone_source(policy_dir, settings, tokenizer)
     tokenizer.save_pretrained(out / "tokenizer")
     markers = find_markers(tokenizer)
     think = (markers.start, markers.end) if markers is not None else (None, None)
@@ -182,9 +209,9 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
     for index, member in enumerate(tqdm(names, desc="reward models", leave=False)):
         seed = settings.seed + index
         subset = pairs if index == 0 else _subset(pairs, settings.ensemble_subset, seed)
-        stats = train_member(policy_dir, tokenizer, subset, out / member, seed, settings, think, log,
+        stats = train_member(source, tokenizer, subset, out / member, seed, settings, think, log,
                              out.parent / "trainer" / member)
-        cards.append(MemberCard(member, f"{policy_dir} (embedding, layers 0-{settings.backbone_layers - 1}, norm)",
+        cards.append(MemberCard(member, f"{source} (embedding, layers 0-{settings.backbone_layers - 1}, norm)",
                                 seed=seed, data=f"{stats['pairs']} pairs ({_sources(subset)})"))
     manifest = RewardManifest(cards[0], tuple(cards[1:]), name=name, max_length=settings.max_length,
                               think_start=think[0], think_end=think[1], notes=notes)

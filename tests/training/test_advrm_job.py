@@ -60,6 +60,8 @@ def test_bad_files_are_one_line_errors(files, capsys, change, message):
     pytest.param(["--rm-ensemble-subset", "0"], "ensemble_subset", id="subset"),
     pytest.param(["--attack-num-generations", "1"], "num_generations", id="generations"),
     pytest.param(["--rlhf-margin", "2"], "margin", id="margin"),
+    pytest.param(["--rm-backbone", "/nonexistent"], "reward-model backbone /nonexistent: not a model folder",
+                 id="backbone"),
 ])
 def test_settings_that_cannot_work_are_one_line_errors(files, capsys, flags, message):
     assert main(command(files / "m", files, *flags)) == 2

@@ -169,3 +169,52 @@ def test_a_tokenizer_larger_than_the_models_is_a_mismatch(trained, tmp_path):
     tokenizer.save_pretrained(folder / "tokenizer")
     with pytest.raises(RewardModelError, match="do not belong together"):
         RewardEnsemble.load(folder)
+
+
+def _other_backbone(test_model_dir, folder, shift: float = 0.5):
+    """The test policy with every embedding weight shifted: another checkpoint sharing its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(test_model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.add_(shift)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(test_model_dir).save_pretrained(folder)
+    return folder
+
+
+def test_reward_models_can_be_cut_from_another_backbone(trained, test_model_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    _, pairs, samples, _ = trained
+    other = _other_backbone(test_model_dir, tmp_path / "other")
+    settings = RewardModelSettings(backbone=str(other), ensemble_size=1, epochs=1, batch_size=16)
+    ensemble = train_round(test_model_dir, pairs[:16], samples[:16], tmp_path / "reward", settings, {}, lambda _: None)
+    manifest = read_manifest(ensemble.folder)
+    assert all(str(other) in card.initialised_from for card in (manifest.target, *manifest.ensemble))
+
+    def embedding(folder):
+        weights = load_file(str(folder / "model.safetensors"))
+        return next(v for k, v in weights.items() if k.endswith("embed_tokens.weight")).float()
+
+    served = embedding(ensemble.folder / "target")
+    policy = embedding(test_model_dir)
+    # One step at lr 1e-4 moves weights by about 1e-4; the backbone's shift is 0.5.
+    assert torch.allclose(served, policy + 0.5, atol=0.05) and not torch.allclose(served, policy, atol=0.05)
+
+
+def test_a_backbone_must_share_the_policys_tokenizer(trained, test_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    _, pairs, samples, _ = trained
+    other = _other_backbone(test_model_dir, tmp_path / "other")
+    tokenizer = AutoTokenizer.from_pretrained(other)
+    tokenizer.add_tokens(["<another>"])
+    tokenizer.save_pretrained(other)
+    for folder, message in ((other, "tokenizer is not the policy's"), (tmp_path / "nothing", "not a model folder")):
+        settings = RewardModelSettings(backbone=str(folder), ensemble_size=1)
+        with pytest.raises(ValueError, match=message) as error:
+            train_round(test_model_dir, pairs, samples, tmp_path / "reward", settings, {}, lambda _: None)
+        assert "\n" not in str(error.value)
