@@ -2,8 +2,8 @@
 
 A reward model here is a sequence classifier (one logit) on a backbone cut from the policy (or from another
 model that shares its tokenizer, `RewardModelSettings.backbone`): its embedding, its first `backbone_layers`
-layers and its final norm (`AutoModelForSequenceClassification` loads a causal
-LM's weights by name and leaves the LM head out), stored in fp16. The target and its ensemble differ only in
+layers and its final norm (`AutoModelForSequenceClassification` loads a causal LM's weights by name and
+leaves the LM head out), stored in fp16. The target and its ensemble differ only in
 seed and data: the target reads every pair, each ensemble member a random `ensemble_subset` share. Every
 member trains on the token ids `server.rewards.render_ids` makes, the ones the rewards endpoint scores.
 """
@@ -34,7 +34,7 @@ class RewardModelSettings:
     policy's tokenizer; e.g. a more trained checkpoint of the same model, whose token log-probabilities tell the
     policy's slips apart better than the policy's own."""
     backbone_layers: int = 1
-    """Policy layers kept in the backbone (1 of the tiny policy's 6: about 1.1 MB per model in fp16, so the
+    """Layers of the backbone kept (1 of the tiny policy's 6: about 1.1 MB per model in fp16, so the
     served folder of 4 models stays under 5 MB)."""
     ensemble_size: int = 3
     """Models beside the target whose spread measures uncertainty (Adv-RM needs at least one; 3 or more)."""
