@@ -5,7 +5,9 @@ One folder holds everything the rewards endpoint serves (and what `probexit trai
     reward/
       manifest.json       which member is the target, the ensemble, calibration, where each came from
       tokenizer/          the tokenizer and chat template every member reads
-      target/ member1/ …  Hugging Face sequence-classification models (one logit), stored in fp16
+      target/ member1/ …  Hugging Face sequence-classification models (one logit), stored in fp16, or
+                          with `head: "token-surprise"` the members' small heads (`server.reward_heads`)
+      backbone/           with that head only: the frozen causal LM whose token probabilities they all read
 
 A conversation is rendered one way only (`render_ids`), here, for training and serving alike: the messages
 before the answer through the chat template with its generation prompt, then the answer, then the
@@ -26,6 +28,9 @@ from pathlib import Path
 
 MANIFEST = "manifest.json"
 FORMAT = "probexit-reward/1"
+LAST_TOKEN = "last-token"  # sequence classifiers: the reward is read from the last token's state
+TOKEN_SURPRISE = "token-surprise"  # heads summing over the answer's tokens a frozen LM's surprise at them
+HEADS = (LAST_TOKEN, TOKEN_SURPRISE)
 
 
 class RewardModelError(ValueError):
@@ -57,6 +62,8 @@ class RewardManifest:
     z_threshold: float = 1.96  # z at or above which an answer is flagged out of distribution
     think_start: str | None = "<think>"  # the thinking markers (None: the model does not think)
     think_end: str | None = "</think>"
+    head: str = LAST_TOKEN  # how members read a conversation: LAST_TOKEN or TOKEN_SURPRISE
+    backbone: str | None = None  # TOKEN_SURPRISE: the sub-folder of the causal LM shared by every member
     format: str = FORMAT
     notes: dict = field(default_factory=dict)  # provenance: training job, round, metrics
 
@@ -107,8 +114,9 @@ def summarise(raw: list[float], manifest: RewardManifest, tokens: int = 0) -> Re
 class RewardEnsemble:
     """The loaded folder: `score(conversations)` for the endpoint, `score_texts` for training jobs."""
 
-    def __init__(self, folder: Path, manifest: RewardManifest, tokenizer, models: list):
+    def __init__(self, folder: Path, manifest: RewardManifest, tokenizer, models: list, backbone=None):
         self.folder, self.manifest, self.tokenizer, self.models = folder, manifest, tokenizer, models
+        self.backbone = backbone  # TOKEN_SURPRISE: the LM every member's head reads, run once per batch
         self.pad_id = models[0].config.pad_token_id
         self._lock = threading.Lock()  # one batch at a time: torch already uses every core
 
@@ -119,12 +127,17 @@ class RewardEnsemble:
         manifest = read_manifest(folder)
         tokenizer = _load_tokenizer(folder / manifest.tokenizer)
         cards = (manifest.target, *manifest.ensemble)
-        models = [_load_member(folder, card, len(tokenizer)) for card in cards]
+        backbone = None
+        if manifest.head == TOKEN_SURPRISE:
+            backbone = _load_backbone(folder, manifest, len(tokenizer))
+            models = [_load_head(folder, card, backbone) for card in cards]
+        else:
+            models = [_load_member(folder, card, len(tokenizer)) for card in cards]
         pads = {model.config.pad_token_id for model in models}
         if len(pads) != 1 or None in pads or pads == {tokenizer.eos_token_id}:
             raise RewardModelError(f"{folder}: every member needs the same pad_token_id, other than the end-of-turn "
                                    f"token (found {sorted(map(str, pads))})")
-        return cls(folder, manifest, tokenizer, models)
+        return cls(folder, manifest, tokenizer, models, backbone)
 
     # -- rendering ------------------------------------------------------------------------------------------
     def render_ids(self, messages: list[dict]) -> list[int]:
@@ -149,11 +162,18 @@ class RewardEnsemble:
                 mask = torch.zeros_like(input_ids)
                 for row, ids in enumerate(chunk):
                     input_ids[row, : len(ids)], mask[row, : len(ids)] = torch.tensor(ids), 1
-                # each model reads its reward at the row's last token that is not padding (its own pooling)
-                scores = [model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float()
-                          for model in self.models]  # M x (B,)
+                scores = self._member_scores(input_ids, mask)  # M x (B,)
                 rows.extend(torch.stack(scores, 1).tolist())
         return rows
+
+    def _member_scores(self, input_ids, mask) -> list:
+        if self.backbone is None:  # each model reads its reward at the row's last token that is not padding
+            return [model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float() for model in self.models]
+        from probexit.server.reward_heads import token_features
+
+        first = self.models[0]  # every head reads the same features: the backbone runs once
+        features, answer = token_features(self.backbone, input_ids, mask, first.config.marker_token_id, first.digit)
+        return [model.token_scores(features, answer).sum(1) for model in self.models]
 
     def score_ids(self, batch: list[list[int]]) -> list[RewardScore]:
         too_long = [i for i, ids in enumerate(batch) if len(ids) > self.manifest.max_length]
@@ -208,6 +228,10 @@ def read_manifest(folder: Path) -> RewardManifest:
         raise RewardModelError(f"{path}: {error}") from None
     except (ValueError, TypeError, KeyError) as error:
         raise RewardModelError(f"{path} is not a valid reward manifest: {error}") from None
+    if manifest.head not in HEADS:
+        raise RewardModelError(f"{path}: unknown head {manifest.head!r} (known: {', '.join(HEADS)})")
+    if manifest.head == TOKEN_SURPRISE and not manifest.backbone:
+        raise RewardModelError(f"{path}: a {TOKEN_SURPRISE} head needs a backbone sub-folder")
     if not manifest.ensemble:
         raise RewardModelError(f"{path}: the ensemble is empty; uncertainty needs at least one other model")
     if any(card.std <= 0 or not math.isfinite(card.std) for card in (manifest.target, *manifest.ensemble)):
@@ -229,6 +253,31 @@ def _load_tokenizer(path: Path):
     if tokenizer.chat_template is None or tokenizer.eos_token_id is None:
         raise RewardModelError(f"the reward tokenizer at {path} needs a chat template and an end-of-turn token")
     return tokenizer
+
+
+def _load_backbone(folder: Path, manifest: RewardManifest, vocab: int):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = folder / manifest.backbone
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except Exception as error:  # as in _load_member: every failure is one line naming the folder
+        raise RewardModelError(f"cannot load the reward backbone {path}: {' '.join(str(error).split())[:300]}") from None
+    if model.get_input_embeddings().num_embeddings < vocab:
+        raise RewardModelError(f"{path} embeds {model.get_input_embeddings().num_embeddings} tokens but its "
+                               f"tokenizer has {vocab}: the backbone and tokenizer do not belong together")
+    return model.eval().requires_grad_(False)
+
+
+def _load_head(folder: Path, card: MemberCard, backbone):
+    from probexit.server.reward_heads import TokenSurpriseRewardModel
+
+    path = folder / card.path
+    try:
+        return TokenSurpriseRewardModel.load_head(path, backbone)
+    except Exception as error:
+        raise RewardModelError(f"cannot load reward head {path}: {' '.join(str(error).split())[:300]}") from None
 
 
 def _load_member(folder: Path, card: MemberCard, vocab: int):

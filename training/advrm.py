@@ -336,8 +336,8 @@ def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
     if accuracy[0] is not None and accuracy[0] < USEFUL_PREFERENCE_ACCURACY:
         warnings.append(f"the target reward model scores the right answer above the wrong one in only "
                         f"{accuracy[0]:.1%} of held-out pairs (chance is 50%): it cannot tell them apart, so the "
-                        "attack success rates below say little; a deeper backbone (--rm-backbone-layers) or more "
-                        "pairs may help")
+                        "attack success rates below say little; a better backbone (--rm-backbone: a more trained "
+                        "checkpoint with the policy's tokenizer) or more pairs may help")
     if None not in accuracy and accuracy[-1] < accuracy[0] - 0.01:
         warnings.append(f"held-out preference accuracy fell from {accuracy[0]:.3f} to {accuracy[-1]:.3f}")
     return {

@@ -1,11 +1,16 @@
 """Adv-RM's reward models: preference pairs, Bradley-Terry training with TRL's RewardTrainer, the folder.
 
-A reward model here is a sequence classifier (one logit) on a backbone cut from the policy (or from another
-model that shares its tokenizer, `RewardModelSettings.backbone`): its embedding, its first `backbone_layers`
-layers and its final norm (`AutoModelForSequenceClassification` loads a causal LM's weights by name and
-leaves the LM head out), stored in fp16. The target and its ensemble differ only in
-seed and data: the target reads every pair, each ensemble member a random `ensemble_subset` share. Every
-member trains on the token ids `server.rewards.render_ids` makes, the ones the rewards endpoint scores.
+The backbone is the policy, or another model that shares its tokenizer (`RewardModelSettings.backbone`).
+Two heads (`RewardModelSettings.head`):
+- "token-surprise" (the default): a small head summing, over the answer's tokens, a function of the frozen
+  backbone's log-probability and entropy at each token and whether it is a digit (`server.reward_heads`);
+  only the head trains, and the folder stores the backbone once for every member.
+- "last-token": a sequence classifier (one logit) on the backbone's embedding, first `backbone_layers` layers
+  and final norm (`AutoModelForSequenceClassification` loads a causal LM's weights by name and leaves the LM
+  head out), fine-tuned whole and stored in fp16.
+The target and its ensemble differ only in seed and data: the target reads every pair, each ensemble member a
+random `ensemble_subset` share. Every member trains on the token ids `server.rewards.render_ids` makes, the
+ones the rewards endpoint scores.
 """
 from __future__ import annotations
 
@@ -19,8 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from probexit.server.reasoning import find_markers
-from probexit.server.rewards import (MemberCard, RewardEnsemble, RewardManifest, render_ids, summarise,
-                                     write_manifest)
+from probexit.server.rewards import (HEADS, TOKEN_SURPRISE, MemberCard, RewardEnsemble, RewardManifest, render_ids,
+                                     summarise, write_manifest)
 
 DONE = "done.json"
 
@@ -29,23 +34,28 @@ DONE = "done.json"
 class RewardModelSettings:
     """How each reward model of a round is built and trained."""
 
+    head: str = TOKEN_SURPRISE
+    """How a reward model reads a conversation: "token-surprise" (a small head summing over the answer's tokens
+    the frozen backbone's log-probability, entropy and is-digit of each: it reads a slip at the tokens it
+    changes; members share the backbone) or "last-token" (a sequence classifier on the backbone's first
+    `backbone_layers` layers, fine-tuned, read at the last token)."""
     backbone: str = ""
-    """Model folder the reward models are cut from instead of the policy (empty: the policy). It must share the
+    """Model folder the reward models read instead of the policy (empty: the policy). It must share the
     policy's tokenizer; e.g. a more trained checkpoint of the same model, whose token log-probabilities tell the
     policy's slips apart better than the policy's own."""
     backbone_layers: int = 1
-    """Layers of the backbone kept (1 of the tiny policy's 6: about 1.1 MB per model in fp16, so the
-    served folder of 4 models stays under 5 MB)."""
+    """last-token head: layers of the backbone kept (1 of the tiny policy's 6: about 1.1 MB per model in fp16)."""
     ensemble_size: int = 3
     """Models beside the target whose spread measures uncertainty (Adv-RM needs at least one; 3 or more)."""
     ensemble_subset: float = 0.8
     """Share of the pairs each ensemble member trains on (its own random subset); the target reads all."""
-    epochs: float = 3.0
-    """Passes over the pairs."""
+    epochs: float = 0.0
+    """Passes over the pairs (0: the head's default, 20 for token-surprise, 3 for last-token)."""
     batch_size: int = 32
     """Pairs per optimisation step."""
-    learning_rate: float = 1e-4
-    """AdamW learning rate (linear decay after a 5% warm-up)."""
+    learning_rate: float = 0.0
+    """AdamW learning rate, linear decay after a 5% warm-up (0: the head's default, 3e-3 for token-surprise's
+    few dozen parameters, 1e-4 for fine-tuning last-token's backbone)."""
     center_rewards: float = 0.01
     """TRL's `center_rewards_coefficient`: keeps rewards near 0 so members share a scale."""
     max_length: int = 1024
@@ -54,12 +64,19 @@ class RewardModelSettings:
     """The target's seed; ensemble member i uses seed + i."""
 
     def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"unknown reward head {self.head!r} (known: {', '.join(HEADS)})")
         if self.backbone_layers < 1 or self.ensemble_size < 1 or self.batch_size < 1 or self.max_length < 16:
             raise ValueError("backbone_layers, ensemble_size and batch_size must be at least 1, max_length at least 16")
         if not 0 < self.ensemble_subset <= 1:
             raise ValueError(f"ensemble_subset is a share in (0, 1], got {self.ensemble_subset}")
-        if self.epochs <= 0 or self.learning_rate <= 0 or self.center_rewards < 0:
-            raise ValueError("epochs and learning_rate must be positive, center_rewards not negative")
+        if self.epochs < 0 or self.learning_rate < 0 or self.center_rewards < 0:
+            raise ValueError("epochs, learning_rate and center_rewards must not be negative (0: the head's default)")
+
+    def training(self) -> tuple[float, float]:
+        """(epochs, learning rate), the head's defaults where unset."""
+        epochs, rate = (20.0, 3e-3) if self.head == TOKEN_SURPRISE else (3.0, 1e-4)
+        return self.epochs or epochs, self.learning_rate or rate
 
 
 @dataclass(frozen=True)
@@ -136,6 +153,14 @@ def backbone(model_dir: Path, layers: int):
     return model
 
 
+def frozen_lm(model_dir: Path):
+    """The causal LM a token-surprise head reads: fp32, eval mode, no gradients."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().requires_grad_(False)
+
+
 def backbone_source(policy_dir: Path, settings: RewardModelSettings, tokenizer=None) -> Path:
     """The folder the reward models are cut from: `settings.backbone`, checked to read the policy's token ids
     the same way (the rewards endpoint renders with the policy's tokenizer), or else the policy."""
@@ -171,17 +196,28 @@ def train_member(backbone_dir: Path, tokenizer, pairs: list[Pair], out: Path, se
     rows = {"chosen_ids": [render_ids(tokenizer, _conversation(p.question, p.chosen), *think) for p in pairs],
             "rejected_ids": [render_ids(tokenizer, _conversation(p.question, p.rejected), *think) for p in pairs]}
     torch.manual_seed(seed)
-    model = backbone(backbone_dir, settings.backbone_layers)
+    surprise = settings.head == TOKEN_SURPRISE
+    if surprise:
+        from probexit.server.reward_heads import TokenSurpriseRewardModel, head_config
+
+        model = TokenSurpriseRewardModel(head_config(tokenizer), frozen_lm(backbone_dir))
+        model.cache_features()
+    else:
+        model = backbone(backbone_dir, settings.backbone_layers)
+    epochs, learning_rate = settings.training()
     args = RewardConfig(
-        output_dir=str(scratch or out.with_name(out.name + ".trainer")), num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+        output_dir=str(scratch or out.with_name(out.name + ".trainer")), num_train_epochs=epochs,
+        per_device_train_batch_size=settings.batch_size, learning_rate=learning_rate,
         lr_scheduler_type="linear", warmup_steps=0.05, seed=seed,
         center_rewards_coefficient=settings.center_rewards or None, max_length=settings.max_length,
         logging_steps=10, save_strategy="no", report_to="none", bf16=False, dataloader_pin_memory=False,
-        disable_tqdm=True)
+        disable_tqdm=True, gradient_checkpointing=not surprise)  # the frozen backbone keeps no activations
     trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_dict(rows))
     trainer.train()
-    model.to(torch.float16).save_pretrained(out)
+    if surprise:
+        model.save_head(out)
+    else:
+        model.to(torch.float16).save_pretrained(out)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     stats = {"pairs": len(pairs), "seed": seed, "steps": trainer.state.global_step,
              "final_loss": losses[-1] if losses else None, "train_s": round(time.monotonic() - started, 1)}
@@ -205,16 +241,23 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
     markers = find_markers(tokenizer)
     think = (markers.start, markers.end) if markers is not None else (None, None)
     names = ["target"] + [f"member{i}" for i in range(1, settings.ensemble_size + 1)]
+    surprise = settings.head == TOKEN_SURPRISE
+    if surprise and not (out / "backbone" / "config.json").exists():  # stored once, read by every member
+        import torch
+
+        frozen_lm(source).to(torch.float16).save_pretrained(out / "backbone")
+    origin = f"{source} (frozen; token-surprise head)" if surprise else \
+        f"{source} (embedding, layers 0-{settings.backbone_layers - 1}, norm)"
     cards = []
     for index, member in enumerate(tqdm(names, desc="reward models", leave=False)):
         seed = settings.seed + index
         subset = pairs if index == 0 else _subset(pairs, settings.ensemble_subset, seed)
         stats = train_member(source, tokenizer, subset, out / member, seed, settings, think, log,
                              out.parent / "trainer" / member)
-        cards.append(MemberCard(member, f"{source} (embedding, layers 0-{settings.backbone_layers - 1}, norm)",
-                                seed=seed, data=f"{stats['pairs']} pairs ({_sources(subset)})"))
+        cards.append(MemberCard(member, origin, seed=seed, data=f"{stats['pairs']} pairs ({_sources(subset)})"))
     manifest = RewardManifest(cards[0], tuple(cards[1:]), name=name, max_length=settings.max_length,
-                              think_start=think[0], think_end=think[1], notes=notes)
+                              think_start=think[0], think_end=think[1], notes=notes, head=settings.head,
+                              backbone="backbone" if surprise else None)
     write_manifest(out, manifest)
     return calibrate(RewardEnsemble.load(out), calibration)
 

@@ -62,6 +62,8 @@ def test_bad_files_are_one_line_errors(files, capsys, change, message):
     pytest.param(["--rlhf-margin", "2"], "margin", id="margin"),
     pytest.param(["--rm-backbone", "/nonexistent"], "reward-model backbone /nonexistent: not a model folder",
                  id="backbone"),
+    pytest.param(["--rm-head", "mean"], "unknown reward head 'mean' (known: last-token, token-surprise)", id="head"),
+    pytest.param(["--rm-epochs", "-1"], "must not be negative", id="epochs"),
 ])
 def test_settings_that_cannot_work_are_one_line_errors(files, capsys, flags, message):
     assert main(command(files / "m", files, *flags)) == 2

@@ -1,6 +1,6 @@
 """Adv-RM's reward models on the tiny-world policy: a round trained with TRL's RewardTrainer on synthetic
-tiny-world traces (2 steps a model) becomes a servable folder; the folder loads, scores batch-invariantly
-on the ids training used, is calibrated, small, and every broken folder is one clear error."""
+tiny-world traces (2 steps a model), with either head, becomes a servable folder; the folder loads, scores
+batch-invariantly on the ids training used, is calibrated, small, and every broken folder is one clear error."""
 from __future__ import annotations
 
 import json
@@ -9,14 +9,15 @@ import shutil
 
 import pytest
 
-from probexit.server.rewards import RewardEnsemble, RewardModelError, read_manifest, render_ids
+from probexit.server.rewards import (HEADS, LAST_TOKEN, TOKEN_SURPRISE, RewardEnsemble, RewardModelError,
+                                     read_manifest, render_ids)
 from probexit.training.advrm_rewards import (RewardModelSettings, Sample, backbone, pair_accuracy, preference_pairs,
                                             train_round)
 from probexit.training.grading import grade
 from probexit.training.tinyworld.problems import random_problem
 from probexit.training.tinyworld.traces import TraceStyle, sample_trace
 
-SETTINGS = RewardModelSettings(ensemble_size=3, epochs=1, batch_size=16)
+SETTINGS = {head: RewardModelSettings(head=head, ensemble_size=3, epochs=1, batch_size=16) for head in HEADS}
 
 
 def tinyworld_samples(n_problems: int, per_problem: int, seed: int) -> list[Sample]:
@@ -30,14 +31,32 @@ def tinyworld_samples(n_problems: int, per_problem: int, seed: int) -> list[Samp
     return samples
 
 
-@pytest.fixture(scope="module")
-def trained(test_model_dir, tmp_path_factory):
+def _train(test_model_dir, tmp_path_factory, head):
     out = tmp_path_factory.mktemp("advrm") / "reward"
     samples = tinyworld_samples(40, 4, seed=0)
     pairs = preference_pairs(samples, per_question=2, seed=0)[:32]  # 2 steps of 16 pairs per model
     logged: list[str] = []
-    ensemble = train_round(test_model_dir, pairs, samples[:48], out, SETTINGS, {"test": True}, logged.append)
+    ensemble = train_round(test_model_dir, pairs, samples[:48], out, SETTINGS[head], {"test": True}, logged.append)
     return ensemble, pairs, samples, logged
+
+
+@pytest.fixture(scope="module", params=HEADS)
+def trained(test_model_dir, tmp_path_factory, request):
+    return _train(test_model_dir, tmp_path_factory, request.param)
+
+
+@pytest.fixture(scope="module")
+def last_token(test_model_dir, tmp_path_factory, trained):
+    """The last-token round (reused when `trained` is that one)."""
+    return trained if trained[0].manifest.head == LAST_TOKEN else _train(test_model_dir, tmp_path_factory, LAST_TOKEN)
+
+
+@pytest.fixture(scope="module")
+def token_surprise(test_model_dir, tmp_path_factory, trained):
+    """The token-surprise round (reused when `trained` is that one)."""
+    if trained[0].manifest.head == TOKEN_SURPRISE:
+        return trained
+    return _train(test_model_dir, tmp_path_factory, TOKEN_SURPRISE)
 
 
 def test_synthetic_traces_are_well_formed_and_graded_by_their_answer():
@@ -54,10 +73,17 @@ def test_a_round_is_a_servable_folder(trained, test_model_dir):
     assert manifest.notes == {"test": True} and str(test_model_dir) in manifest.target.initialised_from
     assert manifest.name == "reward"  # train_round's default, not the last member's folder name
     for card in (manifest.target, *manifest.ensemble):
-        config = json.loads((folder / card.path / "config.json").read_text())
-        assert config["num_hidden_layers"] == SETTINGS.backbone_layers and len(config["id2label"]) == 1
-        assert config["dtype"] == "float16"
-        assert (folder / card.path / "model.safetensors").stat().st_size < 1.3 * 2**20  # embedding + 1 layer of 192, fp16
+        if manifest.head == LAST_TOKEN:
+            config = json.loads((folder / card.path / "config.json").read_text())
+            assert config["num_hidden_layers"] == SETTINGS[LAST_TOKEN].backbone_layers and len(config["id2label"]) == 1
+            assert config["dtype"] == "float16"
+            assert (folder / card.path / "model.safetensors").stat().st_size < 1.3 * 2**20  # embedding + 1 layer, fp16
+        else:  # a head of a few dozen parameters; the backbone is stored once beside the members
+            assert (folder / card.path / "head.safetensors").stat().st_size < 2048
+            assert not (folder / card.path / "model.safetensors").exists()
+    if manifest.head == TOKEN_SURPRISE:
+        assert manifest.backbone == "backbone"
+        assert json.loads((folder / "backbone" / "config.json").read_text())["dtype"] == "float16"
     assert (folder / "tokenizer" / "tokenizer.json").is_file()
     assert len([line for line in logged if "reward model" in line]) == 4
     reloaded = RewardEnsemble.load(folder)
@@ -68,11 +94,14 @@ def test_members_learned_something_of_their_own(trained, test_model_dir):
     import torch
 
     ensemble, pairs, _, _ = trained
-    fresh = backbone(test_model_dir, SETTINGS.backbone_layers)
-    name = "model.layers.0.mlp.down_proj.weight"
+    if ensemble.manifest.head == LAST_TOKEN:
+        fresh = backbone(test_model_dir, SETTINGS[LAST_TOKEN].backbone_layers)
+        name = "model.layers.0.mlp.down_proj.weight"
+        start = dict(fresh.named_parameters())[name].detach().half().float()  # as it would be stored untrained
+    else:
+        name, start = "head.2.weight", torch.zeros(1, 16)  # the head's output layer starts at 0
     weights = [dict(model.named_parameters())[name] for model in ensemble.models]
-    start = dict(fresh.named_parameters())[name].detach().half().float()  # as it would be stored untrained
-    assert not any(torch.equal(w, start) for w in weights)  # every member moved from the policy's layer
+    assert not any(torch.equal(w, start) for w in weights)  # every member moved from where it started
     assert not torch.equal(weights[0], weights[1])  # seeds and data subsets differ
     accuracy = pair_accuracy(ensemble, pairs)
     assert accuracy["pairs"] == len(pairs) and len(accuracy["ensemble"]) == 3
@@ -117,7 +146,8 @@ def test_the_served_rendering_is_the_trained_one(trained):
 def test_a_rerun_reuses_trained_members(trained, test_model_dir):
     ensemble, pairs, samples, _ = trained
     logged: list[str] = []
-    again = train_round(test_model_dir, pairs, samples[:48], ensemble.folder, SETTINGS, {"test": True}, logged.append)
+    again = train_round(test_model_dir, pairs, samples[:48], ensemble.folder, SETTINGS[ensemble.manifest.head],
+                        {"test": True}, logged.append)
     assert not logged and again.manifest == ensemble.manifest
 
 
@@ -136,24 +166,38 @@ def _set_manifest(folder, **changes):
 
 def _edit_config(folder, member, **changes):
     path = folder / member / "config.json"
+    if not path.exists():
+        path = folder / member / "head.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
-@pytest.mark.parametrize("breakage, message", [
-    pytest.param(lambda f: (f / "manifest.json").unlink(), "no manifest.json", id="no-manifest"),
-    pytest.param(lambda f: (f / "manifest.json").write_text("{not json"), "not a valid reward manifest", id="bad-json"),
-    pytest.param(lambda f: _set_manifest(f, format="other/2"), "unknown format", id="format"),
-    pytest.param(lambda f: _set_manifest(f, ensemble=[]), "ensemble is empty", id="no-ensemble"),
-    pytest.param(lambda f: shutil.rmtree(f / "member2"), "cannot load reward model", id="missing-member"),
-    pytest.param(lambda f: (f / "target" / "model.safetensors").write_bytes(b"garbage"), "cannot load reward model",
+def _corrupt_weights(folder, member):
+    path = folder / member / "model.safetensors"
+    (path if path.exists() else folder / member / "head.safetensors").write_bytes(b"garbage")
+
+
+@pytest.mark.parametrize("breakage, message, only", [
+    pytest.param(lambda f: (f / "manifest.json").unlink(), "no manifest.json", None, id="no-manifest"),
+    pytest.param(lambda f: (f / "manifest.json").write_text("{not json"), "not a valid reward manifest", None,
+                 id="bad-json"),
+    pytest.param(lambda f: _set_manifest(f, format="other/2"), "unknown format", None, id="format"),
+    pytest.param(lambda f: _set_manifest(f, ensemble=[]), "ensemble is empty", None, id="no-ensemble"),
+    pytest.param(lambda f: _set_manifest(f, head="mean"), "unknown head 'mean'", None, id="unknown-head"),
+    pytest.param(lambda f: shutil.rmtree(f / "member2"), "cannot load reward (model|head)", None, id="missing-member"),
+    pytest.param(lambda f: _corrupt_weights(f, "target"), "cannot load reward (model|head)", None,
                  id="corrupt-weights"),
-    pytest.param(lambda f: shutil.rmtree(f / "tokenizer"), "cannot load the reward tokenizer", id="no-tokenizer"),
+    pytest.param(lambda f: shutil.rmtree(f / "tokenizer"), "cannot load the reward tokenizer", None, id="no-tokenizer"),
+    pytest.param(lambda f: _edit_config(f, "member3", pad_token_id=5), "pad_token_id", None, id="pad-mismatch"),
     pytest.param(lambda f: _edit_config(f, "member1", num_labels=2, id2label={"0": "a", "1": "b"}), "outputs",
-                 id="two-outputs"),
-    pytest.param(lambda f: _edit_config(f, "member3", pad_token_id=5), "pad_token_id", id="pad-mismatch"),
+                 "last_token", id="two-outputs"),
+    pytest.param(lambda f: shutil.rmtree(f / "backbone"), "cannot load the reward backbone", "token_surprise",
+                 id="no-backbone"),
+    pytest.param(lambda f: _set_manifest(f, backbone=None), "needs a backbone", "token_surprise",
+                 id="backbone-unnamed"),
 ])
-def test_broken_folders_are_one_clear_error(trained, tmp_path, breakage, message):
-    folder = _copy(trained, tmp_path)
+def test_broken_folders_are_one_clear_error(trained, request, tmp_path, breakage, message, only):
+    """Every breakage on each head's folder, but one that only one head's folder can have on that head's."""
+    folder = _copy(request.getfixturevalue(only) if only else trained, tmp_path)
     breakage(folder)
     with pytest.raises(RewardModelError, match=message) as error:
         RewardEnsemble.load(folder)
@@ -188,9 +232,10 @@ def test_reward_models_can_be_cut_from_another_backbone(trained, test_model_dir,
     import torch
     from safetensors.torch import load_file
 
+    head = trained[0].manifest.head
     _, pairs, samples, _ = trained
     other = _other_backbone(test_model_dir, tmp_path / "other")
-    settings = RewardModelSettings(backbone=str(other), ensemble_size=1, epochs=1, batch_size=16)
+    settings = RewardModelSettings(head=head, backbone=str(other), ensemble_size=1, epochs=1, batch_size=16)
     ensemble = train_round(test_model_dir, pairs[:16], samples[:16], tmp_path / "reward", settings, {}, lambda _: None)
     manifest = read_manifest(ensemble.folder)
     assert all(str(other) in card.initialised_from for card in (manifest.target, *manifest.ensemble))
@@ -199,9 +244,9 @@ def test_reward_models_can_be_cut_from_another_backbone(trained, test_model_dir,
         weights = load_file(str(folder / "model.safetensors"))
         return next(v for k, v in weights.items() if k.endswith("embed_tokens.weight")).float()
 
-    served = embedding(ensemble.folder / "target")
+    served = embedding(ensemble.folder / ("target" if head == LAST_TOKEN else "backbone"))
     policy = embedding(test_model_dir)
-    # One step at lr 1e-4 moves weights by about 1e-4; the backbone's shift is 0.5.
+    # One step at lr 1e-4 moves a fine-tuned backbone by about 1e-4 (token-surprise's not at all); the shift is 0.5.
     assert torch.allclose(served, policy + 0.5, atol=0.05) and not torch.allclose(served, policy, atol=0.05)
 
 
