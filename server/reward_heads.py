@@ -90,7 +90,7 @@ class TokenSurpriseRewardModel(PreTrainedModel):
         if not all(key in self._cache for key in keys):
             features, answer = compute()  # causal and right-padded: a row's features do not depend on the batch
             for key, row_features, row_answer, n in zip(keys, features, answer, lengths):
-                self._cache[key] = (row_features[:n].clone(), row_answer[:n].clone())
+                self._cache[key] = (row_features[:n].cpu().clone(), row_answer[:n].cpu().clone())  # host memory
         features, answer = torch.zeros(*input_ids.shape, N_FEATURES), torch.zeros(input_ids.shape)
         for row, (key, n) in enumerate(zip(keys, lengths)):
             features[row, :n], answer[row, :n] = self._cache[key]

@@ -98,3 +98,28 @@ def test_the_mask_ignores_padding_and_a_row_without_marker_reads_everything():
     ids = torch.tensor([[3, 4, 5, 0], [7, 1, 8, 9]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
     assert answer_mask(ids, mask, 1).tolist() == [[1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0]]
+
+
+def test_cached_features_score_alike_and_spare_the_backbone(parts):
+    tokenizer, lm = parts
+    calls = []
+
+    def counting(**inputs):
+        calls.append(inputs["input_ids"].shape[0])
+        return lm(**inputs)
+
+    model = TokenSurpriseRewardModel(head_config(tokenizer), counting)
+    with torch.no_grad():
+        for parameter in model.head.parameters():
+            parameter.normal_()
+    short, long = (_conversation(tokenizer, text) for text in ("7.\n\n</think>\n\n\\boxed{7}",
+                                                               "12 + 30 = 42. So the answer is 42.\n\n</think>\n\n42"))
+    batch = torch.full((2, len(long)), tokenizer.pad_token_id)
+    mask = torch.zeros_like(batch)
+    for row, ids in enumerate((short, long)):
+        batch[row, : len(ids)], mask[row, : len(ids)] = torch.tensor(ids), 1
+    plain = model(batch, mask).logits
+    model.cache_features()
+    first, again = model(batch, mask).logits, model(batch.flip(0), mask.flip(0)).logits.flip(0)
+    assert torch.allclose(first, plain, atol=1e-5) and torch.allclose(again, plain, atol=1e-5)
+    assert calls == [2, 2]  # uncached, then filling the cache; the reordered batch was read from it
