@@ -123,8 +123,10 @@ def token_features(backbone, input_ids: torch.Tensor, attention_mask: torch.Tens
                    digit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The backbone's view of each token: (B, T, 3) features [log-prob, entropy, is-digit] and the (B, T) mask of
     the answer's tokens (after the last marker, not padding). The backbone runs without gradients."""
-    with torch.no_grad():
-        logits = backbone(input_ids=input_ids, attention_mask=attention_mask).logits.float()  # (B, T, V)
+    with torch.no_grad():  # the backbone may sit on another device than the head (it is not a sub-module)
+        device = getattr(backbone, "device", input_ids.device)
+        logits = backbone(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+        logits = logits.float().to(input_ids.device)  # (B, T, V)
         log_probs = torch.log_softmax(logits[:, :-1], -1)  # position t predicts token t + 1
         token_log_prob = log_probs.gather(-1, input_ids[:, 1:, None])[..., 0]  # (B, T - 1)
         entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B, T - 1)

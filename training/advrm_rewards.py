@@ -154,11 +154,13 @@ def backbone(model_dir: Path, layers: int):
 
 
 def frozen_lm(model_dir: Path):
-    """The causal LM a token-surprise head reads: fp32, eval mode, no gradients."""
+    """The causal LM a token-surprise head reads: fp32, eval mode, no gradients, on the GPU when there is one (the
+    trainer moves the head there, not the backbone, which is not one of its sub-modules)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().requires_grad_(False)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().requires_grad_(False)
+    return model.to("cuda") if torch.cuda.is_available() else model
 
 
 def backbone_source(policy_dir: Path, settings: RewardModelSettings, tokenizer=None) -> Path:

@@ -123,3 +123,17 @@ def test_cached_features_score_alike_and_spare_the_backbone(parts):
     first, again = model(batch, mask).logits, model(batch.flip(0), mask.flip(0)).logits.flip(0)
     assert torch.allclose(first, plain, atol=1e-5) and torch.allclose(again, plain, atol=1e-5)
     assert calls == [2, 2]  # uncached, then filling the cache; the reordered batch was read from it
+
+
+@pytest.mark.gpu
+def test_a_head_on_the_gpu_reads_a_backbone_left_on_the_cpu(parts):
+    """The trainer moves the head to the GPU, not the backbone (not a sub-module): the features cross over."""
+    tokenizer, lm = parts
+    model = TokenSurpriseRewardModel(head_config(tokenizer), lm)
+    with torch.no_grad():
+        for parameter in model.head.parameters():
+            parameter.normal_()
+    ids = torch.tensor([_conversation(tokenizer, "42. So the answer is 42.\n\n</think>\n\n\\boxed{42}")])
+    on_cpu = model(ids).logits
+    on_gpu = model.to("cuda")(ids.to("cuda")).logits
+    assert on_gpu.device.type == "cuda" and torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-4)
