@@ -131,6 +131,10 @@ class RewardEnsemble:
         if manifest.head == TOKEN_SURPRISE:
             backbone = _load_backbone(folder, manifest, len(tokenizer))
             models = [_load_head(folder, card, backbone) for card in cards]
+            reads = {(m.config.marker_token_id, tuple(m.config.digit_token_ids), m.config.vocab_size) for m in models}
+            if len(reads) != 1 or next(iter(reads))[2] < len(tokenizer):  # the backbone's features are shared
+                raise RewardModelError(f"{folder}: every head must read the reward tokenizer's tokens the same way "
+                                       "(same marker, digits and vocabulary)")
         else:
             models = [_load_member(folder, card, len(tokenizer)) for card in cards]
         pads = {model.config.pad_token_id for model in models}

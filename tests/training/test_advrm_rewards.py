@@ -194,6 +194,8 @@ def _corrupt_weights(folder, member):
                  id="no-backbone"),
     pytest.param(lambda f: _set_manifest(f, backbone=None), "needs a backbone", "token_surprise",
                  id="backbone-unnamed"),
+    pytest.param(lambda f: _edit_config(f, "member2", marker_token_id=3), "read the reward tokenizer's tokens",
+                 "token_surprise", id="heads-disagree"),
 ])
 def test_broken_folders_are_one_clear_error(trained, request, tmp_path, breakage, message, only):
     """Every breakage on each head's folder, but one that only one head's folder can have on that head's."""
