@@ -260,18 +260,18 @@ def _load_tokenizer(path: Path):
 
 
 def _load_backbone(folder: Path, manifest: RewardManifest, vocab: int):
-    import torch
-    from transformers import AutoModelForCausalLM
+    from probexit.server.reward_heads import frozen_lm
 
     path = folder / manifest.backbone
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = frozen_lm(path)
     except Exception as error:  # as in _load_member: every failure is one line naming the folder
-        raise RewardModelError(f"cannot load the reward backbone {path}: {' '.join(str(error).split())[:300]}") from None
+        raise RewardModelError(f"cannot load the reward backbone {path}: "
+                               f"{' '.join(str(error).split())[:300]}") from None
     if model.get_input_embeddings().num_embeddings < vocab:
         raise RewardModelError(f"{path} embeds {model.get_input_embeddings().num_embeddings} tokens but its "
                                f"tokenizer has {vocab}: the backbone and tokenizer do not belong together")
-    return model.eval().requires_grad_(False)
+    return model
 
 
 def _load_head(folder: Path, card: MemberCard, backbone):

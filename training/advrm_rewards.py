@@ -153,14 +153,12 @@ def backbone(model_dir: Path, layers: int):
     return model
 
 
-def frozen_lm(model_dir: Path):
-    """The causal LM a token-surprise head reads: fp32, eval mode, no gradients, on the GPU when there is one (the
-    trainer moves the head there, not the backbone, which is not one of its sub-modules)."""
+def training_device() -> str:
+    """Where a token-surprise head's frozen backbone runs in training: the trainer moves the head to the GPU when
+    there is one, but not the backbone, which is not one of its sub-modules."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().requires_grad_(False)
-    return model.to("cuda") if torch.cuda.is_available() else model
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def backbone_source(policy_dir: Path, settings: RewardModelSettings, tokenizer=None) -> Path:
@@ -185,9 +183,12 @@ def backbone_source(policy_dir: Path, settings: RewardModelSettings, tokenizer=N
 
 
 def train_member(backbone_dir: Path, tokenizer, pairs: list[Pair], out: Path, seed: int, settings: RewardModelSettings,
-                 think: tuple[str | None, str | None], log: Callable[[str], None], scratch: Path | None = None) -> dict:
+                 think: tuple[str | None, str | None], log: Callable[[str], None], scratch: Path | None = None,
+                 frozen=None, feature_cache: dict | None = None) -> dict:
     """Train one reward model on `pairs` with RewardTrainer and save it (fp16) to `out`; skipped when done.
-    The trainer's own files go to `scratch` (default: beside `out`)."""
+    The trainer's own files go to `scratch` (default: beside `out`). A token-surprise head reads `frozen` (the
+    backbone already loaded; else it is loaded from `backbone_dir`) and keeps its features in `feature_cache`
+    (shared by a round's members; else its own)."""
     if (out / DONE).exists():
         return json.loads((out / DONE).read_text())
     import torch
@@ -200,10 +201,12 @@ def train_member(backbone_dir: Path, tokenizer, pairs: list[Pair], out: Path, se
     torch.manual_seed(seed)
     surprise = settings.head == TOKEN_SURPRISE
     if surprise:
-        from probexit.server.reward_heads import TokenSurpriseRewardModel, head_config
+        from probexit.server.reward_heads import TokenSurpriseRewardModel, frozen_lm, head_config
 
-        model = TokenSurpriseRewardModel(head_config(tokenizer), frozen_lm(backbone_dir))
-        model.cache_features()
+        if frozen is None:
+            frozen = frozen_lm(backbone_dir, training_device())
+        model = TokenSurpriseRewardModel(head_config(tokenizer), frozen)
+        model.cache_features(feature_cache)
     else:
         model = backbone(backbone_dir, settings.backbone_layers)
     epochs, learning_rate = settings.training()
@@ -244,10 +247,16 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
     think = (markers.start, markers.end) if markers is not None else (None, None)
     names = ["target"] + [f"member{i}" for i in range(1, settings.ensemble_size + 1)]
     surprise = settings.head == TOKEN_SURPRISE
-    if surprise and not (out / "backbone" / "config.json").exists():  # stored once, read by every member
+    frozen, feature_cache = None, {}
+    if surprise:
         import torch
 
-        frozen_lm(source).to(torch.float16).save_pretrained(out / "backbone")
+        from probexit.server.reward_heads import frozen_lm
+
+        if not (out / "backbone" / "config.json").exists():  # stored once, read by every member
+            frozen_lm(source).to(torch.float16).save_pretrained(out / "backbone")
+        if not all((out / member / DONE).exists() for member in names):  # loaded once, its features computed once
+            frozen = frozen_lm(source, training_device())
     origin = f"{source} (frozen; token-surprise head)" if surprise else \
         f"{source} (embedding, layers 0-{settings.backbone_layers - 1}, norm)"
     cards = []
@@ -255,7 +264,7 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
         seed = settings.seed + index
         subset = pairs if index == 0 else _subset(pairs, settings.ensemble_subset, seed)
         stats = train_member(source, tokenizer, subset, out / member, seed, settings, think, log,
-                             out.parent / "trainer" / member)
+                             out.parent / "trainer" / member, frozen, feature_cache)
         cards.append(MemberCard(member, origin, seed=seed, data=f"{stats['pairs']} pairs ({_sources(subset)})"))
     manifest = RewardManifest(cards[0], tuple(cards[1:]), name=name, max_length=settings.max_length,
                               think_start=think[0], think_end=think[1], notes=notes, head=settings.head,

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from probexit.server import reward_heads
-from probexit.server.reward_heads import TokenSurpriseRewardModel, answer_mask, head_config, token_features
+from probexit.server.reward_heads import (TokenSurpriseRewardModel, answer_mask, frozen_lm, head_config,
+                                         token_features)
 from probexit.server.rewards import render_ids
-from probexit.training.advrm_rewards import frozen_lm
 
 
 def test_doctests():
