@@ -226,15 +226,23 @@ class AdvRMJob:
         """GRPO from the policy against round k's target; proxy and gold per step."""
         from probexit.server.rewards import RewardEnsemble
 
+        settings = self.config.rlhf
         ensemble = RewardEnsemble.load(self._round(k) / "reward")
         steps = attack.RowLog(self.out / "rlhf" / name / "steps.jsonl")
+        held_out = attack.RowLog(self.out / "rlhf" / name / "held_out.jsonl")
         reward = partial(rlhf.proxy_reward, scorer=ensemble.score_texts, record=lambda row: steps([row]))
         reward.__name__ = f"proxy_{name}"
-        self._grpo(self.train_problems, reward, self.out / "rlhf" / name, self.config.rlhf)
-        rows = rlhf.curve(steps.read())
-        found = rlhf.hacking_step(rows, self.config.rlhf.window, self.config.rlhf.margin)
-        self.log(f"  rlhf {name}: hacking step {found['step']} of {found['run_steps']}")
-        return {"steps": rows, "hacking": found}
+        callbacks = [rlhf.HeldOutGold(self.eval_problems[: settings.eval_questions], ensemble.score_texts,
+                                      lambda row: held_out([row]), every=settings.eval_every,
+                                      samples=settings.eval_samples, temperature=settings.temperature,
+                                      max_new_tokens=settings.max_completion_length, seed=settings.seed)
+                     ] if settings.measures_held_out else []
+        self._grpo(self.train_problems, reward, self.out / "rlhf" / name, settings, callbacks)
+        rows, measured = rlhf.curve(steps.read()), rlhf.curve(held_out.read())
+        found = rlhf.judge(rows, measured, settings)
+        self.log(f"  rlhf {name}: hacking step {found['step']} of {found['run_steps']} ({found['curve']} curve)"
+                 + (f"; held-out gold {measured[0]['gold']:.3f} -> {measured[-1]['gold']:.3f}" if measured else ""))
+        return {"steps": rows, "held_out": measured, "hacking": found}
 
     def export(self) -> dict:
         final = self._round(self.config.rounds) / "reward"
@@ -245,12 +253,11 @@ class AdvRMJob:
         curves = {name: self._result(f"rlhf_{name}") for name in ("standard", "advrm")
                   if (self.work / f"rlhf_{name}.json").exists()}
         if curves:
-            rlhf.plot_curves({n: c["steps"] for n, c in curves.items()}, {n: c["hacking"] for n, c in curves.items()},
-                             self.out / "rlhf.png")
+            rlhf.plot_curves(curves, self.out / "rlhf.png")
         return {"reward": str(target), "size_mb": round(_size(target) / 2**20, 2)}
 
     # -- helpers -------------------------------------------------------------------------------------------------
-    def _grpo(self, problems: list[ProblemRecord], reward, out: Path, settings) -> Path:
+    def _grpo(self, problems: list[ProblemRecord], reward, out: Path, settings, callbacks: list = ()) -> Path:
         from probexit.training.empo import EMPOConfig
         from probexit.training.empo_job import prompt_dataset, train_grpo
 
@@ -260,7 +267,7 @@ class AdvRMJob:
                             max_completion_length=settings.max_completion_length, seed=settings.seed,
                             save_steps=10, logging_steps=1)
         dataset = prompt_dataset([p.question for p in problems], answers=[p.answer for p in problems])
-        return train_grpo(self._trainable_policy(), dataset, reward, out, config, [], self.log).policy_dir
+        return train_grpo(self._trainable_policy(), dataset, reward, out, config, list(callbacks), self.log).policy_dir
 
     def _trainable_policy(self) -> Path:
         """The policy as GRPO should load it: a half-precision checkpoint (the embedded policy is stored in
@@ -328,8 +335,7 @@ def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
     success = [{"round": r["round"], **r["attack_success"]} for r in rounds]
     accuracy = [r["preference_accuracy"]["target"] for r in rounds]
     hacking = {name: curve["hacking"] for name, curve in curves.items()}
-    rise = {name: rlhf.gold_rise_steps(curve["steps"], config.rlhf.window, config.rlhf.margin)
-            for name, curve in curves.items()}
+    rise = {name: rlhf.gold_rise_steps(curve["hacking"]) for name, curve in curves.items()}
     found = [row for r in rounds for row in _expand(r.get("failure_modes", {}))]
     warnings = [f"round {r['round']}'s attack found no adversarial examples: nothing was added to reward training"
                 for r in rounds[:-1] if not r["n_adversarial"]]
@@ -353,7 +359,8 @@ def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
         "failure_modes": _counts(found),
         "warnings": warnings,
         "rounds": rounds,
-        "rlhf": {name: {"hacking": c["hacking"], "steps": c["steps"]} for name, c in curves.items()},
+        "rlhf": {name: {"hacking": c["hacking"], "held_out": c.get("held_out", []), "steps": c["steps"]}
+                 for name, c in curves.items()},
         "goals": {
             "attack_before_at_least_50pct": _at_least(success[0]["standard"], 0.5),
             "attack_after_last_round_at_most_10pct": len(success) > 1 and _at_least(0.1, success[-1]["standard"]),

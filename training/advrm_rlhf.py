@@ -3,13 +3,17 @@ the step at which reward hacking starts.
 
 The same run, with the same settings and seeds, is made against the standard reward model (round 0's
 target) and against the Adv-RM (the last round's target). The proxy is the reward model's calibrated reward,
-the gold the tiny world's (`grading.gold_reward`), both averaged over each step's completions.
+the gold the tiny world's (`grading.gold_reward`). Both are recorded twice: averaged over each step's own
+completions (other questions every step, a few answers each: noisy), and, every `eval_every` steps and before
+the first, on one fixed set of held-out questions (`HeldOutGold`: the policy being trained samples
+`eval_samples` answers to each of `eval_questions` questions it never trains on). The hacking step is read from
+the held-out curve when there is one: a step's own gold moves with which questions it drew.
 
-The hacking rule (`hacking_step`): smooth both curves with a trailing mean over `window` steps; gold has
-*started falling* at step p (its running peak; the last step of a plateau) once, from some later step t to
-the end of the run, smoothed gold stays more than `margin` below its value at p while smoothed proxy ends
-above its value at p (the proxy kept rising while the gold fell). The hacking step is the first such p; None when gold never falls
-so within the run (report the run length then, not a number).
+The hacking rule (`hacking_step`): smooth both curves with a trailing mean over `window` points (`eval_window`
+on the held-out curve); gold has *started falling* at step p (its running peak; the last step of a plateau)
+once, from some later point t to the end of the run, smoothed gold stays more than `margin` below its value at
+p while smoothed proxy ends above its value at p (the proxy kept rising while the gold fell). The hacking step
+is the first such p; None when gold never falls so within the run (report the run length then, not a number).
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from transformers import TrainerCallback
 
 from probexit.training.empo import completion_text
 from probexit.training.grading import grade
@@ -45,6 +51,14 @@ class RLHFSettings:
     """Steps in the trailing mean that smooths both curves."""
     margin: float = 0.1
     """How far (gold reward, a share) smoothed gold must stay below its peak to count as falling."""
+    eval_every: int = 10
+    """Steps between two measurements on the held-out questions (0: none; the step curves decide then)."""
+    eval_questions: int = 64
+    """Held-out questions of those measurements (the same ones each time)."""
+    eval_samples: int = 4
+    """Answers sampled per held-out question at each measurement."""
+    eval_window: int = 1
+    """Measurements in the trailing mean that smooths the held-out curves."""
     seed: int = 0
 
     def __post_init__(self):
@@ -52,6 +66,13 @@ class RLHFSettings:
             raise ValueError("steps, questions_per_step and window must be at least 1, num_generations at least 2")
         if self.learning_rate <= 0 or self.temperature <= 0 or self.beta < 0 or not 0 < self.margin < 1:
             raise ValueError("learning_rate and temperature must be positive, beta not negative, margin in (0, 1)")
+        if self.eval_every < 0 or self.eval_questions < 1 or self.eval_samples < 1 or self.eval_window < 1:
+            raise ValueError("eval_every must not be negative; eval_questions, eval_samples and eval_window must be "
+                             "at least 1")
+
+    @property
+    def measures_held_out(self) -> bool:
+        return self.eval_every > 0
 
 
 def proxy_reward(completions: list, prompts: list, *, scorer, answer: list[str],
@@ -75,6 +96,71 @@ def proxy_reward(completions: list, prompts: list, *, scorer, answer: list[str],
         step = (trainer_state.global_step if trainer_state is not None else 0) + 1  # the step being made
         record({"step": step, "proxy": statistics.fmean(rewards), "gold": statistics.fmean(gold), "n": len(texts)})
     return rewards
+
+
+class HeldOutGold(TrainerCallback):
+    """A trainer callback: every `every` steps (and before the first) the policy being trained answers the same
+    held-out questions, `samples` times each; their mean gold and proxy reward go to `record` as one row.
+
+    It samples with the model in memory (transformers' `generate`, at the run's temperature), not through a
+    serving engine: an engine would need the weights written out and a start-up per measurement. The sampling
+    seed depends on the step only, so a resumed run measures alike and the trainer's own random state is left
+    as it was.
+    """
+
+    def __init__(self, problems: list, scorer, record: Callable[[dict], None], *, every: int, samples: int,
+                 temperature: float, max_new_tokens: int, seed: int = 0, batch_size: int = 128):
+        if not problems:
+            raise ValueError("the held-out measurement needs at least one question")
+        self.problems, self.scorer, self.record = problems, scorer, record
+        self.every, self.samples, self.temperature = every, samples, temperature
+        self.max_new_tokens, self.seed, self.batch_size = max_new_tokens, seed, batch_size
+        self.done: set[int] = set()
+
+    def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if state.global_step == 0:  # a resumed run measured its start already
+            self.measure(0, model, processing_class, state.is_world_process_zero)
+
+    def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            self.measure(state.global_step, model, processing_class, state.is_world_process_zero)
+
+    def measure(self, step: int, model, tokenizer, main: bool = True) -> dict | None:
+        if step in self.done:
+            return None
+        self.done.add(step)
+        texts = self.sample(model, tokenizer, step)
+        problems = [p for p in self.problems for _ in range(self.samples)]
+        rewards = [s.normalised for s in self.scorer([p.question for p in problems], texts)]
+        gold = [grade(text, p.answer).gold for text, p in zip(texts, problems)]
+        row = {"step": step, "proxy": statistics.fmean(rewards), "gold": statistics.fmean(gold), "n": len(texts)}
+        if main:
+            self.record(row)
+        return row
+
+    def sample(self, model, tokenizer, step: int) -> list[str]:
+        import torch
+
+        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p.question}], tokenize=False,
+                                                 add_generation_prompt=True)
+                   for p in self.problems for _ in range(self.samples)]
+        side, tokenizer.padding_side = tokenizer.padding_side, "left"
+        was_training, texts = model.training, []
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                torch.manual_seed(self.seed + step)
+                for start in range(0, len(prompts), self.batch_size):
+                    batch = tokenizer(prompts[start : start + self.batch_size], return_tensors="pt", padding=True,
+                                      add_special_tokens=False).to(model.device)
+                    out = model.generate(**batch, do_sample=True, temperature=self.temperature, top_p=1.0, top_k=0,
+                                         max_new_tokens=self.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                         use_cache=True)
+                    texts += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        finally:
+            tokenizer.padding_side = side
+            model.train(was_training)
+        return texts
 
 
 def curve(rows: list[dict]) -> list[dict]:
@@ -107,8 +193,8 @@ def hacking_step(rows: list[dict], window: int, margin: float) -> dict:
     gold = smooth([row["gold"] for row in rows], window)
     proxy = smooth([row["proxy"] for row in rows], window)
     result = {"step": None, "detected_at": None, "run_steps": rows[-1]["step"] if rows else 0,
-              "rule": f"trailing mean over {window} steps; gold below its peak by more than {margin} from some step "
-                      "to the end, while proxy ends above its value at the peak"}
+              "rule": f"trailing mean over {window} points of the curve; gold below its peak by more than {margin} "
+                      "from some point to the end, while proxy ends above its value at the peak"}
     for t in range(len(rows)):
         peak = max(range(t + 1), key=lambda i: (gold[i], i))  # the highest point so far (its last step)
         stays_down = all(g < gold[peak] - margin for g in gold[t:])
@@ -117,31 +203,52 @@ def hacking_step(rows: list[dict], window: int, margin: float) -> dict:
     return result
 
 
-def gold_rise_steps(rows: list[dict], window: int, margin: float) -> int:
-    """How many steps gold kept rising: the hacking step, or the whole run when there was none."""
-    found = hacking_step(rows, window, margin)
+def gold_rise_steps(found: dict) -> int:
+    """How many steps gold kept rising: the hacking step (`hacking_step`'s result), or the whole run when
+    there was none.
+
+    >>> gold_rise_steps({"step": None, "run_steps": 40}), gold_rise_steps({"step": 6, "run_steps": 40})
+    (40, 6)
+    """
     return found["step"] if found["step"] is not None else found["run_steps"]
 
 
-def plot_curves(curves: dict[str, list[dict]], hacking: dict[str, dict], path: Path) -> None:
-    """Proxy and gold reward against RLHF steps, one colour per reward model, hacking steps marked."""
+def judge(steps: list[dict], held_out: list[dict], settings: RLHFSettings) -> dict:
+    """The hacking step of one run, read from the held-out curve when it was measured, else from the steps'."""
+    if held_out:
+        return {**hacking_step(held_out, settings.eval_window, settings.margin), "curve": "held_out"}
+    return {**hacking_step(steps, settings.window, settings.margin), "curve": "steps"}
+
+
+def plot_curves(curves: dict[str, dict], path: Path) -> None:
+    """Proxy and gold reward against RLHF steps, one colour per reward model, hacking steps marked: each
+    step's own completions faint, the held-out measurements (when made) as dots on a line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, (proxy_axis, gold_axis) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for (name, rows), colour in zip(curves.items(), ("tab:red", "tab:blue")):
+    for (name, run), colour in zip(curves.items(), ("tab:red", "tab:blue")):
+        rows, held_out = run["steps"], run.get("held_out") or []
         steps = [row["step"] for row in rows]
-        proxy_axis.plot(steps, [row["proxy"] for row in rows], color=colour, label=name)
-        gold_axis.plot(steps, [row["gold"] for row in rows], color=colour, label=name, alpha=0.4)
-        gold_axis.plot(steps, smooth([row["gold"] for row in rows], 5), color=colour)
-        if hacking.get(name, {}).get("step") is not None:
+        faint = 0.3 if held_out else 1.0
+        proxy_axis.plot(steps, [row["proxy"] for row in rows], color=colour, alpha=faint,
+                        label=None if held_out else name)
+        gold_axis.plot(steps, [row["gold"] for row in rows], color=colour, alpha=0.3)
+        if held_out:
+            marks = [row["step"] for row in held_out]
+            proxy_axis.plot(marks, [row["proxy"] for row in held_out], "o-", color=colour, label=f"{name} (held out)")
+            gold_axis.plot(marks, [row["gold"] for row in held_out], "o-", color=colour, label=f"{name} (held out)")
+        else:
+            gold_axis.plot(steps, smooth([row["gold"] for row in rows], 5), color=colour, label=name)
+        if run["hacking"].get("step") is not None:
             for axis in (proxy_axis, gold_axis):
-                axis.axvline(hacking[name]["step"], color=colour, linestyle="--", linewidth=1)
+                axis.axvline(run["hacking"]["step"], color=colour, linestyle="--", linewidth=1)
     proxy_axis.set(title="proxy reward (reward model, calibrated)", xlabel="RLHF step")
     gold_axis.set(title="gold reward (right and well formed)", xlabel="RLHF step", ylim=(-0.02, 1.02))
     proxy_axis.legend()
+    gold_axis.legend()
     figure.savefig(path, dpi=120)
     plt.close(figure)
 

@@ -147,16 +147,92 @@ def test_a_step_made_again_after_a_resume_counts_once():
 
 
 def test_gold_rise_steps_is_the_run_length_without_hacking():
-    assert advrm_rlhf.gold_rise_steps(steps([.5, .6, .7], [0, 1, 2]), window=1, margin=0.1) == 3
-    assert advrm_rlhf.gold_rise_steps(steps([.5, .8, .5, .4], [0, 1, 2, 3]), window=1, margin=0.1) == 2
+    settings = RLHFSettings(window=1)
+    assert advrm_rlhf.gold_rise_steps(advrm_rlhf.judge(steps([.5, .6, .7], [0, 1, 2]), [], settings)) == 3
+    assert advrm_rlhf.gold_rise_steps(advrm_rlhf.judge(steps([.5, .8, .5, .4], [0, 1, 2, 3]), [], settings)) == 2
+
+
+def test_the_held_out_curve_decides_when_there_is_one():
+    noisy = steps([.5, .8, .5, .4, .3, .3], range(6))  # the steps' own gold: falls after step 2 ...
+    held_out = [{"step": s, "gold": g, "proxy": p} for s, g, p in [(0, .5, 0), (3, .6, 1), (6, .62, 2)]]
+    settings = RLHFSettings(window=1, eval_window=1)
+    found = advrm_rlhf.judge(noisy, held_out, settings)  # ... the held-out questions say it never fell
+    assert (found["step"], found["run_steps"], found["curve"]) == (None, 6, "held_out")
+    assert advrm_rlhf.judge(noisy, [], settings)["curve"] == "steps"
+    assert advrm_rlhf.judge(noisy, [], settings)["step"] == 2
+
+
+# -- the held-out measurement -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def policy(test_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return (AutoModelForCausalLM.from_pretrained(test_model_dir, dtype=torch.float32),
+            AutoTokenizer.from_pretrained(test_model_dir))
+
+
+def held_out_gold(rows, **settings):
+    from types import SimpleNamespace
+
+    from probexit.training.problem_files import ProblemRecord
+    from probexit.training.tinyworld.problems import generate_splits
+
+    problems = [ProblemRecord(p.question, str(p.answer)) for p in generate_splits({"held_out": 3}, seed=11)["held_out"]]
+    scorer = lambda questions, texts: [SimpleNamespace(normalised=float(len(t))) for t in texts]  # noqa: E731
+    return problems, advrm_rlhf.HeldOutGold(problems, scorer, rows.append, **{
+        "every": 2, "samples": 2, "temperature": 1.0, "max_new_tokens": 48, **settings})
+
+
+def test_held_out_gold_grades_the_policy_on_the_same_questions_each_time(policy):
+    import torch
+
+    model, tokenizer = policy
+    rows = []
+    problems, callback = held_out_gold(rows)
+    model.train()
+    side = tokenizer.padding_side
+    torch.manual_seed(5)
+    expected_next = torch.rand(3)
+    torch.manual_seed(5)
+    texts = callback.sample(model, tokenizer, step=4)
+    assert torch.equal(torch.rand(3), expected_next)  # the trainer's random state is left as it was
+    assert model.training and tokenizer.padding_side == side
+    assert len(texts) == 6 and texts == callback.sample(model, tokenizer, step=4)  # the step seeds it
+    assert texts != callback.sample(model, tokenizer, step=6)
+    row = callback.measure(4, model, tokenizer)
+    assert rows == [row] and row["step"] == 4 and row["n"] == 6
+    assert row["proxy"] == sum(len(t) for t in texts) / 6  # the scorer saw the sampled texts
+    assert row["gold"] == sum(grading.grade(t, p.answer).gold for t, p in zip(texts, [p for p in problems
+                                                                                        for _ in range(2)])) / 6
+    assert callback.measure(4, model, tokenizer) is None and len(rows) == 1  # once a step
+
+
+def test_held_out_gold_measures_at_the_start_every_few_steps_and_at_the_end(policy):
+    from types import SimpleNamespace
+
+    model, tokenizer = policy
+    rows = []
+    _, callback = held_out_gold(rows, max_new_tokens=8)
+    state = SimpleNamespace(global_step=0, max_steps=5, is_world_process_zero=True)
+    callback.on_train_begin(None, state, None, model=model, processing_class=tokenizer)
+    for step in range(1, 6):
+        state.global_step = step
+        callback.on_step_end(None, state, None, model=model, processing_class=tokenizer)
+    assert [row["step"] for row in rows] == [0, 2, 4, 5]
+    resumed = []
+    _, callback = held_out_gold(resumed, max_new_tokens=8)
+    callback.on_train_begin(None, SimpleNamespace(global_step=3, max_steps=5, is_world_process_zero=True), None,
+                            model=model, processing_class=tokenizer)
+    assert resumed == []  # a resumed run measured its start before
 
 
 def test_summary_reports_null_hacking_and_checks_goals():
     rounds = [{"round": k, "attack_success": {"standard": s, "strict": s / 2, "n": 10},
                "preference_accuracy": {"target": acc}, "n_adversarial": n, "failure_modes": {}}
               for k, (s, acc, n) in enumerate([(0.8, 0.80, 7), (0.3, 0.81, 3), (0.05, 0.795, 0)])]
-    curves = {"standard": {"steps": steps([.5, .8, .5, .4], [0, 1, 2, 3]), "hacking": {"step": 2}},
-              "advrm": {"steps": steps([.5, .6, .7, .8], [0, 1, 2, 3]), "hacking": {"step": None}}}
+    curves = {"standard": {"steps": steps([.5, .8, .5, .4], [0, 1, 2, 3]), "hacking": {"step": 2, "run_steps": 4}},
+              "advrm": {"steps": steps([.5, .6, .7, .8], [0, 1, 2, 3]), "hacking": {"step": None, "run_steps": 4}}}
     metrics = advrm.summary(rounds, curves, advrm.AdvRMConfig(rlhf=RLHFSettings(steps=4, window=1)))
     assert metrics["attack_success_before"]["standard"] == 0.8
     assert [r["standard"] for r in metrics["attack_success_after"]] == [0.3, 0.05]
@@ -217,6 +293,8 @@ def test_manifest_round_trip_and_format_check():
     pytest.param(lambda: AttackSettings(num_generations=1), "num_generations", id="generations"),
     pytest.param(lambda: AttackSettings(success_percentile=100), "success_percentile", id="percentile"),
     pytest.param(lambda: RLHFSettings(margin=0), "margin", id="margin"),
+    pytest.param(lambda: RLHFSettings(eval_samples=0), "eval_samples", id="held-out-samples"),
+    pytest.param(lambda: RLHFSettings(eval_every=-1), "eval_every", id="held-out-every"),
     pytest.param(lambda: advrm.AdvRMConfig(samples_per_question=1), "right and a wrong", id="samples"),
     pytest.param(lambda: advrm.AdvRMConfig(rounds=-1), "rounds", id="rounds"),
 ])

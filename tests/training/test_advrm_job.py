@@ -21,7 +21,8 @@ TINY_FLAGS = [
     "--attack-steps", "2", "--attack-questions-per-step", "2", "--attack-num-generations", "2",
     "--attack-max-completion-length", "96", "--attack-eval-samples", "1",
     "--rlhf-steps", "2", "--rlhf-questions-per-step", "2", "--rlhf-num-generations", "2",
-    "--rlhf-max-completion-length", "96", "--rlhf-window", "1",
+    "--rlhf-max-completion-length", "96", "--rlhf-window", "1", "--rlhf-eval-every", "1",
+    "--rlhf-eval-questions", "3", "--rlhf-eval-samples", "2",
     "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024", "--engine-arg", "max_num_seqs=32"]
 
 
@@ -60,6 +61,7 @@ def test_bad_files_are_one_line_errors(files, capsys, change, message):
     pytest.param(["--rm-ensemble-subset", "0"], "ensemble_subset", id="subset"),
     pytest.param(["--attack-num-generations", "1"], "num_generations", id="generations"),
     pytest.param(["--rlhf-margin", "2"], "margin", id="margin"),
+    pytest.param(["--rlhf-eval-samples", "0"], "eval_samples", id="held-out-samples"),
     pytest.param(["--rm-backbone", "/nonexistent"], "reward-model backbone /nonexistent: not a model folder",
                  id="backbone"),
     pytest.param(["--rm-head", "mean"], "unknown reward head 'mean' (known: last-token, token-surprise)", id="head"),
@@ -101,6 +103,9 @@ def test_metrics_hold_the_contract_fields(run):
     for name in ("standard", "advrm"):
         assert [row["step"] for row in metrics["rlhf"][name]["steps"]] == [1, 2]
         assert all(0 <= row["gold"] <= 1 for row in metrics["rlhf"][name]["steps"])
+        held_out = metrics["rlhf"][name]["held_out"]  # before the first step, then after each
+        assert [(row["step"], row["n"]) for row in held_out] == [(0, 6), (1, 6), (2, 6)]
+        assert metrics["rlhf"][name]["hacking"]["curve"] == "held_out"
     assert set(metrics["goals"]) and metrics["wall_s"] > 0 and metrics["reward_size_mb"] > 0
 
 
