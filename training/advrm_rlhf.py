@@ -33,13 +33,14 @@ from probexit.training.grading import grade
 class RLHFSettings:
     """The RLHF run made against each reward model, and the hacking rule."""
 
-    steps: int = 40
-    """GRPO steps of each run."""
-    questions_per_step: int = 4
+    steps: int = 50
+    """GRPO steps of each run (with the defaults the tiny-world policy is hacked within them, ~12 min a run on
+    2 cores; 40 steps of 16 answers at lr 5e-5 barely moved it)."""
+    questions_per_step: int = 8
     """Questions per step."""
-    num_generations: int = 4
+    num_generations: int = 8
     """Answers per question."""
-    learning_rate: float = 5e-5
+    learning_rate: float = 1.5e-4
     """AdamW learning rate."""
     beta: float = 0.0
     """KL coefficient (0: nothing holds the policy back, so a hackable reward model gets hacked sooner)."""
