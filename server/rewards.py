@@ -8,6 +8,8 @@ One folder holds everything the rewards endpoint serves (and what `probexit trai
       target/ member1/ …  Hugging Face sequence-classification models (one logit), stored in fp16, or
                           with `head: "token-surprise"` the members' small heads (`server.reward_heads`)
       backbone/           with that head only: the frozen causal LM whose token probabilities they all read
+      ensemble_backbone/  optional, that head only: another LM the ensemble's heads read instead (the target
+                          reads `backbone/`), so that the ensemble does not share the target's blind spots
 
 A conversation is rendered one way only (`render_ids`), here, for training and serving alike: the messages
 before the answer through the chat template with its generation prompt, then the answer, then the
@@ -64,6 +66,7 @@ class RewardManifest:
     think_end: str | None = "</think>"
     head: str = LAST_TOKEN  # how members read a conversation: LAST_TOKEN or TOKEN_SURPRISE
     backbone: str | None = None  # TOKEN_SURPRISE: the sub-folder of the causal LM shared by every member
+    ensemble_backbone: str | None = None  # TOKEN_SURPRISE: the ensemble's own LM sub-folder (None: `backbone`)
     format: str = FORMAT
     notes: dict = field(default_factory=dict)  # provenance: training job, round, metrics
 
@@ -114,9 +117,13 @@ def summarise(raw: list[float], manifest: RewardManifest, tokens: int = 0) -> Re
 class RewardEnsemble:
     """The loaded folder: `score(conversations)` for the endpoint, `score_texts` for training jobs."""
 
-    def __init__(self, folder: Path, manifest: RewardManifest, tokenizer, models: list, backbone=None):
+    def __init__(self, folder: Path, manifest: RewardManifest, tokenizer, models: list, backbone=None,
+                 ensemble_backbone=None):
         self.folder, self.manifest, self.tokenizer, self.models = folder, manifest, tokenizer, models
-        self.backbone = backbone  # TOKEN_SURPRISE: the LM every member's head reads, run once per batch
+        self.backbone = backbone  # TOKEN_SURPRISE: the LM the heads read, run once per batch
+        # the ensemble's heads read another LM when the folder has one (run once per batch too): members that
+        # read the target's own features tend to agree with it where it is wrong
+        self.ensemble_backbone = ensemble_backbone if ensemble_backbone is not None else backbone
         self.pad_id = models[0].config.pad_token_id
         self._lock = threading.Lock()  # one batch at a time: torch already uses every core
 
@@ -127,10 +134,13 @@ class RewardEnsemble:
         manifest = read_manifest(folder)
         tokenizer = _load_tokenizer(folder / manifest.tokenizer)
         cards = (manifest.target, *manifest.ensemble)
-        backbone = None
+        backbone = others = None
         if manifest.head == TOKEN_SURPRISE:
-            backbone = _load_backbone(folder, manifest, len(tokenizer))
-            models = [_load_head(folder, card, backbone) for card in cards]
+            backbone = _load_backbone(folder, manifest.backbone, len(tokenizer))
+            others = _load_backbone(folder, manifest.ensemble_backbone, len(tokenizer)) \
+                if manifest.ensemble_backbone else backbone
+            models = [_load_head(folder, manifest.target, backbone)] + \
+                [_load_head(folder, card, others) for card in manifest.ensemble]
             reads = {(m.config.marker_token_id, tuple(m.config.digit_token_ids), m.config.vocab_size) for m in models}
             if len(reads) != 1 or next(iter(reads))[2] < len(tokenizer):  # the backbone's features are shared
                 raise RewardModelError(f"{folder}: every head must read the reward tokenizer's tokens the same way "
@@ -141,7 +151,7 @@ class RewardEnsemble:
         if len(pads) != 1 or None in pads or pads == {tokenizer.eos_token_id}:
             raise RewardModelError(f"{folder}: every member needs the same pad_token_id, other than the end-of-turn "
                                    f"token (found {sorted(map(str, pads))})")
-        return cls(folder, manifest, tokenizer, models, backbone)
+        return cls(folder, manifest, tokenizer, models, backbone, others)
 
     # -- rendering ------------------------------------------------------------------------------------------
     def render_ids(self, messages: list[dict]) -> list[int]:
@@ -175,9 +185,13 @@ class RewardEnsemble:
             return [model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float() for model in self.models]
         from probexit.server.reward_heads import token_features
 
-        first = self.models[0]  # every head reads the same features: the backbone runs once
-        features, answer = token_features(self.backbone, input_ids, mask, first.config.marker_token_id, first.digit)
-        return [model.token_scores(features, answer).sum(1) for model in self.models]
+        first = self.models[0]  # the heads read the tokens alike (checked at load): each backbone runs once
+        read = lambda lm: token_features(lm, input_ids, mask, first.config.marker_token_id, first.digit)  # noqa: E731
+        features, answer = read(self.backbone)
+        scores = [first.token_scores(features, answer).sum(1)]
+        if self.ensemble_backbone is not self.backbone:
+            features, answer = read(self.ensemble_backbone)
+        return scores + [model.token_scores(features, answer).sum(1) for model in self.models[1:]]
 
     def score_ids(self, batch: list[list[int]]) -> list[RewardScore]:
         too_long = [i for i, ids in enumerate(batch) if len(ids) > self.manifest.max_length]
@@ -236,6 +250,8 @@ def read_manifest(folder: Path) -> RewardManifest:
         raise RewardModelError(f"{path}: unknown head {manifest.head!r} (known: {', '.join(HEADS)})")
     if manifest.head == TOKEN_SURPRISE and not manifest.backbone:
         raise RewardModelError(f"{path}: a {TOKEN_SURPRISE} head needs a backbone sub-folder")
+    if manifest.ensemble_backbone and manifest.head != TOKEN_SURPRISE:
+        raise RewardModelError(f"{path}: only {TOKEN_SURPRISE} heads read an ensemble backbone")
     if not manifest.ensemble:
         raise RewardModelError(f"{path}: the ensemble is empty; uncertainty needs at least one other model")
     if any(card.std <= 0 or not math.isfinite(card.std) for card in (manifest.target, *manifest.ensemble)):
@@ -259,10 +275,10 @@ def _load_tokenizer(path: Path):
     return tokenizer
 
 
-def _load_backbone(folder: Path, manifest: RewardManifest, vocab: int):
+def _load_backbone(folder: Path, name: str, vocab: int):
     from probexit.server.reward_heads import frozen_lm
 
-    path = folder / manifest.backbone
+    path = folder / name
     try:
         model = frozen_lm(path)
     except Exception as error:  # as in _load_member: every failure is one line naming the folder

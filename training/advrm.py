@@ -30,8 +30,8 @@ from pathlib import Path
 from probexit.server.rewards import read_manifest, write_manifest
 from probexit.training import advrm_attack as attack
 from probexit.training import advrm_rlhf as rlhf
-from probexit.training.advrm_rewards import (Pair, RewardModelSettings, Sample, backbone_source, pair_accuracy,
-                                            preference_pairs, train_round)
+from probexit.training.advrm_rewards import (Pair, RewardModelSettings, Sample, backbone_source, ensemble_source,
+                                            pair_accuracy, preference_pairs, train_round)
 from probexit.training.grading import grade
 from probexit.training.problem_files import ProblemRecord
 
@@ -103,6 +103,7 @@ class AdvRMJob:
         # A reward-model backbone other than the policy is checked before minutes of sampling, and before the
         # run's settings are recorded (a corrected flag must not then be refused as another run's).
         backbone_source(self.policy_dir, self.config.reward_models)
+        ensemble_source(self.policy_dir, self.config.reward_models)
         self._check_same_run()
         self.stage("sample", self.sample)
         rounds = []

@@ -43,6 +43,10 @@ class RewardModelSettings:
     """Model folder the reward models read instead of the policy (empty: the policy). It must share the
     policy's tokenizer; e.g. a more trained checkpoint of the same model, whose token log-probabilities tell the
     policy's slips apart better than the policy's own."""
+    ensemble_backbone: str = ""
+    """token-surprise head: model folder the ensemble members read instead of `backbone` (empty: the target's
+    backbone). It must share the policy's tokenizer; e.g. the policy itself beside a more trained backbone for
+    the target: members reading the target's own features agree with it where it is wrong, so z flags little."""
     backbone_layers: int = 1
     """last-token head: layers of the backbone kept (1 of the tiny policy's 6: about 1.1 MB per model in fp16)."""
     ensemble_size: int = 3
@@ -70,6 +74,8 @@ class RewardModelSettings:
             raise ValueError("backbone_layers, ensemble_size and batch_size must be at least 1, max_length at least 16")
         if not 0 < self.ensemble_subset <= 1:
             raise ValueError(f"ensemble_subset is a share in (0, 1], got {self.ensemble_subset}")
+        if self.ensemble_backbone and self.head != TOKEN_SURPRISE:
+            raise ValueError(f"ensemble_backbone is read by {TOKEN_SURPRISE} heads only (head is {self.head!r})")
         if self.epochs < 0 or self.learning_rate < 0 or self.center_rewards < 0:
             raise ValueError("epochs, learning_rate and center_rewards must not be negative (0: the head's default)")
 
@@ -164,20 +170,29 @@ def training_device() -> str:
 def backbone_source(policy_dir: Path, settings: RewardModelSettings, tokenizer=None) -> Path:
     """The folder the reward models are cut from: `settings.backbone`, checked to read the policy's token ids
     the same way (the rewards endpoint renders with the policy's tokenizer), or else the policy."""
-    if not settings.backbone:
-        return Path(policy_dir)
+    return _checked_backbone(policy_dir, settings.backbone, tokenizer) if settings.backbone else Path(policy_dir)
+
+
+def ensemble_source(policy_dir: Path, settings: RewardModelSettings, tokenizer=None) -> Path:
+    """The folder the ensemble members read: `settings.ensemble_backbone` (checked alike), else the target's."""
+    if settings.ensemble_backbone:
+        return _checked_backbone(policy_dir, settings.ensemble_backbone, tokenizer, "ensemble")
+    return backbone_source(policy_dir, settings, tokenizer)
+
+
+def _checked_backbone(policy_dir: Path, folder: str, tokenizer=None, role: str = "reward-model") -> Path:
     from transformers import AutoTokenizer
 
-    source = Path(settings.backbone)
+    source = Path(folder)
     if not (source / "config.json").is_file():
-        raise ValueError(f"reward-model backbone {source}: not a model folder (no config.json)")
+        raise ValueError(f"{role} backbone {source}: not a model folder (no config.json)")
     tokenizer = tokenizer or AutoTokenizer.from_pretrained(policy_dir)
     try:
         theirs = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError):
-        raise ValueError(f"reward-model backbone {source}: no tokenizer to check against the policy's") from None
+        raise ValueError(f"{role} backbone {source}: no tokenizer to check against the policy's") from None
     if theirs.get_vocab() != tokenizer.get_vocab():
-        raise ValueError(f"reward-model backbone {source}: its tokenizer is not the policy's; the reward models "
+        raise ValueError(f"{role} backbone {source}: its tokenizer is not the policy's; the reward models "
                          "must read the policy's token ids")
     return source
 
@@ -242,33 +257,43 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
 
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
     source = backbone_source(policy_dir, settings, tokenizer)
+    member_source = ensemble_source(policy_dir, settings, tokenizer)
+    apart = member_source != source  # the ensemble reads its own LM
     tokenizer.save_pretrained(out / "tokenizer")
     markers = find_markers(tokenizer)
     think = (markers.start, markers.end) if markers is not None else (None, None)
     names = ["target"] + [f"member{i}" for i in range(1, settings.ensemble_size + 1)]
     surprise = settings.head == TOKEN_SURPRISE
-    frozen, feature_cache = None, {}
+    # token-surprise: each backbone stored once and loaded once, its features computed once per conversation
+    # and shared by the heads that read it (the target; the members, which read `ensemble_backbone/` if apart)
+    lms: dict[Path, tuple] = {}
     if surprise:
         import torch
 
         from probexit.server.reward_heads import frozen_lm
 
-        if not (out / "backbone" / "config.json").exists():  # stored once, read by every member
-            frozen_lm(source).to(torch.float16).save_pretrained(out / "backbone")
-        if not all((out / member / DONE).exists() for member in names):  # loaded once, its features computed once
-            frozen = frozen_lm(source, training_device())
-    origin = f"{source} (frozen; token-surprise head)" if surprise else \
-        f"{source} (embedding, layers 0-{settings.backbone_layers - 1}, norm)"
+        for lm, folder in ((source, "backbone"), (member_source, "ensemble_backbone")):
+            if lm in lms:
+                continue
+            if not (out / folder / "config.json").exists():
+                frozen_lm(lm).to(torch.float16).save_pretrained(out / folder)
+            wanted = names[:1] if lm == source and apart else names[1:] if apart else names
+            lms[lm] = (frozen_lm(lm, training_device()) if not all((out / m / DONE).exists() for m in wanted)
+                       else None, {})
     cards = []
     for index, member in enumerate(tqdm(names, desc="reward models", leave=False)):
-        seed = settings.seed + index
+        seed, lm = settings.seed + index, source if index == 0 else member_source
+        origin = f"{lm} (frozen; token-surprise head)" if surprise else \
+            f"{lm} (embedding, layers 0-{settings.backbone_layers - 1}, norm)"
         subset = pairs if index == 0 else _subset(pairs, settings.ensemble_subset, seed)
-        stats = train_member(source, tokenizer, subset, out / member, seed, settings, think, log,
+        frozen, feature_cache = lms.get(lm, (None, {}))
+        stats = train_member(lm, tokenizer, subset, out / member, seed, settings, think, log,
                              out.parent / "trainer" / member, frozen, feature_cache)
         cards.append(MemberCard(member, origin, seed=seed, data=f"{stats['pairs']} pairs ({_sources(subset)})"))
     manifest = RewardManifest(cards[0], tuple(cards[1:]), name=name, max_length=settings.max_length,
                               think_start=think[0], think_end=think[1], notes=notes, head=settings.head,
-                              backbone="backbone" if surprise else None)
+                              backbone="backbone" if surprise else None,
+                              ensemble_backbone="ensemble_backbone" if surprise and apart else None)
     write_manifest(out, manifest)
     return calibrate(RewardEnsemble.load(out), calibration)
 

@@ -65,6 +65,10 @@ def test_bad_files_are_one_line_errors(files, capsys, change, message):
     pytest.param(["--rm-backbone", "/nonexistent"], "reward-model backbone /nonexistent: not a model folder",
                  id="backbone"),
     pytest.param(["--rm-head", "mean"], "unknown reward head 'mean' (known: last-token, token-surprise)", id="head"),
+    pytest.param(["--rm-ensemble-backbone", "/nonexistent"], "ensemble backbone /nonexistent: not a model folder",
+                 id="ensemble-backbone"),
+    pytest.param(["--rm-head", "last-token", "--rm-ensemble-backbone", "/x"], "read by token-surprise heads only",
+                 id="ensemble-backbone-head"),
     pytest.param(["--rm-epochs", "-1"], "must not be negative", id="epochs"),
 ])
 def test_settings_that_cannot_work_are_one_line_errors(files, capsys, flags, message):

@@ -194,6 +194,10 @@ def _corrupt_weights(folder, member):
                  id="no-backbone"),
     pytest.param(lambda f: _set_manifest(f, backbone=None), "needs a backbone", "token_surprise",
                  id="backbone-unnamed"),
+    pytest.param(lambda f: _set_manifest(f, ensemble_backbone="nowhere"), "cannot load the reward backbone",
+                 "token_surprise", id="no-ensemble-backbone"),
+    pytest.param(lambda f: _set_manifest(f, ensemble_backbone="target"), f"only {TOKEN_SURPRISE} heads",
+                 "last_token", id="ensemble-backbone-last-token"),
     pytest.param(lambda f: _edit_config(f, "member2", marker_token_id=3), "read the reward tokenizer's tokens",
                  "token_surprise", id="heads-disagree"),
 ])
@@ -250,6 +254,53 @@ def test_reward_models_can_be_cut_from_another_backbone(trained, test_model_dir,
     policy = embedding(test_model_dir)
     # One step at lr 1e-4 moves a fine-tuned backbone by about 1e-4 (token-surprise's not at all); the shift is 0.5.
     assert torch.allclose(served, policy + 0.5, atol=0.05) and not torch.allclose(served, policy, atol=0.05)
+
+
+def test_the_ensemble_can_read_its_own_backbone(token_surprise, test_model_dir, tmp_path):
+    """Members on another LM than the target's: stored once beside it, each head scored from its own LM."""
+    import torch
+
+    from probexit.server.reward_heads import frozen_lm, token_features
+
+    same, pairs, samples, _ = token_surprise
+    assert same.manifest.ensemble_backbone is None and same.ensemble_backbone is same.backbone
+    other = _other_backbone(test_model_dir, tmp_path / "other")
+    settings = RewardModelSettings(ensemble_backbone=str(other), ensemble_size=2, epochs=1, batch_size=16)
+    folder = train_round(test_model_dir, pairs[:16], samples[:16], tmp_path / "reward", settings, {},
+                         lambda _: None).folder
+    manifest = read_manifest(folder)
+    assert manifest.ensemble_backbone == "ensemble_backbone"
+    assert (folder / "ensemble_backbone" / "config.json").is_file()
+    assert str(test_model_dir) in manifest.target.initialised_from
+    assert all(str(other) in card.initialised_from for card in manifest.ensemble)
+    loaded = RewardEnsemble.load(folder)
+    torch.manual_seed(0)
+    for model in loaded.models:  # trained heads start at zero and move little in one step: give them weight
+        for weight in model.head.parameters():
+            torch.nn.init.normal_(weight, std=0.5)
+    ids = [loaded.render_completion(s.question, s.text) for s in samples[:3]]
+    raw = loaded.raw_rewards(ids)
+    target_lm, member_lm = frozen_lm(folder / "backbone"), frozen_lm(folder / "ensemble_backbone")
+
+    def by_hand(model, lm, one):
+        x = torch.tensor([one])
+        features, answer = token_features(lm, x, torch.ones_like(x), model.config.marker_token_id, model.digit)
+        return model.token_scores(features, answer).sum().item()
+
+    for row, one in enumerate(ids):
+        assert raw[row][0] == pytest.approx(by_hand(loaded.models[0], target_lm, one), rel=1e-4, abs=1e-4)
+        for column, model in enumerate(loaded.models[1:], start=1):
+            assert raw[row][column] == pytest.approx(by_hand(model, member_lm, one), rel=1e-4, abs=1e-4)
+            assert raw[row][column] != pytest.approx(by_hand(model, target_lm, one), rel=1e-3, abs=1e-3)
+
+
+def test_an_ensemble_backbone_is_checked_like_the_backbone(token_surprise, test_model_dir, tmp_path):
+    _, pairs, samples, _ = token_surprise
+    with pytest.raises(ValueError, match="ensemble_backbone is read by token-surprise heads only"):
+        RewardModelSettings(head=LAST_TOKEN, ensemble_backbone=str(test_model_dir))
+    settings = RewardModelSettings(ensemble_backbone=str(tmp_path / "nothing"), ensemble_size=1)
+    with pytest.raises(ValueError, match="ensemble backbone .*nothing: not a model folder"):
+        train_round(test_model_dir, pairs, samples, tmp_path / "reward", settings, {}, lambda _: None)
 
 
 def test_a_backbone_must_share_the_policys_tokenizer(trained, test_model_dir, tmp_path):
