@@ -272,14 +272,13 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
 
         from probexit.server.reward_heads import frozen_lm
 
-        for lm, folder in ((source, "backbone"), (member_source, "ensemble_backbone")):
-            if lm in lms:
-                continue
+        readers = {source: ("backbone", names[:1]), member_source: ("ensemble_backbone", names[1:])} if apart \
+            else {source: ("backbone", names)}
+        for lm, (folder, members) in readers.items():
             if not (out / folder / "config.json").exists():
                 frozen_lm(lm).to(torch.float16).save_pretrained(out / folder)
-            wanted = names[:1] if lm == source and apart else names[1:] if apart else names
-            lms[lm] = (frozen_lm(lm, training_device()) if not all((out / m / DONE).exists() for m in wanted)
-                       else None, {})
+            pending = not all((out / member / DONE).exists() for member in members)  # loaded only if needed
+            lms[lm] = (frozen_lm(lm, training_device()) if pending else None, {})
     cards = []
     for index, member in enumerate(tqdm(names, desc="reward models", leave=False)):
         seed, lm = settings.seed + index, source if index == 0 else member_source
