@@ -130,13 +130,14 @@ class HeldOutGold(TrainerCallback):
         if step in self.done:
             return None
         self.done.add(step)
-        texts = self.sample(model, tokenizer, step)
+        texts = self.sample(model, tokenizer, step)  # every process: sharded weights need them all in generate
+        if not main:  # only the main process scores, grades and records
+            return None
         problems = [p for p in self.problems for _ in range(self.samples)]
         rewards = [s.normalised for s in self.scorer([p.question for p in problems], texts)]
         gold = [grade(text, p.answer).gold for text, p in zip(texts, problems)]
         row = {"step": step, "proxy": statistics.fmean(rewards), "gold": statistics.fmean(gold), "n": len(texts)}
-        if main:
-            self.record(row)
+        self.record(row)
         return row
 
     def sample(self, model, tokenizer, step: int) -> list[str]:
