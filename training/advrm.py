@@ -12,8 +12,9 @@
    `DIR/metrics.json` is written.
 
 Every stage writes its result under `DIR/work/` and is skipped on a rerun; GRPO runs resume from their
-checkpoints. The attack's success rates and adversarial examples are defined in `advrm_attack`, the
-hacking rule in `advrm_rlhf`.
+checkpoints. A rerun may also extend a finished run: more `--rounds` (until its Adv-RM RLHF run has started,
+which read the last round's model) or the RLHF runs a `--no-run-rlhf` run left out. The attack's success rates
+and adversarial examples are defined in `advrm_attack`, the hacking rule in `advrm_rlhf`.
 """
 from __future__ import annotations
 
@@ -114,10 +115,12 @@ class AdvRMJob:
                 if k < self.config.rounds else {"n_adversarial": 0, "failure_modes": {}}
             rounds.append({"round": k, **reward, **attacked, **found})
         curves = {}
-        if self.config.run_rlhf:
-            for name, k in (("standard", 0), ("advrm", self.config.rounds)):
+        runs = (("standard", 0), ("advrm", self.config.rounds))
+        # A --no-run-rlhf rerun of a run whose RLHF runs are done still reports them.
+        if self.config.run_rlhf or all((self.work / f"rlhf_{name}.json").exists() for name, _ in runs):
+            for name, k in runs:
                 curves[name] = self.stage(f"rlhf_{name}", partial(self.rlhf_run, name, k))
-        self.stage("export", self.export)
+        self.export()  # not a stage: cheap, and more rounds or the RLHF runs change what it writes
         metrics = summary(rounds, curves, self.config)
         timings = self._timings()  # a resumed run's stages ran in several sessions: wall_s sums them
         metrics.update(wall_s=round(sum(timings.values()), 1), wall_s_this_session=round(time.monotonic() - started, 1),
@@ -246,6 +249,7 @@ class AdvRMJob:
         return {"steps": rows, "held_out": measured, "hacking": found}
 
     def export(self) -> dict:
+        """The last round's folder becomes DIR/reward/; the RLHF curves done so far are plotted."""
         final = self._round(self.config.rounds) / "reward"
         target = self.out / "reward"
         shutil.rmtree(target, ignore_errors=True)
@@ -255,6 +259,7 @@ class AdvRMJob:
                   if (self.work / f"rlhf_{name}.json").exists()}
         if curves:
             rlhf.plot_curves(curves, self.out / "rlhf.png")
+        self.log(f"advrm: export: round {self.config.rounds}'s reward models -> {target}")
         return {"reward": str(target), "size_mb": round(_size(target) / 2**20, 2)}
 
     # -- helpers -------------------------------------------------------------------------------------------------
@@ -314,14 +319,33 @@ class AdvRMJob:
                 if p.stem != "run_config"}
 
     def _check_same_run(self) -> None:
-        """A rerun resumes the run in DIR; one with other settings or another policy would mix two runs."""
+        """A rerun resumes the run in DIR, or extends it (`EXTENDABLE`); one with other settings or another
+        policy would mix two runs."""
         path = self.work / "run_config.json"
         settings = json.loads(json.dumps({"config": asdict(self.config), "policy": str(self.policy_dir),
                                           "train": len(self.train_problems), "eval": len(self.eval_problems)}))
-        if path.exists() and json.loads(path.read_text()) != settings:
-            raise ValueError(f"{self.out} holds an Adv-RM run with other settings; use a new --out, or the same "
-                             "settings to resume")
+        if path.exists():
+            stored = json.loads(path.read_text())
+            if _fixed(stored) != _fixed(settings):
+                raise ValueError(f"{self.out} holds an Adv-RM run with other settings; use a new --out, or the same "
+                                 "settings to resume (only --rounds may grow and --run-rlhf be added)")
+            before, now = stored["config"]["rounds"], self.config.rounds
+            if now < before:
+                raise ValueError(f"{self.out} holds an Adv-RM run of {before} rounds: a rerun may add rounds, not "
+                                 "drop them; use a new --out")
+            if now > before and (self.out / "rlhf" / "advrm").exists():
+                raise ValueError(f"{self.out}'s RLHF run against the Adv-RM used round {before}'s model: more "
+                                 "rounds need a new --out")
         path.write_text(json.dumps(settings, indent=1))
+
+
+# What a rerun in the same folder may change: finished stages stand, and the new ones (another round's attack and
+# retraining, the RLHF runs) only add to them.
+EXTENDABLE = ("rounds", "run_rlhf")
+
+
+def _fixed(settings: dict) -> dict:
+    return {**settings, "config": {k: v for k, v in settings["config"].items() if k not in EXTENDABLE}}
 
 
 def run_advrm(policy_dir: Path, train_problems: list[ProblemRecord], eval_problems: list[ProblemRecord], out: Path,

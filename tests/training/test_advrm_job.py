@@ -4,6 +4,8 @@ complete, the served folder loads, the plot exists, a rerun skips every stage, a
 same folder are one clear error. Bad input is a one-line error before any model loads (fast)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -84,13 +86,50 @@ def test_a_flag_of_the_wrong_type_is_argparses_usage_error(files, capsys):
 
 
 # -- the whole job, tiny -------------------------------------------------------------------------------------------
+# What each call of the fixture's run logged and wrote (it is built in three calls, below).
+CALLS: list[dict] = []
+
+
 @pytest.fixture(scope="module")
 def run(test_model_dir, tmp_path_factory):
+    """The whole job, built as a user extends a run: round 0 alone, then one more round, then the RLHF runs.
+    The tests below check the end state, so an extended run must be a whole one."""
     folder = tmp_path_factory.mktemp("advrm")
     for name, problems in generate_splits({"train": 10, "validation": 8}, seed=3).items():
         write_jsonl(problems, folder / f"{name}.jsonl")
-    assert main(command(test_model_dir, folder)) == 0
-    return json.loads((folder / "out" / "metrics.json").read_text()), folder, test_model_dir
+    for extra in (["--rounds", "0", "--no-run-rlhf"], ["--no-run-rlhf"], []):
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            assert main(command(test_model_dir, folder, *extra)) == 0
+        CALLS.append({"log": [line for line in printed.getvalue().splitlines() if line.startswith("advrm:")],
+                      "metrics": json.loads((folder / "out" / "metrics.json").read_text())})
+    return CALLS[-1]["metrics"], folder, test_model_dir
+
+
+@pytest.mark.slow
+def test_a_run_extended_by_a_round_and_the_rlhf_runs_redoes_nothing(run):
+    first, second, third = CALLS
+    assert first["metrics"]["attack_success_after"] == [] and first["metrics"]["rlhf"] == {}
+    assert first["metrics"]["goals"]["attack_after_last_round_at_most_10pct"] is False
+    assert "advrm: round0_reward: done already, skipped" in second["log"]
+    assert "advrm: round0_adversarial ..." in second["log"] and "advrm: round1_attack ..." in second["log"]
+    assert [r["round"] for r in second["metrics"]["attack_success_after"]] == [1]
+    assert not any(line.startswith("advrm: rlhf") for line in second["log"])
+    ran = [line for line in third["log"] if line.endswith(" ...")]
+    assert ran == ["advrm: rlhf_standard ...", "advrm: rlhf_advrm ..."]
+    assert third["metrics"]["rounds"] == second["metrics"]["rounds"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, message", [
+    pytest.param(["--rounds", "0"], "a rerun may add rounds, not drop them", id="fewer-rounds"),
+    pytest.param(["--rounds", "2"], "used round 1's model: more rounds need a new --out", id="rounds-after-rlhf"),
+    pytest.param(["--attack-steps", "3"], "other settings", id="other-settings"),
+])
+def test_a_rerun_that_would_mix_two_runs_is_refused(run, capsys, flags, message):
+    _, folder, model = run
+    assert main(command(model, folder, *flags)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
 
 
 @pytest.mark.slow
@@ -144,14 +183,9 @@ def test_a_rerun_skips_every_stage(run, capsys):
     capsys.readouterr()
     assert main(command(model, folder)) == 0
     logged = [line for line in capsys.readouterr().out.splitlines() if line.startswith("advrm:")]
-    assert logged and all(line.endswith("done already, skipped") for line in logged[:-1])
+    assert logged and all(line.endswith("done already, skipped") for line in logged[:-2])
+    assert logged[-2].startswith("advrm: export: round 1's reward models ->")
     again = json.loads((folder / "out" / "metrics.json").read_text())
     assert {k: v for k, v in again.items() if k != "wall_s_this_session"} == \
         {k: v for k, v in metrics.items() if k != "wall_s_this_session"}
 
-
-@pytest.mark.slow
-def test_other_settings_in_the_same_folder_are_refused(run, capsys):
-    _, folder, model = run
-    assert main(command(model, folder, "--rounds", "3")) == 2
-    assert "other settings" in capsys.readouterr().err
