@@ -120,7 +120,7 @@ class AdvRMJob:
         if self.config.run_rlhf or all((self.work / f"rlhf_{name}.json").exists() for name, _ in runs):
             for name, k in runs:
                 curves[name] = self.stage(f"rlhf_{name}", partial(self.rlhf_run, name, k))
-        self.export()  # not a stage: cheap, and more rounds or the RLHF runs change what it writes
+        self.export(curves)  # not a stage: cheap, and more rounds or the RLHF runs change what it writes
         metrics = summary(rounds, curves, self.config)
         timings = self._timings()  # a resumed run's stages ran in several sessions: wall_s sums them
         metrics.update(wall_s=round(sum(timings.values()), 1), wall_s_this_session=round(time.monotonic() - started, 1),
@@ -248,15 +248,13 @@ class AdvRMJob:
                  + (f"; held-out gold {measured[0]['gold']:.3f} -> {measured[-1]['gold']:.3f}" if measured else ""))
         return {"steps": rows, "held_out": measured, "hacking": found}
 
-    def export(self) -> dict:
-        """The last round's folder becomes DIR/reward/; the RLHF curves done so far are plotted."""
+    def export(self, curves: dict) -> dict:
+        """The last round's folder becomes DIR/reward/; the RLHF curves of metrics.json are plotted."""
         final = self._round(self.config.rounds) / "reward"
         target = self.out / "reward"
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(final, target, ignore=shutil.ignore_patterns("done.json"))
         write_manifest(target, replace(read_manifest(target), name="advrm"))
-        curves = {name: self._result(f"rlhf_{name}") for name in ("standard", "advrm")
-                  if (self.work / f"rlhf_{name}.json").exists()}
         if curves:
             rlhf.plot_curves(curves, self.out / "rlhf.png")
         self.log(f"advrm: export: round {self.config.rounds}'s reward models -> {target}")
