@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from probexit.training.tinyworld.build import Build, BuildConfig
 
@@ -62,11 +63,10 @@ def test_interrupted_sft_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert (tmp_path / "resumed" / "policy" / "model.safetensors").read_bytes() == whole
 
 
-def test_compiled_training_computes_the_same_loss_as_eager(tmp_path):
-    """The real build trains under torch.compile (1.6x faster here); it must compute the same model."""
+def _one_steps_batches(tmp_path):
+    """The miniature build's tokenizer and the micro-batches of its first SFT step."""
     import random
 
-    import torch
     from transformers import AutoTokenizer
 
     from probexit.training.tinyworld import policy
@@ -76,14 +76,37 @@ def test_compiled_training_computes_the_same_loss_as_eager(tmp_path):
     Build(tmp_path, config, log=lambda _: None).run(("problems", "tokenizer"))
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "policy")
     problems = Build(tmp_path, config, log=lambda _: None).load_split("train")
-    batches = policy.make_micro_batches(tokenizer, problems, TraceStyle(), random.Random(0), config.policy)
-    eager = policy.build_model(config.policy, tokenizer)
-    compiled = policy.build_model(config.policy, tokenizer)  # same seed, same initial weights
+    return tokenizer, policy.make_micro_batches(tokenizer, problems, TraceStyle(), random.Random(0), config.policy)
+
+
+def test_compiled_training_computes_the_same_loss_as_eager(tmp_path):
+    """The real build trains under torch.compile (1.6x faster here); it must compute the same model."""
+    from probexit.training.tinyworld import policy
+
+    tokenizer, batches = _one_steps_batches(tmp_path)
+    eager = policy.build_model(tiny_config().policy, tokenizer)
+    compiled = policy.build_model(tiny_config().policy, tokenizer)  # same seed, same initial weights
     eager_loss = policy.step_loss(eager, batches)
     compiled_loss = policy.step_loss(torch.compile(compiled, dynamic=True), batches)
-    assert compiled_loss == pytest.approx(eager_loss, rel=2e-2)  # bf16 autocast on both sides
+    assert compiled_loss == pytest.approx(eager_loss, rel=2e-2)  # the same autocast (bf16 or none) on both
     eager_grad, compiled_grad = (torch.cat([p.grad.flatten() for p in model.parameters()]) for model in (eager, compiled))
     assert torch.nn.functional.cosine_similarity(eager_grad, compiled_grad, dim=0) > 0.99
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_sft_computes_in_bf16_only_when_asked(tmp_path, bf16):
+    """bf16 autocast where the CPU computes bf16 natively (the default decides), fp32 otherwise: an AVX2-only CPU
+    emulates bf16 about 15x slower than it computes fp32."""
+    from probexit.training.tinyworld import policy
+
+    tokenizer, batches = _one_steps_batches(tmp_path)
+    model = policy.build_model(tiny_config().policy, tokenizer)
+    dtypes = []
+    model.lm_head.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    loss = policy.step_loss(model, batches, bf16=bf16)
+    assert loss > 0 and all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+    assert set(dtypes) == {torch.bfloat16 if bf16 else torch.float32}
+    assert isinstance(policy.native_bf16(), bool)
 
 
 def test_stop_at_ends_sft_early_on_the_full_schedule(tmp_path):
