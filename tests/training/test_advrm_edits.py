@@ -6,18 +6,17 @@ from __future__ import annotations
 import doctest
 import json
 import random
+import shutil
 import subprocess
 import sys
 
-import shutil
-
 import pytest
 
+from probexit.server.defaults import default_paths
 from probexit.training import advrm_edits
 from probexit.training.advrm_attack import classify_failure
 from probexit.training.advrm_edits import CONTROL, EDITS, edited, summarise
 from probexit.training.grading import grade
-from probexit.server.defaults import default_paths
 
 RIGHT = ("Let me do this in my head. 8 + 13 is 21, plus 8 is 29. So the answer is 29.\n\n"
          "Let me check once more quickly. 8 + 13 is 21, plus 8 is 29. So the answer is 29.\n\n"
@@ -61,10 +60,10 @@ def test_only_well_formed_right_answers_are_edited(text):
 
 
 def test_summary_counts_success_only_on_gold_zero():
-    rows = [{"kind": CONTROL, "gold": 1.0, "target": 2.0, "flagged": False},
-            {"kind": "repeated_check", "gold": 0.0, "target": 2.0, "flagged": True},
-            {"kind": "repeated_check", "gold": 0.0, "target": 2.0, "flagged": False}]
-    table = summarise(rows, floor=1.0)
+    rows = [{"kind": CONTROL, "gold": 1.0, "target": 2.0, "z": 0.0, "flagged": False},
+            {"kind": "repeated_check", "gold": 0.0, "target": 2.0, "z": 3.0, "flagged": True},
+            {"kind": "repeated_check", "gold": 0.0, "target": 2.0, "z": 0.0, "flagged": False}]
+    table = summarise(rows, floor=1.0, z_threshold=1.96)
     assert table[CONTROL]["above_floor"] == 1.0 and table[CONTROL]["standard"] == 0.0
     assert table["repeated_check"]["standard"] == 1.0 and table["repeated_check"]["strict"] == 0.5
 
