@@ -266,7 +266,8 @@ def summary(before: dict | None, after: dict | None, baseline: dict | None, empo
         "format_valid_after": get(after, "format_valid"),
         "steps": empo.steps,
         "supervised_grpo": supervised_status,
-        "gain_vs_supervised": _gain_ratio(before, after, baseline),
+        "gain_vs_supervised": _gain_ratio(before, after, baseline, "accuracy_greedy"),
+        "gain_vs_supervised_sampled": _gain_ratio(before, after, baseline, "accuracy_sampled"),
         "warnings": after_training_warnings(before, after),
         "evaluation": {"before": before, "after": after, "supervised_grpo": baseline} if before else
         "skipped: no --eval-problems",
@@ -294,9 +295,10 @@ def after_training_warnings(before: dict | None, after: dict | None) -> list[str
     return found
 
 
-def _gain_ratio(before: dict | None, after: dict | None, baseline: dict | None) -> float | None:
-    """EMPO's greedy-accuracy gain as a share of the supervised baseline's (None when undefined)."""
-    values = [card and card.get("accuracy_greedy") for card in (before, after, baseline)]
+def _gain_ratio(before: dict | None, after: dict | None, baseline: dict | None, key: str) -> float | None:
+    """EMPO's gain in the scorecards' `key` (greedy or sampled accuracy) as a share of the supervised
+    baseline's (None when undefined)."""
+    values = [card and card.get(key) for card in (before, after, baseline)]
     if any(v is None for v in values) or values[2] == values[0]:
         return None
     return (values[1] - values[0]) / (values[2] - values[0])

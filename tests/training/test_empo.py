@@ -172,12 +172,20 @@ def test_eval_config_refuses_one_sample():
         empo_eval.EvalConfig(samples=1)
 
 
-def test_gain_ratio():
-    from probexit.training.empo_job import _gain_ratio
+def test_gain_ratio_of_greedy_and_sampled_accuracy():
+    from probexit.training.empo_job import TrainedPolicy, _gain_ratio, summary
 
-    card = lambda accuracy: {"accuracy_greedy": accuracy}  # noqa: E731
-    assert _gain_ratio(card(0.4), card(0.5), card(0.6)) == pytest.approx(0.5)
-    assert _gain_ratio(card(0.4), card(0.5), None) is None and _gain_ratio(card(0.4), card(0.5), card(0.4)) is None
+    card = lambda greedy, sampled: {"accuracy_greedy": greedy, "accuracy_sampled": sampled}  # noqa: E731
+    before, after, baseline = card(0.4, 0.6), card(0.5, 0.9), card(0.6, 0.7)
+    assert _gain_ratio(before, after, baseline, "accuracy_greedy") == pytest.approx(0.5)
+    assert _gain_ratio(before, after, baseline, "accuracy_sampled") == pytest.approx(3.0)
+    assert _gain_ratio(before, after, None, "accuracy_greedy") is None
+    assert _gain_ratio(before, after, card(0.4, 0.6), "accuracy_sampled") is None  # the baseline gained nothing
+    scored = {"semantic_entropy": 0.5, "format_valid": 1.0}
+    trained = TrainedPolicy(policy_dir="p", steps=1, train_s=1.0, last_log={})
+    metrics = summary({**before, **scored}, {**after, **scored}, {**baseline, **scored}, trained, None, "trained")
+    assert metrics["gain_vs_supervised"] == pytest.approx(0.5)
+    assert metrics["gain_vs_supervised_sampled"] == pytest.approx(3.0)
 
 
 # -- the CLI -----------------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Training is deterministic for a given seed and resumable: batch `k` is generated from its own seeded
 stream, so a run resumed from a checkpoint sees exactly the data an uninterrupted run would have seen.
-Compute runs under bf16 autocast with fp32 master weights on CPUs that compute bf16 natively (AVX512-BF16 or
-AMX: several times faster there), in fp32 elsewhere: on an AVX2-only CPU (an AMD EPYC here) oneDNN emulates
-bf16 and a step took 100 s instead of 7 s in fp32.
+By default compute runs under bf16 autocast with fp32 master weights on CPUs that compute bf16 natively
+(AVX512-BF16 or AMX: several times faster there), in fp32 elsewhere: on an AVX2-only CPU (an AMD EPYC here)
+oneDNN emulates bf16 and a step took 100 s instead of 7 s in fp32. `PolicyConfig.bf16` pins either.
 """
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ class PolicyConfig:
     # torch.compile (inductor) fuses the many small ops of so small a model: 2.2 s per step of 128 examples
     # instead of 3.5 s on these CPUs, for a one-off compile of about a minute.
     compile: bool = True
+    bf16: bool | None = None
+    """Compute under bf16 autocast (None: where the CPU computes bf16 natively, `native_bf16`). The build pins
+    fp32: how far an early-stopped SFT has got differs between bf16 and fp32 runs of the same schedule."""
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
@@ -184,7 +187,7 @@ def train_policy(
         micro_batches = make_micro_batches(tokenizer, problems, style, rng, config)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config)
-        loss = step_loss(forward_model, micro_batches)
+        loss = step_loss(forward_model, micro_batches, config.bf16)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -199,7 +202,7 @@ def train_policy(
             torch.save(state, checkpoint_path.with_suffix(".tmp"))
             checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
     model.eval()
-    stats = {"config": asdict(config), "bf16_autocast": native_bf16(),
+    stats = {"config": asdict(config), "bf16_autocast": native_bf16() if config.bf16 is None else config.bf16,
              "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
              "train_seconds": time.monotonic() - started, "resumed_after_seconds": elapsed,
              "parameters": sum(p.numel() for p in model.parameters())}
