@@ -12,7 +12,8 @@ def add_parser(subparsers) -> None:
     build.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     build.add_argument("--sft-steps", type=int, default=None, help="override the policy's SFT steps (for quick trials)")
     build.add_argument("--empo-baseline", action="store_true",
-                       help="also train EMPO's supervised GRPO baseline, for empo_metrics.json's comparison (+8 minutes)")
+                       help="also train EMPO's supervised GRPO baseline, for empo_metrics.json's comparison "
+                            "(+29 minutes)")
     build.set_defaults(run=run_build)
 
 

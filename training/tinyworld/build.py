@@ -47,7 +47,7 @@ class BuildConfig:
     empo: EMPOConfig = TINY_EMPO
     empo_questions: int = 1000  # the train split's last questions (the probe samples its first ones)
     empo_eval_problems: int = 200  # the validation split's first problems: the scorecards before and after
-    empo_baseline: bool = False  # also train the supervised GRPO baseline (+8 min; the committed build did)
+    empo_baseline: bool = False  # also train the supervised GRPO baseline (+29 min here; the committed build did)
     card_problems: int = CARD_PROBLEMS
     probe_problems: int = 2000  # training-split problems the probe's traces are sampled on
     probe_samples: int = 4  # traces per problem

@@ -182,12 +182,13 @@ def train_policy(
     forward_model = torch.compile(model, dynamic=True) if config.compile else model
     progress = tqdm(range(start_step, config.last_step), initial=start_step, total=config.last_step, desc="policy SFT")
     started = time.monotonic() - elapsed
+    bf16 = native_bf16() if config.bf16 is None else config.bf16  # decided once: the stats report what ran
     for step in progress:
         rng = random.Random(config.seed * 1_000_003 + step)
         micro_batches = make_micro_batches(tokenizer, problems, style, rng, config)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config)
-        loss = step_loss(forward_model, micro_batches, config.bf16)
+        loss = step_loss(forward_model, micro_batches, bf16)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -202,7 +203,7 @@ def train_policy(
             torch.save(state, checkpoint_path.with_suffix(".tmp"))
             checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
     model.eval()
-    stats = {"config": asdict(config), "bf16_autocast": native_bf16() if config.bf16 is None else config.bf16,
+    stats = {"config": asdict(config), "bf16_autocast": bf16,
              "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
              "train_seconds": time.monotonic() - started, "resumed_after_seconds": elapsed,
              "parameters": sum(p.numel() for p in model.parameters())}
