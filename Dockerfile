@@ -15,6 +15,7 @@ COPY cli/ cli/
 COPY server/ server/
 COPY kernels/ kernels/
 COPY probes/ probes/
+COPY rewards/ rewards/
 COPY training/ training/
 COPY benchmarks/ benchmarks/
 COPY assets/ assets/

@@ -1,4 +1,4 @@
-# The two set-up commands of the README. Each creates .venv/ when it is missing (scripts/ensure-venv.sh).
+# The set-up commands of the README. Each creates .venv/ when it is missing (scripts/ensure-venv.sh).
 .PHONY: serve test test-fast venv
 
 venv:

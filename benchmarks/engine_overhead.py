@@ -22,11 +22,11 @@ from pathlib import Path
 
 def run_engine_overhead(model: Path, probe: Path, questions: list[str], out: Path, *, rounds: int = 3,
                         max_tokens: int = 256, seed: int = 0, engine_kwargs: dict | None = None) -> dict:
-    from probexit.probes.rules import ExitSettings
-    from probexit.server.offline import OfflineEngine
+    from probexit.probes.rules import NEVER, ExitSettings
+    from probexit.server.engine.offline import OfflineEngine
 
     step_seconds: list[float] = []
-    never = ExitSettings(rule="probe", threshold=1.01)
+    never = ExitSettings(rule="probe", threshold=NEVER)
     totals = {"enabled_never_firing": [0, 0.0], "disabled": [0, 0.0]}  # tokens, seconds
     identical = True
     round_ratios = []  # each round's own ratio: how far one short round can stray on a shared machine
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=256)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from probexit.server.defaults import EMBEDDED_ENGINE_DEFAULTS, MissingAssetsError, require_default_paths
+    from probexit.assets import EMBEDDED_ENGINE_DEFAULTS, MissingAssetsError, require_default_paths
     from probexit.training.problem_files import load_problems
 
     if args.prompts < 1 or args.rounds < 1 or args.max_tokens < 1:

@@ -31,9 +31,10 @@ import httpx
 import numpy as np
 
 from probexit.benchmarks.server_overhead import questions, tree_cpu_seconds
+from probexit.probes.rules import NEVER
 
 GOAL = 0.03  # early exit that never fires may cost at most 3% of output tokens per second
-NEVER_FIRES = {"early_exit": {"enabled": True, "threshold": 1.01}}
+NEVER_FIRES = {"early_exit": {"enabled": True, "threshold": NEVER}}
 DISABLED = {"early_exit": {"enabled": False}}
 PROBE_ON = {"early_exit": {"enabled": True}}
 

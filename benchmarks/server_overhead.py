@@ -34,19 +34,20 @@ from pathlib import Path
 import httpx
 
 from probexit.benchmarks.servers import free_port, start, stop
+from probexit.probes.rules import NEVER
+from probexit.server.engine.adapter import PROCESSOR_FQCN
 
 GOAL = 0.05
 MODEL_NAME = "bench"
 # --control: vLLM's own server with probexit's logits processor loaded but unconfigured (a no-op), which
 # splits probexit's overhead into what vLLM's custom-processor machinery costs and what the rest costs.
 CONTROL = "vllm+processor"
-PROCESSOR = "probexit.server.engine_adapter:EarlyExitLogitsProcessor"  # engine_adapter.PROCESSOR_FQCN
 VARIANTS = {"probexit (early exit off)": {"early_exit": {"enabled": False}},
-            "probexit (probe on, never fires)": {"early_exit": {"threshold": 1.01}}}
+            "probexit (probe on, never fires)": {"early_exit": {"threshold": NEVER}}}
 
 
 def questions(count: int, seed: int = 0) -> list[str]:
-    """Tiny-world style questions (DESIGN.md): integers 0-20, 2-4 operations of + and -."""
+    """Tiny-world style questions (docs/tinyworld.md): integers 0-20, 2-4 operations of + and -."""
     rng = random.Random(seed)
     result = []
     for _ in range(count):
@@ -61,7 +62,7 @@ def questions(count: int, seed: int = 0) -> list[str]:
 def server_command(kind: str, model: str, port: int, probe: str | None, engine_flags: list[str]) -> list[str]:
     common = ["--model", model, "--port", str(port), "--host", "127.0.0.1", "--served-model-name", MODEL_NAME]
     if kind.startswith("vllm"):
-        processor = ["--logits-processors", PROCESSOR] if kind == CONTROL else []
+        processor = ["--logits-processors", PROCESSOR_FQCN] if kind == CONTROL else []
         return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *common, *processor, *engine_flags]
     return [sys.executable, "-m", "probexit.cli", "serve", *common, *(["--probe", probe] if probe else []),
             *engine_flags]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from probexit.server.engine.adapter import CPU_KV_CACHE_ENV, CPU_KV_CACHE_GIB
+
 
 def free_port() -> int:
     with socket.socket() as probe_socket:
@@ -24,8 +26,8 @@ def probexit_command(port: int, extra: list[str] | None = None) -> list[str]:
 
 def start(command: list[str], port: int, log: Path, timeout: float = 600) -> tuple[subprocess.Popen, float]:
     """Start a server and wait for a healthy /health; returns the process and its start-up seconds."""
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")  # the server may be vLLM's own, which sets neither
+    env.setdefault(CPU_KV_CACHE_ENV, CPU_KV_CACHE_GIB)
     started = time.monotonic()
     with open(log, "w") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)

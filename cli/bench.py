@@ -41,8 +41,6 @@ def _add_kernel_arguments(parser) -> None:
 
 
 def _run_kernel(args) -> int:
-    # Before torch starts OpenMP: spinning worker threads slow torch several-fold on shared cores (PLATFORM.md).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from probexit.benchmarks import kernel
@@ -124,7 +122,7 @@ def _run_savings(args) -> int:
 
 
 def _default_problems() -> Path:
-    from probexit.server.defaults import default_paths
+    from probexit.assets import default_paths
 
     path = default_paths().test_problems
     if not path.is_file():

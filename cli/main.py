@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before torch starts OpenMP: OpenMP threads that spin while they wait slow torch several-fold when a few
+    # cores are shared with other processes (docs/platform-notes.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         result = args.run(args)

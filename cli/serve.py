@@ -13,8 +13,8 @@ import os
 import socket
 
 from probexit.cli.errors import CLIError
+from probexit.cli.flags import add_config_flags, config_values
 
-NO_DEFAULT = "%(default).0s"  # a help-string format that prints nothing
 SHUTDOWN_DELIVERY_S = 5.0  # after the grace time: for the error events to reach the clients
 
 
@@ -28,8 +28,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    # Before torch starts OpenMP: spinning worker threads slow torch several-fold on shared cores (PLATFORM.md).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     options = build_serve_parser().parse_args(args.argv)
     config = config_from_args(options)
     from probexit.server.app import build_app
@@ -50,12 +48,10 @@ def run(args) -> int:
 
 
 def build_serve_parser():
-    from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
+    from probexit.server.config import ServerConfig
+    from probexit.server.engine.cli_args import add_engine_flags, engine_flag_parser
 
-    from probexit.server.config import KERNEL_BACKENDS, MAX_REQUEST_BYTES
-
-    parser = FlexibleArgumentParser(
+    parser = engine_flag_parser(
         prog="probexit serve",
         description="Serve a reasoning model behind an OpenAI-compatible API, ending its thinking early when "
                     "the probe says the answer so far is right. With no arguments: the embedded tiny-world "
@@ -63,72 +59,38 @@ def build_serve_parser():
                     "is accepted too.",
         epilog="`probexit serve --help=probexit` lists probexit's own flags, --help=GROUP one group's, "
                "--help=all every flag, --help=WORD the flags whose names contain WORD.")
-    group = parser.add_argument_group("probexit", "What to serve, where, and the early-exit defaults.")
-    # vLLM's help formatter appends "(default: None)" to every flag; NO_DEFAULT renders as nothing instead,
-    # for the flags whose default the help text explains.
-    group.add_argument("--probe", help="probe folder (default: the embedded probe without --model)" + NO_DEFAULT)
-    group.add_argument("--reward-model", help="reward model folder (default: the embedded one without --model)"
-                       + NO_DEFAULT)
-    group.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    group.add_argument("--port", type=int, default=8000, help="port to listen on")
-    group.add_argument("--api-key", help="require `Authorization: Bearer KEY` on /v1 routes "
-                                         "(default: $PROBEXIT_API_KEY; none when unset)" + NO_DEFAULT)
-    group.add_argument("--early-exit", action=argparse.BooleanOptionalAction, default=None,
-                       help="end thinking early unless a request says otherwise (default: on with a probe)"
-                       + NO_DEFAULT)
-    group.add_argument("--threshold", type=float, help="default probe threshold (default: the probe's own)"
-                       + NO_DEFAULT)
-    group.add_argument("--min-thinking-tokens", type=int, default=0, help="default thinking tokens before any exit")
-    group.add_argument("--kernel-backend", default="auto", choices=KERNEL_BACKENDS,
-                       help="how the engine scores probe rows (auto: Triton on GPUs, numpy on CPU)")
-    group.add_argument("--max-request-bytes", type=int, default=MAX_REQUEST_BYTES,
-                       help="largest request body accepted (larger: 413)")
-    group.add_argument("--shutdown-grace", type=float, default=5.0, metavar="SECONDS",
-                       help="on SIGTERM, how long requests in flight may finish before each gets an error")
-    AsyncEngineArgs.add_cli_args(parser)
-    model = next((action for action in parser._actions if "--model" in action.option_strings), None)
-    if model is None:  # vLLM leaves --model out of `serve --help`, expecting a positional model
-        group.add_argument("--model", default=None)
-    else:
-        model.default = None  # no model means the embedded default, not vLLM's
-    for action in parser._actions:
-        if "--model" in action.option_strings:
-            action.help = "model folder or hub id (default: the embedded tiny-world policy)"
+    add_config_flags(parser.add_argument_group("probexit", "What to serve, where, and the early-exit defaults."),
+                     ServerConfig)
+    add_engine_flags(parser, model_help="model folder or hub id (default: the embedded tiny-world policy)")
     return parser
 
 
 def config_from_args(options):
     """The parsed flags -> ServerConfig (the embedded default filled in where --model is absent)."""
-    from vllm.engine.arg_utils import AsyncEngineArgs
-
     from probexit.server.config import API_KEY_ENV, ConfigError, ServerConfig
-    from probexit.server.defaults import (EMBEDDED_ENGINE_DEFAULTS, EMBEDDED_NAME, MissingAssetsError,
-                                          require_default_paths)
+    from probexit.server.engine.cli_args import engine_args_from_flags, engine_flag_defaults
+    from probexit.assets import EMBEDDED_ENGINE_DEFAULTS, EMBEDDED_NAME, MissingAssetsError, require_default_paths
 
-    probe, reward, name = options.probe, options.reward_model, options.served_model_name
+    values = config_values(options, ServerConfig)
+    name = options.served_model_name
     if options.model is None:
         try:
             paths = require_default_paths()
         except MissingAssetsError as error:
             raise CLIError(str(error)) from error
         options.model = str(paths.policy)
-        probe = probe or (str(paths.probe) if paths.probe.is_dir() else None)
-        reward = reward or (str(paths.reward) if paths.reward.is_dir() else None)
+        values["probe"] = values["probe"] or (str(paths.probe) if paths.probe.is_dir() else None)
+        values["reward_model"] = values["reward_model"] or (str(paths.reward) if paths.reward.is_dir() else None)
         name = name or EMBEDDED_NAME
-        defaults = AsyncEngineArgs(model=options.model)
+        defaults = engine_flag_defaults(options.model)
         for key, value in EMBEDDED_ENGINE_DEFAULTS.items():
-            if getattr(options, key) == getattr(defaults, key):
+            if getattr(options, key) == defaults[key]:
                 setattr(options, key, value)
     if isinstance(name, list):
         name = name[0] if name else None
     try:
-        return ServerConfig(
-            model=options.model, served_model_name=name, probe=probe, reward_model=reward, host=options.host,
-            port=options.port, api_key=options.api_key or os.environ.get(API_KEY_ENV) or None,
-            early_exit=options.early_exit, threshold=options.threshold,
-            min_thinking_tokens=options.min_thinking_tokens, kernel_backend=options.kernel_backend,
-            max_request_bytes=options.max_request_bytes, shutdown_grace_s=options.shutdown_grace,
-            engine_args=AsyncEngineArgs.from_cli_args(options))
+        return ServerConfig(**{**values, "api_key": values["api_key"] or os.environ.get(API_KEY_ENV) or None},
+                            model=options.model, served_model_name=name, engine_args=engine_args_from_flags(options))
     except ConfigError as error:
         raise CLIError(str(error)) from error
 
@@ -179,7 +141,7 @@ def _close_requests(app) -> None:
 def _log_listening(app, config, server) -> None:
     port = server.servers[0].sockets[0].getsockname()[1] if server.servers else config.port
     probe = f"probe {config.probe}" if app.state.setup.probe is not None else "no probe"
-    reward = f"reward model {config.reward_model}" if app.state.reward_model is not None else "no reward model"
+    reward = f"reward model {config.reward_model}" if app.state.rewards.ensemble is not None else "no reward model"
     early_exit = "on" if app.state.core.exit_defaults.enabled else "off"
     logging.getLogger("uvicorn.error").info(
         "probexit: listening on http://%s:%d, serving %s (%s, %s, %s; early exit %s by default)", config.host, port,

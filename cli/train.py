@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from probexit.cli.errors import CLIError
+from probexit.cli.flags import add_config_flags, config_values
 
 
 def add_parser(subparsers) -> None:
@@ -20,24 +21,24 @@ def add_parser(subparsers) -> None:
 
 
 def add_engine_flags(parser) -> None:
-    """The vLLM engine settings a training job most often needs; any other through --engine-arg."""
+    """The vLLM engine settings a training job most often needs (vLLM's defaults where not given); any other
+    through --engine-arg."""
     group = parser.add_argument_group("engine (vLLM)")
-    group.add_argument("--dtype", default="auto", help="model dtype (float32 on CPU for exact numbers)")
-    group.add_argument("--tensor-parallel-size", type=int, default=1)
-    group.add_argument("--max-model-len", type=int, default=None)
-    group.add_argument("--gpu-memory-utilization", type=float, default=None)
-    group.add_argument("--enforce-eager", action="store_true", help="skip torch.compile/CUDA graphs (faster start)")
+    group.add_argument("--dtype", help="model dtype (float32 on CPU for exact numbers)")
+    group.add_argument("--tensor-parallel-size", type=int)
+    group.add_argument("--max-model-len", type=int)
+    group.add_argument("--gpu-memory-utilization", type=float)
+    group.add_argument("--enforce-eager", action="store_true", default=None,
+                       help="skip torch.compile/CUDA graphs (faster start)")
     group.add_argument("--engine-arg", action="append", default=[], metavar="KEY=JSON",
                        help="any other vLLM engine argument, e.g. --engine-arg max_num_seqs=64")
 
 
+ENGINE_FLAGS = ("dtype", "tensor_parallel_size", "max_model_len", "gpu_memory_utilization", "enforce_eager")
+
+
 def engine_kwargs(args) -> dict:
-    kwargs = {"dtype": args.dtype, "tensor_parallel_size": args.tensor_parallel_size,
-              "enforce_eager": args.enforce_eager}
-    if args.max_model_len:
-        kwargs["max_model_len"] = args.max_model_len
-    if args.gpu_memory_utilization:
-        kwargs["gpu_memory_utilization"] = args.gpu_memory_utilization
+    kwargs = {name: getattr(args, name) for name in ENGINE_FLAGS if getattr(args, name) is not None}
     for item in args.engine_arg:
         key, _, value = item.partition("=")
         if not key or not value:
@@ -50,54 +51,43 @@ def engine_kwargs(args) -> dict:
 
 
 def add_probe_parser(jobs) -> None:
+    from probexit.probes.boundary import BoundaryPolicyConfig
+    from probexit.training.probe_job import ProbeJobConfig
+    from probexit.training.trace_cache import SamplingConfig
+
     job = jobs.add_parser("probe", help="train an early-exit probe from the model's own traces")
     job.add_argument("--model", required=True, help="model folder (Hugging Face format) or hub id")
     job.add_argument("--problems", required=True, type=Path, help='JSONL of {"question", "answer"}')
     job.add_argument("--out", required=True, type=Path, help="output folder: metrics.json, probe/, traces/")
-    job.add_argument("--samples-per-problem", type=int, default=4)
-    job.add_argument("--temperature", type=float, default=0.6)
-    job.add_argument("--top-p", type=float, default=0.95)
-    job.add_argument("--max-tokens", type=int, default=2048)
-    job.add_argument("--seed", type=int, default=0)
-    job.add_argument("--labeler", choices=("math", "exact", "judge"), default="math",
-                     help="how an intermediate answer is compared with the gold one")
-    job.add_argument("--judge-url", help="OpenAI-compatible endpoint of the LLM judge (--labeler judge)")
-    job.add_argument("--judge-model", help="the judge's model name")
-    job.add_argument("--extractors", default="tinyworld,boxed,answer_is",
-                     help="answer extractors, in order (comma-separated)")
-    job.add_argument("--think-start", default="<think>")
-    job.add_argument("--think-end", default="</think>")
     job.add_argument("--quick", action="store_true", help="a small grid (for smoke tests)")
+    add_config_flags(job.add_argument_group("traces"), SamplingConfig)
+    add_config_flags(job.add_argument_group("labels"), ProbeJobConfig)
+    add_config_flags(job.add_argument_group("boundaries"), BoundaryPolicyConfig)
     add_engine_flags(job)
     job.set_defaults(run=run_probe)
 
 
 def run_probe(args) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from probexit.training.problem_files import load_problems
 
-    if args.samples_per_problem < 1 or args.max_tokens < 1:
-        raise CLIError("--samples-per-problem and --max-tokens must be positive")
     problems = load_problems(args.problems)  # before the heavy imports: a bad file fails fast and quietly
     from probexit.probes.boundary import BoundaryPolicyConfig
-    from probexit.training.equivalence import make_equivalence
-    from probexit.training.probe_fit import FitGrid
+    from probexit.training.equivalence import JUDGE_API_KEY_ENV, make_equivalence
+    from probexit.training.probe_fit import QUICK_GRID, FitGrid
     from probexit.training.probe_job import ProbeJobConfig, run_probe_job
     from probexit.training.trace_cache import SamplingConfig
 
-    equivalence = make_equivalence(args.labeler, args.judge_url, args.judge_model,
-                                   os.environ.get("PROBEXIT_JUDGE_API_KEY", "EMPTY"))
-    policy = BoundaryPolicyConfig(think_start=args.think_start, think_end=args.think_end,
-                                  extractors=tuple(e.strip() for e in args.extractors.split(",") if e.strip()))
-    grid = FitGrid(widths=(0, 32), learning_rates=(3e-3,), weight_decays=(0.0,), alphas=(1.0,), max_epochs=50) \
-        if args.quick else FitGrid()
-    config = ProbeJobConfig(
-        sampling=SamplingConfig(args.samples_per_problem, args.temperature, args.top_p, args.max_tokens, args.seed),
-        grid=grid, boundary_policy=policy, split_seed=args.seed)
+    sampling = SamplingConfig(**config_values(args, SamplingConfig))
+    policy = BoundaryPolicyConfig(**config_values(args, BoundaryPolicyConfig))
+    config = ProbeJobConfig(**config_values(args, ProbeJobConfig), sampling=sampling,
+                            grid=QUICK_GRID if args.quick else FitGrid(), boundary_policy=policy,
+                            split_seed=sampling.seed)
+    equivalence = make_equivalence(config.labeler, config.judge_url, config.judge_model,
+                                   os.environ.get(JUDGE_API_KEY_ENV, "EMPTY"))
     model_dir = resolve_model_dir(args.model)
-    from probexit.server.offline import OfflineEngine
+    from probexit.server.engine.offline import OfflineEngine
 
-    with OfflineEngine(model_dir, boundary_policy=policy.to_json(), seed=args.seed, **engine_kwargs(args)) as engine:
+    with OfflineEngine(model_dir, boundary_policy=policy.to_json(), seed=sampling.seed, **engine_kwargs(args)) as engine:
         metrics = run_probe_job(engine, model_dir, problems, equivalence, args.out, config, model_name=args.model)
     print(f"probe: ROC-AUC {metrics['roc_auc']:.3f}, ECE {metrics['ece']:.3f} on {metrics['n_test']} held-out "
           f"boundaries; written to {args.out / 'probe'}")
@@ -108,7 +98,6 @@ def add_empo_parser(jobs) -> None:
     from probexit.training.empo import EMPOConfig
     from probexit.training.empo_eval import EvalConfig
 
-    d, e = EMPOConfig(), EvalConfig()
     job = jobs.add_parser("empo", help="EMPO: unsupervised RL that rewards semantic agreement",
                           description="Train a policy with EMPO (no gold answers), evaluate it before and after "
                                       "through vLLM, and compare with supervised GRPO at the same settings.")
@@ -119,65 +108,28 @@ def add_empo_parser(jobs) -> None:
                      help="output folder: metrics.json, policy/, checkpoints/ (a rerun resumes), supervised/")
     job.add_argument("--eval-problems", type=Path,
                      help='held-out JSONL of {"question", "answer"} for the before/after evaluation (none: skipped)')
-    group = job.add_argument_group("EMPO")
-    group.add_argument("--num-generations", type=int, default=d.num_generations, help="G, answers per question")
-    group.add_argument("--questions-per-step", type=int, default=d.questions_per_step)
-    group.add_argument("--steps", type=int, default=d.steps, help="optimisation steps (more on a rerun continue)")
-    group.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    group.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    group.add_argument("--beta", type=float, default=d.beta, help="KL coefficient (EMPO: 0)")
-    group.add_argument("--temperature", type=float, default=d.temperature, help="training sampling temperature")
-    group.add_argument("--top-p", type=float, default=d.top_p, help="training nucleus sampling")
-    group.add_argument("--max-completion-length", type=int, default=d.max_completion_length)
-    group.add_argument("--min-entropy-ratio", type=float, default=d.min_entropy_ratio,
-                       help="skip questions with semantic entropy <= this * log G")
-    group.add_argument("--max-entropy-ratio", type=float, default=d.max_entropy_ratio,
-                       help="skip questions with semantic entropy >= this * log G")
-    group.add_argument("--equivalence", choices=("math", "exact", "judge"), default=d.equivalence,
-                       help="how answers are clustered (and compared with gold answers in evaluation)")
-    group.add_argument("--judge-url", help="OpenAI-compatible endpoint of the judge (--equivalence judge; key in "
-                                           "PROBEXIT_JUDGE_API_KEY)")
-    group.add_argument("--judge-model", help="the judge's model name")
-    group.add_argument("--think-end", default=d.think_end, help="end-of-thinking marker")
-    group.add_argument("--loss-type", default=d.loss_type, help="TRL's GRPO loss aggregation")
-    group.add_argument("--scale-rewards", choices=("group", "batch", "none"), default=d.scale_rewards,
-                       help="GRPO advantage scaling")
-    group.add_argument("--seed", type=int, default=d.seed)
-    group.add_argument("--save-steps", type=int, default=d.save_steps)
-    group.add_argument("--logging-steps", type=int, default=d.logging_steps)
-    group.add_argument("--collapse-window", type=int, default=d.collapse_window, help="steps the collapse guard judges")
-    group.add_argument("--collapse-min-format-valid", type=float, default=d.collapse_min_format_valid)
-    group.add_argument("--collapse-min-answer-diversity", type=float, default=d.collapse_min_answer_diversity)
-    group.add_argument("--no-supervised-baseline", dest="supervised_baseline", action="store_false",
-                       help="skip the supervised GRPO baseline")
-    group.add_argument("--use-vllm", action="store_true", help="GPU: generate with TRL's colocated vLLM engine")
-    group.add_argument("--vllm-gpu-memory-utilization", type=float, default=d.vllm_gpu_memory_utilization)
-    group.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                       help="bfloat16 training (default: on where a CUDA GPU supports it)")
-    group.add_argument("--gradient-checkpointing", action="store_true")
-    evaluation = job.add_argument_group("evaluation")
-    evaluation.add_argument("--eval-limit", type=int, default=e.limit, help="held-out problems used (0: all)")
-    evaluation.add_argument("--eval-samples", type=int, default=e.samples, help="sampled answers per problem")
-    evaluation.add_argument("--eval-max-tokens", type=int, default=e.max_tokens)
+    job.add_argument("--no-supervised-baseline", dest="supervised_baseline", action="store_false",
+                     help="skip the supervised GRPO baseline")
+    add_config_flags(job.add_argument_group("EMPO"), EMPOConfig)
+    add_config_flags(job.add_argument_group("evaluation"), EvalConfig, prefix="eval-", exclude=("seed", "think_end"))
     add_engine_flags(job)
     job.set_defaults(run=run_empo)
 
 
 def run_empo(args) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from probexit.training.empo import EMPOConfig, TrainingCollapsed
     from probexit.training.empo_eval import EvalConfig
     from probexit.training.empo_job import EMPOJob
+    from probexit.training.equivalence import JUDGE_API_KEY_ENV
     from probexit.training.problem_files import load_problems
 
-    # Every EMPO flag is named after its EMPOConfig field; the config validates them together.
-    config = EMPOConfig(**{f.name: getattr(args, f.name) for f in fields(EMPOConfig) if hasattr(args, f.name)})
-    eval_config = EvalConfig(limit=args.eval_limit or None, samples=args.eval_samples, max_tokens=args.eval_max_tokens,
-                             seed=args.seed, think_end=args.think_end)
+    config = EMPOConfig(**config_values(args, EMPOConfig))
+    eval_config = EvalConfig(**config_values(args, EvalConfig, prefix="eval-"), seed=config.seed,
+                             think_end=config.think_end)
     eval_problems = load_problems(args.eval_problems, require_answers=False) if args.eval_problems else None
     job = EMPOJob(resolve_model_dir(args.model), load_problems(args.problems, require_answers=False), args.out,
                   config, eval_problems, eval_config, engine_kwargs(args), args.supervised_baseline,
-                  os.environ.get("PROBEXIT_JUDGE_API_KEY", "EMPTY"))
+                  os.environ.get(JUDGE_API_KEY_ENV, "EMPTY"))
     try:
         metrics = job.run()
     except TrainingCollapsed as collapse:
@@ -247,7 +199,6 @@ def add_advrm_parser(jobs) -> None:
 
 
 def run_advrm(args) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from probexit.training.advrm import AdvRMConfig
     from probexit.training.advrm import run_advrm as run_job
     from probexit.training.problem_files import load_problems

@@ -188,7 +188,7 @@ def _partial_preactivation(row_ptrs, readable, stride_col, mean_ptr, scale_ptr, 
         else:
             w = tl.load(w1_ptr + offs_h[:, None] * WIDTH + offs_w[None, :],
                         mask=in_h[:, None] & (offs_w[None, :] < WIDTH), other=0.0)  # (BLOCK_H, BLOCK_W)
-            if DOT_F32:  # fp32 weights, or the interpreter, whose bf16 tl.dot is wrong (PLATFORM.md)
+            if DOT_F32:  # fp32 weights, or the interpreter, whose bf16 tl.dot is wrong (docs/platform-notes.md)
                 acc = tl.dot(z, w.to(tl.float32), acc)
             else:
                 acc = tl.dot(z.to(w.dtype), w, acc)

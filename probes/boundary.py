@@ -13,16 +13,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from probexit.probes.answers import AnswerExtractor, get_extractor
+from probexit.probes.markers import THINK_END, THINK_START, THOUGHT, ThinkingMarkers, ThinkingPhase
 
 
 @dataclass(frozen=True)
 class BoundaryPolicyConfig:
     """What the probe file records about how boundaries were found."""
 
-    think_start: str = "<think>"
-    think_end: str = "</think>"
+    think_start: str = field(default=THINK_START, metadata={"help": "The marker that opens the thinking."})
+    think_end: str = field(default=THINK_END, metadata={"help": "The marker that closes the thinking."})
     paragraph_break: str = "\n\n"
-    extractors: tuple[str, ...] = ("tinyworld", "boxed", "answer_is")
+    extractors: tuple[str, ...] = field(default=("tinyworld", "boxed", "answer_is"), metadata={
+        "help": "Answer extractors, tried in order at each paragraph break (comma-separated)."})
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -51,8 +53,10 @@ class BoundaryPolicy:
     def __init__(self, config: BoundaryPolicyConfig, tokenizer):
         self.config = config
         self.extractor: AnswerExtractor = get_extractor(config.extractors)
-        self.think_start_id = _single_token_id(tokenizer, config.think_start)
-        self.think_end_id = _single_token_id(tokenizer, config.think_end)
+        self.markers = ThinkingMarkers.from_tokenizer(tokenizer, config.think_start, config.think_end)
+        if self.markers is None:
+            raise ValueError(f"the tokenizer has no single token for {config.think_end!r}; boundaries need one")
+        self.think_start_id, self.think_end_id = self.markers.start_id, self.markers.end_id
         self.token_bytes = token_byte_table(tokenizer)
         self.break_bytes = config.paragraph_break.encode()
         self.may_decide = self._decisive_tokens()
@@ -67,17 +71,8 @@ class BoundaryPolicy:
         markers = {self.think_start_id, self.think_end_id}
         return bytes(int(last_byte in piece or token_id in markers) for token_id, piece in enumerate(self.token_bytes))
 
-    def starts_thinking(self, prompt_ids: list[int] | None) -> bool:
-        """True when the prompt leaves the model inside its thinking (the template opened `<think>`)."""
-        for token_id in reversed(prompt_ids or []):
-            if token_id == self.think_end_id:
-                return False
-            if token_id == self.think_start_id:
-                return True
-        return False
-
     def tracker(self, prompt_ids: list[int] | None) -> "BoundaryTracker":
-        return BoundaryTracker(self, thinking=self.starts_thinking(prompt_ids))
+        return BoundaryTracker(self, self.markers.phase(prompt_ids))
 
     def segment(self, prompt_ids: list[int] | None, completion_ids: list[int]) -> list[Boundary]:
         """Offline: every boundary of a finished completion, exactly as the engine would find them."""
@@ -90,23 +85,25 @@ class BoundaryTracker:
     """The incremental state of one sequence. Rebuildable at any time by feeding its tokens again."""
 
     policy: BoundaryPolicy
-    thinking: bool
+    phase: ThinkingPhase
     position: int = 0  # tokens fed so far
-    thinking_tokens: int = 0
     n_boundaries: int = 0
     n_paragraphs: int = 0
     chunk: bytearray = field(default_factory=bytearray)
 
+    @property
+    def thinking(self) -> bool:
+        return self.phase.thinking
+
+    @property
+    def thinking_tokens(self) -> int:
+        return self.phase.thinking_tokens
+
     def feed(self, token_id: int) -> Boundary | None:
         index, self.position = self.position, self.position + 1
+        if self.phase.advance(token_id) != THOUGHT:
+            return None
         policy = self.policy
-        if token_id == policy.think_start_id:
-            self.thinking, self.chunk = True, bytearray()
-            return None
-        if token_id == policy.think_end_id or not self.thinking:
-            self.thinking = self.thinking and token_id != policy.think_end_id
-            return None
-        self.thinking_tokens += 1
         piece = policy.token_bytes[token_id] if 0 <= token_id < len(policy.token_bytes) else b""
         search_from = max(0, len(self.chunk) - len(policy.break_bytes) + 1)
         self.chunk += piece
@@ -123,11 +120,6 @@ class BoundaryTracker:
         self.n_boundaries += 1
         self.chunk = self.chunk[end:]
         return boundary
-
-
-def _single_token_id(tokenizer, text: str) -> int | None:
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    return ids[0] if len(ids) == 1 else None
 
 
 def token_byte_table(tokenizer) -> list[bytes]:

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from probexit.kernels.probe_score import ProbeWeights
 from probexit.probes.boundary import BoundaryPolicyConfig
 from probexit.probes.fingerprint import ModelIdentity
+from probexit.probes.rules import DEFAULT_THRESHOLD, NEVER
 
 FORMAT_NAME, FORMAT_VERSION = "probexit-probe", 1
 CONFIG_FILE, WEIGHTS_FILE = "probe.json", "probe.safetensors"
@@ -31,7 +32,7 @@ class ProbeFileError(ValueError):
 @dataclass(frozen=True)
 class CalibrationPoint:
     max_risk: float  # tolerated share of exits whose intermediate answer is wrong
-    threshold: float  # the smallest threshold certified for it (1.01 means: never exit)
+    threshold: float  # the smallest threshold certified for it (NEVER: no threshold is)
 
 
 @dataclass
@@ -41,7 +42,7 @@ class ProbeConfig:
     width: int  # 0 for linear
     model: ModelIdentity
     boundary_policy: BoundaryPolicyConfig = field(default_factory=BoundaryPolicyConfig)
-    default_threshold: float = 0.85
+    default_threshold: float = DEFAULT_THRESHOLD
     calibration: list[CalibrationPoint] = field(default_factory=list)
     calibration_method: str = ""
     training: dict = field(default_factory=dict)
@@ -49,8 +50,8 @@ class ProbeConfig:
     def __post_init__(self):
         if self.kind not in ("linear", "mlp") or (self.kind == "linear") != (self.width == 0):
             raise ProbeFileError(f"probe kind {self.kind!r} with width {self.width} is not a linear (0) or mlp (>0) probe")
-        if not 0.0 <= self.default_threshold <= 1.01:
-            raise ProbeFileError(f"probe default threshold {self.default_threshold} lies outside [0, 1.01]")
+        if not 0.0 <= self.default_threshold <= NEVER:
+            raise ProbeFileError(f"probe default threshold {self.default_threshold} lies outside [0, {NEVER}]")
 
     def threshold_for_risk(self, max_risk: float) -> float:
         """The threshold certified for a tolerated premature-exit rate (the largest table risk <= max_risk)."""
@@ -58,7 +59,7 @@ class ProbeConfig:
             raise ValueError("this probe has no calibration table, so early_exit.max_risk cannot be used; give a threshold")
         eligible = [point for point in self.calibration if point.max_risk <= max_risk + 1e-12]
         if not eligible:
-            return 1.01  # stricter than any certified level: never exit
+            return NEVER  # stricter than any certified level
         return max(eligible, key=lambda point: point.max_risk).threshold
 
     def to_json(self) -> dict:
@@ -75,7 +76,7 @@ class ProbeConfig:
                 kind=data["kind"], hidden_size=int(data["hidden_size"]), width=int(data["width"]),
                 model=ModelIdentity(**data["model"]),
                 boundary_policy=BoundaryPolicyConfig.from_json(data.get("boundary_policy", {})),
-                default_threshold=float(data.get("default_threshold", 0.85)),
+                default_threshold=float(data.get("default_threshold", DEFAULT_THRESHOLD)),
                 calibration=[CalibrationPoint(float(p["max_risk"]), float(p["threshold"])) for p in data.get("calibration", [])],
                 calibration_method=data.get("calibration_method", ""),
                 training=data.get("training", {}),

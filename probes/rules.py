@@ -15,6 +15,8 @@ import math
 from dataclasses import asdict, dataclass
 
 RULES = ("probe", "consistency", "confidence", "first", "budget", "oracle", "none")
+NEVER = 1.01  # a threshold that no score reaches (scores are probabilities): the rule never exits
+DEFAULT_THRESHOLD = 0.85  # when neither the request, the server nor the probe file names one
 
 
 class SettingsError(ValueError):
@@ -30,7 +32,7 @@ class ExitSettings:
     """What one request asked for, resolved against the server's defaults."""
 
     rule: str = "probe"
-    threshold: float = 0.85  # probe: score; confidence: lowest token probability in the chunk
+    threshold: float = DEFAULT_THRESHOLD  # probe: score; confidence: lowest token probability in the chunk
     min_thinking_tokens: int = 0  # no exit before this many thinking tokens
     k: int = 2  # consistency: how many agreeing answers in a row
     budget: int = 0  # budget: thinking tokens allowed
@@ -42,8 +44,8 @@ class ExitSettings:
             raise SettingsError("rule", f"must be one of {', '.join(RULES)}, got {self.rule!r}")
         if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
             raise SettingsError("threshold", "must be a finite number")
-        if not 0.0 <= self.threshold <= 1.01:
-            raise SettingsError("threshold", f"must lie in [0, 1.01] (above 1 never exits), got {self.threshold}")
+        if not 0.0 <= self.threshold <= NEVER:
+            raise SettingsError("threshold", f"must lie in [0, {NEVER}] (above 1 never exits), got {self.threshold}")
         if not isinstance(self.min_thinking_tokens, int) or self.min_thinking_tokens < 0:
             raise SettingsError("min_thinking_tokens", "must be a non-negative integer")
         if not isinstance(self.k, int) or self.k < 1:

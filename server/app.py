@@ -6,28 +6,31 @@ live on `app.state`, so that several apps (tests) can exist in one process.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from probexit.server import early_exit, serving_chat, serving_completion, serving_rewards
+from probexit.probes.rules import DEFAULT_THRESHOLD
+from probexit.server import early_exit
 from probexit.server.config import ServerConfig
-from probexit.server.engine import engine_metrics, prepare, start_engine
-from probexit.server.engine_adapter import EVENTS_ADDRESS_ENV
+from probexit.server.engine.adapter import EVENTS_ADDRESS_ENV
+from probexit.server.engine.client import engine_metrics, start_engine
+from probexit.server.engine.events import EventCollector
+from probexit.server.engine.setup import prepare
 from probexit.server.errors import APIError, engine_unavailable, to_api_error
-from probexit.server.events import EventCollector
-from probexit.server.generation import Generation, GenerationCore, sse
+from probexit.server.generation import GenerationCore
 from probexit.server.metrics import ServerMetrics
-from probexit.server.protocol import (ChatCompletionRequest, CompletionRequest, ModelCard, ModelList,
-                                      SamplingRequest)
+from probexit.server.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
 from probexit.server.protocol_rewards import RewardRequest, RewardResponse
+from probexit.server.serving_chat import ServingChat
+from probexit.server.serving_completion import ServingCompletion
+from probexit.server.serving_rewards import ServingRewards
 
 GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions")
 
@@ -35,12 +38,12 @@ GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions")
 def build_app(config: ServerConfig) -> FastAPI:
     """Checks everything that can fail on the user's input (raising ConfigError) and returns the app;
     the engine itself starts in the lifespan, before the server accepts connections."""
-    setup = prepare(config)
+    setup = prepare(config.engine_config())
     app = FastAPI(title="probexit", version="0.1.0", lifespan=_lifespan, docs_url=None, redoc_url=None)
     app.state.config, app.state.setup, app.state.probe = config, setup, setup.probe
-    app.state.reward_model = serving_rewards.load_reward_model(config)  # None without --reward-model
+    app.state.rewards = ServingRewards.load(config)
     app.state.metrics = ServerMetrics(config.served_model_name)
-    app.state.engine = app.state.collector = app.state.core = None
+    app.state.engine = app.state.collector = app.state.core = app.state.chat = app.state.completion = None
     app.state.startup_error = None
     for error_type in (APIError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(error_type, _error_response)
@@ -66,10 +69,11 @@ async def _lifespan(app: FastAPI):
     defaults = early_exit.ExitDefaults(
         enabled=config.early_exit_default and setup.markers is not None,
         threshold=config.threshold if config.threshold is not None else
-        (setup.probe.config.default_threshold if setup.probe is not None else 0.85),
+        (setup.probe.config.default_threshold if setup.probe is not None else DEFAULT_THRESHOLD),
         min_thinking_tokens=config.min_thinking_tokens, probe=setup.probe, markers_known=setup.markers is not None)
     state.engine, state.collector = engine, collector
     state.core = GenerationCore(engine, collector, state.metrics, setup, defaults, config.served_model_name)
+    state.chat, state.completion = ServingChat(state.core), ServingCompletion(state.core)
     try:
         yield
     finally:
@@ -77,15 +81,13 @@ async def _lifespan(app: FastAPI):
         collector.close()
 
 
-# -- routes ---------------------------------------------------------------------------------------------------
+# -- routes: one line each --------------------------------------------------------------------------------------
 def _public_routes() -> APIRouter:
     router = APIRouter()
 
     @router.get("/health")
     async def health(request: Request):
-        engine = _running_engine(request.app.state)
-        return {"status": "ok", "model": request.app.state.config.served_model_name,
-                "requests_running": engine.get_num_unfinished_requests()}
+        return _health(request.app.state)
 
     @router.get("/metrics")
     async def metrics(request: Request):
@@ -99,69 +101,34 @@ def _api_routes() -> APIRouter:
 
     @router.get("/models")
     async def models(request: Request) -> ModelList:
-        state = request.app.state
-        return ModelList(data=[ModelCard(id=state.config.served_model_name, root=state.config.model,
-                                         max_model_len=state.setup.max_model_len, probexit=state.setup.identity)])
+        return _models(request.app.state)
 
     @router.post("/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request):
-        core = _core(request, body)
-        return await _respond(request, core, serving_chat.plan_chat(core, body), body, serving_chat)
-
-    @router.post("/rewards")
-    async def rewards(body: RewardRequest, request: Request) -> RewardResponse:
-        return await serving_rewards.score(request.app.state, body)
+        return await request.app.state.chat.handle(body, request)
 
     @router.post("/completions")
     async def completions(body: CompletionRequest, request: Request):
-        core = _core(request, body)
-        return await _respond(request, core, serving_completion.plan_completion(core, body), body, serving_completion)
+        return await request.app.state.completion.handle(body, request)
+
+    @router.post("/rewards")
+    async def rewards(body: RewardRequest, request: Request) -> RewardResponse:
+        return await request.app.state.rewards.handle(body)
 
     return router
 
 
-def _core(request: Request, body: SamplingRequest) -> GenerationCore:
-    state = request.app.state
-    if body.model is not None and body.model != state.config.served_model_name:
-        raise APIError(404, f"The model `{body.model}` does not exist; this server serves "
-                            f"`{state.config.served_model_name}`.", param="model", code="model_not_found")
-    _running_engine(state)  # a dead engine fails the request here, before a stream could start with a 200
-    if state.core.closed_by is not None:  # shutting down
-        raise state.core.closed_by
-    return state.core
-
-
-def _running_engine(state):
-    """The engine, or a 503 once its process has died (vLLM does not restart it; the server must be)."""
+def _health(state) -> dict:
+    """The engine's state, or a 503 once its process has died (vLLM does not restart it; the server must be)."""
     if state.engine is None or state.engine.errored:
         raise engine_unavailable()
-    return state.engine
+    return {"status": "ok", "model": state.config.served_model_name,
+            "requests_running": state.engine.get_num_unfinished_requests()}
 
 
-async def _respond(request: Request, core: GenerationCore, generation: Generation, body: SamplingRequest, serving):
-    """Streams as server-sent events, or answers once the choices are done; either way a client that goes
-    away has its engine requests aborted at once."""
-    if body.stream:
-        # Starlette cancels the streaming task when the client disconnects, which closes the generation.
-        return StreamingResponse(sse(serving.stream(core, generation, body.include_usage), core.metrics),
-                                 media_type="text/event-stream")
-    return await _unless_disconnected(request, serving.complete(core, generation))
-
-
-async def _unless_disconnected(request: Request, work):
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        watcher.cancel()
-        return task.result()
-    task.cancel()  # the generation's cleanup aborts its engine requests
-    return Response(status_code=499)  # nobody is listening; the status shows in the access log
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+def _models(state) -> ModelList:
+    return ModelList(data=[ModelCard(id=state.config.served_model_name, root=state.config.model,
+                                     max_model_len=state.setup.max_model_len, probexit=state.setup.identity)])
 
 
 # -- the API key, the body limit and errors ---------------------------------------------------------------

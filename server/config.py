@@ -2,7 +2,7 @@
 
 The command line (`cli/serve.py`) is the only place that parses flags; tests and embedding code build a
 `ServerConfig` directly. vLLM's own engine arguments travel as an `AsyncEngineArgs` object, untouched
-except for what early exit must add to it (see `server/engine.py`).
+except for what early exit must add to it (see `server/engine/setup.py`).
 """
 from __future__ import annotations
 
@@ -12,48 +12,43 @@ from pathlib import Path
 from typing import Any
 
 from probexit.kernels.probe_score import BACKENDS as KERNEL_BACKENDS  # the dispatcher's own list
+from probexit.probes.rules import NEVER
+from probexit.server.engine.setup import ConfigError, EngineConfig
 
 API_KEY_ENV = "PROBEXIT_API_KEY"  # read by the CLI when --api-key is not given
 MAX_REQUEST_BYTES = 1 << 20  # 1 MiB: about 250k tokens of text; raise it for longer contexts
 
 
-class ConfigError(ValueError):
-    """A server setting that cannot work; the message says which flag and how to fix it."""
-
-
 @dataclass
 class ServerConfig:
-    """How to serve.
-
-    model: a Hugging Face model folder or hub id (vLLM's `--model`).
-    served_model_name: the name clients use in `model` and see in `/v1/models`.
-    probe: a probe folder; None serves without the probe rule (the text rules still work).
-    reward_model: a reward model folder, kept on `app.state` for the rewards endpoint (None: none).
-    host, port: where to listen. The default binds to this machine only.
-    api_key: when set, every /v1 route needs `Authorization: Bearer <api_key>`. Never printed.
-    early_exit: the default for requests that do not say; None means on exactly when a probe is loaded.
-    threshold: the default probe threshold; None takes the probe's own default.
-    min_thinking_tokens: the default number of thinking tokens before any exit.
-    kernel_backend: how the engine scores probe rows ("auto" picks Triton on GPU, torch elsewhere).
-    max_request_bytes: the largest request body accepted; a larger one is a 413 before it is parsed.
-    shutdown_grace_s: on SIGTERM, how long requests in flight may still run; then each gets an error.
-    engine_args: vLLM's `AsyncEngineArgs` (None: vLLM's defaults for `model`); its `model` is replaced
-        by `model` above.
-    """
+    """How to serve. Every field with a help text is a `probexit serve` flag of the same name; `model` and
+    `served_model_name` are vLLM's own flags, and `engine_args` holds the rest of vLLM's (None: vLLM's
+    defaults for `model`; its `model` is replaced by `model`)."""
 
     model: str
-    served_model_name: str | None = None
-    probe: Path | None = None
-    reward_model: Path | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-    api_key: str | None = field(default=None, repr=False)
-    early_exit: bool | None = None
-    threshold: float | None = None
-    min_thinking_tokens: int = 0
-    kernel_backend: str = "auto"
-    max_request_bytes: int = MAX_REQUEST_BYTES
-    shutdown_grace_s: float = 5.0
+    served_model_name: str | None = None  # the name clients use in `model` and see in /v1/models
+    probe: Path | None = field(default=None, metadata={
+        "help": "Probe folder; without one the probe rule is off (the text rules still work). "
+                             "Default: the embedded probe when --model is not given."})
+    reward_model: Path | None = field(default=None, metadata={
+        "help": "Reward model folder served at /v1/rewards. Default: the embedded one when --model "
+                             "is not given."})
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (this machine only by default)."})
+    port: int = field(default=8000, metadata={"help": "Port to listen on."})
+    api_key: str | None = field(default=None, repr=False, metadata={
+        "help": f"Require `Authorization: Bearer KEY` on /v1 routes (default: ${API_KEY_ENV}; none when unset)."})
+    early_exit: bool | None = field(default=None, metadata={
+        "help": "End thinking early unless a request says otherwise (default: on with a probe)."})
+    threshold: float | None = field(default=None, metadata={
+        "help": "Default probe threshold (default: the probe's own)."})
+    min_thinking_tokens: int = field(default=0, metadata={"help": "Default thinking tokens before any exit."})
+    kernel_backend: str = field(default="auto", metadata={
+        "choices": KERNEL_BACKENDS, "help": "How the engine scores probe rows (auto: Triton on GPUs, numpy on CPU)."})
+    max_request_bytes: int = field(default=MAX_REQUEST_BYTES, metadata={
+        "help": "Largest request body accepted (larger: 413 before it is parsed)."})
+    shutdown_grace_s: float = field(default=5.0, metadata={
+        "flag": "--shutdown-grace", "metavar": "SECONDS",
+        "help": "On SIGTERM, how long requests in flight may finish before each gets an error."})
     engine_args: Any = None
 
     def __post_init__(self):
@@ -76,8 +71,8 @@ class ServerConfig:
         if self.early_exit and self.probe is None:
             raise ConfigError("--early-exit needs --probe: the default rule is the probe's (requests may still "
                               "ask for the text rules through their early_exit object)")
-        if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.01):
-            raise ConfigError(f"--threshold must lie in [0, 1.01] (above 1 never exits), got {self.threshold}")
+        if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= NEVER):
+            raise ConfigError(f"--threshold must lie in [0, {NEVER}] (above 1 never exits), got {self.threshold}")
         if not isinstance(self.min_thinking_tokens, int) or self.min_thinking_tokens < 0:
             raise ConfigError(f"--min-thinking-tokens must be a non-negative integer, got {self.min_thinking_tokens!r}")
         if self.kernel_backend not in KERNEL_BACKENDS:
@@ -91,3 +86,6 @@ class ServerConfig:
     @property
     def early_exit_default(self) -> bool:
         return self.probe is not None if self.early_exit is None else self.early_exit
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(self.model, self.served_model_name, self.probe, self.kernel_backend, self.engine_args)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from probexit.probes.probe import Probe
 from probexit.probes.rules import ExitSettings, SettingsError
-from probexit.server.events import RequestRecord
+from probexit.server.engine.events import RequestRecord
 from probexit.server.errors import APIError
 from probexit.server.protocol import EarlyExitReport, EarlyExitRequest
 

@@ -7,6 +7,7 @@ import logging
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from probexit.server.engine.client import CLIENT_ERROR, ENGINE_DEAD, NOT_FOUND, engine_error_kind
 from probexit.server.protocol import ErrorDetail, ErrorResponse
 
 logger = logging.getLogger("probexit.server")
@@ -31,14 +32,12 @@ def to_api_error(error: BaseException) -> APIError:
         return _validation_error(error)
     if isinstance(error, StarletteHTTPException):
         return _http_error(error)
-    from vllm.exceptions import VLLMClientError, VLLMNotFoundError
-    from vllm.v1.engine.exceptions import EngineDeadError
-
-    if isinstance(error, EngineDeadError):  # the engine's process is gone; /health says so too
+    kind = engine_error_kind(error)
+    if kind == ENGINE_DEAD:  # the engine's process is gone; /health says so too
         return engine_unavailable()
-    if isinstance(error, VLLMNotFoundError):
+    if kind == NOT_FOUND:
         return APIError(404, str(error), code="not_found")
-    if isinstance(error, VLLMClientError):
+    if kind == CLIENT_ERROR:
         return APIError(400, str(error))
     logger.error("request failed", exc_info=error)
     return APIError(500, f"internal server error ({type(error).__name__}); see the server log",

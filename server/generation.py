@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-
-from pydantic import BaseModel
 
 from probexit.probes.rules import ExitSettings
 from probexit.server import early_exit
-from probexit.server.engine import EngineSetup
-from probexit.server.engine_adapter import request_extra_args
-from probexit.server.errors import APIError, to_api_error
-from probexit.server.events import EventCollector, RequestRecord
+from probexit.server.engine.adapter import request_extra_args
+from probexit.server.engine.client import sampling_params, token_prompt
+from probexit.server.engine.events import EventCollector, RequestRecord
+from probexit.server.engine.setup import EngineSetup
+from probexit.server.errors import APIError
 from probexit.server.metrics import ServerMetrics
 from probexit.server.protocol import CompletionTokensDetails, EarlyExitReport, SamplingRequest, Usage
 from probexit.server.reasoning import ReasoningSplitter
@@ -49,7 +48,7 @@ class Choice:
 
 
 @dataclass
-class Generation:
+class GenerationJob:
     """One HTTP request's engine work."""
 
     request_id: str
@@ -92,7 +91,7 @@ class GenerationCore:
         self.engine, self.collector, self.metrics = engine, collector, metrics
         self.setup, self.exit_defaults, self.model_name = setup, exit_defaults, model_name
         self._background: set[asyncio.Task] = set()  # aborts in flight (a reference keeps them alive)
-        self._running: dict[str, Generation] = {}  # by request id
+        self._running: dict[str, GenerationJob] = {}  # by request id
         self.closed_by: APIError | None = None  # once set, new requests get it and running ones end with it
 
     @property
@@ -101,7 +100,7 @@ class GenerationCore:
 
     # -- planning: every check that can fail happens here, before a streamed response starts -------------
     def plan(self, request: SamplingRequest, prompts: list[list[int]], max_tokens: int | None, *,
-             id_prefix: str, prompt_field: str) -> Generation:
+             id_prefix: str, prompt_field: str) -> GenerationJob:
         for name in ("logprobs", "echo"):
             if getattr(request, name, None):
                 raise APIError(400, f"{name}: not supported by probexit", param=name)
@@ -111,7 +110,7 @@ class GenerationCore:
                                 f"choices; at most {MAX_CHOICES} per request", param=field)
         self._check_max_tokens(request, max_tokens)
         settings = early_exit.resolve(request.early_exit, self.exit_defaults)
-        generation = Generation(f"{id_prefix}-{uuid.uuid4().hex}", self.model_name, settings,
+        generation = GenerationJob(f"{id_prefix}-{uuid.uuid4().hex}", self.model_name, settings,
                                 sum(len(prompt) for prompt in prompts))
         for prompt_index, prompt_ids in enumerate(prompts):
             limit = self._max_tokens(len(prompt_ids), max_tokens, prompt_field)
@@ -145,25 +144,21 @@ class GenerationCore:
         return min(wanted, room)  # as vLLM's server: a request never fails for asking too much
 
     def _sampling_params(self, request: SamplingRequest, max_tokens: int, seed: int | None, extra_args):
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
         defaults = self.setup.default_sampling
         values = {name: value if (value := getattr(request, name)) is not None else defaults.get(name, fallback)
                   for name, fallback in SAMPLING_FALLBACKS.items()}
         markers = self.setup.markers
         try:
-            return SamplingParams(
+            return sampling_params(
                 **values, max_tokens=max_tokens, min_tokens=request.min_tokens, stop=request.stop, seed=seed,
                 ignore_eos=request.ignore_eos, extra_args=extra_args,
                 # a marker the tokenizer calls special would vanish from the text, and the split needs it
-                skip_special_tokens=not (markers is not None and markers.special),
-                output_kind=RequestOutputKind.DELTA if request.stream else RequestOutputKind.FINAL_ONLY)
+                skip_special_tokens=not (markers is not None and markers.special), stream=request.stream)
         except (ValueError, TypeError) as error:
             raise APIError(400, str(error)) from error
 
     # -- running ---------------------------------------------------------------------------------------------
-    async def collect(self, generation: Generation) -> dict[int, Joined]:
+    async def collect(self, generation: GenerationJob) -> dict[int, Joined]:
         """Runs to the end (not streaming); each choice's output by index."""
         parts = {choice.index: ([], [], []) for choice in generation.choices}
         async for delta in self.run(generation):
@@ -171,18 +166,16 @@ class GenerationCore:
                 part.append(piece)
         return {index: Joined(*map("".join, pieces)) for index, pieces in parts.items()}
 
-    async def run(self, generation: Generation) -> AsyncIterator[Delta]:
+    async def run(self, generation: GenerationJob) -> AsyncIterator[Delta]:
         """Yields deltas as the engine produces them; the last delta of each choice has `choice.done`."""
         for choice in generation.choices:
             if generation.settings is not None:
                 self.collector.expect(choice.engine_id)
                 self.metrics.track(choice.engine_id, generation.settings.rule)
-        from vllm.inputs import tokens_input
-
         if self.closed_by is not None:
             raise self.closed_by
         self._running[generation.request_id] = generation
-        merged = _merge([self.engine.generate(tokens_input(choice.prompt_ids), choice.params, choice.engine_id)
+        merged = _merge([self.engine.generate(token_prompt(choice.prompt_ids), choice.params, choice.engine_id)
                          for choice in generation.choices])
         outcome: str | None = "aborted"
         try:
@@ -210,7 +203,7 @@ class GenerationCore:
             generation.closed_by = error
             self._abort([choice.engine_id for choice in generation.choices if not choice.done])
 
-    def _delta(self, generation: Generation, choice: Choice, output, record: RequestRecord | None) -> Delta:
+    def _delta(self, generation: GenerationJob, choice: Choice, output, record: RequestRecord | None) -> Delta:
         completion = output.outputs[0]
         reasoning, content = choice.splitter.feed(completion.token_ids, completion.text, final=output.finished)
         choice.tokens += len(completion.token_ids)  # new ids when streaming, all of them otherwise
@@ -220,7 +213,7 @@ class GenerationCore:
             self.metrics.choice_done(choice.splitter.reasoning_tokens)
         return Delta(choice, completion.text, reasoning, content)
 
-    def _finish(self, generation: Generation, outcome: str | None) -> None:
+    def _finish(self, generation: GenerationJob, outcome: str | None) -> None:
         """Synchronous on purpose: it runs while the request's task is being cancelled, where an await
         could itself be cancelled before the engine heard of the abort."""
         self._abort([choice.engine_id for choice in generation.choices if not choice.done])
@@ -229,7 +222,6 @@ class GenerationCore:
             self.metrics.untrack(choice.engine_id)
         if outcome is not None:
             self.metrics.request_done(outcome)
-
 
     def _abort(self, engine_ids: list[str]) -> None:
         if engine_ids:
@@ -273,39 +265,3 @@ async def _merge(streams: list) -> AsyncIterator[tuple[int, object]]:
     finally:
         for task in tasks:
             task.cancel()  # each stream's own cancellation handling aborts its engine request
-
-
-async def stream_chunks(core: GenerationCore, generation: Generation, include_usage: bool,
-                        make_chunk: Callable[..., BaseModel], choice_of: Callable[[Delta], BaseModel | None],
-                        opening: list | None = None) -> AsyncIterator[BaseModel]:
-    """Response chunks for a streamed generation: `opening` choices first (chat's role delta), then one
-    chunk per delta that `choice_of` turns into a choice, then the usage chunk if the client asked."""
-    usage = {"usage": None} if include_usage else {}  # OpenAI sends "usage": null on all chunks but the last
-    if opening:
-        yield make_chunk(choices=opening, **usage)
-    deltas = core.run(generation)
-    try:
-        async for delta in deltas:
-            choice = choice_of(delta)
-            if choice is not None:
-                yield make_chunk(choices=[choice], **usage)
-    finally:
-        await deltas.aclose()
-    if include_usage:
-        yield make_chunk(choices=[], usage=generation.usage())
-
-
-async def sse(chunks: AsyncIterator, metrics: ServerMetrics) -> AsyncIterator[str]:
-    """Server-sent events from response chunks. An error after the 200 status went out becomes an error
-    event in OpenAI's body, then `[DONE]`, as OpenAI's clients expect."""
-    try:
-        async for chunk in chunks:
-            # exclude_unset: a delta carries only what it has, yet the chunks set every top-level field
-            yield f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
-    except Exception as error:  # noqa: BLE001 - every failure must reach the client as an error event
-        api_error = to_api_error(error)
-        metrics.request_done("rejected" if api_error.status < 500 else "error")
-        yield f"data: {api_error.body().model_dump_json()}\n\n"
-    finally:
-        await chunks.aclose()  # closes the generation (aborting what is unfinished) even on a disconnect
-    yield "data: [DONE]\n\n"

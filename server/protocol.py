@@ -21,7 +21,7 @@ class OpenAIRequest(BaseModel):
 
 
 class EarlyExitRequest(BaseModel):
-    """DESIGN.md's `early_exit` object, plus `rule`, `k`, `budget` and `answer` (the oracle rule's gold
+    """The `early_exit` object (docs/serving.md), plus `rule`, `k`, `budget` and `answer` (the oracle rule's gold
     answer) for running the peers' rules and the oracle live."""
 
     model_config = ConfigDict(extra="forbid")

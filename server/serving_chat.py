@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 from probexit.server.errors import APIError
-from probexit.server.generation import Delta, Generation, GenerationCore, stream_chunks
+from probexit.server.generation import Delta, GenerationJob
 from probexit.server.protocol import (AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletionChunk,
                                       ChatCompletionRequest, ChatCompletionResponse, ChatMessage, DeltaMessage)
+from probexit.server.serving import OpenAIServing, choice_done
 
 # apply_chat_template's own arguments: a request must not replace what the server decides.
 RESERVED_TEMPLATE_KWARGS = frozenset({"conversation", "messages", "tokenize", "add_generation_prompt",
@@ -16,10 +17,38 @@ RESERVED_TEMPLATE_KWARGS = frozenset({"conversation", "messages", "tokenize", "a
                                       "tokenizer_kwargs"})
 
 
-def plan_chat(core: GenerationCore, request: ChatCompletionRequest) -> Generation:
-    prompt_ids = render_prompt(core.tokenizer, request)
-    return core.plan(request, [prompt_ids], request.max_completion_tokens or request.max_tokens,
-                     id_prefix="chatcmpl", prompt_field="messages")
+class ServingChat(OpenAIServing):
+    id_prefix, prompt_field = "chatcmpl", "messages"
+
+    def prompts(self, body: ChatCompletionRequest) -> list[list[int]]:
+        return [render_prompt(self.core.tokenizer, body)]
+
+    def max_tokens(self, body: ChatCompletionRequest) -> int | None:
+        return body.max_completion_tokens or body.max_tokens
+
+    async def complete(self, job: GenerationJob) -> ChatCompletionResponse:
+        joined = await self.core.collect(job)
+        choices = [ChatChoice(index=choice.index, finish_reason=choice.finish_reason, early_exit=choice.report,
+                              message=AssistantMessage(content=joined[choice.index].content,
+                                                       reasoning_content=joined[choice.index].reasoning or None))
+                   for choice in job.choices]
+        return ChatCompletionResponse(id=job.request_id, model=job.model, choices=choices, usage=job.usage())
+
+    def stream(self, job: GenerationJob, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
+        make_chunk = partial(ChatCompletionChunk, id=job.request_id, object="chat.completion.chunk",
+                             created=int(time.time()), model=job.model)
+        opening = [ChatChunkChoice(index=choice.index, delta=DeltaMessage(role="assistant", content=""),
+                                   finish_reason=None) for choice in job.choices]
+        return self.stream_chunks(job, include_usage, make_chunk, _chunk_choice, opening)
+
+
+def _chunk_choice(delta: Delta) -> ChatChunkChoice | None:
+    choice = delta.choice
+    if not (delta.reasoning or delta.content or choice.done):
+        return None  # a token that only closed thinking, or text the engine holds back for now
+    message = DeltaMessage(**{key: value for key, value in (("reasoning_content", delta.reasoning),
+                                                            ("content", delta.content)) if value})
+    return ChatChunkChoice(index=choice.index, delta=message, finish_reason=choice.finish_reason, **choice_done(delta))
 
 
 def render_prompt(tokenizer, request: ChatCompletionRequest) -> list[int]:
@@ -48,31 +77,3 @@ def _text(message: ChatMessage, index: int) -> str:
                            param=f"messages.{index}.content")
         parts.append(part.text)
     return "".join(parts)
-
-
-async def complete(core: GenerationCore, generation: Generation) -> ChatCompletionResponse:
-    joined = await core.collect(generation)
-    choices = [ChatChoice(index=choice.index, finish_reason=choice.finish_reason, early_exit=choice.report,
-                          message=AssistantMessage(content=joined[choice.index].content,
-                                                   reasoning_content=joined[choice.index].reasoning or None))
-               for choice in generation.choices]
-    return ChatCompletionResponse(id=generation.request_id, model=generation.model, choices=choices,
-                                  usage=generation.usage())
-
-
-def stream(core: GenerationCore, generation: Generation, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
-    make_chunk = partial(ChatCompletionChunk, id=generation.request_id, object="chat.completion.chunk",
-                         created=int(time.time()), model=generation.model)
-    opening = [ChatChunkChoice(index=choice.index, delta=DeltaMessage(role="assistant", content=""),
-                               finish_reason=None) for choice in generation.choices]
-    return stream_chunks(core, generation, include_usage, make_chunk, _chunk_choice, opening)
-
-
-def _chunk_choice(delta: Delta) -> ChatChunkChoice | None:
-    choice = delta.choice
-    if not (delta.reasoning or delta.content or choice.done):
-        return None  # a token that only closed thinking, or text the engine holds back for now
-    message = DeltaMessage(**{key: value for key, value in (("reasoning_content", delta.reasoning),
-                                                            ("content", delta.content)) if value})
-    final = {"early_exit": choice.report} if choice.done else {}
-    return ChatChunkChoice(index=choice.index, delta=message, finish_reason=choice.finish_reason, **final)

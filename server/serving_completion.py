@@ -10,13 +10,36 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 from probexit.server.errors import APIError
-from probexit.server.generation import Delta, Generation, GenerationCore, stream_chunks
+from probexit.server.generation import Delta, GenerationJob
 from probexit.server.protocol import CompletionChoice, CompletionRequest, CompletionResponse
+from probexit.server.serving import OpenAIServing, choice_done
 
 
-def plan_completion(core: GenerationCore, request: CompletionRequest) -> Generation:
-    prompts = tokenize_prompts(core.tokenizer, request.prompt, core.setup.vllm_config.model_config.get_vocab_size())
-    return core.plan(request, prompts, request.max_tokens, id_prefix="cmpl", prompt_field="prompt")
+class ServingCompletion(OpenAIServing):
+    id_prefix, prompt_field = "cmpl", "prompt"
+
+    def prompts(self, body: CompletionRequest) -> list[list[int]]:
+        return tokenize_prompts(self.core.tokenizer, body.prompt, self.core.setup.vocab_size)
+
+    async def complete(self, job: GenerationJob) -> CompletionResponse:
+        joined = await self.core.collect(job)
+        choices = [CompletionChoice(index=choice.index, text=joined[choice.index].text,
+                                    finish_reason=choice.finish_reason, early_exit=choice.report)
+                   for choice in job.choices]
+        return CompletionResponse(id=job.request_id, model=job.model, choices=choices, usage=job.usage())
+
+    def stream(self, job: GenerationJob, include_usage: bool) -> AsyncIterator[CompletionResponse]:
+        make_chunk = partial(CompletionResponse, id=job.request_id, object="text_completion",
+                             created=int(time.time()), model=job.model)
+        return self.stream_chunks(job, include_usage, make_chunk, _chunk_choice)
+
+
+def _chunk_choice(delta: Delta) -> CompletionChoice | None:
+    choice = delta.choice
+    if not (delta.text or choice.done):
+        return None
+    return CompletionChoice(index=choice.index, text=delta.text, finish_reason=choice.finish_reason,
+                            **choice_done(delta))
 
 
 def tokenize_prompts(tokenizer, prompt, vocab_size: int) -> list[list[int]]:
@@ -33,26 +56,3 @@ def tokenize_prompts(tokenizer, prompt, vocab_size: int) -> list[list[int]]:
         if any(not 0 <= token_id < vocab_size for token_id in ids):
             raise APIError(400, f"prompt: token ids must lie in [0, {vocab_size})", param="prompt")
     return prompts
-
-
-async def complete(core: GenerationCore, generation: Generation) -> CompletionResponse:
-    joined = await core.collect(generation)
-    choices = [CompletionChoice(index=choice.index, text=joined[choice.index].text,
-                                finish_reason=choice.finish_reason, early_exit=choice.report)
-               for choice in generation.choices]
-    return CompletionResponse(id=generation.request_id, model=generation.model, choices=choices,
-                              usage=generation.usage())
-
-
-def stream(core: GenerationCore, generation: Generation, include_usage: bool) -> AsyncIterator[CompletionResponse]:
-    make_chunk = partial(CompletionResponse, id=generation.request_id, object="text_completion",
-                         created=int(time.time()), model=generation.model)
-    return stream_chunks(core, generation, include_usage, make_chunk, _chunk_choice)
-
-
-def _chunk_choice(delta: Delta) -> CompletionChoice | None:
-    choice = delta.choice
-    if not (delta.text or choice.done):
-        return None
-    final = {"early_exit": choice.report} if choice.done else {}
-    return CompletionChoice(index=choice.index, text=delta.text, finish_reason=choice.finish_reason, **final)

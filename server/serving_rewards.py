@@ -1,49 +1,57 @@
 """`/v1/rewards`: score conversations with the reward-model folder loaded at start-up.
 
 Scoring runs in the API process with transformers, in a worker thread so that the event loop keeps
-serving (the reward models of the tiny world are a few MB; see the README for when a vLLM pooling engine
+serving (the reward models of the tiny world are a few MB; see docs/serving.md for when a vLLM pooling engine
 is the better home for one). Every problem with the input is a 400 that names the field.
 """
 from __future__ import annotations
 
 import asyncio
 
-from probexit.server.config import ConfigError, ServerConfig
+from probexit.server.config import ServerConfig
+from probexit.server.engine.setup import ConfigError
 from probexit.server.errors import APIError
 from probexit.server.protocol import ChatMessage
 from probexit.server.protocol_rewards import (MAX_CONVERSATIONS, RewardData, RewardRequest, RewardResponse,
                                               RewardUncertainty, RewardUsage)
-from probexit.server.rewards import RewardEnsemble, RewardModelError
+from probexit.rewards.ensemble import RewardEnsemble
+from probexit.rewards.manifest import RewardModelError
 
 
-def load_reward_model(config: ServerConfig) -> RewardEnsemble | None:
-    """The reward-model folder of `--reward-model`, loaded and checked before the port opens."""
-    if config.reward_model is None:
-        return None
-    try:
-        return RewardEnsemble.load(config.reward_model)
-    except RewardModelError as error:
-        raise ConfigError(f"--reward-model: {error}") from None
+class ServingRewards:
+    """Scores conversations with the reward-model folder loaded at start-up (None: the endpoint answers 404)."""
 
+    def __init__(self, ensemble: RewardEnsemble | None, served_model_name: str):
+        self.ensemble, self.served_model_name = ensemble, served_model_name
 
-async def score(state, request: RewardRequest) -> RewardResponse:
-    ensemble: RewardEnsemble | None = state.reward_model
-    if ensemble is None:
-        raise APIError(404, "this server has no reward model; start it with --reward-model FOLDER",
-                       code="reward_model_not_loaded")
-    if request.model is not None and request.model not in (ensemble.manifest.name, state.config.served_model_name):
-        raise APIError(404, f"The model `{request.model}` does not exist; this server scores with "
-                            f"`{ensemble.manifest.name}`.", param="model", code="model_not_found")
-    batch = [_render(ensemble, messages, where) for messages, where in _conversations(request)]
-    scores = await asyncio.to_thread(ensemble.score_ids, batch)
-    threshold = ensemble.manifest.z_threshold
-    data = [RewardData(index=index, reward=s.reward, normalized_reward=s.normalised, ensemble=s.members,
-                       uncertainty=RewardUncertainty(ensemble_mean=s.ensemble_mean, ensemble_std=s.ensemble_std, z=s.z,
-                                                     z_threshold=threshold, out_of_distribution=s.flagged))
-            for index, s in enumerate(scores)]
-    tokens = sum(len(ids) for ids in batch)
-    return RewardResponse(model=ensemble.manifest.name, data=data,
-                          usage=RewardUsage(prompt_tokens=tokens, total_tokens=tokens))
+    @classmethod
+    def load(cls, config: ServerConfig) -> ServingRewards:
+        """The folder of `--reward-model`, loaded and checked before the port opens."""
+        if config.reward_model is None:
+            return cls(None, config.served_model_name)
+        try:
+            return cls(RewardEnsemble.load(config.reward_model), config.served_model_name)
+        except RewardModelError as error:
+            raise ConfigError(f"--reward-model: {error}") from None
+
+    async def handle(self, request: RewardRequest) -> RewardResponse:
+        ensemble = self.ensemble
+        if ensemble is None:
+            raise APIError(404, "this server has no reward model; start it with --reward-model FOLDER",
+                           code="reward_model_not_loaded")
+        if request.model is not None and request.model not in (ensemble.manifest.name, self.served_model_name):
+            raise APIError(404, f"The model `{request.model}` does not exist; this server scores with "
+                                f"`{ensemble.manifest.name}`.", param="model", code="model_not_found")
+        batch = [_render(ensemble, messages, where) for messages, where in _conversations(request)]
+        scores = await asyncio.to_thread(ensemble.score_ids, batch)
+        threshold = ensemble.manifest.z_threshold
+        data = [RewardData(index=index, reward=s.reward, normalized_reward=s.normalised, ensemble=s.members,
+                           uncertainty=RewardUncertainty(ensemble_mean=s.ensemble_mean, ensemble_std=s.ensemble_std,
+                                                         z=s.z, z_threshold=threshold, out_of_distribution=s.flagged))
+                for index, s in enumerate(scores)]
+        tokens = sum(len(ids) for ids in batch)
+        return RewardResponse(model=ensemble.manifest.name, data=data,
+                              usage=RewardUsage(prompt_tokens=tokens, total_tokens=tokens))
 
 
 def _conversations(request: RewardRequest) -> list[tuple[list[ChatMessage], str]]:

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-# On 2 shared cores OpenMP busy-waiting can slow torch several-fold (PLATFORM.md).
+# On 2 shared cores OpenMP busy-waiting can slow torch several-fold (docs/platform-notes.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
@@ -56,7 +56,7 @@ def offline_engine(test_model_dir, tmp_path_factory):
     """One real vLLM CPU engine for the session, with the early-exit processor and a random probe
     (`engine.probe`); requests without early-exit settings are untouched by it (tested)."""
     from probexit.probes.probe import Probe
-    from probexit.server.offline import OfflineEngine
+    from probexit.server.engine.offline import OfflineEngine
     from probexit.training.tinyworld.build import tiny_engine_kwargs
 
     probe_dir = tmp_path_factory.mktemp("probe")

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from probexit.server.rewards import read_manifest, write_manifest
+from probexit.rewards.manifest import read_manifest, write_manifest
 from probexit.training import advrm_attack as attack
 from probexit.training import advrm_rlhf as rlhf
 from probexit.training.advrm_rewards import (Pair, RewardModelSettings, Sample, backbone_source, ensemble_source,
@@ -144,7 +144,7 @@ class AdvRMJob:
     # -- stages ------------------------------------------------------------------------------------------------
     def sample(self) -> dict:
         """The policy's graded answers to the train and held-out questions, in one engine session."""
-        from probexit.server.offline import OfflineEngine
+        from probexit.server.engine.offline import OfflineEngine
 
         n = self.config.samples_per_question
         problems = self.train_problems + self.eval_problems
@@ -188,7 +188,7 @@ class AdvRMJob:
 
     def attack_round(self, k: int) -> dict:
         """Train an adversarial policy against round k's reward models; its success on held-out questions."""
-        from probexit.server.rewards import RewardEnsemble
+        from probexit.rewards.ensemble import RewardEnsemble
 
         settings, floor = self.config.attack, self._result(f"round{k}_reward")["floor"]
         ensemble = RewardEnsemble.load(self._round(k) / "reward")
@@ -228,7 +228,7 @@ class AdvRMJob:
 
     def rlhf_run(self, name: str, k: int) -> dict:
         """GRPO from the policy against round k's target; proxy and gold per step."""
-        from probexit.server.rewards import RewardEnsemble
+        from probexit.rewards.ensemble import RewardEnsemble
 
         settings = self.config.rlhf
         ensemble = RewardEnsemble.load(self._round(k) / "reward")
@@ -292,7 +292,7 @@ class AdvRMJob:
 
     def _sample_rows(self, policy: Path, ensemble, settings: attack.AttackSettings) -> list[dict]:
         """The adversarial policy's graded, scored samples on the held-out questions (through the engine)."""
-        from probexit.server.offline import OfflineEngine
+        from probexit.server.engine.offline import OfflineEngine
 
         problems = [p for p in self.eval_problems for _ in range(settings.eval_samples)]
         with OfflineEngine(policy, seed=settings.seed, **self.engine_kwargs) as engine:

@@ -2,7 +2,7 @@
 ensemble does not agree, the examples it finds, their failure modes, and the attack success rates.
 
 The adversarial objective (Adv-RM, arXiv 2504.06141: maximise R_target - lambda * R_others with the
-target's reward held above a floor), on calibrated rewards (`server.rewards`):
+target's reward held above a floor), on calibrated rewards (`rewards.ensemble`):
 
     r_adv = target - lambda * ensemble_mean - penalty * max(0, floor - target)
 
@@ -93,7 +93,7 @@ def adversarial_reward(completions: list, prompts: list, *, scorer, floor: float
                        penalty: float = 1.0, record: Callable[[list[dict]], None] | None = None,
                        answer: list[str] | None = None, trainer_state=None, **kwargs) -> list[float]:
     """The adversarial policy's reward (TRL's signature). `scorer(questions, texts)` returns
-    `server.rewards.RewardScore`s; `answer` (gold) is only recorded, never rewarded.
+    `rewards.ensemble.RewardScore`s; `answer` (gold) is only recorded, never rewarded.
 
     >>> from types import SimpleNamespace as S
     >>> scorer = lambda qs, ts: [S(normalised=len(t) / 2, ensemble_mean=0.0, z=3.0) for t in ts]

@@ -25,7 +25,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from probexit.server.defaults import default_paths
+from probexit.assets import default_paths
 from probexit.training.advrm_attack import attack_success
 from probexit.training.grading import STATED, THINK_END, grade, paragraphs
 
@@ -110,7 +110,7 @@ def greedy_answers(policy: Path, questions: list[str], max_new_tokens: int, batc
 
 def run(reward: Path, policy: Path, problems: list[dict], *, floor: float | None = None, seed: int = 0,
         max_new_tokens: int = 400) -> dict:
-    from probexit.server.rewards import RewardEnsemble
+    from probexit.rewards.ensemble import RewardEnsemble
 
     floor = _run_floor(reward) if floor is None else floor
     ensemble = RewardEnsemble.load(reward)  # both checked before the answers are generated

@@ -3,13 +3,13 @@
 The backbone is the policy, or another model that shares its tokenizer (`RewardModelSettings.backbone`).
 Two heads (`RewardModelSettings.head`):
 - "token-surprise" (the default): a small head summing, over the answer's tokens, a function of the frozen
-  backbone's log-probability and entropy at each token and whether it is a digit (`server.reward_heads`);
+  backbone's log-probability and entropy at each token and whether it is a digit (`rewards.heads`);
   only the head trains, and the folder stores the backbone once for every member.
 - "last-token": a sequence classifier (one logit) on the backbone's embedding, first `backbone_layers` layers
   and final norm (`AutoModelForSequenceClassification` loads a causal LM's weights by name and leaves the LM
   head out), fine-tuned whole and stored in fp16.
 The target and its ensemble differ only in seed and data: the target reads every pair, each ensemble member a
-random `ensemble_subset` share. Every member trains on the token ids `server.rewards.render_ids` makes, the
+random `ensemble_subset` share. Every member trains on the token ids `rewards.render.render_ids` makes, the
 ones the rewards endpoint scores.
 """
 from __future__ import annotations
@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from probexit.server.reasoning import find_markers
-from probexit.server.rewards import (HEADS, TOKEN_SURPRISE, MemberCard, RewardEnsemble, RewardManifest, render_ids,
-                                     summarise, write_manifest)
+from probexit.probes.markers import find_markers
+from probexit.rewards.ensemble import RewardEnsemble, summarise
+from probexit.rewards.manifest import HEADS, MemberCard, RewardManifest, TOKEN_SURPRISE, write_manifest
+from probexit.rewards.render import render_ids
 
 DONE = "done.json"
 
@@ -216,7 +217,7 @@ def train_member(backbone_dir: Path, tokenizer, pairs: list[Pair], out: Path, se
     torch.manual_seed(seed)
     surprise = settings.head == TOKEN_SURPRISE
     if surprise:
-        from probexit.server.reward_heads import TokenSurpriseRewardModel, frozen_lm, head_config
+        from probexit.rewards.heads import TokenSurpriseRewardModel, frozen_lm, head_config
 
         if frozen is None:
             frozen = frozen_lm(backbone_dir, training_device())
@@ -270,7 +271,7 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
     if surprise:
         import torch
 
-        from probexit.server.reward_heads import frozen_lm
+        from probexit.rewards.heads import frozen_lm
 
         readers = {source: ("backbone", names[:1]), member_source: ("ensemble_backbone", names[1:])} if apart \
             else {source: ("backbone", names)}

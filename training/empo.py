@@ -19,7 +19,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from probexit.training.equivalence import Equivalence, MathEquivalence
+from probexit.probes.markers import THINK_END, as_written
+from probexit.training.equivalence import EQUIVALENCES, Equivalence, MathEquivalence
 
 
 
@@ -32,65 +33,121 @@ class EMPOConfig:
     """Settings of an EMPO run; the supervised GRPO baseline runs with the very same ones.
 
     The defaults are sized for the tiny world on 2 CPU cores (a run of about 10-20 minutes); real models
-    want fewer, larger steps (see the README's EMPO section).
+    want fewer, larger steps (docs/training-empo.md).
     """
 
-    num_generations: int = 8
-    """G, answers sampled per question; the entropy of a group lies in [0, log G]."""
-    questions_per_step: int = 8
-    """Questions per optimisation step (the step holds questions_per_step * G completions)."""
-    steps: int = 40
-    """Optimisation steps (GRPO's `max_steps`); rerunning with more steps continues from the checkpoint."""
-    learning_rate: float = 2e-5
-    """AdamW learning rate (constant after `warmup_steps`)."""
-    warmup_steps: int = 5
-    """Linear warm-up steps of the learning rate."""
-    beta: float = 0.0
-    """KL coefficient against the starting policy; EMPO uses none (0 also skips the reference model)."""
-    temperature: float = 0.9
-    """Sampling temperature of the training generations (0.9: TRL's default when EMPO was published)."""
-    top_p: float = 1.0
-    """Nucleus sampling of the training generations."""
-    max_completion_length: int = 384
-    """Longest completion in tokens; a truncated one has no final answer and earns 0, so a tight limit
-    also teaches the policy to think less (it drops its re-check paragraphs first)."""
-    min_entropy_ratio: float = 0.0
-    """Groups whose semantic entropy is at or below min_entropy_ratio * log G are skipped (0: all agree)."""
-    max_entropy_ratio: float = 1.0
-    """Groups whose semantic entropy is at or above max_entropy_ratio * log G are skipped (1: all differ)."""
-    equivalence: str = "math"
-    """How two answers are compared: `math` (math-verify), `exact` (normalised text) or `judge` (an LLM)."""
-    judge_url: str | None = None
-    """OpenAI-compatible endpoint of the judge (equivalence `judge`)."""
-    judge_model: str | None = None
-    """The judge's model name (equivalence `judge`)."""
-    think_end: str = "</think>"
-    """The end-of-thinking marker; a valid completion has it once and a boxed answer after it."""
-    loss_type: str = "dapo"
-    """GRPO's loss aggregation (TRL's `loss_type`)."""
-    scale_rewards: str = "group"
-    """GRPO's advantage scaling (TRL's `scale_rewards`: group, batch or none)."""
-    seed: int = 0
-    """Seed of data order, sampling and initialisation."""
-    save_steps: int = 20
-    """Checkpoint every this many steps (and at the end) into DIR/checkpoints/."""
-    logging_steps: int = 5
-    """Log the trainer's metrics every this many steps."""
-    use_vllm: bool = False
-    """Generate with TRL's vLLM integration (colocate mode, GPU) instead of transformers' generate."""
-    vllm_gpu_memory_utilization: float = 0.3
-    """GPU memory share of the colocated vLLM engine (with use_vllm)."""
-    bf16: bool | None = None
-    """bfloat16 training; None: on when a CUDA GPU supports it, off on CPU."""
-    gradient_checkpointing: bool = False
-    """Trade compute for memory (large models)."""
-    collapse_window: int = 10
-    """The collapse guard judges the last this many reward calls (one per step by default)."""
-    collapse_min_format_valid: float = 0.5
-    """Stop when fewer than this share of completions is well-formed over the window."""
-    collapse_min_answer_diversity: float = 0.1
-    """Stop when the majority answers of the window's questions are this un-diverse (distinct / questions):
-    the policy answers every question alike. 0 turns the check off (e.g. yes/no questions)."""
+    num_generations: int = field(
+        default=8,
+        metadata={"help": "G, answers sampled per question; the entropy of a group lies in [0, log G]."},
+    )
+    questions_per_step: int = field(
+        default=8,
+        metadata={"help": "Questions per optimisation step (the step holds questions_per_step * G completions)."},
+    )
+    steps: int = field(
+        default=40,
+        metadata={"help": (
+            "Optimisation steps (GRPO's `max_steps`); rerunning with more steps continues from the "
+            "checkpoint."
+        )},
+    )
+    learning_rate: float = field(
+        default=2e-5,
+        metadata={"help": "AdamW learning rate (constant after `warmup_steps`)."},
+    )
+    warmup_steps: int = field(default=5, metadata={"help": "Linear warm-up steps of the learning rate."})
+    beta: float = field(
+        default=0.0,
+        metadata={"help": (
+            "KL coefficient against the starting policy; EMPO uses none (0 also skips the reference "
+            "model)."
+        )},
+    )
+    temperature: float = field(
+        default=0.9,
+        metadata={"help": (
+            "Sampling temperature of the training generations (0.9: TRL's default when EMPO was "
+            "published)."
+        )},
+    )
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling of the training generations."})
+    max_completion_length: int = field(
+        default=384,
+        metadata={"help": (
+            "Longest completion in tokens; a truncated one has no final answer and earns 0, so a tight "
+            "limit also teaches the policy to think less (it drops its re-check paragraphs first)."
+        )},
+    )
+    min_entropy_ratio: float = field(
+        default=0.0,
+        metadata={"help": (
+            "Groups whose semantic entropy is at or below min_entropy_ratio * log G are skipped (0: all "
+            "agree)."
+        )},
+    )
+    max_entropy_ratio: float = field(
+        default=1.0,
+        metadata={"help": (
+            "Groups whose semantic entropy is at or above max_entropy_ratio * log G are skipped (1: all "
+            "differ)."
+        )},
+    )
+    equivalence: str = field(
+        default="math",
+        metadata={"choices": EQUIVALENCES, "help": (
+            "How two answers are compared: `math` (math-verify), `exact` (normalised text) or `judge` (an"
+            " LLM)."
+        )},
+    )
+    judge_url: str | None = field(
+        default=None,
+        metadata={"help": "OpenAI-compatible endpoint of the judge (equivalence `judge`)."},
+    )
+    judge_model: str | None = field(default=None, metadata={"help": "The judge's model name (equivalence `judge`)."})
+    think_end: str = field(
+        default=THINK_END,
+        metadata={"help": "The end-of-thinking marker; a valid completion has it once and a boxed answer after it."},
+    )
+    loss_type: str = field(default="dapo", metadata={"help": "GRPO's loss aggregation (TRL's `loss_type`)."})
+    scale_rewards: str = field(
+        default="group",
+        metadata={"choices": ("group", "batch", "none"), "help": "GRPO's advantage scaling (TRL's `scale_rewards`: group, batch or none)."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of data order, sampling and initialisation."})
+    save_steps: int = field(
+        default=20,
+        metadata={"help": "Checkpoint every this many steps (and at the end) into DIR/checkpoints/."},
+    )
+    logging_steps: int = field(default=5, metadata={"help": "Log the trainer's metrics every this many steps."})
+    use_vllm: bool = field(
+        default=False,
+        metadata={"help": "Generate with TRL's vLLM integration (colocate mode, GPU) instead of transformers' generate."},
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3,
+        metadata={"help": "GPU memory share of the colocated vLLM engine (with use_vllm)."},
+    )
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "bfloat16 training; None: on when a CUDA GPU supports it, off on CPU."},
+    )
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory (large models)."})
+    collapse_window: int = field(
+        default=10,
+        metadata={"help": "The collapse guard judges the last this many reward calls (one per step by default)."},
+    )
+    collapse_min_format_valid: float = field(
+        default=0.5,
+        metadata={"help": "Stop when fewer than this share of completions is well-formed over the window."},
+    )
+    collapse_min_answer_diversity: float = field(
+        default=0.1,
+        metadata={"help": (
+            "Stop when the majority answers of the window's questions are this un-diverse (distinct / "
+            "questions): the policy answers every question alike. 0 turns the check off (e.g. yes/no "
+            "questions)."
+        )},
+    )
 
     def __post_init__(self):
         if self.num_generations < 2:
@@ -107,8 +164,8 @@ class EMPOConfig:
         if not 0 <= self.min_entropy_ratio < self.max_entropy_ratio <= 1:
             raise ValueError(f"entropy ratios must satisfy 0 <= min ({self.min_entropy_ratio}) < max "
                              f"({self.max_entropy_ratio}) <= 1; they are fractions of log G")
-        if self.equivalence not in ("math", "exact", "judge"):
-            raise ValueError(f"unknown equivalence {self.equivalence!r}: use math, exact or judge")
+        if self.equivalence not in EQUIVALENCES:
+            raise ValueError(f"unknown equivalence {self.equivalence!r}: use {', '.join(EQUIVALENCES)}")
         if self.equivalence == "judge" and not (self.judge_url and self.judge_model):
             raise ValueError("equivalence 'judge' needs judge_url and judge_model (an OpenAI-compatible endpoint)")
         if not self.think_end:
@@ -123,7 +180,7 @@ class EMPOConfig:
 
 
 # -- one completion ----------------------------------------------------------------------------------------
-def completion_text(completion, think_end: str = "</think>") -> str:
+def completion_text(completion, think_end: str = THINK_END) -> str:
     """The text of a completion as TRL passes it: a string, or a conversation whose last message is the
     answer (a reasoning field split off by a response parser is put back in front of the marker).
 
@@ -132,15 +189,10 @@ def completion_text(completion, think_end: str = "</think>") -> str:
     >>> completion_text([{"role": "assistant", "reasoning_content": "x", "content": "y"}])
     'x</think>y'
     """
-    if isinstance(completion, str):
-        return completion
-    message = completion[-1]
-    content = message.get("content") or ""
-    reasoning = message.get("reasoning_content") or message.get("reasoning") or message.get("thinking")
-    return f"{reasoning}{think_end}{content}" if reasoning else content
+    return completion if isinstance(completion, str) else as_written(completion[-1], think_end)
 
 
-def final_answer(text: str, think_end: str = "</think>") -> str | None:
+def final_answer(text: str, think_end: str = THINK_END) -> str | None:
     """The final answer of a well-formed completion, else None: the end-of-thinking marker exactly once,
     then a `\\boxed{...}` after it (the last one counts).
 
@@ -280,7 +332,7 @@ def collapse_reason(window: dict | None, config: EMPOConfig) -> str | None:
 
 # -- the reward functions (TRL's signature: completions plus dataset columns and trainer kwargs) -----------
 def semantic_cluster_reward(completions: list, prompts: list | None = None, *, num_generations: int,
-                            equivalence: Equivalence | None = None, think_end: str = "</think>",
+                            equivalence: Equivalence | None = None, think_end: str = THINK_END,
                             min_entropy_ratio: float = 0.0, max_entropy_ratio: float = 1.0,
                             stats: RewardStats | None = None, log_metric: Callable[[str, float], None] | None = None,
                             **kwargs) -> list[float]:
@@ -323,7 +375,7 @@ def semantic_cluster_reward(completions: list, prompts: list | None = None, *, n
 
 
 def gold_reward(completions: list, answer: list[str], *, equivalence: Equivalence | None = None,
-                think_end: str = "</think>", **kwargs) -> list[float]:
+                think_end: str = THINK_END, **kwargs) -> list[float]:
     """The supervised GRPO baseline's reward: 1 when the final answer equals the gold answer, else 0.
 
     >>> gold_reward(["</think> \\\\boxed{4}", "</think> \\\\boxed{5}", "\\\\boxed{4}"], answer=["4", "4", "4"])

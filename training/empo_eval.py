@@ -8,8 +8,9 @@ the other numbers do not, so a problem file without answers still gets them.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
+from probexit.probes.markers import THINK_END, single_token_id
 from probexit.training.empo import cluster_answers, final_answer, score_group, semantic_entropy
 from probexit.training.equivalence import Equivalence
 from probexit.training.problem_files import ProblemRecord
@@ -19,26 +20,25 @@ from probexit.training.problem_files import ProblemRecord
 class EvalConfig:
     """How a policy is scored (the same settings before and after training, with the same seeds)."""
 
-    limit: int | None = 200
-    """Held-out problems used (the first ones of the file); None: all."""
-    samples: int = 8
-    """Sampled answers per problem (sampled accuracy and semantic entropy)."""
-    temperature: float = 0.6
-    """Temperature of the sampled answers."""
-    top_p: float = 0.95
-    """Nucleus sampling of the sampled answers."""
-    max_tokens: int = 512
-    """Longest completion in tokens."""
-    seed: int = 0
-    """Request i is sampled with seed + i: before and after see the same random numbers."""
-    think_end: str = "</think>"
-    """The end-of-thinking marker."""
+    limit: int = field(default=200, metadata={"help": "Held-out problems used (the first ones of the file); 0: all."})
+    samples: int = field(
+        default=8,
+        metadata={"help": "Sampled answers per problem (sampled accuracy and semantic entropy)."},
+    )
+    temperature: float = field(default=0.6, metadata={"help": "Temperature of the sampled answers."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling of the sampled answers."})
+    max_tokens: int = field(default=512, metadata={"help": "Longest completion in tokens."})
+    seed: int = field(
+        default=0,
+        metadata={"help": "Request i is sampled with seed + i: before and after see the same random numbers."},
+    )
+    think_end: str = field(default=THINK_END, metadata={"help": "The end-of-thinking marker."})
 
     def __post_init__(self):
         if self.samples < 2:
             raise ValueError(f"samples is {self.samples}: semantic entropy needs at least 2 answers per problem")
-        if (self.limit is not None and self.limit < 1) or self.max_tokens < 1:
-            raise ValueError("limit and max_tokens must be positive")
+        if self.limit < 0 or self.max_tokens < 1:
+            raise ValueError("limit must not be negative (0: all) and max_tokens must be positive")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("the sampled evaluation needs a positive temperature and top_p in (0, 1]")
 
@@ -56,7 +56,7 @@ def evaluate_policy(engine, problems: list[ProblemRecord], equivalence: Equivale
     """Sample greedy and `config.samples` answers per problem through an `OfflineEngine`; the scorecard."""
     problems = problems[: config.limit] if config.limit else problems
     prompts = engine.chat_prompts([p.question for p in problems])
-    end_id = marker_token_id(engine.tokenizer, config.think_end)
+    end_id = single_token_id(engine.tokenizer, config.think_end)
     greedy = engine.generate(prompts, temperature=0.0, max_tokens=config.max_tokens, progress=progress)
     sampled = engine.generate([p for p in prompts for _ in range(config.samples)], temperature=config.temperature,
                               top_p=config.top_p, max_tokens=config.max_tokens, seed=config.seed, progress=progress)
@@ -100,12 +100,6 @@ def scorecard(problems: list[ProblemRecord], greedy: list[Answered], sampled: li
         card["accuracy_sampled"] = _mean([right(a, p) for g, p in zip(sampled, problems) for a in g])
         card["accuracy_majority"] = _mean([right(Answered(_majority(g, equivalence), 0), p) for g, p in zip(sampled, problems)])
     return card
-
-
-def marker_token_id(tokenizer, marker: str) -> int | None:
-    """The marker's token id when the tokenizer spells it as one token, else None."""
-    ids = tokenizer.encode(marker, add_special_tokens=False)
-    return ids[0] if len(ids) == 1 else None
 
 
 def reasoning_tokens(token_ids: list[int], end_id: int | None) -> int:

@@ -80,6 +80,10 @@ class JudgeEquivalence:
         return self._cache[key]
 
 
+JUDGE_API_KEY_ENV = "PROBEXIT_JUDGE_API_KEY"  # the judge's key is read from the environment, never a flag
+EQUIVALENCES = (MathEquivalence.name, ExactEquivalence.name, JudgeEquivalence.name)
+
+
 def make_equivalence(kind: str, judge_url: str | None = None, judge_model: str | None = None,
                      judge_api_key: str = "EMPTY") -> Equivalence:
     if kind == "math":
@@ -90,4 +94,4 @@ def make_equivalence(kind: str, judge_url: str | None = None, judge_model: str |
         if not judge_url or not judge_model:
             raise ValueError("the judge labeller needs --judge-url and --judge-model (an OpenAI-compatible endpoint)")
         return JudgeEquivalence(judge_url, judge_model, judge_api_key)
-    raise ValueError(f"unknown equivalence {kind!r}: use math, exact or judge")
+    raise ValueError(f"unknown equivalence {kind!r}: use {', '.join(EQUIVALENCES)}")

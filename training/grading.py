@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass
 
 from probexit.probes.answers import EXTRACTORS
+from probexit.probes.markers import THINK_END, THINK_START
 from probexit.training.empo import completion_text, final_answer
 from probexit.training.equivalence import Equivalence, MathEquivalence
 
-THINK_START, THINK_END = "<think>", "</think>"
 STATED = re.compile(r"So the answer is (-?\d+)\.$")  # how every thinking paragraph ends
 ENDING = re.compile(r"^\s*The answer is \\boxed\{(-?\d+)\}\.\s*$")  # all that may follow the thinking
 

@@ -43,6 +43,9 @@ class FitGrid:
                                                                    self.weight_decays, self.alphas)]
 
 
+QUICK_GRID = FitGrid(widths=(0, 32), learning_rates=(3e-3,), weight_decays=(0.0,), alphas=(1.0,), max_epochs=50)
+
+
 @dataclass
 class FitResult:
     config: FitConfig

@@ -24,7 +24,7 @@ import torch
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.fingerprint import model_identity
 from probexit.probes.probe import CalibrationPoint, Probe, ProbeConfig
-from probexit.training.equivalence import Equivalence
+from probexit.training.equivalence import EQUIVALENCES, Equivalence
 from probexit.training.probe_fit import (FitGrid, expected_calibration_error, fit_grid, platt_calibrate, predict,
                                          reliability_diagram)
 from probexit.training.problem_files import ProblemRecord
@@ -36,6 +36,12 @@ SPLITS = {"train": 0.6, "validation": 0.1, "calibration": 0.15, "test": 0.15}
 
 @dataclass(frozen=True)
 class ProbeJobConfig:
+    labeler: str = field(default="math", metadata={
+        "choices": EQUIVALENCES, "help": "How an intermediate answer is compared with the gold one: math "
+                                         "(math-verify), exact (normalised text) or judge (an LLM)."})
+    judge_url: str | None = field(default=None, metadata={
+        "help": "OpenAI-compatible endpoint of the LLM judge (labeler judge; key in PROBEXIT_JUDGE_API_KEY)."})
+    judge_model: str | None = field(default=None, metadata={"help": "The judge's model name (labeler judge)."})
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     grid: FitGrid = field(default_factory=FitGrid)
     boundary_policy: BoundaryPolicyConfig = field(default_factory=BoundaryPolicyConfig)

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom
 
+from probexit.probes.rules import NEVER
+
 DEFAULT_RISKS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
-NEVER = 1.01
 GRID = np.round(np.arange(0.99, 0.0, -0.01), 2)  # the hypotheses in testing order, fixed before any data
 
 

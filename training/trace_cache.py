@@ -19,7 +19,7 @@ from tqdm import tqdm
 from probexit.probes.boundary import BoundaryPolicy
 from probexit.probes.fingerprint import json_digest
 from probexit.probes.rules import ExitSettings
-from probexit.server.offline import Generation, OfflineEngine
+from probexit.server.engine.offline import OfflineCompletion, OfflineEngine
 
 
 @dataclass
@@ -52,12 +52,18 @@ class TraceRecord:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    samples_per_problem: int = 4
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 2048
-    seed: int = 0
+    """How the traces are sampled (a cache made with other settings is refused)."""
+
+    samples_per_problem: int = field(default=4, metadata={"help": "Traces sampled per problem."})
+    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of the traces."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling of the traces."})
+    max_tokens: int = field(default=2048, metadata={"help": "Longest trace in tokens."})
+    seed: int = field(default=0, metadata={"help": "Trace i of a chunk is sampled with seed + i; also the split's."})
     chunk_size: int = 256  # prompts per cached chunk
+
+    def __post_init__(self):
+        if self.samples_per_problem < 1 or self.max_tokens < 1 or self.chunk_size < 1:
+            raise ValueError("samples_per_problem, max_tokens and chunk_size must be positive")
 
 
 def sample_traces(engine: OfflineEngine, policy: BoundaryPolicy, questions: list[str], config: SamplingConfig,
@@ -98,7 +104,7 @@ def open_cache(cache_dir: Path, key: dict) -> None:
     key_path.write_text(json.dumps(key, indent=1) + "\n")
 
 
-def to_record(policy: BoundaryPolicy, problem: int, sample: int, generation: Generation) -> TraceRecord:
+def to_record(policy: BoundaryPolicy, problem: int, sample: int, generation: OfflineCompletion) -> TraceRecord:
     """Join the offline segmentation (answers, positions) with what the engine recorded (hidden states)."""
     recorded = generation.recorded()
     logprobs = generation.logprobs or [0.0] * len(generation.token_ids)

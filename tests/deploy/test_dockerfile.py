@@ -27,3 +27,12 @@ def test_dockerfile_essentials():
     assert "USER 10001" in text  # not root
     assert "HEALTHCHECK" in text and "/health" in text
     assert 'ENTRYPOINT ["probexit", "serve"' in text
+
+
+def test_the_image_copies_every_installed_package():
+    import tomllib
+
+    folders = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())
+    text = (ROOT / "Dockerfile").read_text()
+    missing = [folder for folder in sorted(folders) if f"COPY {folder}/ {folder}/" not in text]
+    assert not missing, f"the Dockerfile does not copy {missing}"

@@ -23,9 +23,9 @@ def test_token_bytes_spell_the_text(tokenizer):
 
 
 def test_template_prompt_starts_inside_thinking(policy, tokenizer):
-    assert policy.starts_thinking(prompt_ids(tokenizer))
-    assert not policy.starts_thinking(tokenizer.encode("<|im_start|>user\nhi<|im_end|>\n"))
-    assert not policy.starts_thinking(tokenizer.encode("<think>\nx\n</think>\n\n"))
+    assert policy.markers.opened_by(prompt_ids(tokenizer))
+    assert not policy.markers.opened_by(tokenizer.encode("<|im_start|>user\nhi<|im_end|>\n"))
+    assert not policy.markers.opened_by(tokenizer.encode("<think>\nx\n</think>\n\n"))
 
 
 def test_boundaries_sit_on_the_token_that_ends_an_answer_paragraph(policy, tokenizer):

@@ -25,7 +25,7 @@ START_TIMEOUT_S = 300
 
 
 def find_test_model() -> Path | None:
-    from probexit.server.defaults import default_paths
+    from probexit.assets import default_paths
 
     model = Path(os.environ.get("PROBEXIT_TEST_MODEL") or default_paths().policy)
     return model if (model / "config.json").is_file() else None

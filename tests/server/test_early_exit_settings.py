@@ -7,7 +7,7 @@ from probexit.probes.rules import ExitSettings
 from probexit.probes.runtime import Evaluation
 from probexit.server import early_exit
 from probexit.server.errors import APIError
-from probexit.server.events import RequestRecord
+from probexit.server.engine.events import RequestRecord
 from probexit.server.protocol import EarlyExitRequest
 
 

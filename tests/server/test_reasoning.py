@@ -1,6 +1,7 @@
 import pytest
 
-from probexit.server.reasoning import ReasoningSplitter, ThinkingMarkers, find_markers
+from probexit.probes.markers import ThinkingMarkers
+from probexit.server.reasoning import ReasoningSplitter
 
 START, END = 10, 11
 MARKERS = ThinkingMarkers("<think>", "</think>", START, END, special=False)
@@ -49,29 +50,3 @@ def test_final_delta_flushes_a_held_back_prefix():
     splitter = ReasoningSplitter(MARKERS, OPENED)
     assert splitter.feed([1, END], "So </") == ("So ", "")
     assert splitter.feed([4], "x", final=True) == ("</x", "")
-
-
-class FakeTokenizer:
-    def __init__(self, vocab, special=(), chat_template=""):
-        self.vocab, self.all_special_ids, self.chat_template = vocab, list(special), chat_template
-
-    def encode(self, text, add_special_tokens=False):
-        return [self.vocab[text]] if text in self.vocab else [0, 1]
-
-
-def test_find_markers_prefers_the_pair_the_template_uses():
-    tokenizer = FakeTokenizer({"<think>": 5, "</think>": 6, "<seed:think>": 7, "</seed:think>": 8},
-                              chat_template="... </seed:think> ...")
-    assert find_markers(tokenizer).end == "</seed:think>"
-    assert find_markers(FakeTokenizer(tokenizer.vocab)).end == "</think>"
-
-
-def test_find_markers_none_without_thinking_tokens_and_special_flag():
-    assert find_markers(FakeTokenizer({"hello": 1})) is None
-    markers = find_markers(FakeTokenizer({"<think>": 5, "</think>": 6}, special=[6]))
-    assert (markers.start_id, markers.end_id, markers.special) == (5, 6, True)
-
-
-def test_find_markers_requires_the_probes_markers():
-    with pytest.raises(ValueError, match="another model family"):
-        find_markers(FakeTokenizer({"<think>": 5, "</think>": 6}), preferred=("<t>", "</t>"))

@@ -33,7 +33,7 @@ def make_reward_folder(model_dir, out, max_length: int = 256):
     import torch
     from transformers import AutoTokenizer
 
-    from probexit.server.rewards import MemberCard, RewardManifest, write_manifest
+    from probexit.rewards.manifest import MemberCard, RewardManifest, write_manifest
     from probexit.training.advrm_rewards import backbone
 
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out / "tokenizer")
@@ -82,7 +82,7 @@ def rewards(server: Server, body: dict, **kwargs) -> httpx.Response:
 
 
 def assert_consistent(item: dict, spread_floor: float) -> None:
-    """The uncertainty numbers say what the README says they are."""
+    """The uncertainty numbers say what docs/serving.md says they are."""
     u = item["uncertainty"]
     values = [item["reward"], item["normalized_reward"], u["ensemble_mean"], u["ensemble_std"], u["z"],
               *item["ensemble"]]
@@ -185,12 +185,11 @@ def test_rewards_need_the_api_key(rm_server, key):
 
 
 def test_a_server_without_a_reward_model_answers_404():
-    from probexit.server import serving_rewards
     from probexit.server.protocol_rewards import RewardRequest
+    from probexit.server.serving_rewards import ServingRewards
 
-    state = SimpleNamespace(reward_model=None, config=SimpleNamespace(served_model_name="m"))
     with pytest.raises(APIError) as error:
-        asyncio.run(serving_rewards.score(state, RewardRequest(messages=conversation())))
+        asyncio.run(ServingRewards(None, "m").handle(RewardRequest(messages=conversation())))
     assert error.value.status == 404 and error.value.code == "reward_model_not_loaded"
     assert "--reward-model" in error.value.message
 

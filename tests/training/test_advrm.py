@@ -7,7 +7,6 @@ import doctest
 
 import pytest
 
-from probexit.server import rewards
 from probexit.training import advrm, advrm_attack, advrm_rewards, advrm_rlhf, grading
 from probexit.training.advrm_attack import (AttackSettings, attack_objective, attack_success, classify_failure,
                                             select_adversarial)
@@ -24,7 +23,7 @@ def trace(*stated, boxed=None) -> str:
     return body + END.format(stated[-1] if boxed is None else boxed)
 
 
-@pytest.mark.parametrize("module", [grading, advrm_attack, advrm_rlhf, advrm_rewards, rewards],
+@pytest.mark.parametrize("module", [grading, advrm_attack, advrm_rlhf, advrm_rewards],
                          ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_doctests(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
@@ -259,31 +258,6 @@ def test_preference_pairs_pair_right_with_wrong_answers_to_the_same_question():
     assert {p.rejected for p in pairs} == {"w0", "w1"} and all(p.chosen.startswith("r") for p in pairs)
     assert len(set(pairs)) == len(pairs)
     assert len(preference_pairs(samples, per_question=2, seed=0)) == 2
-
-
-# -- the served numbers ----------------------------------------------------------------------------------------------
-def manifest(**overrides):
-    cards = (rewards.MemberCard("m1", "x"), rewards.MemberCard("m2", "x"), rewards.MemberCard("m3", "x"))
-    return rewards.RewardManifest(rewards.MemberCard("target", "x", mean=1.0, std=2.0), cards, **overrides)
-
-
-def test_uncertainty_numbers():
-    score = rewards.summarise([3.0, 1.0, 0.0, -1.0], manifest(spread_floor=0.1))
-    assert score.reward == 3.0 and score.normalised == 1.0
-    assert (score.ensemble_mean, score.ensemble_std, score.z) == (0.0, 1.0, 1.0)
-    assert not score.flagged and score.members == [1.0, 0.0, -1.0]
-
-
-def test_the_spread_floor_keeps_agreeing_members_from_inflating_z():
-    score = rewards.summarise([5.0, 0.0, 0.0, 0.0], manifest(spread_floor=0.5))
-    assert score.ensemble_std == 0.0 and score.z == pytest.approx(4.0) and score.flagged
-
-
-def test_manifest_round_trip_and_format_check():
-    original = manifest(notes={"round": 2})
-    assert rewards.RewardManifest.from_json(original.to_json()) == original
-    with pytest.raises(rewards.RewardModelError, match="unknown format"):
-        rewards.RewardManifest.from_json({**original.to_json(), "format": "other/9"})
 
 
 # -- configs and the command line ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from probexit.server.defaults import default_paths
+from probexit.assets import default_paths
 from probexit.training import advrm_edits
 from probexit.training.advrm_attack import classify_failure
 from probexit.training.advrm_edits import CONTROL, EDITS, edited, summarise

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from probexit.cli.main import main
-from probexit.server.rewards import RewardEnsemble
+from probexit.rewards.ensemble import RewardEnsemble
 from probexit.training.tinyworld.problems import generate_splits, write_jsonl
 
 CONTRACT = ("attack_success_before", "attack_success_after", "preference_accuracy_before", "preference_accuracy_after",

@@ -9,8 +9,9 @@ import shutil
 
 import pytest
 
-from probexit.server.rewards import (HEADS, LAST_TOKEN, TOKEN_SURPRISE, RewardEnsemble, RewardModelError,
-                                     read_manifest, render_ids)
+from probexit.rewards.ensemble import RewardEnsemble
+from probexit.rewards.manifest import HEADS, LAST_TOKEN, RewardModelError, TOKEN_SURPRISE, read_manifest
+from probexit.rewards.render import render_ids
 from probexit.training.advrm_rewards import (RewardModelSettings, Sample, backbone, pair_accuracy, preference_pairs,
                                             train_round)
 from probexit.training.grading import grade
@@ -260,7 +261,7 @@ def test_the_ensemble_can_read_its_own_backbone(token_surprise, test_model_dir, 
     """Members on another LM than the target's: stored once beside it, each head scored from its own LM."""
     import torch
 
-    from probexit.server.reward_heads import frozen_lm, token_features
+    from probexit.rewards.heads import frozen_lm, token_features
 
     same, pairs, samples, _ = token_surprise
     assert same.manifest.ensemble_backbone is None and same.ensemble_backbone is same.backbone

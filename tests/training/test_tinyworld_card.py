@@ -2,7 +2,7 @@
 import pytest
 
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
-from probexit.server.offline import Generation
+from probexit.server.engine.offline import OfflineCompletion
 from probexit.training.tinyworld.card import behaviour_metrics, label_sample, sample_problems, signal_metrics
 from probexit.training.tinyworld.problems import generate_splits, parse_question
 
@@ -18,7 +18,7 @@ def test_metrics_of_a_known_trace(offline_engine):
             "Let me double-check quickly. 3 - 14 = -11. -11 + 7 = -4. So the answer is -4.\n\n"
             "</think>\n\nThe answer is \\boxed{-4}.")
     ids = tokenizer.encode(text)
-    sample = label_sample(policy, problem, Generation(prompt, ids, text, [-0.1] * len(ids), "stop"))
+    sample = label_sample(policy, problem, OfflineCompletion(prompt, ids, text, [-0.1] * len(ids), "stop"))
     assert [b.correct for b in sample.boundaries] == [False, True, True]
     assert [b.continued for b in sample.boundaries] == [True, True, False]
     assert sample.correct and sample.final_answer == "-4"

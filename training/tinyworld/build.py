@@ -28,7 +28,7 @@ SPLIT_SIZES = {"train": 50_000, "validation": 1_000, "test": 1_000}
 CARD_PROBLEMS = 500
 # EMPO for the tiny world: 60 steps of 8 questions x 8 answers, sampled at the evaluation's temperature (0.6;
 # about 30 s a step on 2 AVX2 cores). At 0.9 from the earlier step-650 base it gained 32 greedy points but only
-# 5.7 sampled ones; at 0.6 from step 740 it gained 79 and 13 (README, "EMPO").
+# 5.7 sampled ones; at 0.6 from step 740 it gained 79 and 13 (docs/training-empo.md).
 TINY_EMPO = EMPOConfig(steps=60, learning_rate=3e-5, warmup_steps=3, temperature=0.6, save_steps=5)
 
 
@@ -42,7 +42,7 @@ class BuildConfig:
     # SFT stops at step 740 of its 750-step schedule, in fp32 (bf16 runs of it end elsewhere; compiled fp32 was
     # no faster): greedy 17.5% but sampled 82.8% right on 200 validation problems, its majority answer 93.5%.
     # EMPO's sampled gain is about 2m - 1 of the supervised baseline's (m: how often the majority answer is
-    # right), so it wants a base whose majority is right ~90% of the time while greedy still slips (README, "EMPO").
+    # right), so it wants a base whose majority is right ~90% of the time while greedy still slips (docs/training-empo.md).
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(stop_at=740, compile=False, bf16=False))
     empo: EMPOConfig = TINY_EMPO
     empo_questions: int = 1000  # the train split's last questions (the probe samples its first ones)
@@ -128,7 +128,7 @@ class Build:
                          temperature=0.6, top_p=0.95, do_sample=True).save_pretrained(self.out / "policy")
 
     def card(self) -> None:
-        from probexit.server.offline import OfflineEngine
+        from probexit.server.engine.offline import OfflineEngine
         from probexit.training.tinyworld.card import behaviour_metrics, sample_problems, signal_metrics
 
         n = self.config.card_problems
@@ -143,7 +143,7 @@ class Build:
         """The embedded probe, trained on the served policy's own traces (`probexit train probe`)."""
         import shutil
 
-        from probexit.server.offline import OfflineEngine
+        from probexit.server.engine.offline import OfflineEngine
         from probexit.training.equivalence import MathEquivalence
         from probexit.training.probe_job import ProbeJobConfig, run_probe_job
         from probexit.training.problem_files import ProblemRecord
@@ -203,7 +203,8 @@ class Build:
     def write_manifest(self) -> None:
         import torch
         import transformers
-        import vllm
+
+        from probexit.server.engine.adapter import vllm_version
 
         files = sorted(p for p in self.out.rglob("*") if p.is_file() and "work" not in p.relative_to(self.out).parts
                        and p.name != "manifest.json")
@@ -213,7 +214,7 @@ class Build:
             "stage_seconds": self.timings,
             "total_seconds": round(sum(self.timings.values()), 1),
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                         "transformers": transformers.__version__, "vllm": vllm.__version__},
+                         "transformers": transformers.__version__, "vllm": vllm_version()},
             "files": {str(p.relative_to(self.out)): _sha256(p) for p in files},
         }
         (self.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

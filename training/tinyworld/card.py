@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from probexit.probes.boundary import Boundary, BoundaryPolicy, BoundaryPolicyConfig
+from probexit.probes.markers import THINK_END
 from probexit.probes.rules import ExitSettings
-from probexit.server.offline import Generation, OfflineEngine
+from probexit.server.engine.offline import OfflineCompletion, OfflineEngine
 from probexit.training.tinyworld.problems import Problem
 
 SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 700}
@@ -35,7 +36,7 @@ class LabelledBoundary:
 @dataclass
 class Sample:
     problem: Problem
-    generation: Generation
+    generation: OfflineCompletion
     boundaries: list[LabelledBoundary]
     thinking_tokens: int
     final_answer: str | None
@@ -53,7 +54,7 @@ def sample_problems(engine: OfflineEngine, problems: list[Problem], seed: int) -
     return [label_sample(policy, problem, generation) for problem, generation in zip(problems, generations)]
 
 
-def label_sample(policy: BoundaryPolicy, problem: Problem, generation: Generation) -> Sample:
+def label_sample(policy: BoundaryPolicy, problem: Problem, generation: OfflineCompletion) -> Sample:
     ids = generation.token_ids
     boundaries = policy.segment(generation.prompt_ids, ids)
     recorded = generation.recorded()
@@ -70,7 +71,7 @@ def label_sample(policy: BoundaryPolicy, problem: Problem, generation: Generatio
                                          list(previous)))
         previous.append(boundary.answer)
         start = position + 1
-    match = BOXED_RE.findall(generation.text.split("</think>")[-1])
+    match = BOXED_RE.findall(generation.text.split(THINK_END)[-1])
     return Sample(problem, generation, labelled, think_end, match[-1].strip() if match else None)
 
 

@@ -24,7 +24,7 @@ from probexit.training.tinyworld.traces import TraceStyle, sample_trace
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Model shape and SFT schedule. Head size 32 suits vLLM's CPU attention (PLATFORM.md)."""
+    """Model shape and SFT schedule. Head size 32 suits vLLM's CPU attention (docs/platform-notes.md)."""
 
     hidden_size: int = 192
     intermediate_size: int = 576

@@ -2,7 +2,7 @@
 
 Training with Qwen2's own split matters: once `config.json` says `qwen2`, loaders may rebuild the
 tokenizer as `Qwen2Tokenizer` with that split, and any other split would silently change token ids
-(PLATFORM.md). `<think>`/`</think>` are added tokens that are not special, so that decoding with
+(docs/platform-notes.md). `<think>`/`</think>` are added tokens that are not special, so that decoding with
 `skip_special_tokens=True` (TRL, vLLM) keeps them.
 """
 from __future__ import annotations
@@ -12,9 +12,11 @@ from typing import Iterable
 
 from tokenizers import Tokenizer, pre_tokenizers, trainers
 
+from probexit.probes.markers import THINK_END, THINK_START
+
 END_OF_TEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (END_OF_TEXT, IM_START, IM_END)
-THINK_TOKENS = ("<think>", "</think>")
+THINK_TOKENS = (THINK_START, THINK_END)
 
 # The generation prompt opens the thinking section itself, as DeepSeek-R1 distills do.
 CHAT_TEMPLATE = (

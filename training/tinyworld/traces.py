@@ -10,7 +10,7 @@ Two ways of computing make the world's errors genuine and checkable rather than 
 
 So whether an intermediate answer is right depends on what the model wrote (the method, and whether a
 slip condition arose), which the model can see and learn to notice, not on a sampled token it cannot
-second-guess (PLATFORM.md, "Tiny worlds"). What follows an answer depends on its correctness: after a
+second-guess (docs/tinyworld.md). What follows an answer depends on its correctness: after a
 wrong answer the trace re-checks far more often (sometimes saying that something looks off), after a
 right one it still often re-checks redundantly, which is the overthinking early exit removes.
 """
@@ -19,12 +19,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from probexit.probes.markers import THINK_END
 from probexit.training.tinyworld.problems import Problem
 
 STEP, QUICK = "step", "quick"
 ANSWER_PHRASE = "So the answer is {}."
 PARAGRAPH_BREAK = "\n\n"
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 FIRST_OPENERS = {
     STEP: ("Let me work it out step by step.", "Let me go one step at a time.", "I'll compute it carefully."),
@@ -132,7 +132,7 @@ class Trace:
     @property
     def completion(self) -> str:
         """What the model writes after the prompt, which already ends with `<think>` and a newline."""
-        return f"{self.thinking}{THINK_CLOSE}\n\nThe answer is \\boxed{{{self.final_answer}}}."
+        return f"{self.thinking}{THINK_END}\n\nThe answer is \\boxed{{{self.final_answer}}}."
 
 
 def _paragraph(problem: Problem, method: str, opener: str, rng: random.Random) -> Paragraph:

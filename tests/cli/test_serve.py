@@ -11,7 +11,7 @@ from probexit.cli.errors import CLIError
 from probexit.cli.main import main
 from probexit.cli.serve import build_serve_parser, config_from_args
 from probexit.probes.fingerprint import model_identity
-from probexit.server import defaults
+from probexit import assets
 from probexit.server.config import ConfigError, ServerConfig
 from tests.server.harness import find_test_model, make_probe
 
@@ -24,8 +24,8 @@ def parser():
 @pytest.fixture
 def embedded(tmp_path, monkeypatch):
     """A stand-in for the embedded default's folders."""
-    paths = defaults.EmbeddedPaths(tmp_path / "policy", tmp_path / "probe", tmp_path / "reward")
-    monkeypatch.setattr(defaults, "default_paths", lambda: paths)
+    paths = assets.EmbeddedPaths(tmp_path / "policy", tmp_path / "probe", tmp_path / "reward")
+    monkeypatch.setattr(assets, "default_paths", lambda: paths)
     return paths
 
 
@@ -93,30 +93,6 @@ def test_mismatched_probe_is_refused(tmp_path, capsys):
     (probe / "probe.json").write_text(json.dumps(probe_json))
     assert main(["serve", "--model", str(model), "--probe", str(probe)]) == 2
     assert "train a probe for this model" in capsys.readouterr().err
-
-
-def test_start_up_fingerprints_a_local_model_once(tmp_path, monkeypatch):
-    from probexit.server import engine
-
-    model = find_test_model()
-    if model is None:
-        pytest.skip("no test model")
-    probe = make_probe(model, tmp_path / "probe", bias=1.0)
-    calls = []
-    monkeypatch.setattr(engine, "model_identity", lambda path: calls.append(path) or model_identity(path))
-    setup = engine.prepare(ServerConfig(model=str(model), probe=probe))  # the probe check and /v1/models' identity
-    assert len(calls) == 1
-    assert setup.identity["model_fingerprint"] == model_identity(model).fingerprint
-
-
-def test_a_model_it_cannot_fingerprint_is_served_without_one(tmp_path):
-    from probexit.server import engine
-
-    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8, "vocab_size": 16}))  # .bin weights only
-    assert engine._local_identity(tmp_path) is None
-    assert engine._local_identity(Path("org/a-hub-model")) is None
-    assert engine.served_identity(ServerConfig(model=str(tmp_path)), None) == {"model_fingerprint": None,
-                                                                               "probe_fingerprint": None}
 
 
 def test_busy_port_fails_fast(tmp_path, capsys):

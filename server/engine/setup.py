@@ -1,28 +1,45 @@
-"""Building the engine: everything checked before the port opens, then vLLM's `AsyncLLM` in this process.
+"""Building the engine's configuration: everything checked before the port opens.
 
 `prepare` does every check that can fail because of the user's input (vLLM version, probe file, probe
 against model, thinking markers, vLLM's own validation of the engine flags) and raises `ConfigError` with
-one line; `start_engine` then only builds the engine from the prepared config. This module uses vLLM's
-public engine API; the internal touch points stay in `engine_adapter.py`.
+one line; `client.start_engine` then only builds the engine from the prepared configuration.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from probexit.probes.boundary import BoundaryPolicyConfig
 from probexit.probes.fingerprint import ModelIdentity, model_identity
+from probexit.probes.markers import ThinkingMarkers, find_markers
 from probexit.probes.probe import Probe, ProbeFileError
-from probexit.server.config import ConfigError, ServerConfig
-from probexit.server.engine_adapter import (UnsupportedVLLMError, early_exit_engine_options, platform_engine_defaults,
-                                            require_supported_vllm)
-from probexit.server.reasoning import ThinkingMarkers, find_markers
+from probexit.server.engine.adapter import (UnsupportedVLLMError, early_exit_engine_options, ensure_cpu_kv_cache,
+                                            platform_engine_defaults, require_supported_vllm)
 
-# vLLM on CPU refuses to start without a KV-cache size (PLATFORM.md); 1 GiB serves small models well.
-CPU_KV_CACHE_GIB = "1"
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message says which flag and how to fix it."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the engine is built from.
+
+    model: a Hugging Face model folder or hub id (vLLM's `--model`).
+    served_model_name: the name clients use.
+    probe: a probe folder; None runs without the probe rule (the text rules still work).
+    kernel_backend: how the engine scores probe rows ("auto": Triton on GPU, numpy elsewhere).
+    engine_args: vLLM's `AsyncEngineArgs` (None: vLLM's defaults for `model`); its `model` is replaced by `model`.
+    """
+
+    model: str
+    served_model_name: str
+    probe: Path | None = None
+    kernel_backend: str = "auto"
+    engine_args: Any = None
 
 
 @dataclass
@@ -40,14 +57,18 @@ class EngineSetup:
     def max_model_len(self) -> int:
         return self.vllm_config.model_config.max_model_len
 
+    @property
+    def vocab_size(self) -> int:
+        return self.vllm_config.model_config.get_vocab_size()
 
-def prepare(config: ServerConfig) -> EngineSetup:
+
+def prepare(config: EngineConfig) -> EngineSetup:
     """Every start-up check, in the order a user would fix them; raises ConfigError."""
     try:
         require_supported_vllm()
     except UnsupportedVLLMError as error:
         raise ConfigError(str(error)) from error
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)  # read only by vLLM's CPU platform
+    ensure_cpu_kv_cache()
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     args = config.engine_args or AsyncEngineArgs(model=config.model)
@@ -64,12 +85,10 @@ def prepare(config: ServerConfig) -> EngineSetup:
                        served_identity(config, local))
 
 
-def served_identity(config: ServerConfig, model: ModelIdentity | None) -> dict:
+def served_identity(config: EngineConfig, model: ModelIdentity | None) -> dict:
     """Fingerprints of the served weights and probe, so that a client that caches results (the savings
     benchmark) can tell when the server behind the same name changed. The model's is read only from a
     local folder (a hub id names its revision already); the probe's hashes its files."""
-    import hashlib
-
     identity = {"model_fingerprint": model.fingerprint if model is not None else None, "probe_fingerprint": None}
     if config.probe is not None:
         digest = hashlib.sha256()
@@ -77,24 +96,6 @@ def served_identity(config: ServerConfig, model: ModelIdentity | None) -> dict:
             digest.update(path.name.encode() + path.read_bytes())
         identity["probe_fingerprint"] = digest.hexdigest()[:16]
     return identity
-
-
-def start_engine(setup: EngineSetup):
-    """vLLM's AsyncLLM for the prepared config (tens of seconds: weights, KV cache, compilation)."""
-    from vllm.usage.usage_lib import UsageContext
-    from vllm.v1.engine.async_llm import AsyncLLM
-
-    return AsyncLLM.from_vllm_config(setup.vllm_config, usage_context=UsageContext.OPENAI_API_SERVER,
-                                     enable_log_requests=setup.engine_args.enable_log_requests,
-                                     disable_log_stats=setup.engine_args.disable_log_stats)
-
-
-def engine_metrics() -> bytes:
-    """The engine's own Prometheus metrics (vLLM registers them in its registry)."""
-    from prometheus_client import generate_latest
-    from vllm.v1.metrics.prometheus import get_prometheus_registry
-
-    return generate_latest(get_prometheus_registry())
 
 
 def _local_identity(model: Path) -> ModelIdentity | None:
@@ -106,7 +107,7 @@ def _local_identity(model: Path) -> ModelIdentity | None:
         return None
 
 
-def _load_probe(config: ServerConfig, args, local: ModelIdentity | None) -> Probe | None:
+def _load_probe(config: EngineConfig, args, local: ModelIdentity | None) -> Probe | None:
     if config.probe is None:
         return None
     try:
@@ -142,7 +143,7 @@ def _find_markers(args, probe: Probe | None) -> ThinkingMarkers | None:
         raise ConfigError(f"--probe: {error}") from error
 
 
-def _with_early_exit(args, config: ServerConfig, probe: Probe | None, markers: ThinkingMarkers):
+def _with_early_exit(args, config: EngineConfig, probe: Probe | None, markers: ThinkingMarkers):
     """Add the early-exit logits processor, with the boundary policy the probe was trained with (or the
     default policy over this model's own markers), to whatever processors the user configured."""
     policy = probe.config.boundary_policy if probe is not None else BoundaryPolicyConfig(markers.start, markers.end)

@@ -3,7 +3,7 @@
 A sequence classifier reads its reward from the last token's state alone. Where a right and a wrong answer
 differ in one slipped step (`49 - 10 = 49`), the sign is scattered over a few tokens, the digits that a
 good model finds improbable, and a last-token reward model trained on a few hundred pairs does not learn
-to gather it there (README, "Adv-RM"). This head reads it where it is: a frozen causal LM (the backbone)
+to gather it there (docs/training-advrm.md). This head reads it where it is: a frozen causal LM (the backbone)
 gives, for every token of the answer, three features
 
     log p(token | everything before it)    how surprised the backbone is by the token

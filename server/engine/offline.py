@@ -1,7 +1,7 @@
 """A vLLM engine for batch jobs (training, model cards) that reads boundaries exactly as the server does.
 
 Training jobs must see hidden states at the same positions and through the same engine path as serving
-(DESIGN.md, "train where you serve"): this wraps vLLM's offline `LLM` with the same early-exit logits
+(train where you serve): this wraps vLLM's offline `LLM` with the same early-exit logits
 processor and event channel as `probexit serve`, and returns each generation together with what the
 processor recorded at its boundaries.
 """
@@ -17,13 +17,15 @@ from probexit.probes.fingerprint import model_identity
 from probexit.probes.probe import Probe
 from probexit.probes.rules import ExitSettings
 from probexit.probes.runtime import Evaluation
-from probexit.server.engine_adapter import (EVENTS_ADDRESS_ENV, early_exit_engine_options, request_extra_args,
-                                            platform_engine_defaults, require_supported_vllm, shutdown_offline_engine)
-from probexit.server.events import EventCollector
+from probexit.server.engine.adapter import (EVENTS_ADDRESS_ENV, early_exit_engine_options, ensure_cpu_kv_cache, platform_engine_defaults,
+                                            request_extra_args, require_supported_vllm, shutdown_offline_engine)
+from probexit.server.engine.events import EventCollector
 
 
 @dataclass
-class Generation:
+class OfflineCompletion:
+    """One finished generation of the offline engine, with what the early-exit processor recorded for it."""
+
     prompt_ids: list[int]
     token_ids: list[int]
     text: str
@@ -41,7 +43,7 @@ class OfflineEngine:
                  seed: int = 0, on_step=None, **vllm_kwargs):
         """`on_step(seconds)` receives the early-exit work of every decode step that had a tracked request."""
         require_supported_vllm()
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        ensure_cpu_kv_cache()
         if probe is not None:  # refuse a wrong probe here, in one sentence, not as a worker traceback
             loaded = Probe.load(probe)
             loaded.check_compatible(model_identity(model))
@@ -65,7 +67,7 @@ class OfflineEngine:
     def generate(self, prompts: list[str], *, temperature: float, top_p: float = 1.0, max_tokens: int = 512,
                  seed: int | None = None, logprobs: bool = False,
                  settings: ExitSettings | list[ExitSettings | None] | None = None,
-                 progress: bool = True) -> list[Generation]:
+                 progress: bool = True) -> list[OfflineCompletion]:
         """One generation per prompt, all in one batch. `settings` (one for all, or one per prompt, None
         meaning untouched) turn early exit or record mode on; request `i` gets seed `seed + i`."""
         from vllm import SamplingParams
@@ -88,14 +90,14 @@ class OfflineEngine:
         return [self._generation(output, rid, tracked is not None, finished_at)
                 for output, rid, tracked in zip(outputs, rids, per_prompt)]
 
-    def _generation(self, output, rid: str, tracked: bool, finished_at: float) -> Generation:
+    def _generation(self, output, rid: str, tracked: bool, finished_at: float) -> OfflineCompletion:
         completion = output.outputs[0]
         token_ids = list(completion.token_ids)
         logprobs = None
         if completion.logprobs is not None:
             logprobs = [step[token].logprob for step, token in zip(completion.logprobs, token_ids)]
         evaluations = self.collector.collect(rid, finished_at).evaluations if tracked else []
-        return Generation(list(output.prompt_token_ids), token_ids, completion.text, logprobs,
+        return OfflineCompletion(list(output.prompt_token_ids), token_ids, completion.text, logprobs,
                           completion.finish_reason, evaluations)
 
     def close(self) -> None:

@@ -6,12 +6,12 @@ One folder holds everything the rewards endpoint serves (and what `probexit trai
       manifest.json       which member is the target, the ensemble, calibration, where each came from
       tokenizer/          the tokenizer and chat template every member reads
       target/ member1/ …  Hugging Face sequence-classification models (one logit), stored in fp16, or
-                          with `head: "token-surprise"` the members' small heads (`server.reward_heads`)
+                          with `head: "token-surprise"` the members' small heads (`probexit.rewards.heads`)
       backbone/           with that head only: the frozen causal LM whose token probabilities they all read
       ensemble_backbone/  optional, that head only: another LM the ensemble's heads read instead (the target
                           reads `backbone/`), so that the ensemble does not share the target's blind spots
 
-A conversation is rendered one way only (`render_ids`), here, for training and serving alike: the messages
+A conversation is rendered one way only (`probexit.rewards.render`), for training and serving alike: the messages
 before the answer through the chat template with its generation prompt, then the answer, then the
 end-of-turn token. Scores are computed in fp32 with transformers under `torch.inference_mode`.
 
@@ -22,65 +22,14 @@ answer the others do not, the sign of an out-of-distribution answer (Adv-RM, arX
 """
 from __future__ import annotations
 
-import json
 import math
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-MANIFEST = "manifest.json"
-FORMAT = "probexit-reward/1"
-LAST_TOKEN = "last-token"  # sequence classifiers: the reward is read from the last token's state
-TOKEN_SURPRISE = "token-surprise"  # heads summing over the answer's tokens a frozen LM's surprise at them
-HEADS = (LAST_TOKEN, TOKEN_SURPRISE)
-
-
-class RewardModelError(ValueError):
-    """A reward-model folder that cannot be served; the message names the folder and the problem."""
-
-
-@dataclass(frozen=True)
-class MemberCard:
-    """One model of the folder: where it lives, what it was initialised from, its calibration."""
-
-    path: str  # a sub-folder of the reward folder
-    initialised_from: str  # e.g. "policy /tmp/policy, layers 0-1"
-    mean: float = 0.0  # raw reward mean on the calibration answers
-    std: float = 1.0  # raw reward std on the calibration answers
-    seed: int | None = None
-    data: str = ""  # what it was trained on, in words
-
-
-@dataclass(frozen=True)
-class RewardManifest:
-    """manifest.json: the target, its ensemble, the tokenizer and how scores become uncertainty."""
-
-    target: MemberCard
-    ensemble: tuple[MemberCard, ...]
-    tokenizer: str = "tokenizer"
-    name: str = "reward"
-    max_length: int = 1024  # longest rendered conversation in tokens
-    spread_floor: float = 0.1  # lower bound of the ensemble std in z (members may agree by chance)
-    z_threshold: float = 1.96  # z at or above which an answer is flagged out of distribution
-    think_start: str | None = "<think>"  # the thinking markers (None: the model does not think)
-    think_end: str | None = "</think>"
-    head: str = LAST_TOKEN  # how members read a conversation: LAST_TOKEN or TOKEN_SURPRISE
-    backbone: str | None = None  # TOKEN_SURPRISE: the sub-folder of the causal LM shared by every member
-    ensemble_backbone: str | None = None  # TOKEN_SURPRISE: the ensemble's own LM sub-folder (None: `backbone`)
-    format: str = FORMAT
-    notes: dict = field(default_factory=dict)  # provenance: training job, round, metrics
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> RewardManifest:
-        if data.get("format") != FORMAT:
-            raise RewardModelError(f"unknown format {data.get('format')!r} (expected {FORMAT!r})")
-        members = {"target": MemberCard(**data["target"]),
-                   "ensemble": tuple(MemberCard(**m) for m in data["ensemble"])}
-        return cls(**{**data, **members})
-
+from probexit.rewards.manifest import (TOKEN_SURPRISE, MemberCard, RewardManifest, RewardModelError,
+                                       read_manifest)
+from probexit.rewards.render import render_ids
 
 @dataclass
 class RewardScore:
@@ -183,7 +132,7 @@ class RewardEnsemble:
     def _member_scores(self, input_ids, mask) -> list:
         if self.backbone is None:  # each model reads its reward at the row's last token that is not padding
             return [model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float() for model in self.models]
-        from probexit.server.reward_heads import token_features
+        from probexit.rewards.heads import token_features
 
         first = self.models[0]  # the heads read the tokens alike (checked at load): each backbone runs once
         read = lambda lm: token_features(lm, input_ids, mask, first.config.marker_token_id, first.digit)  # noqa: E731
@@ -209,59 +158,6 @@ class RewardEnsemble:
         return self.score_ids(ids)
 
 
-def render_ids(tokenizer, messages: list[dict], think_start: str | None = "<think>",
-               think_end: str | None = "</think>") -> list[int]:
-    """The token ids of a conversation whose last message is the assistant's answer: the messages before it
-    through the chat template with its generation prompt, the answer (its `content`, with `reasoning_content`,
-    as the chat endpoint returns it, put back before the end marker), then the end-of-turn token."""
-    *context, answer = messages
-    prompt = tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
-    text = answer_text(answer, think_start, think_end, prompt)
-    return tokenizer.encode(prompt + text, add_special_tokens=False) + [tokenizer.eos_token_id]
-
-
-def answer_text(message: dict, think_start: str | None, think_end: str | None, prompt: str = "") -> str:
-    """The assistant's answer as the model wrote it after the generation prompt.
-
-    >>> answer_text({"role": "assistant", "reasoning_content": "r", "content": "\\n\\nc"}, "<think>", "</think>")
-    'r</think>\\n\\nc'
-    >>> answer_text({"role": "assistant", "content": "<think>\\nr</think>c"}, "<think>", "</think>", "<think>\\n")
-    'r</think>c'
-    """
-    content = message.get("content") or ""
-    reasoning = message.get("reasoning_content")
-    text = f"{reasoning}{think_end}{content}" if reasoning is not None and think_end else content
-    if think_start and prompt.rstrip().endswith(think_start) and text.startswith(think_start):
-        text = text[len(think_start):].removeprefix("\n")  # the template already opened the thinking
-    return text
-
-
-def read_manifest(folder: Path) -> RewardManifest:
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise RewardModelError(f"{folder}: no {MANIFEST} (a reward folder is written by `probexit train advrm`)")
-    try:
-        manifest = RewardManifest.from_json(json.loads(path.read_text()))
-    except RewardModelError as error:
-        raise RewardModelError(f"{path}: {error}") from None
-    except (ValueError, TypeError, KeyError) as error:
-        raise RewardModelError(f"{path} is not a valid reward manifest: {error}") from None
-    if manifest.head not in HEADS:
-        raise RewardModelError(f"{path}: unknown head {manifest.head!r} (known: {', '.join(HEADS)})")
-    if manifest.head == TOKEN_SURPRISE and not manifest.backbone:
-        raise RewardModelError(f"{path}: a {TOKEN_SURPRISE} head needs a backbone sub-folder")
-    if manifest.ensemble_backbone and manifest.head != TOKEN_SURPRISE:
-        raise RewardModelError(f"{path}: only {TOKEN_SURPRISE} heads read an ensemble backbone")
-    if not manifest.ensemble:
-        raise RewardModelError(f"{path}: the ensemble is empty; uncertainty needs at least one other model")
-    if any(card.std <= 0 or not math.isfinite(card.std) for card in (manifest.target, *manifest.ensemble)):
-        raise RewardModelError(f"{path}: every calibration std must be a positive number")
-    return manifest
-
-
-def write_manifest(folder: Path, manifest: RewardManifest) -> None:
-    (folder / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
-
 
 def _load_tokenizer(path: Path):
     from transformers import AutoTokenizer
@@ -276,7 +172,7 @@ def _load_tokenizer(path: Path):
 
 
 def _load_backbone(folder: Path, name: str, vocab: int):
-    from probexit.server.reward_heads import frozen_lm
+    from probexit.rewards.heads import frozen_lm
 
     path = folder / name
     try:
@@ -291,7 +187,7 @@ def _load_backbone(folder: Path, name: str, vocab: int):
 
 
 def _load_head(folder: Path, card: MemberCard, backbone):
-    from probexit.server.reward_heads import TokenSurpriseRewardModel
+    from probexit.rewards.heads import TokenSurpriseRewardModel
 
     path = folder / card.path
     try:

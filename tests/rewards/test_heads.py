@@ -8,10 +8,9 @@ import doctest
 import pytest
 import torch
 
-from probexit.server import reward_heads
-from probexit.server.reward_heads import (TokenSurpriseRewardModel, answer_mask, frozen_lm, head_config,
-                                         token_features)
-from probexit.server.rewards import render_ids
+from probexit.rewards import heads as reward_heads
+from probexit.rewards.heads import TokenSurpriseRewardModel, answer_mask, frozen_lm, head_config, token_features
+from probexit.rewards.render import render_ids
 
 
 def test_doctests():

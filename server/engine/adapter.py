@@ -9,7 +9,7 @@ Three touch points, each checked at start-up so that an upgrade that moves them 
    output token ids, and asks the probe runtime which rows exit; those rows' logits are masked so that
    the next token is `</think>`.
 3. Per-request settings arrive in `SamplingParams.extra_args["probexit"]`; decisions leave through the
-   event channel (`server/events.py`), since the worker may live in another process.
+   event channel (`events.py`), since the worker may live in another process.
 
 GPU notes (read from the 0.32 source; this project's CI has no GPU). With asynchronous scheduling the
 input batch writes the real sampled ids over the -1 placeholders right before custom logits processors
@@ -28,20 +28,34 @@ import torch
 SUPPORTED_VLLM_VERSION = "0.32.0"
 EXTRA_ARGS_KEY = "probexit"  # SamplingParams.extra_args key, and additional_config key
 EVENTS_ADDRESS_ENV = "PROBEXIT_EVENTS_ADDRESS"  # not in additional_config: it would change vLLM's compile-cache hash
-PROCESSOR_FQCN = "probexit.server.engine_adapter:EarlyExitLogitsProcessor"
+PROCESSOR_FQCN = "probexit.server.engine.adapter:EarlyExitLogitsProcessor"
+
+
+# vLLM on CPU refuses to start without a KV-cache size; 1 GiB serves small models well.
+CPU_KV_CACHE_ENV, CPU_KV_CACHE_GIB = "VLLM_CPU_KVCACHE_SPACE", "1"
 
 
 class UnsupportedVLLMError(RuntimeError):
     pass
 
 
-def require_supported_vllm() -> None:
+def ensure_cpu_kv_cache() -> None:
+    """Give vLLM's CPU platform its KV-cache size unless the user set one (GPU platforms never read it)."""
+    os.environ.setdefault(CPU_KV_CACHE_ENV, CPU_KV_CACHE_GIB)
+
+
+def vllm_version() -> str:
     import vllm
 
-    if vllm.__version__ != SUPPORTED_VLLM_VERSION:
+    return vllm.__version__
+
+
+def require_supported_vllm() -> None:
+    installed = vllm_version()
+    if installed != SUPPORTED_VLLM_VERSION:
         raise UnsupportedVLLMError(
             f"probexit needs vLLM {SUPPORTED_VLLM_VERSION} (it reaches into vLLM internals that move between "
-            f"versions), but vLLM {vllm.__version__} is installed; install vllm=={SUPPORTED_VLLM_VERSION}"
+            f"versions), but vLLM {installed} is installed; install vllm=={SUPPORTED_VLLM_VERSION}"
         )
 
 
@@ -107,7 +121,7 @@ class EarlyExitLogitsProcessor(_processor_base()):
         self.runtime = _build_runtime(vllm_config, options, device)
         address = os.environ.get(EVENTS_ADDRESS_ENV)
         if address and _is_reporting_rank():
-            from probexit.server.events import EventPublisher
+            from probexit.server.engine.events import EventPublisher
 
             self.publisher = EventPublisher(address)
 

@@ -108,7 +108,7 @@ def test_concurrent_requests_get_their_own_decisions(engine, reference_model):
 
 def test_probe_for_another_hidden_size_is_refused_before_the_engine_starts(model_dir, tmp_path):
     from probexit.probes.fingerprint import ModelIdentity
-    from probexit.server.offline import OfflineEngine
+    from probexit.server.engine.offline import OfflineEngine
 
     module = ProbeModel(64, 0, torch.zeros(64), torch.ones(64))
     identity = model_identity(model_dir)
@@ -119,7 +119,7 @@ def test_probe_for_another_hidden_size_is_refused_before_the_engine_starts(model
 
 
 def test_corrupt_probe_is_refused(model_dir, tmp_path):
-    from probexit.server.offline import OfflineEngine
+    from probexit.server.engine.offline import OfflineEngine
 
     random_linear_probe(model_dir, tmp_path / "p")
     (tmp_path / "p" / "probe.safetensors").write_bytes(b"\x01" * 20)
@@ -130,7 +130,7 @@ def test_corrupt_probe_is_refused(model_dir, tmp_path):
 def test_unsupported_vllm_version_is_one_sentence(monkeypatch):
     import vllm
 
-    from probexit.server.engine_adapter import UnsupportedVLLMError, require_supported_vllm
+    from probexit.server.engine.adapter import UnsupportedVLLMError, require_supported_vllm
 
     monkeypatch.setattr(vllm, "__version__", "0.99.0")
     with pytest.raises(UnsupportedVLLMError, match=r"needs vLLM 0\.32\.0 .* but vLLM 0\.99\.0 is installed"):
@@ -145,6 +145,6 @@ def test_adapter_touch_points_exist_in_this_vllm():
 
     assert issubclass(LogitsProcessor, PluggableLayer) and hasattr(LogitsProcessor, "register_oot")
     assert {"removed", "added", "moved"} <= set(BatchUpdate.__dataclass_fields__)
-    from probexit.server.engine_adapter import EarlyExitLogitsProcessor
+    from probexit.server.engine.adapter import EarlyExitLogitsProcessor
 
     assert issubclass(EarlyExitLogitsProcessor, V1LogitsProcessor)

@@ -1,0 +1,100 @@
+"""The layers hold: which package may import which (docs/architecture.md), only the engine layer imports vLLM,
+and every package is installed under `probexit.*`."""
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Each installed package's folder, innermost layers first; a module belongs to the longest matching prefix.
+LAYERS = {
+    "probexit.assets": "assets", "probexit.kernels": "kernels", "probexit.probes": "probes",
+    "probexit.rewards": "rewards", "probexit.server.engine": "engine", "probexit.server": "http",
+    "probexit.training": "training", "probexit.benchmarks": "benchmarks", "probexit.cli": "cli",
+}
+# What each layer may import besides itself and the embedded default's paths.
+ALLOWED = {
+    "assets": set(),
+    "kernels": set(),
+    "probes": {"kernels"},
+    "rewards": {"kernels", "probes"},
+    "engine": {"kernels", "probes"},
+    "http": {"kernels", "probes", "rewards", "engine"},
+    "training": {"kernels", "probes", "rewards", "engine"},
+    "benchmarks": {"kernels", "probes", "rewards", "engine", "training"},
+    "cli": {"kernels", "probes", "rewards", "engine", "http", "training", "benchmarks"},
+}
+FOLDERS = {"assets": "assets", "kernels": "kernels", "probes": "probes", "rewards": "rewards",
+           "engine": "server/engine", "http": "server", "training": "training", "benchmarks": "benchmarks",
+           "cli": "cli"}
+
+
+def layer_of(module: str) -> str | None:
+    matches = [prefix for prefix in LAYERS if module == prefix or module.startswith(prefix + ".")]
+    return LAYERS[max(matches, key=len)] if matches else None
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, at its top or inside functions (relative imports are not used here)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}  # `from probexit.server import engine`
+    return found
+
+
+def source_files(layer: str) -> list[Path]:
+    folder = ROOT / FOLDERS[layer]
+    files = sorted(folder.rglob("*.py"))
+    if layer == "http":  # the engine layer is its own
+        files = [f for f in files if (ROOT / FOLDERS["engine"]) not in f.parents]
+    return files
+
+
+@pytest.mark.parametrize("layer", list(ALLOWED))
+def test_imports_point_one_way(layer):
+    wrong = []
+    for path in source_files(layer):
+        for module in imports(path):
+            target = layer_of(module)
+            if target is not None and target != layer and target != "assets" and target not in ALLOWED[layer]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {module} ({layer} -> {target})")
+    assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+@pytest.mark.parametrize("layer", [layer for layer in ALLOWED if layer != "engine"])
+def test_only_the_engine_layer_imports_vllm(layer):
+    wrong = [f"{path.relative_to(ROOT)}: {module}" for path in source_files(layer) for module in imports(path)
+             if module == "vllm" or module.startswith("vllm.")]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_package_is_installed():
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {name: ROOT / folder for name, folder in setuptools["package-dir"].items()}
+    expected = set()
+    for name, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            parts = init.parent.relative_to(folder).parts
+            expected.add(".".join((name, *parts)))
+    assert expected == set(setuptools["packages"])
+
+
+@pytest.mark.parametrize("module, layer", [
+    ("probexit.server.app", "http"), ("probexit.server.engine.offline", "engine"), ("probexit.server", "http"),
+    ("probexit.rewards.ensemble", "rewards"), ("probexit.training.tinyworld.build", "training"), ("numpy", None),
+])
+def test_modules_are_placed_in_their_layer(module, layer):
+    assert layer_of(module) == layer
+
+
+def test_a_wrong_import_is_found(tmp_path):
+    (tmp_path / "job.py").write_text("def run():\n    from probexit.server.app import build_app\n")
+    assert "probexit.server.app" in imports(tmp_path / "job.py")
+    assert layer_of("probexit.server.app") not in ALLOWED["training"]
