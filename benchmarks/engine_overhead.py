@@ -61,7 +61,6 @@ def run_engine_overhead(model: Path, probe: Path, questions: list[str], out: Pat
                          "max": max(round_ratios), "all": [round(r, 4) for r in round_ratios]},
         "probe_step_us": {"steps": len(micro), "median": statistics.median(micro) if micro else None,
                           "p99": micro[int(0.99 * (len(micro) - 1))] if micro else None},
-        "goal": {"max_slowdown_pct": 3.0},
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine_overhead.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -33,7 +33,6 @@ import numpy as np
 from probexit.benchmarks.server_overhead import questions, tree_cpu_seconds
 from probexit.probes.rules import NEVER
 
-GOAL = 0.03  # early exit that never fires may cost at most 3% of output tokens per second
 NEVER_FIRES = {"early_exit": {"enabled": True, "threshold": NEVER}}
 DISABLED = {"early_exit": {"enabled": False}}
 PROBE_ON = {"early_exit": {"enabled": True}}
@@ -171,7 +170,7 @@ def summarize_overhead(runs: dict[str, list[dict]]) -> dict:
                              for run in runs[name]] for name in runs}
     median = statistics.median(ratios)
     return {"tokens_per_s_ratio_median": median, "tokens_per_s_ratio_pooled": pooled, "per_round_ratios": ratios,
-            "slower_by": 1 - median, "goal": f"at most {GOAL:.0%} slower", "within_goal": 1 - median <= GOAL,
+            "slower_by": 1 - median,
             # tokens per CPU second of the server's processes, on / off: less moved by neighbours
             "cpu_efficiency_ratio_median": statistics.median(cpu) if cpu else None, "per_round_cpu_ratios": cpu,
             # the early-exit work inside decode steps, as a share of the wall time: the engine side's cost
@@ -219,8 +218,7 @@ def summary_lines(report: dict) -> list[str]:
             f"p99 {load['ttft_ms']['p99']:.0f} ms; latency p50 {load['latency_ms']['p50']:.0f} ms, "
             f"p99 {load['latency_ms']['p99']:.0f} ms; {load['output_tokens_per_s']:.0f} output tokens/s",
             f"overhead: never-firing early exit / disabled = {overhead['tokens_per_s_ratio_median']:.3f} tokens/s "
-            f"(pooled {overhead['tokens_per_s_ratio_pooled']:.3f}, goal {overhead['goal']}: "
-            f"{'met' if overhead['within_goal'] else 'missed'}); identical token counts: "
+            f"(pooled {overhead['tokens_per_s_ratio_pooled']:.3f}); identical token counts: "
             f"{overhead['identical_token_counts']}",
             f"load average {report['machine']['loadavg_before'][0]:.2f} -> {report['machine']['loadavg_after'][0]:.2f} "
             f"on {report['machine']['cpus']} CPUs"]

@@ -9,13 +9,12 @@ ends the sequence (fixed-sequence testing: no multiplicity correction, because t
 the data are seen). A threshold with too few exits for even a flawless record to pass ((1 - δ)^n_exits > ε,
 no exit at all included) gives no evidence either way: the sequence passes over it and never returns it.
 Which thresholds are passed over depends on the scores alone, never on whether the answers were right, so
-the guarantee stands; without this, one wrong exit among the few at 0.99 ended the sequence at once.
+the guarantee stands; a single wrong exit among the few at the strictest thresholds cannot end it.
 
-Why the grid and not every observed score: above 0.99 only a handful of traces exit, and a p-value from one
-or two exits can never fall below ε; a sequence starting there ended at once and certified nothing on the
-tiny world's probe. Bonferroni over the grid instead of a sequence was tried too: valid, but its per-test
-level (ε/1000) left no δ up to 0.05 certifiable with 1,500 calibration traces. The exit simulated for a
-threshold is the server's: the first boundary of a trace whose score reaches it.
+Why a fixed grid and not every observed score: above 0.99 only a handful of traces exit, and a p-value from
+one or two exits can never fall below ε. Why a sequence and not a Bonferroni correction over the grid: its
+per-test level (ε/100) needs far more calibration traces for the same δ. The exit simulated for a threshold
+is the server's: the first boundary of a trace whose score reaches it.
 """
 from __future__ import annotations
 

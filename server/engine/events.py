@@ -6,9 +6,7 @@ memory is bounded by the requests in flight. Sending never blocks the engine: if
 reading, messages beyond the high-water mark are dropped, never the decode step.
 
 Messages are batched, because each one wakes a thread in both processes, and on a small machine those
-wake-ups compete with the engine for its cores (a message per step that had an evaluation was the old
-design; batching did not measurably change the offline engine's throughput: 0.988x before, 0.982x after,
-within that benchmark's noise). A request's record must nevertheless be whole when the API reports it, so
+wake-ups compete with the engine for its cores. A request's record must nevertheless be whole when the API reports it, so
 the worker marks each record complete as soon as no more evaluations can come for it and sends that at
 once, within the step, before the engine's own output for the step exists:
 - the request exits, or its thinking ends (`</think>`), or its next token is its last (`max_tokens`);

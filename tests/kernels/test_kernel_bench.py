@@ -37,7 +37,7 @@ def test_cpu_report_times_torch_and_says_why_fused_is_missing(tmp_path):
     report = run_kernel_benchmark(tmp_path, TINY, repeats=2, compile_reference=False, device="cpu")
     assert json.loads((tmp_path / "kernel.json").read_text()) == report
     assert report["fused"]["timed"] is False and "no CUDA" in report["fused"]["reason"]
-    assert report["goals"]["evaluated"] is False
+    assert "goals" not in report  # a report states numbers
     assert [(r["batch"], r["hidden_size"], r["width"]) for r in report["shapes"]] == [(2, 64, 0), (3, 96, 16)]
     for record in report["shapes"]:
         assert record["fused_us"] is None and record["compile_us"] is None and record["eager_us"] > 0
@@ -50,12 +50,11 @@ def test_cpu_report_times_torch_compile(tmp_path):
 
 
 @pytest.mark.gpu
-def test_gpu_report_times_the_kernel_and_checks_the_goals(tmp_path):
+def test_gpu_report_times_the_kernel(tmp_path):
     report = run_kernel_benchmark(tmp_path, [Shape(8, 1536, 32), Shape(256, 1536, 0)], rep_ms=10,
                                   compile_reference=False, peak_gbps=1000.0)
     assert report["fused"]["timed"] and report["peak_source"] == "--peak-gbps"
     assert all(r["fused_us"] > 0 and r["fused_peak_fraction"] > 0 for r in report["shapes"])
-    assert report["goals"]["evaluated"] and "met" in report["goals"]["peak_fraction_at_batch_256"]
 
 
 def test_command_line_writes_the_report(tmp_path, capsys):

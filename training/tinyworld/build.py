@@ -27,8 +27,7 @@ from probexit.training.tinyworld.traces import TraceStyle, sample_trace
 SPLIT_SIZES = {"train": 50_000, "validation": 1_000, "test": 1_000}
 CARD_PROBLEMS = 500
 # EMPO for the tiny world: 60 steps of 8 questions x 8 answers, sampled at the evaluation's temperature (0.6;
-# about 30 s a step on 2 AVX2 cores). At 0.9 from the earlier step-650 base it gained 32 greedy points but only
-# 5.7 sampled ones; at 0.6 from step 740 it gained 79 and 13 (docs/training-empo.md).
+# about 30 s a step on 2 AVX2 cores; docs/training-empo.md).
 TINY_EMPO = EMPOConfig(steps=60, learning_rate=3e-5, warmup_steps=3, temperature=0.6, save_steps=5)
 
 
@@ -39,7 +38,7 @@ class BuildConfig:
     tokenizer_vocab_size: int = 512
     tokenizer_corpus_traces: int = 10_000
     style: TraceStyle = field(default_factory=TraceStyle)
-    # SFT stops at step 740 of its 750-step schedule, in fp32 (bf16 runs of it end elsewhere; compiled fp32 was
+    # SFT stops at step 740 of its 750-step schedule, in fp32 (a bf16 run of it ends elsewhere; compiled fp32 is
     # no faster): greedy 17.5% but sampled 82.8% right on 200 validation problems, its majority answer 93.5%.
     # EMPO's sampled gain is about 2m - 1 of the supervised baseline's (m: how often the majority answer is
     # right), so it wants a base whose majority is right ~90% of the time while greedy still slips (docs/training-empo.md).
@@ -47,7 +46,7 @@ class BuildConfig:
     empo: EMPOConfig = TINY_EMPO
     empo_questions: int = 1000  # the train split's last questions (the probe samples its first ones)
     empo_eval_problems: int = 200  # the validation split's first problems: the scorecards before and after
-    empo_baseline: bool = False  # also train the supervised GRPO baseline (+29 min here; the committed build did)
+    empo_baseline: bool = False  # also train the supervised GRPO baseline (+29 min on 2 cores)
     card_problems: int = CARD_PROBLEMS
     probe_problems: int = 2000  # training-split problems the probe's traces are sampled on
     probe_samples: int = 4  # traces per problem
