@@ -6,8 +6,14 @@ text-only form of Dynasor's certainty rule), `confidence` (the chunk's lowest to
 threshold, DEER's confidence family without its extra trial generation), `first` (exit at the first
 intermediate answer) and `budget` (a fixed thinking-token budget, as engines offer natively). `oracle` exits
 at the first intermediate answer equal to a gold `answer` the request supplies (the benchmark's upper bound,
-run live so that the model still writes its own final answer). `none` never exits; with `record` it only reports boundaries, which is how the training jobs read hidden states
-from exactly the engine path the server uses.
+run live so that the model still writes its own final answer). `none` never exits; with `record` it only
+reports boundaries, which is how the training jobs read hidden states from exactly the engine path the server
+uses.
+
+Two settings apply to every rule. `budget` caps the thinking (a request's `thinking_token_budget`): at that
+many thinking tokens it ends, whatever the rule says. `shadow` consults the rule at every boundary and reports
+what it would do, but never ends the thinking for it (the budget still does): the answer is the one without
+early exit, and the report says where the rule would have ended it.
 """
 from __future__ import annotations
 
@@ -35,7 +41,8 @@ class ExitSettings:
     threshold: float = DEFAULT_THRESHOLD  # probe: score; confidence: lowest token probability in the chunk
     min_thinking_tokens: int = 0  # no exit before this many thinking tokens
     k: int = 2  # consistency: how many agreeing answers in a row
-    budget: int = 0  # budget: thinking tokens allowed
+    budget: int = 0  # thinking tokens allowed (0: no cap); the budget rule exits there only
+    shadow: bool = False  # consult the rule at every boundary and report, but never exit for it
     record: bool = False  # report each boundary's hidden state and P(</think>) (training, analysis)
     answer: str | None = None  # oracle: the gold answer
 
@@ -54,8 +61,12 @@ class ExitSettings:
             raise SettingsError("record", "must be true or false")
         if self.rule == "oracle" and not (isinstance(self.answer, str) and self.answer.strip()):
             raise SettingsError("answer", "must be the gold answer (a non-empty string) when rule is 'oracle'")
-        if self.rule == "budget" and (not isinstance(self.budget, int) or self.budget < 1):
+        if not isinstance(self.budget, int) or self.budget < 0:
+            raise SettingsError("budget", "must be a non-negative integer (0: no cap)")
+        if self.rule == "budget" and self.budget < 1:
             raise SettingsError("budget", "must be a positive integer when rule is 'budget'")
+        if not isinstance(self.shadow, bool):
+            raise SettingsError("shadow", "must be true or false")
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -36,16 +36,17 @@ class RequestState:
     boundary_confidence: float = 1.0  # the lowest token probability of the chunk the last boundary closed
     last_logprobs: torch.Tensor | None = None  # (V,) confidence rule: the previous step's distribution
     exited: bool = False
+    would_exit: bool = False  # the rule has said exit (a shadow request goes on thinking all the same)
     max_tokens: int | None = None  # the request's limit: its record is complete before its last token
     complete: bool = False  # reported: no more evaluations can come (exited, or not thinking, or last token)
     last_token: bool = False  # this step's token is the request's last (max_tokens)
-    # Whether the tracker may be fed only at tokens that can decide (see `BoundaryPolicy.may_decide`). The
-    # budget rule counts every thinking token and the confidence rule reads every token's probability.
+    # Whether the tracker may be fed only at tokens that can decide (see `BoundaryPolicy.may_decide`, and
+    # `_may_decide_now` for the budget). The confidence rule reads every token's probability.
     lazy: bool = field(init=False)
     threshold32: float = field(init=False)  # the threshold as the kernels compare it, in float32
 
     def __post_init__(self) -> None:
-        self.lazy = self.settings.rule not in ("budget", "confidence")
+        self.lazy = self.settings.rule != "confidence"
         self.threshold32 = float32_values([self.settings.threshold])[0]
 
 
@@ -58,9 +59,10 @@ class Evaluation:
     token_index: int
     thinking_tokens: int
     score: float | None  # the probe's score (probe rule) or the chunk's lowest token probability (confidence)
-    exit: bool
+    exit: bool  # the rule ends the thinking here (in shadow mode: would end it)
     hidden: list[float] | None = None  # record mode: the boundary's hidden state
     end_prob: float | None = None  # record mode: the model's own probability of `</think>` next
+    answer: str | None = None  # the intermediate answer the boundary's chunk states (None: a budget exit)
 
 
 class EarlyExitRuntime:
@@ -101,24 +103,15 @@ class EarlyExitRuntime:
         evaluations: list[Evaluation] = []
         probe_rows: list[tuple[int, RequestState, Boundary]] = []
         exits: list[int] = []
-        may_decide, table_size = self.policy.may_decide, len(self.policy.may_decide)
         confidence_rows: list[int] = []
         for row, state in states.items():
             if state.exited:
                 continue
-            if not state.last_token and state.max_tokens is not None and len(state.output_ids) + 1 >= state.max_tokens:
-                state.last_token = True  # this step samples the request's last token: nothing can follow
-                if not state.complete:
-                    self._mark(state, True)
+            self._note_last_token(state)
             if state.settings.rule == "confidence":
                 confidence_rows.append(row)
-            elif state.lazy:
-                # Most steps a request's new token can neither end a chunk nor open or close thinking: leave
-                # it for later (fed, in order, with the next token that can), and spend nothing on this row.
-                output_ids = state.output_ids
-                last = output_ids[-1] if output_ids else -1
-                if last < 0 or (last < table_size and not may_decide[last]):
-                    continue
+            elif state.lazy and not self._may_decide_now(state):
+                continue  # this token can neither end a chunk nor open or close thinking: spend nothing on it
             caught_up = self._catch_up(state)
             if caught_up is None:
                 continue  # an asynchronous-scheduling placeholder: the real token is not known yet
@@ -127,28 +120,23 @@ class EarlyExitRuntime:
             if not state.tracker.thinking:
                 continue
             boundary, at_last_token = caught_up
-            settings = state.settings
             # A boundary whose token is not this step's input has no hidden-state row here: never guess.
             readable = boundary if at_last_token else None
-            if settings.record and readable is not None:
+            if state.settings.record and readable is not None:
                 recorded = self._record(state, readable, row, hidden, logits)
                 evaluations += [recorded] if recorded is not None else []
-            if settings.rule == "none" or state.tracker.thinking_tokens < settings.min_thinking_tokens:
-                continue
-            if settings.rule == "budget":
-                if state.tracker.thinking_tokens >= settings.budget:
-                    evaluations.append(Evaluation(state.rid, None, state.fed - 1, state.tracker.thinking_tokens, None, True))
-                    exits.append(row)
-            elif readable is not None and settings.rule == "probe":
-                probe_rows.append((row, state, readable))
-            elif readable is not None:
-                decision, score = self._text_rule(state, readable)
-                evaluations.append(Evaluation(state.rid, readable.boundary_index, readable.token_index,
-                                              readable.thinking_tokens, score, decision))
-                if decision:
-                    exits.append(row)
+            if self._over_budget(state):
+                evaluations.append(Evaluation(state.rid, None, state.fed - 1, state.tracker.thinking_tokens, None, True))
+                exits.append(row)
+            elif readable is not None and self._consults(state):
+                if state.settings.rule == "probe":
+                    probe_rows.append((row, state, readable))
+                else:
+                    evaluations.append(self._text_rule(state, readable))
         if probe_rows:
-            evaluations += self._score(probe_rows, hidden, logits.shape[0], exits)
+            evaluations += self._score(probe_rows, hidden, logits.shape[0])
+        exits += [row for row, state in states.items() if state.would_exit and not state.settings.shadow
+                  and not state.exited and row not in exits]
         for row in exits:
             states[row].exited = True
             self._force_think_end(logits, row)
@@ -158,6 +146,37 @@ class EarlyExitRuntime:
             if not states[row].exited:
                 states[row].last_logprobs = torch.log_softmax(logits[row].float(), dim=-1).cpu()
         return evaluations
+
+    def _note_last_token(self, state: RequestState) -> None:
+        if not state.last_token and state.max_tokens is not None and len(state.output_ids) + 1 >= state.max_tokens:
+            state.last_token = True  # this step samples the request's last token: nothing can follow
+            if not state.complete:
+                self._mark(state, True)
+
+    def _may_decide_now(self, state: RequestState) -> bool:
+        """Whether this step must catch the tracker up: the newest token may end a chunk or open or close
+        thinking, or the thinking budget is reached (the tokens not fed yet are all thinking tokens then, since
+        a marker would have been fed)."""
+        output_ids, may_decide = state.output_ids, self.policy.may_decide
+        last = output_ids[-1] if output_ids else -1
+        if last >= len(may_decide) or (last >= 0 and may_decide[last]):
+            return True
+        budget = state.settings.budget
+        return bool(budget) and state.tracker.thinking and \
+            state.tracker.thinking_tokens + len(output_ids) - state.fed >= budget
+
+    def _over_budget(self, state: RequestState) -> bool:
+        budget = state.settings.budget
+        return bool(budget) and state.tracker.thinking_tokens >= budget
+
+    def _consults(self, state: RequestState) -> bool:
+        """Whether the request's rule is asked at this boundary: never for `none` and `budget`, not before
+        `min_thinking_tokens`, and after a shadow request's rule would have exited only for the probe (its other
+        thresholds' exits come later)."""
+        settings = state.settings
+        if settings.rule in ("none", "budget") or state.tracker.thinking_tokens < settings.min_thinking_tokens:
+            return False
+        return not state.would_exit or (settings.shadow and settings.rule == "probe")
 
     # -- per request -------------------------------------------------------------------------------------
     def _mark(self, state: RequestState, complete: bool) -> None:
@@ -194,19 +213,24 @@ class EarlyExitRuntime:
         return Evaluation(state.rid, boundary.boundary_index, boundary.token_index, boundary.thinking_tokens,
                           None, False, hidden[row].float().cpu().tolist(), end_prob)
 
-    def _text_rule(self, state: RequestState, boundary: Boundary) -> tuple[bool, float | None]:
+    def _text_rule(self, state: RequestState, boundary: Boundary) -> Evaluation:
         settings = state.settings
+        score = None
         if settings.rule == "first":
-            return True, None
-        if settings.rule == "consistency":
-            return answers_agree(state.answers, settings.k), None
-        if settings.rule == "oracle":
-            return same_answer(boundary.answer, settings.answer), None
-        confidence = state.boundary_confidence  # rule == "confidence"
-        return confidence >= settings.threshold, confidence
+            decision = True
+        elif settings.rule == "consistency":
+            decision = answers_agree(state.answers, settings.k)
+        elif settings.rule == "oracle":
+            decision = same_answer(boundary.answer, settings.answer)
+        else:  # confidence
+            score = state.boundary_confidence
+            decision = score >= settings.threshold
+        state.would_exit = state.would_exit or decision
+        return Evaluation(state.rid, boundary.boundary_index, boundary.token_index, boundary.thinking_tokens, score,
+                          decision, answer=boundary.answer)
 
     # -- per step ----------------------------------------------------------------------------------------
-    def _score(self, probe_rows, hidden: torch.Tensor | None, n_rows: int, exits: list[int]) -> list[Evaluation]:
+    def _score(self, probe_rows, hidden: torch.Tensor | None, n_rows: int) -> list[Evaluation]:
         if hidden is None or hidden.shape[0] != n_rows:
             return []  # the capture did not line up with the logits: never exit on a guess
         if hidden.shape[1] != self.weights.hidden_size:
@@ -224,9 +248,8 @@ class EarlyExitRuntime:
         evaluations = []
         for (row, state, boundary), score, decision in zip(probe_rows, scores, decisions):
             evaluations.append(Evaluation(state.rid, boundary.boundary_index, boundary.token_index,
-                                          boundary.thinking_tokens, score, bool(decision)))
-            if decision:
-                exits.append(row)
+                                          boundary.thinking_tokens, score, bool(decision), answer=boundary.answer))
+            state.would_exit = state.would_exit or bool(decision)
         return evaluations
 
     def _force_think_end(self, logits: torch.Tensor, row: int) -> None:

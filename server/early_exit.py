@@ -1,19 +1,36 @@
-"""A request's `early_exit` object resolved against the server's defaults, and the per-choice report.
+"""A request's early-exit settings resolved against the server's defaults, and the per-choice report.
 
-Each field the request gives overrides the server's default for it; `enabled` too, and an object that gives
-any setting but leaves `enabled` out asks for early exit (a request that sets a threshold wants one). Settings that cannot
-work on this server (the probe rule without a probe, `max_risk` without a calibration table, any rule on a
-model without thinking markers) are a 400 naming the field, never a silent no-op.
+Three request fields steer the thinking, in this order of precedence:
+- `early_exit`: each field it gives overrides the server's default for it; `enabled` too, and an object that
+  gives any setting but leaves `enabled` out asks for early exit (a request that sets a threshold wants one);
+- `reasoning_effort` (used only when `early_exit` is absent): a named setting, `EFFORTS`;
+- `thinking_token_budget`: a hard cap on the thinking that holds under any rule, or alone.
+Settings that cannot work on this server (the probe rule without a probe, `max_risk` without a calibration
+table, any rule or budget on a model without thinking markers) are a 400 naming the field, never a silent
+no-op; a `reasoning_effort` whose setting this server cannot honour falls back to the server's default.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from probexit.probes.probe import Probe
 from probexit.probes.rules import ExitSettings, SettingsError
 from probexit.server.engine.events import RequestRecord
 from probexit.server.errors import APIError
-from probexit.server.protocol import EarlyExitReport, EarlyExitRequest
+from probexit.server.protocol import REASONING_EFFORTS, EarlyExitReport, EarlyExitRequest
+
+# reasoning_effort -> the early_exit object it stands for. `none` turns thinking off where the chat template
+# has the switch (`enable_thinking`) and otherwise ends it after one token; `medium` is the server's default;
+# the others are certified risk levels of the probe, or thinking to the end.
+EFFORTS = {
+    "none": EarlyExitRequest(rule="budget", budget=1),
+    "minimal": EarlyExitRequest(max_risk=0.2),
+    "low": EarlyExitRequest(max_risk=0.1),
+    "medium": None,
+    "high": EarlyExitRequest(max_risk=0.01),
+    "xhigh": EarlyExitRequest(enabled=False),
+    "max": EarlyExitRequest(enabled=False),
+}
 
 
 @dataclass(frozen=True)
@@ -27,9 +44,37 @@ class ExitDefaults:
     markers_known: bool  # False: the model has no thinking markers, so nothing can exit
 
 
-def resolve(request: EarlyExitRequest | None, defaults: ExitDefaults) -> ExitSettings | None:
-    """The settings to send to the engine, or None when this request does not exit early."""
-    request = request or EarlyExitRequest()
+def resolve(request: EarlyExitRequest | None, defaults: ExitDefaults, *, effort: str | None = None,
+            thinking_budget: int | None = None) -> ExitSettings | None:
+    """The settings to send to the engine, or None when this request's thinking is left alone."""
+    if request is None and effort is not None:
+        request = effort_request(effort, defaults)
+    settings = _resolve_rule(request or EarlyExitRequest(), defaults)
+    if thinking_budget is None:
+        return settings
+    if not defaults.markers_known:
+        raise APIError(400, "thinking_token_budget: this model has no thinking markers, so its thinking cannot be "
+                            "capped", param="thinking_token_budget")
+    if settings is None:
+        return ExitSettings(rule="budget", budget=thinking_budget)
+    return replace(settings, budget=min(settings.budget, thinking_budget) if settings.budget else thinking_budget)
+
+
+def effort_request(effort: str, defaults: ExitDefaults) -> EarlyExitRequest | None:
+    """The early_exit object a reasoning_effort stands for on this server (None: the server's default)."""
+    if effort not in EFFORTS:
+        raise APIError(400, f"reasoning_effort: {effort!r} is not one of {', '.join(REASONING_EFFORTS)}",
+                       param="reasoning_effort")
+    request = EFFORTS[effort]
+    calibrated = defaults.probe is not None and bool(defaults.probe.config.calibration)
+    if request is not None and request.max_risk is not None and not calibrated:
+        return None  # risk levels need the probe's calibration table: the server's default it is
+    if request is not None and request.rule == "budget" and not defaults.markers_known:
+        return EarlyExitRequest(enabled=False)
+    return request
+
+
+def _resolve_rule(request: EarlyExitRequest, defaults: ExitDefaults) -> ExitSettings | None:
     if request.enabled is not None:
         enabled = request.enabled
     else:
@@ -70,11 +115,18 @@ def _invalid(field: str, message: str) -> APIError:
     return APIError(400, f"early_exit.{field}: {message}", param=f"early_exit.{field}")
 
 
-def report(settings: ExitSettings | None, record: RequestRecord | None, reasoning_tokens: int) -> EarlyExitReport:
-    """What happened to one choice: the exiting evaluation if any, else the last score seen. Every field
-    is given explicitly, because streamed chunks leave out the fields that were never set."""
+def report(settings: ExitSettings | None, record: RequestRecord | None, reasoning_tokens: int, *,
+           cut_while_thinking: bool = False) -> EarlyExitReport:
+    """What happened to one choice: the exiting evaluation if any, else the last score seen, and why the thinking
+    ended (`cut_while_thinking`: max_tokens ended the choice inside its thinking). Every field is given
+    explicitly, because streamed chunks leave out the fields that were never set."""
     if settings is None or record is None:
         record = RequestRecord()  # early exit was not asked for: nothing was evaluated
     exit_ = record.exit
+    if exit_ is not None:
+        reason = "budget" if exit_.boundary_index is None else "probe" if settings.rule == "probe" else "rule"
+    else:
+        reason = "length" if cut_while_thinking else None
     return EarlyExitReport(triggered=exit_ is not None, score=exit_.score if exit_ else record.last_score,
-                           boundary=exit_.boundary_index if exit_ else None, reasoning_tokens=reasoning_tokens)
+                           boundary=exit_.boundary_index if exit_ else None, reasoning_tokens=reasoning_tokens,
+                           reason=reason)

@@ -42,6 +42,7 @@ class Choice:
     params: object  # vllm.SamplingParams
     prompt_ids: list[int]
     tokens: int = 0
+    text_length: int = 0  # characters streamed so far (completions' logprobs count offsets from the start)
     finish_reason: str | None = None
     done: bool = False
     report: EarlyExitReport | None = None
@@ -74,6 +75,8 @@ class Delta:
     text: str  # as the engine detokenized it, markers included
     reasoning: str
     content: str
+    token_ids: list[int]
+    logprobs: list | None  # per token: the engine's {token id: Logprob} (None: not asked for)
 
 
 @dataclass
@@ -83,6 +86,8 @@ class Joined:
     text: str = ""
     reasoning: str = ""
     content: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list | None = None
 
 
 class GenerationCore:
@@ -100,29 +105,34 @@ class GenerationCore:
 
     # -- planning: every check that can fail happens here, before a streamed response starts -------------
     def plan(self, request: SamplingRequest, prompts: list[list[int]], max_tokens: int | None, *,
-             id_prefix: str, prompt_field: str) -> GenerationJob:
-        for name in ("logprobs", "echo"):
-            if getattr(request, name, None):
-                raise APIError(400, f"{name}: not supported by probexit", param=name)
+             id_prefix: str, prompt_field: str, logprobs: int | None = None, effort: str | None = None) -> GenerationJob:
+        """The engine requests of one HTTP request; `logprobs`: how many alternatives each token reports (None:
+        no log-probabilities), `effort`: its reasoning_effort."""
         if len(prompts) * request.n > MAX_CHOICES:
             field = "n" if request.n > 1 else prompt_field
             raise APIError(400, f"{field}: {len(prompts)} prompt(s) x n={request.n} make {len(prompts) * request.n} "
                                 f"choices; at most {MAX_CHOICES} per request", param=field)
         self._check_max_tokens(request, max_tokens)
-        settings = early_exit.resolve(request.early_exit, self.exit_defaults)
-        generation = GenerationJob(f"{id_prefix}-{uuid.uuid4().hex}", self.model_name, settings,
-                                sum(len(prompt) for prompt in prompts))
+        settings = early_exit.resolve(request.early_exit, self.exit_defaults, effort=effort,
+                                      thinking_budget=request.thinking_token_budget)
+        job = GenerationJob(f"{id_prefix}-{uuid.uuid4().hex}", self.model_name, settings,
+                            sum(len(prompt) for prompt in prompts))
         for prompt_index, prompt_ids in enumerate(prompts):
             limit = self._max_tokens(len(prompt_ids), max_tokens, prompt_field)
+            if request.thinking_token_budget is not None and request.thinking_token_budget >= limit:
+                raise APIError(400, f"thinking_token_budget: {request.thinking_token_budget} thinking tokens leave no "
+                                    f"room for the answer within the {limit} completion tokens this request may use "
+                                    "(max_tokens, or the context left after the prompt); lower the budget or raise "
+                                    "max_tokens", param="thinking_token_budget")
             for sample in range(request.n):
                 index = prompt_index * request.n + sample
-                engine_id = f"{generation.request_id}-{index}"
+                engine_id = f"{job.request_id}-{index}"
                 seed = None if request.seed is None else request.seed + sample
                 extra_args = request_extra_args(engine_id, settings) if settings is not None else None
-                params = self._sampling_params(request, limit, seed, extra_args)
-                generation.choices.append(Choice(index, engine_id, ReasoningSplitter(self.setup.markers, prompt_ids),
-                                                 params, prompt_ids))
-        return generation
+                params = self._sampling_params(request, limit, seed, extra_args, logprobs)
+                job.choices.append(Choice(index, engine_id, ReasoningSplitter(self.setup.markers, prompt_ids),
+                                          params, prompt_ids))
+        return job
 
     def _check_max_tokens(self, request: SamplingRequest, max_tokens: int | None) -> None:
         """A limit that no prompt could leave room for is a mistake; one that merely exceeds the room a
@@ -143,7 +153,8 @@ class GenerationCore:
         wanted = requested if requested is not None else self.setup.default_sampling.get("max_tokens", room)
         return min(wanted, room)  # as vLLM's server: a request never fails for asking too much
 
-    def _sampling_params(self, request: SamplingRequest, max_tokens: int, seed: int | None, extra_args):
+    def _sampling_params(self, request: SamplingRequest, max_tokens: int, seed: int | None, extra_args,
+                         logprobs: int | None):
         defaults = self.setup.default_sampling
         values = {name: value if (value := getattr(request, name)) is not None else defaults.get(name, fallback)
                   for name, fallback in SAMPLING_FALLBACKS.items()}
@@ -151,73 +162,94 @@ class GenerationCore:
         try:
             return sampling_params(
                 **values, max_tokens=max_tokens, min_tokens=request.min_tokens, stop=request.stop, seed=seed,
-                ignore_eos=request.ignore_eos, extra_args=extra_args,
+                ignore_eos=request.ignore_eos, extra_args=extra_args, logprobs=logprobs,
+                logit_bias=self._logit_bias(request.logit_bias),
                 # a marker the tokenizer calls special would vanish from the text, and the split needs it
                 skip_special_tokens=not (markers is not None and markers.special), stream=request.stream)
         except (ValueError, TypeError) as error:
             raise APIError(400, str(error)) from error
 
-    # -- running ---------------------------------------------------------------------------------------------
-    async def collect(self, generation: GenerationJob) -> dict[int, Joined]:
-        """Runs to the end (not streaming); each choice's output by index."""
-        parts = {choice.index: ([], [], []) for choice in generation.choices}
-        async for delta in self.run(generation):
-            for part, piece in zip(parts[delta.choice.index], (delta.text, delta.reasoning, delta.content)):
-                part.append(piece)
-        return {index: Joined(*map("".join, pieces)) for index, pieces in parts.items()}
+    def _logit_bias(self, bias: dict[str, float] | None) -> dict[int, float] | None:
+        """OpenAI's logit_bias (token ids as text, biases in [-100, 100]) for the engine."""
+        if not bias:
+            return None
+        try:
+            parsed = {int(token): float(value) for token, value in bias.items()}
+        except ValueError:
+            raise APIError(400, "logit_bias: keys must be token ids", param="logit_bias") from None
+        if any(not 0 <= token < self.setup.vocab_size or not -100 <= value <= 100 for token, value in parsed.items()):
+            raise APIError(400, f"logit_bias: token ids lie in [0, {self.setup.vocab_size}) and biases in "
+                                "[-100, 100]", param="logit_bias")
+        return parsed
 
-    async def run(self, generation: GenerationJob) -> AsyncIterator[Delta]:
+    # -- running ---------------------------------------------------------------------------------------------
+    async def collect(self, job: GenerationJob) -> dict[int, Joined]:
+        """Runs to the end (not streaming); each choice's output by index."""
+        joined = {choice.index: Joined() for choice in job.choices}
+        async for delta in self.run(job):
+            whole = joined[delta.choice.index]
+            whole.text, whole.reasoning, whole.content = (whole.text + delta.text, whole.reasoning + delta.reasoning,
+                                                          whole.content + delta.content)
+            whole.token_ids += delta.token_ids
+            if delta.logprobs is not None:
+                whole.logprobs = (whole.logprobs or []) + delta.logprobs
+        return joined
+
+    async def run(self, job: GenerationJob) -> AsyncIterator[Delta]:
         """Yields deltas as the engine produces them; the last delta of each choice has `choice.done`."""
-        for choice in generation.choices:
-            if generation.settings is not None:
+        for choice in job.choices:
+            if job.settings is not None:
                 self.collector.expect(choice.engine_id)
-                self.metrics.track(choice.engine_id, generation.settings.rule)
+                self.metrics.track(choice.engine_id, job.settings.rule)
         if self.closed_by is not None:
             raise self.closed_by
-        self._running[generation.request_id] = generation
+        self._running[job.request_id] = job
         merged = _merge([self.engine.generate(token_prompt(choice.prompt_ids), choice.params, choice.engine_id)
-                         for choice in generation.choices])
+                         for choice in job.choices])
         outcome: str | None = "aborted"
         try:
             async for index, output in merged:
-                if generation.closed_by is not None:  # its engine requests were aborted under it
-                    raise generation.closed_by
-                choice, record = generation.choices[index], None
-                if output.finished and generation.settings is not None:
+                if job.closed_by is not None:  # its engine requests were aborted under it
+                    raise job.closed_by
+                choice, record = job.choices[index], None
+                if output.finished and job.settings is not None:
                     record = await self.collector.collect_async(choice.engine_id)  # finished now
-                yield self._delta(generation, choice, output, record)
+                yield self._delta(job, choice, output, record)
             outcome = "success"
         except Exception:
             outcome = None  # counted by the error mapping, which also answers the client
             raise
         finally:
-            self._running.pop(generation.request_id, None)
-            self._finish(generation, outcome)  # first, and synchronously: the abort must not wait
+            self._running.pop(job.request_id, None)
+            self._finish(job, outcome)  # first, and synchronously: the abort must not wait
             await merged.aclose()
 
     def close(self, error: APIError) -> None:
-        """Ends every running generation with `error` (each client gets it: an error event in a stream, the
+        """Ends every running job with `error` (each client gets it: an error event in a stream, the
         status otherwise) and refuses new ones; used when the server shuts down and its grace time is over."""
         self.closed_by = error
-        for generation in list(self._running.values()):
-            generation.closed_by = error
-            self._abort([choice.engine_id for choice in generation.choices if not choice.done])
+        for job in list(self._running.values()):
+            job.closed_by = error
+            self._abort([choice.engine_id for choice in job.choices if not choice.done])
 
-    def _delta(self, generation: GenerationJob, choice: Choice, output, record: RequestRecord | None) -> Delta:
+    def _delta(self, job: GenerationJob, choice: Choice, output, record: RequestRecord | None) -> Delta:
         completion = output.outputs[0]
         reasoning, content = choice.splitter.feed(completion.token_ids, completion.text, final=output.finished)
         choice.tokens += len(completion.token_ids)  # new ids when streaming, all of them otherwise
         if output.finished:
             choice.done, choice.finish_reason = True, completion.finish_reason
-            choice.report = early_exit.report(generation.settings, record, choice.splitter.reasoning_tokens)
+            cut = completion.finish_reason == "length" and choice.splitter.thinking
+            choice.report = early_exit.report(job.settings, record, choice.splitter.reasoning_tokens,
+                                              cut_while_thinking=cut)
             self.metrics.choice_done(choice.splitter.reasoning_tokens)
-        return Delta(choice, completion.text, reasoning, content)
+        logprobs = list(completion.logprobs) if completion.logprobs is not None else None
+        return Delta(choice, completion.text, reasoning, content, list(completion.token_ids), logprobs)
 
-    def _finish(self, generation: GenerationJob, outcome: str | None) -> None:
+    def _finish(self, job: GenerationJob, outcome: str | None) -> None:
         """Synchronous on purpose: it runs while the request's task is being cancelled, where an await
         could itself be cancelled before the engine heard of the abort."""
-        self._abort([choice.engine_id for choice in generation.choices if not choice.done])
-        for choice in generation.choices:
+        self._abort([choice.engine_id for choice in job.choices if not choice.done])
+        for choice in job.choices:
             self.collector.forget(choice.engine_id)
             self.metrics.untrack(choice.engine_id)
         if outcome is not None:

@@ -1,10 +1,12 @@
 """Request and response schemas of the HTTP API (OpenAI's, plus probexit's `early_exit`).
 
-An unknown top-level field is a 400 that names it, as OpenAI's API answers ("Unrecognized request
-argument"), and so is an unknown setting inside `early_exit`: either would otherwise silently do nothing.
-Messages and their parts tolerate extra fields (clients send back `name`, `tool_calls`, ...). Integers that
-travel to the engine are bounded to what it can carry (int64). Responses carry `early_exit` per choice and
-`reasoning_content` beside `content` in chat messages.
+An unknown field is a 400 that names it, as OpenAI's API answers ("Unrecognized request argument"), at the top
+level, inside `early_exit`, in a message and in a content part: each would otherwise silently do nothing.
+Fields that mainstream clients send by default are accepted (`store`, `metadata`, `user`, `service_tier`,
+`parallel_tool_calls`, ...); those that would change the answer in a way this server cannot honour (`tools`, a
+JSON `response_format`, `best_of`, ...) are accepted by the schema and refused by the handler with a 400 that says
+why. Integers that travel to the engine are bounded to what it can carry (int64). Responses carry `early_exit`
+per choice and the thinking in both `reasoning_content` and `reasoning` beside `content` in chat messages.
 """
 from __future__ import annotations
 
@@ -14,17 +16,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_TOP_LOGPROBS = 20  # vLLM's default max_logprobs
+# OpenAI's values, and DeepSeek's `max` (its own scale ends there).
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 
 class OpenAIRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
 
-class EarlyExitRequest(BaseModel):
+class EarlyExitRequest(OpenAIRequest):
     """The `early_exit` object (docs/serving.md), plus `rule`, `k`, `budget` and `answer` (the oracle rule's gold
     answer) for running the peers' rules and the oracle live."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: StrictBool | None = None
     threshold: float | None = None
@@ -43,8 +46,6 @@ class StreamOptions(OpenAIRequest):
 class SamplingRequest(OpenAIRequest):
     """The fields chat and completion requests share."""
 
-    model_config = ConfigDict(extra="forbid")
-
     model: str | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
@@ -56,15 +57,20 @@ class SamplingRequest(OpenAIRequest):
     stop: str | list[str] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    logprobs: StrictBool | int | None = None  # not supported: a 400 if asked for
+    logit_bias: dict[str, float] | None = None  # token id (as text) -> bias in [-100, 100]
     early_exit: EarlyExitRequest | None = None
+    thinking_token_budget: StrictInt | None = Field(default=None, ge=1, le=INT64_MAX)  # vLLM's hard cap on thinking
     # vLLM's sampling extensions, as `vllm serve` accepts them
     top_k: StrictInt | None = Field(default=None, ge=-1, le=INT64_MAX)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0)
     min_tokens: StrictInt = Field(default=0, ge=0, le=INT64_MAX)
     ignore_eos: StrictBool = False
-    user: str | None = None  # OpenAI's end-user id, accepted and unused
+    # OpenAI fields clients send that change nothing here (docs/serving.md says why each is ignored)
+    user: str | None = None
+    store: StrictBool | None = None
+    metadata: dict[str, str] | None = None
+    service_tier: str | None = None
 
     @property
     def include_usage(self) -> bool:
@@ -72,25 +78,55 @@ class SamplingRequest(OpenAIRequest):
 
 
 class ContentPart(OpenAIRequest):
-    type: str
+    """A part of a message's content; only text parts reach the model (the others are refused by name)."""
+
+    type: Literal["text", "image_url", "input_audio", "file", "refusal"]
     text: str | None = None
+    image_url: dict[str, Any] | None = None
+    input_audio: dict[str, Any] | None = None
+    file: dict[str, Any] | None = None
+    refusal: str | None = None
 
 
 class ChatMessage(OpenAIRequest):
-    role: str
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
+    name: str | None = None
+    reasoning_content: str | None = None  # an assistant turn's thinking, as DeepSeek and SGLang name it
+    reasoning: str | None = None  # the same, as vLLM and OpenRouter name it
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    function_call: dict[str, Any] | None = None
+    refusal: str | None = None
+    audio: dict[str, Any] | None = None
 
 
 class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: StrictInt | None = Field(default=None, ge=1)  # OpenAI's newer name for max_tokens
     chat_template_kwargs: dict[str, Any] | None = None  # e.g. {"enable_thinking": false} for Qwen3
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    reasoning_effort: str | None = None  # one of REASONING_EFFORTS, checked by the handler to name them
+    # accepted so that the handler can refuse them with a reason, or ignore them where they change nothing
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: StrictBool | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
 
 
 class CompletionRequest(SamplingRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: StrictInt | None = Field(default=16, ge=1)  # OpenAI's completions default
+    logprobs: StrictInt | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     echo: StrictBool | None = None  # not supported: a 400 if true
+    best_of: StrictInt | None = Field(default=None, ge=1, le=128)  # not supported beyond n: a 400
+    suffix: str | None = None  # not supported: a 400 if given
 
 
 # -- responses --------------------------------------------------------------------------------------------
@@ -99,6 +135,9 @@ class EarlyExitReport(BaseModel):
     score: float | None = None
     boundary: int | None = None
     reasoning_tokens: int = 0
+    # why thinking ended: "probe", "budget", "rule" (another exit rule), "length" (max_tokens cut it), or None
+    # (the model ended it itself, or did not think)
+    reason: Literal["probe", "budget", "rule", "length"] | None = None
 
 
 class CompletionTokensDetails(BaseModel):
@@ -116,6 +155,28 @@ class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     reasoning_content: str | None = None
+    reasoning: str | None = None  # the same text as reasoning_content
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprob] | None = None
+
+
+class CompletionLogprobs(BaseModel):
+    text_offset: list[int] = Field(default_factory=list)
+    token_logprobs: list[float | None] = Field(default_factory=list)
+    tokens: list[str] = Field(default_factory=list)
+    top_logprobs: list[dict[str, float] | None] = Field(default_factory=list)
 
 
 class ChoiceBase(BaseModel):
@@ -123,12 +184,12 @@ class ChoiceBase(BaseModel):
 
     index: int
     finish_reason: str | None = None
-    logprobs: None = None
     early_exit: EarlyExitReport | None = None
 
 
 class ChatChoice(ChoiceBase):
     message: AssistantMessage
+    logprobs: ChatLogprobs | None = None
 
 
 def _now() -> int:
@@ -153,10 +214,12 @@ class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
     reasoning_content: str | None = None
+    reasoning: str | None = None  # the same text as reasoning_content
 
 
 class ChatChunkChoice(ChoiceBase):
     delta: DeltaMessage
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletionChunk(ResponseBase):
@@ -166,6 +229,7 @@ class ChatCompletionChunk(ResponseBase):
 
 class CompletionChoice(ChoiceBase):
     text: str
+    logprobs: CompletionLogprobs | None = None
 
 
 class CompletionResponse(ResponseBase):

@@ -26,6 +26,11 @@ class ReasoningSplitter:
     def reasoning_tokens(self) -> int:
         return self.phase.thinking_tokens if self.phase is not None else 0
 
+    @property
+    def thinking(self) -> bool:
+        """Still inside the thinking (its end marker has not come)."""
+        return self.phase is not None and self.phase.thinking
+
     def feed(self, token_ids, text: str, final: bool = False) -> tuple[str, str]:
         """New tokens and the text the engine made of them -> (reasoning text, content text)."""
         if self.phase is not None:

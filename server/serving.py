@@ -30,7 +30,7 @@ class OpenAIServing:
     async def handle(self, body: SamplingRequest, request: Request):
         self._check_available(body)
         job = self.core.plan(body, self.prompts(body), self.max_tokens(body), id_prefix=self.id_prefix,
-                             prompt_field=self.prompt_field)
+                             prompt_field=self.prompt_field, **self.plan_options(body))
         if body.stream:
             # Starlette cancels the streaming task when the client disconnects, which closes the job.
             return StreamingResponse(sse(self.stream(job, body.include_usage), self.core.metrics),
@@ -43,6 +43,10 @@ class OpenAIServing:
 
     def max_tokens(self, body) -> int | None:
         return body.max_tokens
+
+    def plan_options(self, body) -> dict:
+        """`GenerationCore.plan`'s keyword arguments that depend on the endpoint (log-probabilities, effort)."""
+        return {}
 
     async def complete(self, job: GenerationJob) -> BaseModel:
         raise NotImplementedError

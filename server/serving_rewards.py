@@ -11,6 +11,7 @@ import asyncio
 from probexit.server.config import ServerConfig
 from probexit.server.engine.setup import ConfigError
 from probexit.server.errors import APIError
+from probexit.server.messages import template_messages
 from probexit.server.protocol import ChatMessage
 from probexit.server.protocol_rewards import (MAX_CONVERSATIONS, RewardData, RewardRequest, RewardResponse,
                                               RewardUncertainty, RewardUsage)
@@ -71,7 +72,7 @@ def _render(ensemble: RewardEnsemble, messages: list[ChatMessage], where: str) -
     if len(messages) < 2 or messages[-1].role != "assistant":
         raise APIError(400, f"{where}: a conversation is at least one message and then the assistant's answer "
                             "(the last message, role `assistant`)", param=where)
-    plain = [_plain(message, f"{where}.{j}") for j, message in enumerate(messages)]
+    plain = template_messages(messages, where)
     try:
         ids = ensemble.render_ids(plain)
     except Exception as error:  # jinja's TemplateError, a template's raise_exception
@@ -80,19 +81,3 @@ def _render(ensemble: RewardEnsemble, messages: list[ChatMessage], where: str) -
         raise APIError(400, f"{where}: {len(ids)} tokens; the reward model reads at most "
                             f"{ensemble.manifest.max_length}", param=where, code="context_length_exceeded")
     return ids
-
-
-def _plain(message: ChatMessage, where: str) -> dict:
-    """A message as the chat template takes it; the assistant's `reasoning_content` travels along."""
-    content = message.content
-    if isinstance(content, list):
-        if any(part.type != "text" or part.text is None for part in content):
-            raise APIError(400, f"{where}.content: only text parts are supported", param=f"{where}.content")
-        content = "".join(part.text for part in content)
-    plain = {"role": message.role, "content": content or ""}
-    reasoning = (message.model_extra or {}).get("reasoning_content")
-    if reasoning is not None:
-        if not isinstance(reasoning, str):
-            raise APIError(400, f"{where}.reasoning_content: must be a string", param=f"{where}.reasoning_content")
-        plain["reasoning_content"] = reasoning
-    return plain

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import zmq
 
@@ -38,6 +38,7 @@ FLUSH_AT_EVALUATIONS = 512  # or this many are waiting (record mode carries hidd
 FLUSH_EVERY_STEPS, FLUSH_EVERY_SECONDS = 64, 0.5  # step timings alone (metrics) are sent this often
 COMPLETE_MARGIN_SECONDS = 0.05  # transit allowance when waiting for an incomplete record
 IDLE_SLEEP_SECONDS = 0.02  # the collector thread's wait between empty receives (collect drains by itself)
+EVALUATION_FIELDS = [item.name for item in fields(Evaluation)]  # the wire order: Evaluation(*values)
 
 
 def new_address() -> str:
@@ -97,8 +98,7 @@ class EventPublisher:
 
     def _send(self, now: float) -> None:
         """Send everything buffered; the caller holds the lock."""
-        message = {"evals": [[e.rid, e.boundary_index, e.token_index, e.thinking_tokens, e.score, e.exit,
-                              e.hidden, e.end_prob] for e in self._evaluations],
+        message = {"evals": [[getattr(e, name) for name in EVALUATION_FIELDS] for e in self._evaluations],
                    "marks": self._marks, "step_seconds": self._step_seconds}
         try:
             self._socket.send(json.dumps(message).encode(), zmq.NOBLOCK)

@@ -71,8 +71,45 @@ def test_report():
     settings = ExitSettings()
     record = RequestRecord([Evaluation("r", 0, 9, 10, 0.4, False), Evaluation("r", 1, 19, 20, 0.9, True)])
     assert early_exit.report(settings, record, 20).model_dump() == {
-        "triggered": True, "score": 0.9, "boundary": 1, "reasoning_tokens": 20}
+        "triggered": True, "score": 0.9, "boundary": 1, "reasoning_tokens": 20, "reason": "probe"}
     assert early_exit.report(settings, RequestRecord(record.evaluations[:1]), 30).model_dump() == {
-        "triggered": False, "score": 0.4, "boundary": None, "reasoning_tokens": 30}
+        "triggered": False, "score": 0.4, "boundary": None, "reasoning_tokens": 30, "reason": None}
     assert early_exit.report(None, None, 7).model_dump() == {
-        "triggered": False, "score": None, "boundary": None, "reasoning_tokens": 7}
+        "triggered": False, "score": None, "boundary": None, "reasoning_tokens": 7, "reason": None}
+    assert early_exit.report(None, None, 7, cut_while_thinking=True).reason == "length"
+    budget = RequestRecord([Evaluation("r", None, 9, 10, None, True)])
+    assert early_exit.report(ExitSettings(budget=10), budget, 10).reason == "budget"
+    consistency = RequestRecord([Evaluation("r", 2, 9, 10, None, True)])
+    assert early_exit.report(ExitSettings(rule="consistency"), consistency, 10).reason == "rule"
+
+
+@pytest.mark.parametrize("effort, server, expected", [
+    pytest.param("none", {}, ExitSettings("budget", 0.8, 5, budget=1), id="none-without-a-template-switch"),
+    pytest.param("xhigh", {}, None, id="xhigh-thinks-to-the-end"),
+    pytest.param("max", {}, None, id="deepseeks-max"),
+    pytest.param("medium", {}, ExitSettings("probe", 0.8, 5), id="medium-is-the-default"),
+    pytest.param("high", {"probe": probe([CalibrationPoint(0.01, 0.97), CalibrationPoint(0.1, 0.6)])},
+                 ExitSettings("probe", 0.97, 5), id="high-is-a-strict-risk"),
+    pytest.param("low", {"probe": probe([CalibrationPoint(0.01, 0.97), CalibrationPoint(0.1, 0.6)])},
+                 ExitSettings("probe", 0.6, 5), id="low-is-a-loose-risk"),
+    pytest.param("low", {}, ExitSettings("probe", 0.8, 5), id="no-table-falls-back-to-the-default"),
+    pytest.param("none", {"markers_known": False, "enabled": False}, None, id="no-markers-nothing-to-end"),
+])
+def test_reasoning_effort_maps_to_settings(effort, server, expected):
+    assert early_exit.resolve(None, defaults(**server), effort=effort) == expected
+
+
+@pytest.mark.parametrize("body, budget, expected", [
+    pytest.param(None, 50, ExitSettings("probe", 0.8, 5, budget=50), id="a-cap-on-the-probe"),
+    pytest.param({"enabled": False}, 50, ExitSettings("budget", budget=50), id="alone"),
+    pytest.param({"rule": "budget", "budget": 30}, 50, ExitSettings("budget", 0.8, 5, budget=30), id="tighter-rule"),
+])
+def test_thinking_budget(body, budget, expected):
+    request = EarlyExitRequest(**body) if body is not None else None
+    assert early_exit.resolve(request, defaults(), thinking_budget=budget) == expected
+
+
+def test_a_thinking_budget_needs_thinking_markers():
+    with pytest.raises(APIError) as error:
+        early_exit.resolve(None, defaults(enabled=False, markers_known=False), thinking_budget=10)
+    assert error.value.param == "thinking_token_budget"

@@ -60,7 +60,7 @@ def test_chat_sync_reports_reasoning_answer_and_usage(client):
     assert response.object == "chat.completion" and choice.finish_reason in ("stop", "length")
     assert choice.message.reasoning_content and "</think>" not in choice.message.reasoning_content
     assert choice.early_exit == {"triggered": False, "score": pytest.approx(1.0, abs=1e-3), "boundary": None,
-                                 "reasoning_tokens": choice.early_exit["reasoning_tokens"]}
+                                 "reasoning_tokens": choice.early_exit["reasoning_tokens"], "reason": None}
     assert_usage_adds_up(response.usage, [choice.early_exit["reasoning_tokens"]])
 
 
@@ -139,7 +139,8 @@ def test_streaming_and_non_streaming_agree_for_a_seed(client, extra):
 # -- early exit --------------------------------------------------------------------------------------------
 def test_budget_exit_splits_reasoning_from_content(client):
     choice = chat(client, seed=6, max_tokens=60, extra_body=BUDGET).choices[0]
-    assert choice.early_exit == {"triggered": True, "score": None, "boundary": None, "reasoning_tokens": 4}
+    assert choice.early_exit == {"triggered": True, "score": None, "boundary": None, "reasoning_tokens": 4,
+                                 "reason": "budget"}
     assert choice.message.reasoning_content and choice.message.content
     assert "</think>" not in choice.message.reasoning_content + choice.message.content
 
@@ -148,6 +149,7 @@ def test_probe_exit_at_the_first_boundary(client):
     choice = chat(client, seed=7, temperature=0.0).choices[0]
     report = choice.early_exit
     assert report["triggered"] is True and report["boundary"] == 0 and report["score"] > 0.99
+    assert report["reason"] == "probe"
     assert choice.message.reasoning_content.rstrip().endswith(".")  # the paragraph that stated an answer
     assert "boxed" in choice.message.content
 
@@ -155,7 +157,7 @@ def test_probe_exit_at_the_first_boundary(client):
 def test_disabled_early_exit_reports_nothing(client):
     choice = chat(client, seed=8, max_tokens=40, extra_body={"early_exit": {"enabled": False}}).choices[0]
     assert choice.early_exit == {"triggered": False, "score": None, "boundary": None,
-                                 "reasoning_tokens": choice.early_exit["reasoning_tokens"]}
+                                 "reasoning_tokens": choice.early_exit["reasoning_tokens"], "reason": None}
 
 
 def test_enable_thinking_false_skips_the_reasoning(client):
@@ -184,7 +186,7 @@ def test_invalid_early_exit_is_a_400_naming_the_field(server, early_exit, field)
 @pytest.mark.parametrize("body, param", [
     pytest.param({}, "messages", id="no-messages"),
     pytest.param({"messages": MESSAGES, "n": 0}, "n", id="n"),
-    pytest.param({"messages": MESSAGES, "logprobs": True}, "logprobs", id="logprobs"),
+    pytest.param({"messages": MESSAGES, "top_logprobs": 2}, "top_logprobs", id="top-logprobs-without-logprobs"),
     pytest.param({"messages": MESSAGES, "chat_template_kwargs": {"tokenize": True}}, "chat_template_kwargs",
                  id="kwargs"),
 ])
