@@ -76,7 +76,8 @@ _WRAPPER = re.compile(r"\\(?:boxed|mathbf|textbf|mathrm)\{((?:[^{}]|\{[^{}]*\})*
 _UNITS = re.compile(r"(?:\s*(?:°|\^\s*\{?\\circ\}?|\\%|%|\\text\{[^{}]*\}|\\,|\\mathrm\{[^{}]*\}))+$")
 _WORDS_AFTER = re.compile(r"(?:\s+[a-z][a-z-]+){1,3}$")  # "588 ways", "468 square units"
 _CONNECTIVES = frozenset("than more less times and or but plus minus over of by with divided multiplied mod "
-                         "modulo per if when for to is are which that as at in on not so".split())
+                         "modulo per if when for to is are which that as at in on not so all both each work works "
+                         "fail fails hold holds".split())
 _MATH_COMMANDS = re.compile(r"\\(?:d?t?frac|sqrt|pi|infty|cdot|times|div|left|right|[,;!]|quad)|sqrt|pi")
 _MATH_CHARS = frozenset("0123456789+-*/^()[]{}.,!×÷·−π√∞ ")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -89,24 +90,27 @@ _THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+)(?![\d,]|\.\d)")
 _LETTER = re.compile(r"\(?([A-J])\)?")
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=\S)|\n")
 # Statements that pose rather than conclude: a hypothesis, a trial, a case, a check, an estimate.
-_HYPOTHESIS = re.compile(r"(?i)\W*(?:if|suppose|assume|given|when|whether|case|take|try|pick|check|consider"
+_HYPOTHESIS = re.compile(r"(?i)\W*(?:(?:wait|hmm+|but|and|so|okay|ok|now|next|then|well|alternatively|similarly),?\s+)*"
+                         r"(?:(?:if|suppose|assume|given|when|whether|take|try|pick|check|consider"
                          r"|let(?! me| us|'s|’s)|let(?: me|'s|’s| us) (?:try|test|assume|suppose|pick|take|guess|check"
-                         r"|double-check|verify|confirm|plug))\b")
+                         r"|double-check|verify|confirm|plug|consider))\b|(?:sub)?case\s*[\d.]*\b)")
 # A closing remark with no value that turns to re-checking ("Let me verify.", "Is that right?", "Hmm."): the
 # conclusion is the statement before it, where the paper cuts its chunks.
 _TURN = re.compile(r"(?i)\W*(?:but |and |so |okay,? |hmm+,? |wait,? )*(?:wait|hmm+|let me|let's|i should|i need to"
                    r"|we should|to (?:confirm|verify|be sure)|alternatively|is (?:that|this|it)|does (?:that|this)"
                    r"|that (?:seems|looks|makes)|this (?:seems|looks)|right|okay)\b")
-_THEN = re.compile(r"(?i)\bthen\b")
+_THEN = re.compile(r"(?i)[,;]\s*then\b")  # "If b + 7 = 28, then b = 21" concludes
 _ESTIMATE = re.compile(r"(?i)\b(?:approximately|roughly|about|around)\b|≈|\\approx")
 # An equation after one of these words names a case or a condition ("stepping by m=1", "more than D=48"),
 # or one of several ("b = 21 or b = 49").
 _CONDITION = re.compile(r"(?i)\b(?:by|for|at|with|when|where|if|unless|until|as|like|than|from|into"
-                        r"|over|under|between|whenever|case)\s+(?:\S+\s+){0,2}\S+\s*$"
+                        r"|over|under|between|whenever|case|given|through|such that)\s+(?:\S+\s+){0,2}\S+\s*$"
                         r"|\b(?:or|and)\s+\S+\s*$")  # one of several: "b = 21 or b = 49"
 # What names a quantity on an equation's left side: subscripts, LaTeX commands, arguments, a modulus.
 _NAMES = re.compile(r"_\{[^{}]*\}|_\w|\\[a-zA-Z]+|(?<=[a-zA-Z])\([^()]*\)|\bmod(?:ulo)?\s*\d*")
-_LAST_WORD = re.compile(r".*(?:(?<![^\s,;:=(])[a-zA-Z]{2,}(?=[\s(]|$)|[,;:=])", re.DOTALL)
+_LAST_WORD = re.compile(r".*(?:(?<![^\s,;:=(])[a-zA-Z]{2,}(?=[\s(])|[,;:=])", re.DOTALL)
+# A numbered equation is one of a system still to solve ("1. a + c = 12", "Equation 2: b + d = -5").
+_NUMBERED = re.compile(r"(?i)\W*(?:\d+[.)]\s|\(\d+\)|eq(?:uation|\.)?\s*\(?\d+\)?\s*:)")
 _LETTERS = re.compile(r"[a-zA-Z]")
 _DIGITS = re.compile(r"\d|²|³")
 
@@ -136,7 +140,7 @@ def numeric_value(text: str) -> str | None:
         value = _THOUSANDS.sub(lambda m: m.group(1).replace(",", ""), value)
     bare = _MATH_COMMANDS.sub(" ", value) if _LETTERS.search(value) else value
     if (not value or not set(bare) <= _MATH_CHARS or not any(c.isdigit() or c in "π∞" for c in bare)
-            or value[-1] in "+-*/^=×÷·−" or value[0] in "+*/^=×÷·" or ".." in value or not _balanced(value)):
+            or value[-1] in "+-*/^=×÷·−" or value[0] in "+*/^=×÷·{" or ".." in value or not _balanced(value)):
         return None
     return _as_latex(value)
 
@@ -201,7 +205,8 @@ def _states_no_result(left: str, value: str) -> bool:
     side = _NAMES.sub(" ", left)
     prose = _LAST_WORD.match(side)  # the left side starts after the last word of prose
     side = side[prose.end() :] if prose else side
-    return bool(_LETTERS.search(side)) and (value == "0" or bool(_DIGITS.search(side)))
+    letters = _LETTERS.search(side)
+    return bool(letters) and (value == "0" or bool(_DIGITS.search(side)) or bool(_NUMBERED.match(left)))
 
 
 @dataclass(frozen=True)

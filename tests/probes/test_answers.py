@@ -61,7 +61,7 @@ def test_reasoning_reads_the_statement_before_a_turn_to_rechecking():
     extractor = get_extractor(["reasoning"])
     assert extractor.extract("So the total is 117. Let me verify this.\n\n") == "117"
     assert extractor.extract("So x = 5. Wait, that can't be right.\n\n") == "5"
-    assert extractor.extract("So x = 5. Wait, x = 6 works better.\n\n") == "6"  # a remark with a value is read
+    assert extractor.extract("So x = 5. Wait, so x = 6 instead.\n\n") == "6"  # a remark with a value is read
 
 
 @pytest.mark.parametrize("text, expected", [
