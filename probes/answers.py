@@ -55,16 +55,22 @@ class BoxedExtractor:
 
 # What may introduce a stated value; the last one in the closing statement is read, and the value must run
 # from it to the statement's end, so a number inside a calculation ("9 * 7 = 63, then add 5") is never read.
-# Multi-word cues come first: at a given position the first alternative that matches wins.
-_CUE = re.compile(
-    r"\b(?:equal|comes?|simplifies|reduces|amounts?|adds up|sums up|evaluates|works out|boils down) to\b"
-    r"|\b(?:is|are|lies|lie|be) in(?: the (?:interval|set|range))?\b|\\in(?![a-zA-Z])|∈"
-    r"|\b(?:total|remainder|value|area|result|maximum|minimum|difference|product|sum|perimeter|volume|length"
-    r"|probability) of\b"
-    r"|\b(?:is|are|was|were|be|becomes?|equals?|gives?|gave|yields?|gets?|got|makes?|totals)\b"
-    r"|\b(?:so|thus|therefore|hence|then)\b,?"
-    r"|(?<![<>!=≤≥])=(?![=>])|(?<!\d):(?!\d)|\\Rightarrow|\\implies|=>|→|['’]s\b", re.IGNORECASE)
-_STATEMENT_TAIL = 240  # characters of the closing statement searched for the cue: a value is shorter
+# The statement is cut into words and symbols (one simple pattern: this runs inside the decode step) and
+# the cue is found walking back from its end.
+_CUE_TOKEN = re.compile(r"[A-Za-z]+|['’]s\b|[<>!=≤≥]?=+>?|:|→|∈|\\(?:Rightarrow|implies|in)(?![a-zA-Z])")
+_CUE_SYMBOLS = frozenset(("=", "=>", "→", "∈", "\\Rightarrow", "\\implies", "\\in", "'s", "’s"))
+_CUE_WORDS = frozenset("is are was were be become becomes equals give gives gave yield yields get gets got make "
+                       "makes totals so thus therefore hence then".split())
+_CUE_BEFORE = {  # a word that is a cue only after one of these: "comes to", "remainder of", "lies in"
+    "to": frozenset("equal come comes simplifies reduces amount amounts evaluates adds:up sums:up works:out "
+                    "boils:down".split()),
+    "of": frozenset("total remainder value area result maximum minimum difference product sum perimeter volume "
+                    "length probability".split()),
+    "in": frozenset("is are lies lie be".split()),
+}
+_STATEMENT_LENGTH = 300  # a closing statement is read over at most its last 300 characters
+_AFTER_VALUE = 48  # at most this many characters (units, nouns, delimiters) follow a value's last digit
+_LAST_DIGIT = re.compile(r".*[\d²³]", re.DOTALL)
 _NAMED = re.compile(r"(?i)\b(?:final |correct |right )?(?:answer|option|choice)(?: here)?"
                     r"(?: is| would be| should be| must be|:)\s*")
 _NAMED_CLAUSE_END = re.compile(r"[,;]\s|\.(?:\s|$)|\s(?:but|since|because|which)\b")
@@ -173,27 +179,54 @@ def _choice_or_value(text: str) -> str | None:
 
 def _closing_statement(paragraph: str) -> str | None:
     """The paragraph's last statement (a formula closing it stays whole), before a closing remark that turns
-    to re-checking; None for a question or a lead-in."""
+    to re-checking; None for a question, a lead-in, or a statement that does not end on a number."""
     text = paragraph.rstrip().rstrip(".;!").rstrip()
-    remark = _last_sentence(text, len(text))
-    if remark > 0 and not _DIGITS.search(text, remark) and _TURN.match(text, remark):
+    digit = _LAST_DIGIT.match(text)
+    if digit is None:
+        return None  # most paragraphs end here, at the cost of one scan from the end
+    last_digit = digit.end() - 1
+    remark = _last_sentence(text, len(text), last_digit)
+    if remark > last_digit and _TURN.match(text, remark):
         text = text[:remark].rstrip().rstrip(".;!").rstrip()
-    if not text or text.endswith(("?", ":")):
+    if not text or text.endswith(("?", ":")) or len(text) - last_digit > _AFTER_VALUE:
         return None
     end = len(text)
     for closer, opener in (("\\]", "\\["), ("$$", "$$"), ("$", "$"), ("\\)", "\\(")):
         if text.endswith(closer) and (start := text.rfind(opener, 0, end - len(closer))) != -1:
             end = start  # sentence breaks inside the closing formula do not end the statement
             break
-    return text[_last_sentence(text, end) :]
+    return text[_last_sentence(text, end, max(0, end - _STATEMENT_LENGTH)) :]
 
 
-def _last_sentence(text: str, end: int) -> int:
-    """Where the last sentence that starts before `end` starts."""
-    start = 0
-    for match in _SENTENCE_END.finditer(text, 0, end):
+def _last_sentence(text: str, end: int, begin: int = 0) -> int:
+    """Where the last sentence that starts in `text[begin:end]` starts (`begin` if none does)."""
+    start = begin
+    for match in _SENTENCE_END.finditer(text, begin, end):
         start = match.end()
     return start
+
+
+def _last_cue(statement: str) -> re.Match | None:
+    """The last word or symbol of `statement` that may introduce a stated value."""
+    tokens = _CUE_TOKEN.findall(statement)
+    matches = None
+    for index in range(len(tokens) - 1, -1, -1):
+        token = tokens[index]
+        word = token.lower()
+        before = tokens[index - 1].lower() if index else ""
+        if before in ("up", "out", "down") and index > 1:
+            before = f"{tokens[index - 2].lower()}:{before}"  # "adds up to", "works out to"
+        if (token in _CUE_SYMBOLS or word in _CUE_WORDS or word in _CUE_BEFORE and before in _CUE_BEFORE[word]
+                or word in ("interval", "set", "range") and index > 2 and before == "the"
+                and tokens[index - 2] == "in" and tokens[index - 3].lower() in _CUE_BEFORE["in"]):
+            matches = matches or list(_CUE_TOKEN.finditer(statement))
+            return matches[index]
+        if token == ":":
+            matches = matches or list(_CUE_TOKEN.finditer(statement))
+            at = matches[index].start()
+            if not (at and statement[at - 1].isdigit() and statement[at + 1 : at + 2].isdigit()):
+                return matches[index]  # a ratio "5:2" or a time is no cue
+    return None
 
 
 def _states_no_result(left: str, value: str) -> bool:
@@ -262,17 +295,12 @@ class ReasoningExtractor:
     @staticmethod
     def _closing(paragraph: str) -> tuple[int, str] | None:
         statement = _closing_statement(paragraph)
-        if statement is None or not _DIGITS.search(statement, max(0, len(statement) - _STATEMENT_TAIL)):
+        if statement is None or _HYPOTHESIS.match(statement) and not _THEN.search(statement):
             return None
-        if _HYPOTHESIS.match(statement) and not _THEN.search(statement) or _ESTIMATE.search(statement):
+        cue = _last_cue(statement)
+        if cue is None or _ESTIMATE.search(statement):
             return None
-        offset = max(0, len(statement) - _STATEMENT_TAIL)
-        cue = None
-        for cue in _CUE.finditer(statement, offset):
-            pass
-        if cue is None:
-            return None
-        value = numeric_value(statement[cue.end() :])
+        value = numeric_value(statement[cue.end() :].lstrip(" ,"))
         if value is None or cue.group() == "=" and _states_no_result(statement[: cue.start()], value):
             return None
         return len(paragraph), value
