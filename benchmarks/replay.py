@@ -180,8 +180,9 @@ def replay_trace(trace: Trace, policy: BoundaryPolicy, tokenizer, equivalence: E
 
 
 def final_answer(text: str) -> str | None:
-    """The answer written after the thinking: the last `\\boxed{}`, else "the answer is ..."."""
-    return get_extractor(("boxed", "answer_is")).extract(text)
+    """The answer written after the thinking: the last `\\boxed{}`, else "the answer is ...", else the
+    conclusion its last paragraph states."""
+    return get_extractor(("boxed", "answer_is", "reasoning")).extract(text)
 
 
 def exit_at(replayed: Replayed, index: int | None) -> tuple[int, bool]:

@@ -64,7 +64,8 @@ def add_probe_parser(jobs) -> None:
     job.add_argument("--judge-url", help="OpenAI-compatible endpoint of the LLM judge (--labeler judge)")
     job.add_argument("--judge-model", help="the judge's model name")
     job.add_argument("--extractors", default="tinyworld,boxed,answer_is",
-                     help="answer extractors, in order (comma-separated)")
+                     help="answer extractors, in order (comma-separated): the tiny world's tinyworld,boxed,answer_is "
+                          "(default), or reasoning for a real reasoning model's prose")
     job.add_argument("--think-start", default="<think>")
     job.add_argument("--think-end", default="</think>")
     job.add_argument("--quick", action="store_true", help="a small grid (for smoke tests)")

@@ -164,3 +164,17 @@ def test_cli_rejects_unknown_extractors_and_missing_files(tmp_path, capsys):
 def test_load_traces_numbers_ids_by_line(tmp_path):
     path = write(tmp_path, ["", json.dumps({"completion": "a", "answer": 1})])
     assert [t.id for t in load_traces(path)] == ["2"]
+
+
+def test_replay_starts_no_engine_and_imports_no_server(tmp_path):
+    """The replay itself (its module and a whole run) needs neither the HTTP layer nor vLLM."""
+    import subprocess
+    import sys
+
+    traces = write(tmp_path, completion_lines(think_tag=True))
+    code = ("import sys; from pathlib import Path; from probexit.benchmarks.replay import run_replay; "
+            f"run_replay(Path({str(traces)!r}), Path({str(tmp_path / 'out')!r}), ('reasoning',)); "
+            "print(sorted(m for m in sys.modules if m.startswith(('probexit.server', 'vllm'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
