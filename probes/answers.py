@@ -69,6 +69,7 @@ _CUE_BEFORE = {  # a word that is a cue only after one of these: "comes to", "re
     "in": frozenset("is are lies lie be".split()),
 }
 _STATEMENT_LENGTH = 300  # a closing statement is read over at most its last 300 characters
+_CUE_REACH = 160  # and its cue among the last 160
 _AFTER_VALUE = 48  # at most this many characters (units, nouns, delimiters) follow a value's last digit
 _LAST_DIGIT = re.compile(r".*[\d²³]", re.DOTALL)
 _NAMED = re.compile(r"(?i)\b(?:final |correct |right )?(?:answer|option|choice)(?: here)?"
@@ -106,7 +107,7 @@ _TURN = re.compile(r"(?i)\W*(?:but |and |so |okay,? |hmm+,? |wait,? )*(?:wait|hm
                    r"|we should|to (?:confirm|verify|be sure)|alternatively|is (?:that|this|it)|does (?:that|this)"
                    r"|that (?:seems|looks|makes)|this (?:seems|looks)|right|okay)\b")
 _THEN = re.compile(r"(?i)[,;]\s*then\b")  # "If b + 7 = 28, then b = 21" concludes
-_ESTIMATE = re.compile(r"(?i)\b(?:approximately|roughly|about|around)\b|≈|\\approx")
+_ESTIMATES = ("approx", "roughly", "about", "around", "≈")  # "approximately", "\\approx"
 # An equation after one of these words names a case or a condition ("stepping by m=1", "more than D=48"),
 # or one of several ("b = 21 or b = 49").
 _CONDITION = re.compile(r"(?i)\b(?:by|for|at|with|when|where|if|unless|until|as|like|than|from|into"
@@ -207,9 +208,11 @@ def _last_sentence(text: str, end: int, begin: int = 0) -> int:
 
 
 def _last_cue(statement: str) -> re.Match | None:
-    """The last word or symbol of `statement` that may introduce a stated value."""
-    tokens = _CUE_TOKEN.findall(statement)
-    matches = None
+    """The last word or symbol of `statement` that may introduce a stated value (looked for among its last
+    `_CUE_REACH` characters: a value is shorter)."""
+    start = statement.find(" ", len(statement) - _CUE_REACH) + 1 if len(statement) > _CUE_REACH else 0
+    matches = list(_CUE_TOKEN.finditer(statement, start))
+    tokens = [match.group() for match in matches]
     for index in range(len(tokens) - 1, -1, -1):
         token = tokens[index]
         word = token.lower()
@@ -219,10 +222,8 @@ def _last_cue(statement: str) -> re.Match | None:
         if (token in _CUE_SYMBOLS or word in _CUE_WORDS or word in _CUE_BEFORE and before in _CUE_BEFORE[word]
                 or word in ("interval", "set", "range") and index > 2 and before == "the"
                 and tokens[index - 2] == "in" and tokens[index - 3].lower() in _CUE_BEFORE["in"]):
-            matches = matches or list(_CUE_TOKEN.finditer(statement))
             return matches[index]
         if token == ":":
-            matches = matches or list(_CUE_TOKEN.finditer(statement))
             at = matches[index].start()
             if not (at and statement[at - 1].isdigit() and statement[at + 1 : at + 2].isdigit()):
                 return matches[index]  # a ratio "5:2" or a time is no cue
@@ -298,7 +299,7 @@ class ReasoningExtractor:
         if statement is None or _HYPOTHESIS.match(statement) and not _THEN.search(statement):
             return None
         cue = _last_cue(statement)
-        if cue is None or _ESTIMATE.search(statement):
+        if cue is None or any(word in statement.lower() for word in _ESTIMATES):
             return None
         value = numeric_value(statement[cue.end() :].lstrip(" ,"))
         if value is None or cue.group() == "=" and _states_no_result(statement[: cue.start()], value):
