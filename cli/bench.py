@@ -192,7 +192,8 @@ def _add_replay_arguments(parser) -> None:
     parser.add_argument("--tokenizer", default=None, metavar="NAME_OR_PATH",
                         help="measure in this tokenizer's tokens (default: characters)")
     parser.add_argument("--extractors", default="reasoning",
-                        help="answer extractors, in order (comma-separated; the tiny world's: tinyworld,boxed,answer_is)")
+                        help="answer extractors, in order (comma-separated): reasoning for real reasoning models' "
+                             "prose (default), the tiny world's tinyworld,boxed,answer_is")
     parser.set_defaults(run=_run_replay)
 
 

@@ -97,7 +97,8 @@ _THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+)(?![\d,]|\.\d)")
 _LETTER = re.compile(r"\(?([A-J])\)?")
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=\S)|\n")
 # Statements that pose rather than conclude: a hypothesis, a trial, a case, a check, an estimate.
-_HYPOTHESIS = re.compile(r"(?i)\W*(?:(?:wait|hmm+|but|and|so|okay|ok|now|next|then|well|alternatively|similarly),?\s+)*"
+_HYPOTHESIS = re.compile(r"(?i)\W*(?:(?:wait|hmm+|but|and|so|okay|ok|now|next|then|well|alternatively"
+                         r"|similarly),?\s+)*"
                          r"(?:(?:if|suppose|assume|given|when|whether|take|try|pick|check|consider"
                          r"|let(?! me| us|'s|’s)|let(?: me|'s|’s| us) (?:try|test|assume|suppose|pick|take|guess|check"
                          r"|double-check|verify|confirm|plug|consider))\b|(?:sub)?case\s*[\d.]*\b)")

@@ -89,6 +89,7 @@ def test_reasoning_answers_grade_with_math_verify():
     from probexit.training.equivalence import MathEquivalence
 
     extractor, same = get_extractor(["reasoning"]), MathEquivalence().same
-    for paragraph, gold in [("Therefore the distance is 2√5.", "2\\sqrt{5}"), ("So the ratio is 5/7.", "\\frac{5}{7}"),
+    for paragraph, gold in [("Therefore the distance is 2√5.", "2\\sqrt{5}"),
+                            ("So the ratio is 5/7.", "\\frac{5}{7}"),
                             ("So the solution set is [1, 3).", "[1,3)"), ("The sum is \\( 21 + 49 \\).", "70")]:
         assert same(extractor.extract(paragraph + "\n\n"), gold), paragraph

@@ -122,7 +122,8 @@ def test_tiny_world_segmentation_is_every_paragraph_and_its_stated_answer(policy
         paragraphs = [p + "\n\n" for p in completion.split("</think>")[0].split("\n\n")[:-1]]
         boundaries = policy.segment(prompt_ids(tokenizer, problem.question), tokenizer.encode(completion))
         assert [b.chunk_text for b in boundaries] == paragraphs
-        assert [b.answer for b in boundaries] == [re.search(r"So the answer is (-?\d+)\.", p).group(1) for p in paragraphs]
+        stated = [re.search(r"So the answer is (-?\d+)\.", paragraph).group(1) for paragraph in paragraphs]
+        assert [b.answer for b in boundaries] == stated
 
 
 def test_reasoning_set_boundaries_on_real_style_text(tokenizer):
