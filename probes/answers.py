@@ -174,6 +174,16 @@ def _balanced(value: str) -> bool:
     return depth == 0 and value.count("{") == value.count("}")
 
 
+def _last_paragraph(text: str) -> str:
+    """The last paragraph of `text`, found from its end: a chunk that grew over many paragraphs without a
+    conclusion is not copied whole at every break."""
+    end = len(text)
+    while end and text[end - 1].isspace():
+        end -= 1
+    start = text.rfind("\n\n", 0, end)
+    return text[start + 2 if start != -1 else 0 : end].strip()
+
+
 def _choice_or_value(text: str) -> str | None:
     letter = _LETTER.fullmatch(_DELIMITERS.sub("", text).strip().rstrip(".,;:!").strip())
     return letter.group(1) if letter else numeric_value(text)
@@ -263,7 +273,7 @@ class ReasoningExtractor:
     name: str = "reasoning"
 
     def extract(self, text: str) -> str | None:
-        paragraph = text.rstrip().rsplit("\n\n", 1)[-1].strip()
+        paragraph = _last_paragraph(text)
         found = [c for c in (self._boxed(paragraph), self._named(paragraph), self._bold(paragraph),
                              self._closing(paragraph)) if c is not None]
         return max(found, key=lambda candidate: candidate[0])[1] if found else None
