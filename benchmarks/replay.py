@@ -200,16 +200,16 @@ def exit_at_budget(replayed: Replayed, budget: int) -> tuple[int, bool]:
     return budget, bool(stated) and stated[-1].correct
 
 
-def _first(replayed: Replayed, keep) -> int | None:
-    return next((i for i in range(len(replayed.boundaries)) if keep(replayed, i)), None)
-
-
-RULES = {
-    "oracle": lambda r, i: r.boundaries[i].correct,
-    "first": lambda r, i: True,
-    **{f"consistency:{k}": (lambda k: lambda r, i: answers_agree([b.answer for b in r.boundaries[: i + 1]], k))(k)
-       for k in CONSISTENCY_KS},
-}
+def first_exit(replayed: Replayed, rule: str, k: int = 0) -> int | None:
+    """The boundary at which a text rule exits (None: it never does): `oracle` (the first right answer),
+    `first` (the first answer), `consistency` (the last k answers agree, as the decode step compares them)."""
+    answers: list[str] = []
+    for index, boundary in enumerate(replayed.boundaries):
+        answers.append(boundary.answer)
+        if (rule == "first" or rule == "oracle" and boundary.correct
+                or rule == "consistency" and answers_agree(answers, k)):
+            return index
+    return None
 
 
 def summarize(name: str, param: str, outcomes: list[tuple[int, bool]], replays: list[Replayed]) -> dict:
@@ -223,14 +223,13 @@ def summarize(name: str, param: str, outcomes: list[tuple[int, bool]], replays: 
 
 
 def build_report(replays: list[Replayed], unit: str, extractors: tuple[str, ...], traces_file: str) -> dict:
-    def rule_row(key: str) -> dict:
-        name, _, k = key.partition(":")
-        outcomes = [exit_at(r, _first(r, RULES[key])) for r in replays]
-        return summarize(name, f"k={k}" if k else "-", outcomes, replays)
+    def rule_row(rule: str, k: int = 0) -> dict:
+        outcomes = [exit_at(r, first_exit(r, rule, k)) for r in replays]
+        return summarize(rule, f"k={k}" if k else "-", outcomes, replays)
 
     mean_length = sum(r.length for r in replays) / len(replays)
     budgets = sorted({max(1, int(f * mean_length)) for f in BUDGET_FRACTIONS})
-    policies = [rule_row(key) for key in RULES if key != "oracle"]
+    policies = [rule_row("first")] + [rule_row("consistency", k) for k in CONSISTENCY_KS]
     policies += [summarize("budget", f"{unit}={b}", [exit_at_budget(r, b) for r in replays], replays) for b in budgets]
     paragraphs = sum(r.paragraphs for r in replays)
     boundaries = sum(len(r.boundaries) for r in replays)
