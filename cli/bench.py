@@ -1,4 +1,4 @@
-"""`probexit bench savings|kernel|load`: benchmarks that write their numbers to JSON."""
+"""`probexit bench savings|replay|kernel|load`: benchmarks that write their numbers to JSON."""
 from __future__ import annotations
 
 import os
@@ -8,10 +8,11 @@ from probexit.cli.errors import CLIError
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks: savings, kernel, load")
+    parser = subparsers.add_parser("bench", help="benchmarks: savings, replay, kernel, load")
     suites = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
     for name, help_text in (
         ("savings", "accuracy against thinking tokens, probe against peer policies"),
+        ("replay", "what early exit could save on recorded traces (no engine, no probe)"),
         ("kernel", "fused probe kernel against torch"),
         ("load", "concurrent streaming load on the server"),
     ):
@@ -20,6 +21,7 @@ def add_parser(subparsers) -> None:
     _add_kernel_arguments(suites.choices["kernel"])
     _add_savings_arguments(suites.choices["savings"])
     _add_load_arguments(suites.choices["load"])
+    _add_replay_arguments(suites.choices["replay"])
 
 
 def _not_yet(args) -> int:
@@ -177,4 +179,31 @@ def _run_load(args) -> int:
     path = load.write_report(report, args.out)
     print("\n".join(load.summary_lines(report)))
     print(f"wrote {path}")
+    return 0
+
+
+def _add_replay_arguments(parser) -> None:
+    parser.add_argument("--traces", type=Path, required=True, metavar="FILE",
+                        help='JSONL: {"completion", "answer", "id"?} or chat responses (reasoning_content or '
+                             'reasoning beside content) with the gold "answer"')
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="writes DIR/report.json, DIR/replay.png")
+    parser.add_argument("--tokenizer", default=None, metavar="NAME_OR_PATH",
+                        help="measure in this tokenizer's tokens (default: characters)")
+    parser.add_argument("--extractors", default="reasoning",
+                        help="answer extractors, in order (comma-separated): reasoning for real reasoning models' "
+                             "prose (default), the tiny world's tinyworld,boxed,answer_is")
+    parser.set_defaults(run=_run_replay)
+
+
+def _run_replay(args) -> int:
+    from probexit.benchmarks import replay
+    from probexit.probes.answers import get_extractor
+
+    extractors = tuple(name.strip() for name in args.extractors.split(",") if name.strip())
+    get_extractor(extractors)  # unknown names fail here, before any work
+    if not args.traces.is_file():
+        raise CLIError(f"no traces file at {args.traces}")
+    report = replay.run_replay(args.traces, args.out, extractors, args.tokenizer)
+    print("\n".join(replay.summary_lines(report)))
+    print(f"wrote {args.out / 'report.json'} and {args.out / 'replay.png'}")
     return 0

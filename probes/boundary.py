@@ -5,7 +5,7 @@ training jobs (offline, over a finished trace): `BoundaryTracker.feed` is the on
 so the probe is trained on exactly the positions where the server reads it.
 
 A boundary is the token that completes a paragraph break (a blank line) while the sequence is thinking,
-when the chunk since the previous boundary states an answer. Tokens may fuse the newlines with other
+when the paragraph just completed states an answer (answerless paragraphs join the next one's chunk). Tokens may fuse the newlines with other
 characters (`.\\n\\n`), so breaks are found in the bytes the tokens spell, not by token id.
 """
 from __future__ import annotations
@@ -24,7 +24,8 @@ class BoundaryPolicyConfig:
     think_end: str = field(default=THINK_END, metadata={"help": "The marker that closes the thinking."})
     paragraph_break: str = "\n\n"
     extractors: tuple[str, ...] = field(default=("tinyworld", "boxed", "answer_is"), metadata={
-        "help": "Answer extractors, tried in order at each paragraph break (comma-separated)."})
+        "help": "Answer extractors, tried in order at each paragraph break (comma-separated): the tiny world's "
+                "tinyworld,boxed,answer_is, or reasoning for a real reasoning model's prose."})
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -74,6 +75,10 @@ class BoundaryPolicy:
     def tracker(self, prompt_ids: list[int] | None) -> "BoundaryTracker":
         return BoundaryTracker(self, self.markers.phase(prompt_ids))
 
+    def thinking_tracker(self) -> "BoundaryTracker":
+        """A tracker fed the thinking text alone (its markers already cut off), as a replay reads a trace."""
+        return BoundaryTracker(self, ThinkingPhase(self.think_start_id, self.think_end_id, opened=True))
+
     def segment(self, prompt_ids: list[int] | None, completion_ids: list[int]) -> list[Boundary]:
         """Offline: every boundary of a finished completion, exactly as the engine would find them."""
         tracker = self.tracker(prompt_ids)
@@ -89,7 +94,8 @@ class BoundaryTracker:
     position: int = 0  # tokens fed so far
     n_boundaries: int = 0
     n_paragraphs: int = 0
-    chunk: bytearray = field(default_factory=bytearray)
+    chunk: bytearray = field(default_factory=bytearray)  # the thinking since the last boundary
+    paragraph_start: int = 0  # where in `chunk` the paragraph being written began
 
     @property
     def thinking(self) -> bool:
@@ -112,13 +118,16 @@ class BoundaryTracker:
             return None
         end = found + len(policy.break_bytes)
         self.n_paragraphs += 1
-        text = self.chunk[:end].decode("utf-8", errors="replace")
-        answer = policy.extractor.extract(text)
+        # Only the paragraph just completed can state something new (an earlier one that did was a boundary), so
+        # only it is read: a long chunk of answerless paragraphs costs no more per break than a short one.
+        paragraph, self.paragraph_start = self.chunk[self.paragraph_start:end], end
+        answer = policy.extractor.extract(paragraph.decode("utf-8", errors="replace"))
         if answer is None:
             return None  # the paragraph stated nothing: the chunk grows into the next paragraph
+        text = self.chunk[:end].decode("utf-8", errors="replace")
         boundary = Boundary(index, self.n_boundaries, self.n_paragraphs - 1, self.thinking_tokens, answer, text)
         self.n_boundaries += 1
-        self.chunk = self.chunk[end:]
+        self.chunk, self.paragraph_start = self.chunk[end:], 0
         return boundary
 
 

@@ -149,7 +149,8 @@ def label(traces: list[TraceRecord], problems: list[ProblemRecord], equivalence:
             previous.append(boundary.answer)
     if not hidden:
         raise ValueError("no boundaries in these traces: the model never stated an intermediate answer the "
-                         "boundary policy recognises (check the answer extractors and the thinking markers)")
+                         "boundary policy recognises (check the answer extractors and the thinking markers; a "
+                         "real reasoning model wants --extractors reasoning)")
     return LabelledBoundaries(torch.stack(hidden), np.array(correct, dtype=bool), np.array(trace_index),
                               np.array(min_lp), np.array(mean_lp), np.array(end_prob), np.array(text, dtype=float))
 
