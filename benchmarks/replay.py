@@ -17,10 +17,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from probexit.probes.answers import get_extractor
+from probexit.probes.answers import final_answer
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.rules import answers_agree
-from probexit.training.equivalence import Equivalence, MathEquivalence
+from probexit.probes.equivalence import Equivalence, MathEquivalence
 
 THINK_START, THINK_END = "<think>", "</think>"
 CONSISTENCY_KS = (2, 3)
@@ -177,12 +177,6 @@ def replay_trace(trace: Trace, policy: BoundaryPolicy, tokenizer, equivalence: E
     final = final_answer(trace.final) if trace.final is not None else None
     correct = final is not None and equivalence.same(final, trace.gold)
     return Replayed(trace, len(ids), tracker.n_paragraphs, boundaries, correct)
-
-
-def final_answer(text: str) -> str | None:
-    """The answer written after the thinking: the last `\\boxed{}`, else "the answer is ...", else the
-    conclusion its last paragraph states."""
-    return get_extractor(("boxed", "answer_is", "reasoning")).extract(text)
 
 
 def exit_at(replayed: Replayed, index: int | None) -> tuple[int, bool]:

@@ -1,17 +1,23 @@
-"""`probexit bench savings|replay|kernel|load`: benchmarks that write their numbers to JSON."""
+"""`probexit bench savings|shadow|replay|kernel|load`: benchmarks that write their numbers to JSON."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from probexit.cli.errors import CLIError
+from probexit.server.config import API_KEY_ENV
+
+
+NAME, HELP = "bench", "benchmarks: savings, shadow, replay, kernel, load"
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks: savings, replay, kernel, load")
+    parser = subparsers.add_parser(NAME, help=HELP)
     suites = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
     for name, help_text in (
         ("savings", "accuracy against thinking tokens, probe against peer policies"),
+        ("shadow", "what early exit would save and change, from a server's shadow-mode metrics"),
         ("replay", "what early exit could save on recorded traces (no engine, no probe)"),
         ("kernel", "fused probe kernel against torch"),
         ("load", "concurrent streaming load on the server"),
@@ -22,6 +28,7 @@ def add_parser(subparsers) -> None:
     _add_savings_arguments(suites.choices["savings"])
     _add_load_arguments(suites.choices["load"])
     _add_replay_arguments(suites.choices["replay"])
+    _add_shadow_arguments(suites.choices["shadow"])
 
 
 def _not_yet(args) -> int:
@@ -62,26 +69,20 @@ def _run_kernel(args) -> int:
     return 0
 
 
-def _add_savings_arguments(parser) -> None:
-    parser.add_argument("--problems", type=Path, default=None,
-                        help='JSONL of {"question", "answer"} (default: the tiny world\'s test split)')
-    parser.add_argument("--out", type=Path, required=True, help="writes DIR/report.json, DIR/pareto.png, DIR/runs.jsonl")
+def _add_problem_arguments(parser, problems_help: str) -> None:
+    """The problems and sampling the savings and shadow benchmarks send (the same, so their runs compare)."""
+    parser.add_argument("--problems", type=Path, default=None, help=problems_help)
     parser.add_argument("--server", default=None, help="base URL of a running server (default: start the embedded one)")
-    parser.add_argument("--api-key", default=None, help="the server's key (default: $PROBEXIT_API_KEY)")
+    parser.add_argument("--api-key", default=None, help=f"the server's key (default: ${API_KEY_ENV})")
     parser.add_argument("--limit", type=int, default=None, help="use the first N problems")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--max-tokens", type=int, default=1024)
-    parser.set_defaults(run=_run_savings)
 
 
-def _run_savings(args) -> int:
-    import asyncio
-    import os
-
-    from probexit.benchmarks import savings
+def _problems_and_sampling(args):
     from probexit.training.problem_files import load_problems
 
     problems_file = args.problems or _default_problems()
@@ -93,26 +94,49 @@ def _run_savings(args) -> int:
     if args.concurrency < 1 or args.max_tokens < 1:
         raise CLIError("--concurrency and --max-tokens must be positive")
     sampling = {"seed": args.seed, "temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens}
-    api_key = args.api_key or os.environ.get("PROBEXIT_API_KEY") or "none"
-    server = None
-    base_url = args.server
-    if base_url is None:
-        from probexit.benchmarks.servers import free_port, probexit_command, start
+    return problems_file, problems, sampling
 
-        args.out.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        print("starting the embedded server (about a minute) ...")
-        server, seconds = start(probexit_command(port), port, args.out / "server.log")
-        print(f"server up in {seconds:.0f} s")
-        base_url = f"http://127.0.0.1:{port}"
+
+@contextmanager
+def _server(given: str | None, out: Path, serve_flags: list[str] = ()):
+    """The base URL of the server to measure: the one given, else a `probexit serve` started here (the embedded
+    default unless `serve_flags` say otherwise) and stopped afterwards; yields (url, start-up facts)."""
+    if given is not None:
+        yield given.rstrip("/"), {}
+        return
+    from probexit.benchmarks.servers import free_port, probexit_command, start, stop
+
+    out.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = probexit_command(port, list(serve_flags))
+    print("starting the server (about a minute) ...")
+    server, seconds = start(command, port, out / "server.log")
+    print(f"server up in {seconds:.0f} s")
     try:
-        report = asyncio.run(savings.run_benchmark(base_url.rstrip("/") + "/v1", api_key, problems, args.out,
-                                                   sampling, args.concurrency, str(problems_file)))
+        yield f"http://127.0.0.1:{port}", {"command": command[2:], "startup_s": seconds, "pid": server.pid}
     finally:
-        if server is not None:
-            from probexit.benchmarks.servers import stop
+        stop(server)
 
-            stop(server)
+
+def _api_key(args) -> str | None:
+    return args.api_key or os.environ.get(API_KEY_ENV)
+
+
+def _add_savings_arguments(parser) -> None:
+    _add_problem_arguments(parser, 'JSONL of {"question", "answer"} (default: the tiny world\'s test split)')
+    parser.add_argument("--out", type=Path, required=True, help="writes DIR/report.json, DIR/pareto.png, DIR/runs.jsonl")
+    parser.set_defaults(run=_run_savings)
+
+
+def _run_savings(args) -> int:
+    import asyncio
+
+    from probexit.benchmarks import savings
+
+    problems_file, problems, sampling = _problems_and_sampling(args)
+    with _server(args.server, args.out) as (base_url, _):
+        report = asyncio.run(savings.run_benchmark(base_url + "/v1", _api_key(args) or "none", problems, args.out,
+                                                   sampling, args.concurrency, str(problems_file)))
     best = report["best_at_no_loss"]
     print(f"baseline accuracy {report['baseline']['accuracy']:.3f}, {report['baseline']['mean_reasoning_tokens']:.0f} "
           f"reasoning tokens; oracle saves {report['oracle']['tokens_saved_pct']:.1f}%")
@@ -152,30 +176,17 @@ def _run_load(args) -> int:
     import asyncio
 
     from probexit.benchmarks import load
-    from probexit.benchmarks.servers import free_port, probexit_command, start, stop
 
     if min(args.concurrency, args.rounds, args.max_tokens) < 1:
         raise CLIError("--concurrency, --rounds and --max-tokens must be positive")
     if args.server is not None and args.serve_flags:
         raise CLIError("flags after `--` configure the server this benchmark starts; drop them or --server")
-    api_key = args.api_key or os.environ.get("PROBEXIT_API_KEY")
-    server, base_url, started = None, args.server, {}
-    if base_url is None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        command = probexit_command(port, args.serve_flags)
-        print("starting the server (about a minute) ...")
-        server, seconds = start(command, port, args.out / "server.log")
-        base_url, started = f"http://127.0.0.1:{port}", {"command": command[2:], "startup_s": seconds}
-    try:
+    with _server(args.server, args.out, args.serve_flags) as (base_url, started):
+        pid = started.pop("pid", None)
         report = asyncio.run(load.run_benchmark(
-            base_url, api_key, concurrency=args.concurrency, rounds=args.rounds, seed=args.seed,
-            sampling={"max_tokens": args.max_tokens, "temperature": args.temperature},
-            server_pid=server.pid if server is not None else None))
-    finally:
-        if server is not None:
-            stop(server)
-    report["server"] = {"url": base_url, "started_here": server is not None, **started}
+            base_url, _api_key(args), concurrency=args.concurrency, rounds=args.rounds, seed=args.seed,
+            sampling={"max_tokens": args.max_tokens, "temperature": args.temperature}, server_pid=pid))
+    report["server"] = {"url": base_url, "started_here": args.server is None, **started}
     path = load.write_report(report, args.out)
     print("\n".join(load.summary_lines(report)))
     print(f"wrote {path}")
@@ -206,4 +217,46 @@ def _run_replay(args) -> int:
     report = replay.run_replay(args.traces, args.out, extractors, args.tokenizer)
     print("\n".join(replay.summary_lines(report)))
     print(f"wrote {args.out / 'report.json'} and {args.out / 'replay.png'}")
+    return 0
+
+
+def _add_shadow_arguments(parser) -> None:
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="writes DIR/shadow.json")
+    parser.add_argument("--url", default=None, help="a server running with --shadow-rate: only read its metrics "
+                                                    "(the estimates cover every shadow request since it started)")
+    _add_problem_arguments(parser, 'without --url: send these problems in shadow mode first (JSONL of {"question", '
+                                   '"answer"}; default: the tiny world\'s test split), with the sampling below')
+    parser.add_argument("--savings", type=Path, default=None, metavar="DIR",
+                        help="a `probexit bench savings` --out folder of the same problems and sampling: put what it "
+                             "measured with early exit on beside the estimates")
+    parser.set_defaults(run=_run_shadow)
+
+
+def _run_shadow(args) -> int:
+    import asyncio
+
+    from probexit.benchmarks import shadow
+
+    if args.url is not None:
+        if args.problems is not None or args.savings is not None or args.server is not None:
+            raise CLIError("--url only reads a server's metrics; --problems, --savings and --server send problems")
+        report = {"server": args.url, "estimates": shadow.estimates(shadow.read_counters(args.url, _api_key(args)))}
+    else:
+        problems_file, problems, sampling = _problems_and_sampling(args)
+        with _server(args.server, args.out) as (base_url, _):
+            before = shadow.read_counters(base_url)
+            asyncio.run(shadow.send_shadow(base_url, _api_key(args) or "none", problems, sampling, args.concurrency))
+            counters = shadow.difference(shadow.read_counters(base_url), before)
+            served = asyncio.run(shadow.served(base_url, _api_key(args) or "none"))
+        report = {"problems": str(problems_file), "n_problems": len(problems), "sampling": sampling,
+                  "estimates": shadow.estimates(counters)}
+        if args.savings is not None:
+            measured = shadow.measured_with_early_exit(args.savings, sampling, problems, served)
+            report["compared_with_early_exit_on"] = shadow.side_by_side(report["estimates"], measured)
+    if not report["estimates"]["shadow_requests"]:
+        raise CLIError("no shadow requests in the server's metrics: start it with --shadow-rate R, or send "
+                       'requests with early_exit {"shadow": true}')
+    path = shadow.write_report(report, args.out)
+    print("\n".join(shadow.summary_lines(report)))
+    print(f"wrote {path}")
     return 0

@@ -18,11 +18,12 @@ from probexit.cli.flags import add_config_flags, config_values
 SHUTDOWN_DELIVERY_S = 5.0  # after the grace time: for the error events to reach the clients
 
 
+NAME, HELP = "serve", "serve a reasoning model with probe early exit (OpenAI API); `serve --help` for flags"
+
+
 def add_parser(subparsers) -> None:
     # prefix_chars="+": nothing looks like an option to this parser, so every flag reaches `run` as is.
-    parser = subparsers.add_parser(
-        "serve", help="serve a reasoning model with probe early exit (OpenAI API); `serve --help` for flags",
-        prefix_chars="+", add_help=False)
+    parser = subparsers.add_parser(NAME, help=HELP, prefix_chars="+", add_help=False)
     parser.add_argument("argv", nargs="*", help=argparse.SUPPRESS)
     parser.set_defaults(run=run)
 

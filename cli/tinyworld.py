@@ -4,8 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+NAME, HELP = "tinyworld", "the tiny world: the embedded default model, probe and reward model"
+
+
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("tinyworld", help="the tiny world: the embedded default model, probe and reward model")
+    parser = subparsers.add_parser(NAME, help=HELP)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="rebuild the embedded default deterministically (resumes if interrupted)")
     build.add_argument("--out", required=True, type=Path, help="output folder (assets/tinyworld to refresh the committed default)")

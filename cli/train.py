@@ -12,8 +12,11 @@ from probexit.cli.errors import CLIError
 from probexit.cli.flags import add_config_flags, config_values
 
 
+NAME, HELP = "train", "training jobs: probe, empo, advrm"
+
+
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="training jobs: probe, empo, advrm")
+    parser = subparsers.add_parser(NAME, help=HELP)
     jobs = parser.add_subparsers(dest="job", required=True, metavar="JOB")
     add_probe_parser(jobs)
     add_empo_parser(jobs)
@@ -72,7 +75,7 @@ def run_probe(args) -> int:
 
     problems = load_problems(args.problems)  # before the heavy imports: a bad file fails fast and quietly
     from probexit.probes.boundary import BoundaryPolicyConfig
-    from probexit.training.equivalence import JUDGE_API_KEY_ENV, make_equivalence
+    from probexit.probes.equivalence import JUDGE_API_KEY_ENV, make_equivalence
     from probexit.training.probe_fit import QUICK_GRID, FitGrid
     from probexit.training.probe_job import ProbeJobConfig, run_probe_job
     from probexit.training.trace_cache import SamplingConfig
@@ -120,7 +123,7 @@ def run_empo(args) -> int:
     from probexit.training.empo import EMPOConfig, TrainingCollapsed
     from probexit.training.empo_eval import EvalConfig
     from probexit.training.empo_job import EMPOJob
-    from probexit.training.equivalence import JUDGE_API_KEY_ENV
+    from probexit.probes.equivalence import JUDGE_API_KEY_ENV
     from probexit.training.problem_files import load_problems
 
     config = EMPOConfig(**config_values(args, EMPOConfig))

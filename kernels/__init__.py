@@ -1,4 +1,6 @@
-"""probexit.kernels: fused GPU kernels, each with a torch reference and a dispatcher that works on CPU."""
-from probexit.kernels.probe_score import ProbeWeights, score_boundary_rows, score_boundary_rows_reference
+"""probexit.kernels: fused GPU kernels, each with a torch reference and a dispatcher that works on CPU.
 
-__all__ = ["ProbeWeights", "score_boundary_rows", "score_boundary_rows_reference"]
+Importing the package does no work (no torch); the kernels live in their modules.
+"""
+
+BACKENDS = ("auto", "triton", "torch", "numpy")  # how the probe dispatcher may score rows (`probe_score`)

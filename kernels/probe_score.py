@@ -30,8 +30,9 @@ import triton.language as tl
 import triton.testing
 from triton.runtime.errors import OutOfResources
 
+from probexit.kernels import BACKENDS
+
 _FLOAT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
-BACKENDS = ("auto", "triton", "torch", "numpy")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # tensors: compare by identity

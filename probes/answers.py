@@ -353,3 +353,12 @@ def get_extractor(names: tuple[str, ...] | list[str]) -> AnswerExtractor:
     if unknown or not names:
         raise ValueError(f"unknown answer extractor(s) {unknown or names}; known: {sorted(EXTRACTORS)}")
     return FirstMatch(tuple(EXTRACTORS[name] for name in names))
+
+
+FINAL_ANSWER = ("boxed", "answer_is", "reasoning")
+
+
+def final_answer(text: str) -> str | None:
+    """The answer written after the thinking: the last `\\boxed{}`, else "the answer is ...", else the conclusion
+    its last paragraph states."""
+    return get_extractor(FINAL_ANSWER).extract(text)

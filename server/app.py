@@ -70,7 +70,8 @@ async def _lifespan(app: FastAPI):
         enabled=config.early_exit_default and setup.markers is not None,
         threshold=config.threshold if config.threshold is not None else
         (setup.probe.config.default_threshold if setup.probe is not None else DEFAULT_THRESHOLD),
-        min_thinking_tokens=config.min_thinking_tokens, probe=setup.probe, markers_known=setup.markers is not None)
+        min_thinking_tokens=config.min_thinking_tokens, probe=setup.probe, markers_known=setup.markers is not None,
+        shadow_rate=config.shadow_rate)
     state.engine, state.collector = engine, collector
     state.core = GenerationCore(engine, collector, state.metrics, setup, defaults, config.served_model_name)
     state.chat, state.completion = ServingChat(state.core), ServingCompletion(state.core)

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from probexit.kernels.probe_score import BACKENDS as KERNEL_BACKENDS  # the dispatcher's own list
+from probexit.kernels import BACKENDS as KERNEL_BACKENDS  # the dispatcher's own list
 from probexit.probes.rules import NEVER
-from probexit.server.engine.setup import ConfigError, EngineConfig
+from probexit.server.engine.config import ConfigError, EngineConfig
 
 API_KEY_ENV = "PROBEXIT_API_KEY"  # read by the CLI when --api-key is not given
 MAX_REQUEST_BYTES = 1 << 20  # 1 MiB: about 250k tokens of text; raise it for longer contexts
@@ -42,6 +42,9 @@ class ServerConfig:
     threshold: float | None = field(default=None, metadata={
         "help": "Default probe threshold (default: the probe's own)."})
     min_thinking_tokens: int = field(default=0, metadata={"help": "Default thinking tokens before any exit."})
+    shadow_rate: float = field(default=0.0, metadata={
+        "help": "Share of requests run in shadow mode: they think to the end, and the early_exit report and the "
+                "probexit:shadow_* metrics say what early exit would have saved and changed (docs/serving.md)."})
     kernel_backend: str = field(default="auto", metadata={
         "choices": KERNEL_BACKENDS, "help": "How the engine scores probe rows (auto: Triton on GPUs, numpy on CPU)."})
     max_request_bytes: int = field(default=MAX_REQUEST_BYTES, metadata={
@@ -73,6 +76,8 @@ class ServerConfig:
                               "ask for the text rules through their early_exit object)")
         if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= NEVER):
             raise ConfigError(f"--threshold must lie in [0, {NEVER}] (above 1 never exits), got {self.threshold}")
+        if not (isinstance(self.shadow_rate, (int, float)) and 0.0 <= self.shadow_rate <= 1.0):
+            raise ConfigError(f"--shadow-rate is a share of requests in [0, 1], got {self.shadow_rate!r}")
         if not isinstance(self.min_thinking_tokens, int) or self.min_thinking_tokens < 0:
             raise ConfigError(f"--min-thinking-tokens must be a non-negative integer, got {self.min_thinking_tokens!r}")
         if self.kernel_backend not in KERNEL_BACKENDS:

@@ -42,6 +42,7 @@ class Choice:
     params: object  # vllm.SamplingParams
     prompt_ids: list[int]
     tokens: int = 0
+    content: str = ""  # the answer so far, kept for a shadow choice only (its outcome compares answers)
     text_length: int = 0  # characters streamed so far (completions' logprobs count offsets from the start)
     finish_reason: str | None = None
     done: bool = False
@@ -200,7 +201,7 @@ class GenerationCore:
         for choice in job.choices:
             if job.settings is not None:
                 self.collector.expect(choice.engine_id)
-                self.metrics.track(choice.engine_id, job.settings.rule)
+                self.metrics.track(choice.engine_id, job.settings.rule, job.settings.shadow)
         if self.closed_by is not None:
             raise self.closed_by
         self._running[job.request_id] = job
@@ -236,12 +237,20 @@ class GenerationCore:
         completion = output.outputs[0]
         reasoning, content = choice.splitter.feed(completion.token_ids, completion.text, final=output.finished)
         choice.tokens += len(completion.token_ids)  # new ids when streaming, all of them otherwise
+        shadow = job.settings is not None and job.settings.shadow
+        if shadow:
+            choice.content += content
         if output.finished:
             choice.done, choice.finish_reason = True, completion.finish_reason
             cut = completion.finish_reason == "length" and choice.splitter.thinking
-            choice.report = early_exit.report(job.settings, record, choice.splitter.reasoning_tokens,
-                                              cut_while_thinking=cut)
-            self.metrics.choice_done(choice.splitter.reasoning_tokens)
+            reasoning_tokens = choice.splitter.reasoning_tokens
+            outcomes = early_exit.shadow_outcomes(job.settings, record or RequestRecord(), reasoning_tokens,
+                                                  choice.content) if shadow else []
+            choice.report = early_exit.report(job.settings, record, reasoning_tokens, cut_while_thinking=cut,
+                                              shadow=outcomes[0] if outcomes else None)
+            self.metrics.choice_done(reasoning_tokens)
+            if outcomes:
+                self.metrics.shadow_done(reasoning_tokens, outcomes)
         logprobs = list(completion.logprobs) if completion.logprobs is not None else None
         return Delta(choice, completion.text, reasoning, content, list(completion.token_ids), logprobs)
 

@@ -38,13 +38,54 @@ class ServerMetrics:
         self.probe_step_seconds = Histogram("probexit:probe_step_seconds", "Early-exit work per decode step "
                                             "(boundary tracking, probe kernel, forcing).", labels,
                                             buckets=STEP_SECONDS_BUCKETS, registry=self.registry)
+        self._shadow_metrics(labels)
         for outcome in OUTCOMES:  # exported at zero from the start, as vLLM does for its counters
             self.requests.labels(model_name, outcome)
 
+    def _shadow_metrics(self, labels: list[str]) -> None:
+        """Shadow mode, per setting (`request`: each request's own; `threshold=T`: the probe at T). The sums of
+        squares and products let `probexit bench shadow` put a confidence interval on the saved share."""
+        registry, by_setting = self.registry, labels + ["setting"]
+        self.shadow_requests = Counter("probexit:shadow_requests", "Shadow choices finished.", labels,
+                                       registry=registry)
+        self.shadow_thinking = Counter("probexit:shadow_thinking_tokens", "Their thinking tokens.", labels,
+                                       registry=registry)
+        self.shadow_thinking_squared = Counter("probexit:shadow_thinking_tokens_squared", "Sum of squared thinking "
+                                               "tokens per shadow choice.", labels, registry=registry)
+        self.shadow_would_exit = Counter("probexit:shadow_would_exit", "Shadow choices the setting would have ended "
+                                         "early.", by_setting, registry=registry)
+        self.shadow_answer_changed = Counter("probexit:shadow_answer_changed", "Shadow choices whose answer at the "
+                                             "would-be exit is not their final answer.", by_setting, registry=registry)
+        self.shadow_saved = Counter("probexit:shadow_saved_tokens", "Thinking tokens the setting would have saved.",
+                                    by_setting, registry=registry)
+        self.shadow_saved_squared = Counter("probexit:shadow_saved_tokens_squared", "Sum of squared would-be savings "
+                                            "per shadow choice.", by_setting, registry=registry)
+        self.shadow_saved_by_thinking = Counter("probexit:shadow_saved_thinking_product", "Sum over shadow choices "
+                                                "of would-be savings times thinking tokens.", by_setting,
+                                                registry=registry)
+        self.shadow_saved_histogram = Histogram("probexit:shadow_would_save_tokens", "Thinking tokens each shadow "
+                                                "choice's own setting would have saved.", labels,
+                                                buckets=THINKING_TOKEN_BUCKETS, registry=registry)
+
     # -- fed by the generation core --------------------------------------------------------------------
-    def track(self, rid: str, rule: str) -> None:
+    def track(self, rid: str, rule: str, shadow: bool = False) -> None:
         with self._lock:
-            self._rules[rid] = rule
+            self._rules[rid] = (rule, shadow)
+
+    def shadow_done(self, thinking_tokens: int, outcomes: list) -> None:
+        """One finished shadow choice: its thinking, and per setting what early exit would have done."""
+        name = self.model_name
+        self.shadow_requests.labels(name).inc()
+        self.shadow_thinking.labels(name).inc(thinking_tokens)
+        self.shadow_thinking_squared.labels(name).inc(thinking_tokens ** 2)
+        for outcome in outcomes:
+            setting = (name, outcome.setting)
+            self.shadow_would_exit.labels(*setting).inc(outcome.would_exit)
+            self.shadow_answer_changed.labels(*setting).inc(bool(outcome.answer_changed))
+            self.shadow_saved.labels(*setting).inc(outcome.saved_tokens)
+            self.shadow_saved_squared.labels(*setting).inc(outcome.saved_tokens ** 2)
+            self.shadow_saved_by_thinking.labels(*setting).inc(outcome.saved_tokens * thinking_tokens)
+        self.shadow_saved_histogram.labels(name).observe(outcomes[0].saved_tokens)
 
     def untrack(self, rid: str) -> None:
         with self._lock:
@@ -59,10 +100,11 @@ class ServerMetrics:
     # -- fed by the event collector's thread ---------------------------------------------------------------
     def on_evaluation(self, evaluation: Evaluation) -> None:
         with self._lock:
-            rule = self._rules.get(evaluation.rid, "unknown")
-        decision = "exit" if evaluation.exit else "continue"
+            rule, shadow = self._rules.get(evaluation.rid, ("unknown", False))
+        would_only = shadow and evaluation.boundary_index is not None  # a shadow request's rule never exits
+        decision = ("would_exit" if would_only else "exit") if evaluation.exit else "continue"
         self.evaluations.labels(self.model_name, rule, decision).inc()
-        if evaluation.exit:
+        if evaluation.exit and not would_only:
             self.early_exits.labels(self.model_name, rule).inc()
         if rule == "probe" and evaluation.score is not None:
             self.probe_score.labels(self.model_name).observe(evaluation.score)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_serializer
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_TOP_LOGPROBS = 20  # vLLM's default max_logprobs
@@ -37,6 +37,7 @@ class EarlyExitRequest(OpenAIRequest):
     k: StrictInt | None = Field(default=None, ge=1, le=INT64_MAX)
     budget: StrictInt | None = Field(default=None, ge=1, le=INT64_MAX)
     answer: str | None = None
+    shadow: StrictBool | None = None  # think to the end and report what early exit would have done
 
 
 class StreamOptions(OpenAIRequest):
@@ -138,6 +139,22 @@ class EarlyExitReport(BaseModel):
     # why thinking ended: "probe", "budget", "rule" (another exit rule), "length" (max_tokens cut it), or None
     # (the model ended it itself, or did not think)
     reason: Literal["probe", "budget", "rule", "length"] | None = None
+    # a shadow request only (left out of every other report): what early exit would have done
+    shadow: bool | None = None
+    would_exit: bool | None = None
+    would_save_tokens: int | None = None  # thinking tokens after the boundary where it would have exited
+    answer_changed: bool | None = None  # the answer stated there differs from the final one (None: no exit)
+
+    @model_serializer(mode="wrap")
+    def _without_shadow_fields(self, handler):
+        data = handler(self)
+        if not self.shadow:
+            for name in SHADOW_FIELDS:
+                data.pop(name, None)
+        return data
+
+
+SHADOW_FIELDS = ("shadow", "would_exit", "would_save_tokens", "answer_changed")
 
 
 class CompletionTokensDetails(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from probexit.server.config import ServerConfig
-from probexit.server.engine.setup import ConfigError
+from probexit.server.engine.config import ConfigError
 from probexit.server.errors import APIError
 from probexit.server.messages import template_messages
 from probexit.server.protocol import ChatMessage

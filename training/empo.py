@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from probexit.probes.markers import THINK_END, as_written
-from probexit.training.equivalence import EQUIVALENCES, Equivalence, MathEquivalence
+from probexit.probes.equivalence import EQUIVALENCES, Equivalence, MathEquivalence
 
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from probexit.probes.markers import THINK_END, single_token_id
 from probexit.training.empo import cluster_answers, final_answer, score_group, semantic_entropy
-from probexit.training.equivalence import Equivalence
+from probexit.probes.equivalence import Equivalence
 from probexit.training.problem_files import ProblemRecord
 
 
@@ -73,7 +73,7 @@ def scorecard(problems: list[ProblemRecord], greedy: list[Answered], sampled: li
               equivalence: Equivalence) -> dict:
     """The numbers, from reduced completions (accuracy only when every problem has a gold answer).
 
-    >>> from probexit.training.equivalence import ExactEquivalence
+    >>> from probexit.probes.equivalence import ExactEquivalence
     >>> card = scorecard([ProblemRecord("q", "4")], [Answered("4", 10)],
     ...                  [[Answered("4", 8), Answered("5", 9), Answered(None, 12), Answered("4", 11)]], ExactEquivalence())
     >>> card["accuracy_greedy"], card["accuracy_sampled"], card["accuracy_majority"], card["format_valid"]

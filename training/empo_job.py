@@ -24,7 +24,7 @@ from probexit.probes.fingerprint import json_digest
 from probexit.training.empo import (EMPOConfig, RewardStats, TrainingCollapsed, collapse_reason, gold_reward,
                                     semantic_cluster_reward)
 from probexit.training.empo_eval import EvalConfig, evaluate_policy
-from probexit.training.equivalence import Equivalence, make_equivalence
+from probexit.probes.equivalence import Equivalence, make_equivalence
 from probexit.training.problem_files import ProblemRecord
 
 # Settings a rerun may change and still continue the same run.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from probexit.probes.answers import EXTRACTORS
 from probexit.probes.markers import THINK_END, THINK_START
 from probexit.training.empo import completion_text, final_answer
-from probexit.training.equivalence import Equivalence, MathEquivalence
+from probexit.probes.equivalence import Equivalence, MathEquivalence
 
 STATED = re.compile(r"So the answer is (-?\d+)\.$")  # how every thinking paragraph ends
 ENDING = re.compile(r"^\s*The answer is \\boxed\{(-?\d+)\}\.\s*$")  # all that may follow the thinking

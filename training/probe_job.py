@@ -24,7 +24,7 @@ import torch
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.fingerprint import model_identity
 from probexit.probes.probe import CalibrationPoint, Probe, ProbeConfig
-from probexit.training.equivalence import EQUIVALENCES, Equivalence
+from probexit.probes.equivalence import EQUIVALENCES, Equivalence
 from probexit.training.probe_fit import (FitGrid, expected_calibration_error, fit_grid, platt_calibrate, predict,
                                          reliability_diagram)
 from probexit.training.problem_files import ProblemRecord

@@ -16,30 +16,9 @@ from probexit.probes.boundary import BoundaryPolicyConfig
 from probexit.probes.fingerprint import ModelIdentity, model_identity
 from probexit.probes.markers import ThinkingMarkers, find_markers
 from probexit.probes.probe import Probe, ProbeFileError
+from probexit.server.engine.config import ConfigError, EngineConfig
 from probexit.server.engine.adapter import (UnsupportedVLLMError, early_exit_engine_options, ensure_cpu_kv_cache,
                                             platform_engine_defaults, require_supported_vllm)
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work; the message says which flag and how to fix it."""
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """What the engine is built from.
-
-    model: a Hugging Face model folder or hub id (vLLM's `--model`).
-    served_model_name: the name clients use.
-    probe: a probe folder; None runs without the probe rule (the text rules still work).
-    kernel_backend: how the engine scores probe rows ("auto": Triton on GPU, numpy elsewhere).
-    engine_args: vLLM's `AsyncEngineArgs` (None: vLLM's defaults for `model`); its `model` is replaced by `model`.
-    """
-
-    model: str
-    served_model_name: str
-    probe: Path | None = None
-    kernel_backend: str = "auto"
-    engine_args: Any = None
 
 
 @dataclass

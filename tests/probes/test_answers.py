@@ -86,7 +86,7 @@ def test_numeric_value_normalises_for_math_verify(text, expected):
 
 
 def test_reasoning_answers_grade_with_math_verify():
-    from probexit.training.equivalence import MathEquivalence
+    from probexit.probes.equivalence import MathEquivalence
 
     extractor, same = get_extractor(["reasoning"]), MathEquivalence().same
     for paragraph, gold in [("Therefore the distance is 2√5.", "2\\sqrt{5}"),

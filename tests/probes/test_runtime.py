@@ -222,3 +222,27 @@ def test_records_are_marked_complete_when_nothing_more_can_come(policy, tokenize
         output.append(token)
         limited.step({0: state}, torch.randn(1, HIDDEN), torch.zeros(1, len(policy.token_bytes)))
         assert limited.pop_marks() == ([("m", True)] if len(output) == 3 else [])
+
+
+def test_a_shadow_request_is_never_forced_and_scores_every_boundary(policy, tokenizer):
+    runtime = EarlyExitRuntime(policy, constant_probe(20.0))  # scores about 1.0: the rule would exit at once
+    exits, evaluations, trace = drive(runtime, tokenizer, {0: ExitSettings(threshold=0.5, shadow=True),
+                                                           1: ExitSettings(threshold=0.5)})
+    assert list(exits) == [1]  # only the ordinary request was forced
+    shadow = [e for e in evaluations if e.rid == "r0"]
+    assert [e.boundary_index for e in shadow] == [0, 1, 2] and all(e.exit and e.answer == "10" for e in shadow)
+    assert [e.boundary_index for e in evaluations if e.rid == "r1"] == [0]
+
+
+def test_the_thinking_budget_holds_in_shadow_mode_too(policy, tokenizer):
+    runtime = EarlyExitRuntime(policy, constant_probe(-20.0))
+    exits, evaluations, _ = drive(runtime, tokenizer, {0: ExitSettings(threshold=0.5, shadow=True, budget=5)})
+    assert exits == {0: 5}
+    assert [(e.boundary_index, e.exit) for e in evaluations] == [(None, True)]
+
+
+def test_a_budget_caps_the_probe_rule_at_the_same_step_as_the_budget_rule(policy, tokenizer):
+    runtime = EarlyExitRuntime(policy, constant_probe(-20.0))  # the probe never passes
+    exits, _, _ = drive(runtime, tokenizer, {0: ExitSettings(threshold=0.5, budget=12),
+                                             1: ExitSettings(rule="budget", budget=12)})
+    assert exits == {0: 12, 1: 12}

@@ -11,7 +11,7 @@ import pytest
 from probexit.training import empo, empo_eval
 from probexit.training.empo import (EMPOConfig, RewardStats, collapse_reason, gold_reward, score_group,
                                     semantic_cluster_reward)
-from probexit.training.equivalence import ExactEquivalence, MathEquivalence
+from probexit.probes.equivalence import ExactEquivalence, MathEquivalence
 
 METRIC_FIELDS = ("accuracy_before", "accuracy_after", "accuracy_supervised_grpo", "entropy_before", "entropy_after",
                  "format_valid_after", "steps", "wall_s")

@@ -143,7 +143,7 @@ class Build:
         import shutil
 
         from probexit.server.engine.offline import OfflineEngine
-        from probexit.training.equivalence import MathEquivalence
+        from probexit.probes.equivalence import MathEquivalence
         from probexit.training.probe_job import ProbeJobConfig, run_probe_job
         from probexit.training.problem_files import ProblemRecord
         from probexit.training.trace_cache import SamplingConfig

@@ -6,7 +6,7 @@ import pytest
 
 from probexit.probes.fingerprint import model_identity
 from probexit.server.engine import setup as engine_setup
-from probexit.server.engine.setup import EngineConfig
+from probexit.server.engine.config import EngineConfig
 from tests.server.harness import find_test_model, make_probe
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from probexit.training.equivalence import ExactEquivalence, MathEquivalence, make_equivalence
+from probexit.probes.equivalence import ExactEquivalence, MathEquivalence, make_equivalence
 
 
 @pytest.mark.parametrize("answer, reference, same", [
