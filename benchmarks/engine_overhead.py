@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from probexit.benchmarks import display_path
+
 
 def run_engine_overhead(model: Path, probe: Path, questions: list[str], out: Path, *, rounds: int = 3,
                         max_tokens: int = 256, seed: int = 0, engine_kwargs: dict | None = None) -> dict:
@@ -51,7 +53,7 @@ def run_engine_overhead(model: Path, probe: Path, questions: list[str], out: Pat
     tokens_per_s = {mode: tokens / seconds for mode, (tokens, seconds) in totals.items()}
     micro = sorted(1e6 * s for s in step_seconds)
     report = {
-        "model": str(model), "probe": str(probe), "prompts": len(questions), "rounds": rounds,
+        "model": display_path(model), "probe": display_path(probe), "prompts": len(questions), "rounds": rounds,
         "max_tokens": max_tokens, "seed": seed,
         "tokens_per_s": tokens_per_s,
         "ratio_enabled_over_disabled": tokens_per_s["enabled_never_firing"] / tokens_per_s["disabled"],

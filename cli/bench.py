@@ -5,6 +5,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from probexit.benchmarks import display_path
 from probexit.cli.errors import CLIError
 from probexit.server.config import API_KEY_ENV
 
@@ -136,7 +137,7 @@ def _run_savings(args) -> int:
     problems_file, problems, sampling = _problems_and_sampling(args)
     with _server(args.server, args.out) as (base_url, _):
         report = asyncio.run(savings.run_benchmark(base_url + "/v1", _api_key(args) or "none", problems, args.out,
-                                                   sampling, args.concurrency, str(problems_file)))
+                                                   sampling, args.concurrency, display_path(problems_file)))
     best = report["best_at_no_loss"]
     print(f"baseline accuracy {report['baseline']['accuracy']:.3f}, {report['baseline']['mean_reasoning_tokens']:.0f} "
           f"reasoning tokens; oracle saves {report['oracle']['tokens_saved_pct']:.1f}%")
@@ -248,7 +249,7 @@ def _run_shadow(args) -> int:
             asyncio.run(shadow.send_shadow(base_url, _api_key(args) or "none", problems, sampling, args.concurrency))
             counters = shadow.difference(shadow.read_counters(base_url), before)
             served = asyncio.run(shadow.served(base_url, _api_key(args) or "none"))
-        report = {"problems": str(problems_file), "n_problems": len(problems), "sampling": sampling,
+        report = {"problems": display_path(problems_file), "n_problems": len(problems), "sampling": sampling,
                   "estimates": shadow.estimates(counters)}
         if args.savings is not None:
             measured = shadow.measured_with_early_exit(args.savings, sampling, problems, served)

@@ -1,4 +1,4 @@
-"""`POST /v1/rewards` against a real `probexit serve --reward-model` (one server for this module): rewards and
+"""`POST /v1/rewards` against the session server (a real `probexit serve --reward-model`): rewards and
 uncertainty for one and for several conversations, the chat endpoint's split answer scored like the raw
 one, OpenAI error bodies for bad input, the API key, and reward folders refused before the port opens."""
 from __future__ import annotations
@@ -6,17 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import subprocess
-import sys
-import time
-from types import SimpleNamespace
 
 import httpx
 import pytest
 
-from probexit.benchmarks.servers import stop
 from probexit.server.errors import APIError
-from tests.server.harness import API_KEY, Server, ServerFailed, free_port, server_env, wait_until_healthy
+from tests.server.harness import API_KEY, Server, free_port
 
 REWARD_NAME = "test-rm"
 QUESTION = "What is 3 + 14 - 7?"
@@ -57,24 +52,9 @@ def reward_dir(model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rm_server(model_dir, reward_dir, tmp_path_factory) -> Server:
-    tmp = tmp_path_factory.mktemp("serve-rm")
-    port, log = free_port(), tmp / "server.log"
-    command = [sys.executable, "-m", "probexit.cli", "serve", "--model", str(model_dir), "--reward-model",
-               str(reward_dir), "--port", str(port), "--api-key", API_KEY, "--served-model-name", "policy",
-               "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager"]
-    started = time.monotonic()
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=server_env(tmp))
-    instance = Server(f"http://127.0.0.1:{port}", API_KEY, "policy", model_dir, process, log, 0.0)
-    try:
-        try:
-            wait_until_healthy(instance, started)
-        except ServerFailed as error:
-            pytest.fail(str(error))
-        yield instance
-    finally:
-        stop(process)
+def rm_server(server) -> Server:
+    """The session server: it serves `make_reward_folder`'s models beside the test policy."""
+    return server
 
 
 def rewards(server: Server, body: dict, **kwargs) -> httpx.Response:
@@ -130,7 +110,7 @@ def test_the_chat_endpoints_split_answer_scores_like_the_raw_one(rm_server):
 
 
 def test_the_model_may_be_named(rm_server):
-    for name in (REWARD_NAME, "policy"):
+    for name in (REWARD_NAME, rm_server.model):
         assert rewards(rm_server, {"model": name, "messages": conversation()}).status_code == 200
 
 
