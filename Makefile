@@ -1,5 +1,5 @@
 # The set-up commands of the README. Each creates .venv/ when it is missing (scripts/ensure-venv.sh).
-.PHONY: serve test test-fast venv
+.PHONY: serve test test-fast lint venv
 
 venv:
 	@scripts/ensure-venv.sh
@@ -14,3 +14,8 @@ test: venv
 # Without the minutes-long engine and training runs.
 test-fast: venv
 	.venv/bin/python -m pytest -m "not slow" $(ARGS)
+
+# ruff (pinned in the dev extra; settings in pyproject.toml): lint, and the format the code is kept in.
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .

@@ -1,6 +1,7 @@
 """The embedded default that `probexit serve` runs with no arguments: the tiny-world policy, probe and reward
 model shipped in this package's `tinyworld/` folder (built by `probexit tinyworld build`), and where to find
 them."""
+
 from __future__ import annotations
 
 import importlib.resources
@@ -41,5 +42,6 @@ def require_default_paths() -> EmbeddedPaths:
     if not (paths.policy / "config.json").is_file():
         raise MissingAssetsError(
             f"the embedded tiny-world default is not installed (no model at {paths.policy}); pass --model "
-            f"MODEL, or build it with `probexit tinyworld build --out {paths.policy.parent}`")
+            f"MODEL, or build it with `probexit tinyworld build --out {paths.policy.parent}`"
+        )
     return paths

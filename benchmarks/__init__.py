@@ -1,4 +1,5 @@
 """probexit.benchmarks: each benchmark writes its numbers to JSON; a report states numbers, never verdicts."""
+
 from __future__ import annotations
 
 from pathlib import Path

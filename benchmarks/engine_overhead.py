@@ -9,6 +9,7 @@ over the totals. A never-firing probe must not change a single token: the run ch
 
     python -m probexit.benchmarks.engine_overhead --out DIR   # the embedded default; DIR/engine_overhead.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,17 @@ from pathlib import Path
 from probexit.benchmarks import display_path
 
 
-def run_engine_overhead(model: Path, probe: Path, questions: list[str], out: Path, *, rounds: int = 3,
-                        max_tokens: int = 256, seed: int = 0, engine_kwargs: dict | None = None) -> dict:
+def run_engine_overhead(
+    model: Path,
+    probe: Path,
+    questions: list[str],
+    out: Path,
+    *,
+    rounds: int = 3,
+    max_tokens: int = 256,
+    seed: int = 0,
+    engine_kwargs: dict | None = None,
+) -> dict:
     from probexit.probes.rules import NEVER, ExitSettings
     from probexit.server.engine.offline import OfflineEngine
 
@@ -47,22 +57,34 @@ def run_engine_overhead(model: Path, probe: Path, questions: list[str], out: Pat
                 totals[mode][1] += seconds
                 rates[mode] = tokens / seconds
             round_ratios.append(rates["enabled_never_firing"] / rates["disabled"])
-            identical &= all(a.token_ids == b.token_ids
-                             for a, b in zip(outputs["enabled_never_firing"], outputs["disabled"]))
+            identical &= all(
+                a.token_ids == b.token_ids for a, b in zip(outputs["enabled_never_firing"], outputs["disabled"])
+            )
         time.sleep(1.0)  # the workers flush their last step timings at most a second late
     tokens_per_s = {mode: tokens / seconds for mode, (tokens, seconds) in totals.items()}
     micro = sorted(1e6 * s for s in step_seconds)
     report = {
-        "model": display_path(model), "probe": display_path(probe), "prompts": len(questions), "rounds": rounds,
-        "max_tokens": max_tokens, "seed": seed,
+        "model": display_path(model),
+        "probe": display_path(probe),
+        "prompts": len(questions),
+        "rounds": rounds,
+        "max_tokens": max_tokens,
+        "seed": seed,
         "tokens_per_s": tokens_per_s,
         "ratio_enabled_over_disabled": tokens_per_s["enabled_never_firing"] / tokens_per_s["disabled"],
         "slowdown_pct": 100 * (1 - tokens_per_s["enabled_never_firing"] / tokens_per_s["disabled"]),
         "token_identical": identical,
-        "round_ratios": {"min": min(round_ratios), "median": statistics.median(round_ratios),
-                         "max": max(round_ratios), "all": [round(r, 4) for r in round_ratios]},
-        "probe_step_us": {"steps": len(micro), "median": statistics.median(micro) if micro else None,
-                          "p99": micro[int(0.99 * (len(micro) - 1))] if micro else None},
+        "round_ratios": {
+            "min": min(round_ratios),
+            "median": statistics.median(round_ratios),
+            "max": max(round_ratios),
+            "all": [round(r, 4) for r in round_ratios],
+        },
+        "probe_step_us": {
+            "steps": len(micro),
+            "median": statistics.median(micro) if micro else None,
+            "p99": micro[int(0.99 * (len(micro) - 1))] if micro else None,
+        },
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -70,7 +92,9 @@ def run_engine_overhead(model: Path, probe: Path, questions: list[str], out: Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m probexit.benchmarks.engine_overhead", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m probexit.benchmarks.engine_overhead", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, required=True, help="writes DIR/engine_overhead.json")
     parser.add_argument("--model", type=Path, help="model folder (default: the embedded policy)")
     parser.add_argument("--probe", type=Path, help="probe folder (default: the embedded probe)")
@@ -92,14 +116,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model, probe = args.model or paths.policy, args.probe or paths.probe
     problems = paths.test_problems if paths else None
-    questions = ([p.question for p in load_problems(problems)][: args.prompts] if problems else
-                 [f"What is {i % 20} + {(7 * i) % 20} - {(3 * i) % 20}?" for i in range(args.prompts)])
-    report = run_engine_overhead(model, probe, questions, args.out, rounds=args.rounds, max_tokens=args.max_tokens,
-                                 engine_kwargs={**EMBEDDED_ENGINE_DEFAULTS, "enforce_eager": True})
+    questions = (
+        [p.question for p in load_problems(problems)][: args.prompts]
+        if problems
+        else [f"What is {i % 20} + {(7 * i) % 20} - {(3 * i) % 20}?" for i in range(args.prompts)]
+    )
+    report = run_engine_overhead(
+        model,
+        probe,
+        questions,
+        args.out,
+        rounds=args.rounds,
+        max_tokens=args.max_tokens,
+        engine_kwargs={**EMBEDDED_ENGINE_DEFAULTS, "enforce_eager": True},
+    )
     step = report["probe_step_us"]
-    print(f"early exit never firing vs disabled: {report['ratio_enabled_over_disabled']:.3f}x tokens/s "
-          f"({report['slowdown_pct']:+.1f}% slower), token-identical: {report['token_identical']}; "
-          f"early-exit work per step: median {step['median']:.0f} us, p99 {step['p99']:.0f} us over {step['steps']} steps")
+    print(
+        f"early exit never firing vs disabled: {report['ratio_enabled_over_disabled']:.3f}x tokens/s "
+        f"({report['slowdown_pct']:+.1f}% slower), token-identical: {report['token_identical']}; "
+        f"early-exit work per step: median {step['median']:.0f} us, p99 {step['p99']:.0f} us over {step['steps']} steps"
+    )
     return 0
 
 

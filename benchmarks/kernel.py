@@ -5,6 +5,7 @@ paths and the memory bandwidth the fused kernel achieves, as GB/s and as a fract
 Every row of the step is scored (the heaviest decode step). Without CUDA only the torch paths are timed
 and the JSON says why the fused numbers are null.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,9 +54,17 @@ def peak_gbps_for(device_name: str) -> float | None:
     return next((gbps for words, gbps in PEAK_GBPS if all(word in name for word in words)), None)
 
 
-def run_kernel_benchmark(out_dir: Path, shapes: Iterable[Shape] | None = None, *, dtype=torch.bfloat16,
-                         repeats: int = 20, rep_ms: int = 100, peak_gbps: float | None = None,
-                         compile_reference: bool = True, device: str | None = None) -> dict:
+def run_kernel_benchmark(
+    out_dir: Path,
+    shapes: Iterable[Shape] | None = None,
+    *,
+    dtype=torch.bfloat16,
+    repeats: int = 20,
+    rep_ms: int = 100,
+    peak_gbps: float | None = None,
+    compile_reference: bool = True,
+    device: str | None = None,
+) -> dict:
     """Time every shape, write `out_dir/kernel.json` and return the report."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     report = _environment(device, dtype, repeats, rep_ms, peak_gbps)
@@ -63,8 +72,10 @@ def run_kernel_benchmark(out_dir: Path, shapes: Iterable[Shape] | None = None, *
     compiled = _Compiled(reference_math) if compile_reference else None
     how = "torch.compile(reference_math, dynamic=True): the reference without its input checks"
     report["compile"] = {"timed": compiled is not None, "how": how if compiled else "skipped (--no-compile)"}
-    report["shapes"] = [_bench_shape(shape, dtype, device, timer, compiled, report["peak_gbps"])
-                        for shape in (default_shapes() if shapes is None else shapes)]
+    report["shapes"] = [
+        _bench_shape(shape, dtype, device, timer, compiled, report["peak_gbps"])
+        for shape in (default_shapes() if shapes is None else shapes)
+    ]
     if compiled is not None and compiled.error:
         report["compile"].update(timed=False, error=compiled.error)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,15 +88,26 @@ def _environment(device: torch.device, dtype, repeats: int, rep_ms: int, peak_gb
     name = torch.cuda.get_device_name(device) if cuda else "cpu"
     table_peak = peak_gbps_for(name) if cuda else None
     return {
-        "suite": "kernel", "device": name, "dtype": str(dtype).removeprefix("torch."),
-        "torch": torch.__version__, "triton": triton.__version__, "cpu_threads": torch.get_num_threads(),
+        "suite": "kernel",
+        "device": name,
+        "dtype": str(dtype).removeprefix("torch."),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cpu_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "timing": (f"triton.testing.do_bench median, {rep_ms} ms per measurement" if cuda
-                   else f"median of {repeats} calls after 3 warm-up calls, time.perf_counter"),
+        "timing": (
+            f"triton.testing.do_bench median, {rep_ms} ms per measurement"
+            if cuda
+            else f"median of {repeats} calls after 3 warm-up calls, time.perf_counter"
+        ),
         "peak_gbps": peak_gbps or table_peak,
         "peak_source": "--peak-gbps" if peak_gbps else ("device table" if table_peak else None),
-        "fused": {"timed": cuda, "reason": None if cuda else
-                  "no CUDA device: the Triton kernel runs here only in its interpreter, which is not timed"},
+        "fused": {
+            "timed": cuda,
+            "reason": None
+            if cuda
+            else "no CUDA device: the Triton kernel runs here only in its interpreter, which is not timed",
+        },
     }
 
 
@@ -131,9 +153,13 @@ def _bench_shape(shape: Shape, dtype, device, timer, compiled: _Compiled | None,
     moved = bytes_moved(shape, dtype)
     fused_gbps = moved / fused_us / 1e3 if fused_us else None
     return {
-        **dataclasses.asdict(shape), "bytes": moved,
-        "fused_us": fused_us, "eager_us": eager_us, "compile_us": compile_us,
-        "fused_gbps": fused_gbps, "eager_gbps": moved / eager_us / 1e3,
+        **dataclasses.asdict(shape),
+        "bytes": moved,
+        "fused_us": fused_us,
+        "eager_us": eager_us,
+        "compile_us": compile_us,
+        "fused_gbps": fused_gbps,
+        "eager_gbps": moved / eager_us / 1e3,
         "fused_peak_fraction": fused_gbps / peak_gbps if fused_gbps and peak_gbps else None,
         "speedup_vs_eager": eager_us / fused_us if fused_us else None,
         "speedup_vs_compile": compile_us / fused_us if fused_us and compile_us else None,
@@ -146,8 +172,9 @@ def make_inputs(shape: Shape, dtype, device) -> tuple:
     h, w = shape.hidden_size, shape.width
     w1 = torch.randn((h, w) if w else (h,), generator=g) / h**0.5
     tail = (torch.zeros(w), torch.randn(w, generator=g) / w**0.5, 0.0) if w else (0.0,)
-    weights = ProbeWeights.from_tensors(torch.randn(h, generator=g), 1 + torch.rand(h, generator=g), w1, *tail,
-                                        device=device, dtype=dtype)
+    weights = ProbeWeights.from_tensors(
+        torch.randn(h, generator=g), 1 + torch.rand(h, generator=g), w1, *tail, device=device, dtype=dtype
+    )
     hidden = torch.randn(shape.batch, h, generator=g).to(device=device, dtype=dtype)
     rows = torch.randperm(shape.batch, generator=g).to(device=device, dtype=torch.int32)
     return hidden, rows, weights, torch.full((shape.batch,), 0.5, device=device)
@@ -164,14 +191,19 @@ def bytes_moved(shape: Shape, dtype) -> int:
 
 def summary_lines(report: dict) -> list[str]:
     """A table for the terminal: one line per shape."""
+
     def us(value):
         return f"{value:9.1f}" if value is not None else "        -"
 
-    lines = [f"{report['device']} ({report['dtype']}): median microseconds",
-             " batch  hidden  width     fused     eager   compile  speedup  peak"]
+    lines = [
+        f"{report['device']} ({report['dtype']}): median microseconds",
+        " batch  hidden  width     fused     eager   compile  speedup  peak",
+    ]
     for r in report["shapes"]:
         speedup = f"{r['speedup_vs_eager']:7.2f}x" if r["speedup_vs_eager"] else "       -"
         peak = f"{r['fused_peak_fraction']:5.0%}" if r["fused_peak_fraction"] else "    -"
-        lines.append(f"{r['batch']:6d} {r['hidden_size']:7d} {r['width']:6d} {us(r['fused_us'])} "
-                     f"{us(r['eager_us'])} {us(r['compile_us'])} {speedup} {peak}")
+        lines.append(
+            f"{r['batch']:6d} {r['hidden_size']:7d} {r['width']:6d} {us(r['fused_us'])} "
+            f"{us(r['eager_us'])} {us(r['compile_us'])} {speedup} {peak}"
+        )
     return lines

@@ -11,6 +11,7 @@ or none; a trace left to think to its end with its own final answer.
 Without a tokenizer lengths are in characters (each character is fed as one token); with one, in its
 tokens. Boundary `end` is always the character offset in the thinking text just past the boundary.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,8 @@ from pathlib import Path
 
 from probexit.probes.answers import final_answer
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
-from probexit.probes.rules import answers_agree
 from probexit.probes.equivalence import Equivalence, MathEquivalence
+from probexit.probes.rules import answers_agree
 
 THINK_START, THINK_END = "<think>", "</think>"
 CONSISTENCY_KS = (2, 3)
@@ -172,8 +173,14 @@ def replay_trace(trace: Trace, policy: BoundaryPolicy, tokenizer, equivalence: E
     for token_id in ids:
         boundary = tracker.feed(token_id)
         if boundary is not None:
-            boundaries.append(ReplayedBoundary(ends[boundary.token_index], boundary.token_index + 1,
-                                               boundary.answer, equivalence.same(boundary.answer, trace.gold)))
+            boundaries.append(
+                ReplayedBoundary(
+                    ends[boundary.token_index],
+                    boundary.token_index + 1,
+                    boundary.answer,
+                    equivalence.same(boundary.answer, trace.gold),
+                )
+            )
     final = final_answer(trace.final) if trace.final is not None else None
     correct = final is not None and equivalence.same(final, trace.gold)
     return Replayed(trace, len(ids), tracker.n_paragraphs, boundaries, correct)
@@ -200,8 +207,13 @@ def first_exit(replayed: Replayed, rule: str, k: int = 0) -> int | None:
     answers: list[str] = []
     for index, boundary in enumerate(replayed.boundaries):
         answers.append(boundary.answer)
-        if (rule == "first" or rule == "oracle" and boundary.correct
-                or rule == "consistency" and answers_agree(answers, k)):
+        if (
+            rule == "first"
+            or rule == "oracle"
+            and boundary.correct
+            or rule == "consistency"
+            and answers_agree(answers, k)
+        ):
             return index
     return None
 
@@ -211,9 +223,13 @@ def summarize(name: str, param: str, outcomes: list[tuple[int, bool]], replays: 
     traces whose own final answer is right (how the gap between answer and end of thinking is usually read)."""
     total = sum(r.length for r in replays)
     kept = [1 - used / r.length for (used, _), r in zip(outcomes, replays) if r.correct and r.length]
-    return {"name": name, "param": param, "accuracy": sum(ok for _, ok in outcomes) / len(outcomes),
-            "saved_pct": 100.0 * (1 - sum(used for used, _ in outcomes) / total) if total else 0.0,
-            "saved_pct_correct_traces": 100.0 * sum(kept) / len(kept) if kept else None}
+    return {
+        "name": name,
+        "param": param,
+        "accuracy": sum(ok for _, ok in outcomes) / len(outcomes),
+        "saved_pct": 100.0 * (1 - sum(used for used, _ in outcomes) / total) if total else 0.0,
+        "saved_pct_correct_traces": 100.0 * sum(kept) / len(kept) if kept else None,
+    }
 
 
 def build_report(replays: list[Replayed], unit: str, extractors: tuple[str, ...], traces_file: str) -> dict:
@@ -228,9 +244,13 @@ def build_report(replays: list[Replayed], unit: str, extractors: tuple[str, ...]
     paragraphs = sum(r.paragraphs for r in replays)
     boundaries = sum(len(r.boundaries) for r in replays)
     return {
-        "traces_file": traces_file, "unit": unit, "extractors": list(extractors),
-        "n_traces": len(replays), "n_correct": sum(r.correct for r in replays),
-        "paragraphs": paragraphs, "boundaries": boundaries,
+        "traces_file": traces_file,
+        "unit": unit,
+        "extractors": list(extractors),
+        "n_traces": len(replays),
+        "n_correct": sum(r.correct for r in replays),
+        "paragraphs": paragraphs,
+        "boundaries": boundaries,
         "boundaries_per_paragraph": boundaries / paragraphs if paragraphs else 0.0,
         "baseline": summarize("none", "-", [exit_at(r, None) for r in replays], replays),
         "oracle": rule_row("oracle"),
@@ -244,8 +264,12 @@ def _trace_json(replayed: Replayed, unit: str) -> dict:
     for b in replayed.boundaries:
         row = {"end": b.end, "answer": b.answer, "answer_correct": b.correct}
         boundaries.append({**row, "end_tokens": b.end_units} if unit == "tokens" else row)
-    return {"id": replayed.trace.id, "correct": replayed.correct, "thinking_length": replayed.length,
-            "boundaries": boundaries}
+    return {
+        "id": replayed.trace.id,
+        "correct": replayed.correct,
+        "thinking_length": replayed.length,
+        "boundaries": boundaries,
+    }
 
 
 def run_replay(traces_file: Path, out: Path, extractors: tuple[str, ...], tokenizer_name: str | None = None) -> dict:
@@ -269,12 +293,16 @@ def run_replay(traces_file: Path, out: Path, extractors: tuple[str, ...], tokeni
 
 def summary_lines(report: dict) -> list[str]:
     oracle, baseline = report["oracle"], report["baseline"]
-    lines = [f"{report['n_traces']} traces ({report['n_correct']} right), {report['boundaries']} boundaries in "
-             f"{report['paragraphs']} paragraphs ({report['boundaries_per_paragraph']:.1%}), unit: {report['unit']}",
-             f"no early exit: accuracy {baseline['accuracy']:.3f}",
-             f"oracle (first right boundary): accuracy {oracle['accuracy']:.3f}, saves {oracle['saved_pct']:.1f}%"]
-    lines += [f"{row['name']} {row['param']}: accuracy {row['accuracy']:.3f}, saves {row['saved_pct']:.1f}%"
-              for row in report["policies"]]
+    lines = [
+        f"{report['n_traces']} traces ({report['n_correct']} right), {report['boundaries']} boundaries in "
+        f"{report['paragraphs']} paragraphs ({report['boundaries_per_paragraph']:.1%}), unit: {report['unit']}",
+        f"no early exit: accuracy {baseline['accuracy']:.3f}",
+        f"oracle (first right boundary): accuracy {oracle['accuracy']:.3f}, saves {oracle['saved_pct']:.1f}%",
+    ]
+    lines += [
+        f"{row['name']} {row['param']}: accuracy {row['accuracy']:.3f}, saves {row['saved_pct']:.1f}%"
+        for row in report["policies"]
+    ]
     return lines
 
 
@@ -289,8 +317,15 @@ def plot(report: dict, path: Path) -> None:
         points = sorted((r["saved_pct"], r["accuracy"]) for r in report["policies"] if r["name"] == family)
         axes.plot(*zip(*points), style, label=family, markersize=7)
     axes.plot(0, report["baseline"]["accuracy"], "k*", markersize=14, label="no early exit")
-    axes.plot(report["oracle"]["saved_pct"], report["oracle"]["accuracy"], "D", color="gold",
-              markeredgecolor="black", markersize=10, label="oracle")
+    axes.plot(
+        report["oracle"]["saved_pct"],
+        report["oracle"]["accuracy"],
+        "D",
+        color="gold",
+        markeredgecolor="black",
+        markersize=10,
+        label="oracle",
+    )
     axes.set_xlabel(f"thinking saved (% of {report['unit']})")
     axes.set_ylabel("accuracy")
     axes.set_title(f"Replayed exits, {report['n_traces']} traces (up and right is better)")

@@ -9,7 +9,8 @@ Arguments after `--` are engine flags given to every server. For each server it 
 (process start to a healthy `/health`), then streams chat completions and records time to first token
 (first chunk with text, reasoning or answer), tokens per second, and CPU time per token (the API process
 alone, and all the server's processes), sequentially (latency) and `--concurrent-requests` with
-`--concurrency` in flight (throughput). Every request asks for exactly `--max-tokens` tokens (`ignore_eos`), so all servers generate
+`--concurrency` in flight (throughput). Every request asks for exactly `--max-tokens` tokens (`ignore_eos`), so all
+servers generate
 the same amount whatever the model writes. probexit runs two variants on one server: early exit off for
 the request (the serving path alone), and the probe rule with a threshold that never fires (plus the
 per-step probe work). `--control` adds vLLM's server with probexit's logits processor loaded as a no-op,
@@ -18,6 +19,7 @@ probexit, then probexit, vLLM, ...) to spread drift; the JSON has each round, th
 the best round (neighbours on a shared machine only ever slow a round down). Servers' logs go next to it.
 Goal: probexit within 5% of vLLM on time to first token and tokens per second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +43,10 @@ MODEL_NAME = "bench"
 # --control: vLLM's own server with probexit's logits processor loaded but unconfigured (a no-op), which
 # splits probexit's overhead into what vLLM's custom-processor machinery costs and what the rest costs.
 CONTROL = "vllm+processor"
-VARIANTS = {"probexit (early exit off)": {"early_exit": {"enabled": False}},
-            "probexit (probe on, never fires)": {"early_exit": {"threshold": NEVER}}}
+VARIANTS = {
+    "probexit (early exit off)": {"early_exit": {"enabled": False}},
+    "probexit (probe on, never fires)": {"early_exit": {"threshold": NEVER}},
+}
 
 
 def questions(count: int, seed: int = 0) -> list[str]:
@@ -63,14 +67,29 @@ def server_command(kind: str, model: str, port: int, probe: str | None, engine_f
     if kind.startswith("vllm"):
         processor = ["--logits-processors", PROCESSOR_FQCN] if kind == CONTROL else []
         return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *common, *processor, *engine_flags]
-    return [sys.executable, "-m", "probexit.cli", "serve", *common, *(["--probe", probe] if probe else []),
-            *engine_flags]
+    return [
+        sys.executable,
+        "-m",
+        "probexit.cli",
+        "serve",
+        *common,
+        *(["--probe", probe] if probe else []),
+        *engine_flags,
+    ]
 
 
 # -- the workload ---------------------------------------------------------------------------------------------
 async def one_request(http: httpx.AsyncClient, url: str, question: str, max_tokens: int, extra: dict) -> dict:
-    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
-            "ignore_eos": True, "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}, **extra}
+    body = {
+        "model": MODEL_NAME,
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **extra,
+    }
     sent = time.perf_counter()
     first = None
     tokens = 0
@@ -79,7 +98,7 @@ async def one_request(http: httpx.AsyncClient, url: str, question: str, max_toke
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
-            chunk = json.loads(line[len("data: "):])
+            chunk = json.loads(line[len("data: ") :])
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
             delta = chunk["choices"][0]["delta"] if chunk.get("choices") else {}
@@ -89,8 +108,16 @@ async def one_request(http: httpx.AsyncClient, url: str, question: str, max_toke
     return {"ttft_s": (first or done) - sent, "seconds": done - sent, "tokens": tokens}
 
 
-async def workload(port: int, pid: int, prompts: list[str], max_tokens: int, concurrency: int, extra: dict,
-                   warmup: int, concurrent_prompts: list[str]) -> dict:
+async def workload(
+    port: int,
+    pid: int,
+    prompts: list[str],
+    max_tokens: int,
+    concurrency: int,
+    extra: dict,
+    warmup: int,
+    concurrent_prompts: list[str],
+) -> dict:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     async with httpx.AsyncClient(timeout=600) as http:
         for question in prompts[:warmup]:
@@ -107,8 +134,10 @@ async def workload(port: int, pid: int, prompts: list[str], max_tokens: int, con
         began = time.perf_counter()
         batch = await asyncio.gather(*(limited(question) for question in concurrent_prompts))
         batch_seconds, cpu_after = time.perf_counter() - began, tree_cpu_seconds(pid)
-    return {"sequential": _stats(sequential, sum(r["seconds"] for r in sequential), cpu_before, cpu_between),
-            "concurrent": _stats(batch, batch_seconds, cpu_between, cpu_after)}
+    return {
+        "sequential": _stats(sequential, sum(r["seconds"] for r in sequential), cpu_before, cpu_between),
+        "concurrent": _stats(batch, batch_seconds, cpu_between, cpu_after),
+    }
 
 
 def tree_cpu_seconds(pid: int) -> tuple[float, float]:
@@ -132,14 +161,20 @@ def _stats(results: list[dict], seconds: float, cpu_before: tuple, cpu_after: tu
     ttfts = [1000 * result["ttft_s"] for result in results]
     tokens = sum(result["tokens"] for result in results)
     api_cpu, all_cpu = (after - before for before, after in zip(cpu_before, cpu_after))
-    return {"requests": len(results), "ttft_ms_median": statistics.median(ttfts),
-            "ttft_ms_mean": statistics.mean(ttfts), "tokens_per_s": tokens / seconds,
-            "cpu_ms_per_token": 1000 * all_cpu / tokens, "api_cpu_ms_per_token": 1000 * api_cpu / tokens}
+    return {
+        "requests": len(results),
+        "ttft_ms_median": statistics.median(ttfts),
+        "ttft_ms_mean": statistics.mean(ttfts),
+        "tokens_per_s": tokens / seconds,
+        "cpu_ms_per_token": 1000 * all_cpu / tokens,
+        "api_cpu_ms_per_token": 1000 * api_cpu / tokens,
+    }
 
 
 # -- the comparison -------------------------------------------------------------------------------------------
-def run_server(kind: str, args, engine_flags: list[str], workdir: Path, index: int,
-               reverse_variants: bool = False) -> dict:
+def run_server(
+    kind: str, args, engine_flags: list[str], workdir: Path, index: int, reverse_variants: bool = False
+) -> dict:
     port = free_port()
     command = server_command(kind, args.model, port, args.probe, engine_flags)
     process, startup = start(command, port, workdir / f"{index}-{kind}.log")
@@ -151,9 +186,21 @@ def run_server(kind: str, args, engine_flags: list[str], workdir: Path, index: i
             variants = {name: extra for name, extra in variants.items() if "probe on" not in name}
         if reverse_variants:  # every other probexit server runs its variants in the other order, against drift
             variants = dict(reversed(variants.items()))
-        results = {name: asyncio.run(workload(port, process.pid, prompts, args.max_tokens, args.concurrency, extra,
-                                              args.warmup, concurrent_prompts))
-                   for name, extra in variants.items()}
+        results = {
+            name: asyncio.run(
+                workload(
+                    port,
+                    process.pid,
+                    prompts,
+                    args.max_tokens,
+                    args.concurrency,
+                    extra,
+                    args.warmup,
+                    concurrent_prompts,
+                )
+            )
+            for name, extra in variants.items()
+        }
     finally:
         stop(process)
     return {"startup_s": startup, "variants": results}
@@ -169,14 +216,29 @@ def summarize(runs: list[tuple[str, dict]]) -> dict:
         startups.setdefault(kind, []).append(run["startup_s"])
         for name, result in run["variants"].items():
             by_variant.setdefault(name, []).append(result)
-    median = {name: {mode: {key: statistics.median(r[mode][key] for r in results) for key in results[0][mode]}
-                     for mode in ("sequential", "concurrent")} for name, results in by_variant.items()}
-    best = {name: {mode: {key: (max if key == "tokens_per_s" else min)(r[mode][key] for r in results)
-                          for key in results[0][mode]} for mode in ("sequential", "concurrent")}
-            for name, results in by_variant.items()}
-    return {"startup_s": {kind: statistics.median(values) for kind, values in startups.items()},
-            "results": median, "best_round": best, "relative_to_vllm": _relative(median),
-            "best_round_relative_to_vllm": _relative(best)}
+    median = {
+        name: {
+            mode: {key: statistics.median(r[mode][key] for r in results) for key in results[0][mode]}
+            for mode in ("sequential", "concurrent")
+        }
+        for name, results in by_variant.items()
+    }
+    best = {
+        name: {
+            mode: {
+                key: (max if key == "tokens_per_s" else min)(r[mode][key] for r in results) for key in results[0][mode]
+            }
+            for mode in ("sequential", "concurrent")
+        }
+        for name, results in by_variant.items()
+    }
+    return {
+        "startup_s": {kind: statistics.median(values) for kind, values in startups.items()},
+        "results": median,
+        "best_round": best,
+        "relative_to_vllm": _relative(median),
+        "best_round_relative_to_vllm": _relative(best),
+    }
 
 
 def _relative(table: dict) -> dict:
@@ -184,11 +246,16 @@ def _relative(table: dict) -> dict:
     base = table.pop("vllm")
     relative = {}
     for name, row in table.items():
-        slower = {"ttft_median_slower_by": _ratio(row, base, "sequential", "ttft_ms_median") - 1,
-                  "sequential_tokens_per_s_lower_by": 1 - _ratio(row, base, "sequential", "tokens_per_s"),
-                  "concurrent_tokens_per_s_lower_by": 1 - _ratio(row, base, "concurrent", "tokens_per_s")}
-        cpu = {f"{mode}_{key}_higher_by": _ratio(row, base, mode, key) - 1
-               for mode in ("sequential", "concurrent") for key in ("cpu_ms_per_token", "api_cpu_ms_per_token")}
+        slower = {
+            "ttft_median_slower_by": _ratio(row, base, "sequential", "ttft_ms_median") - 1,
+            "sequential_tokens_per_s_lower_by": 1 - _ratio(row, base, "sequential", "tokens_per_s"),
+            "concurrent_tokens_per_s_lower_by": 1 - _ratio(row, base, "concurrent", "tokens_per_s"),
+        }
+        cpu = {
+            f"{mode}_{key}_higher_by": _ratio(row, base, mode, key) - 1
+            for mode in ("sequential", "concurrent")
+            for key in ("cpu_ms_per_token", "api_cpu_ms_per_token")
+        }
         relative[name] = {**slower, **cpu}
     return relative
 
@@ -199,23 +266,31 @@ def _ratio(row: dict, base: dict, mode: str, key: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    engine_flags = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    engine_flags = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--probe", help="probe folder for the probexit variant with the probe on")
     parser.add_argument("--requests", type=int, default=16, help="sequential requests per variant")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight for the throughput run")
-    parser.add_argument("--concurrent-requests", type=int, default=64,
-                        help="requests of the throughput run (a few seconds of work: one wave of 8 took ~1 s, "
-                             "too short to measure a few percent)")
+    parser.add_argument(
+        "--concurrent-requests",
+        type=int,
+        default=64,
+        help="requests of the throughput run (a few seconds of work: one wave of 8 took ~1 s, "
+        "too short to measure a few percent)",
+    )
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="server pairs, in alternating order: vLLM, probexit, probexit, vLLM, ...")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="server pairs, in alternating order: vLLM, probexit, probexit, vLLM, ..."
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--control", action="store_true",
-                        help="also run vLLM's server with probexit's logits processor loaded as a no-op")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also run vLLM's server with probexit's logits processor loaded as a no-op",
+    )
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args(argv)
     kinds = ["vllm", *([CONTROL] if args.control else []), "probexit"]
@@ -227,16 +302,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{index + 1}/{len(order)}] {kind} ...", flush=True)
         earlier = sum(1 for done, _ in runs if done == kind)
         runs.append((kind, run_server(kind, args, engine_flags, logs, index, reverse_variants=earlier % 2 == 1)))
-    report = {"model": args.model, "probe": args.probe, "engine_flags": engine_flags,
-              "workload": {"requests": args.requests, "concurrency": args.concurrency,
-                           "concurrent_requests": args.concurrent_requests, "max_tokens": args.max_tokens,
-                           "warmup": args.warmup, "rounds": args.rounds},
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-              **summarize(runs), "runs": [{"server": kind, **run} for kind, run in runs]}
+    report = {
+        "model": args.model,
+        "probe": args.probe,
+        "engine_flags": engine_flags,
+        "workload": {
+            "requests": args.requests,
+            "concurrency": args.concurrency,
+            "concurrent_requests": args.concurrent_requests,
+            "max_tokens": args.max_tokens,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+        },
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        **summarize(runs),
+        "runs": [{"server": kind, **run} for kind, run in runs],
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({key: report[key] for key in ("startup_s", "relative_to_vllm", "best_round_relative_to_vllm")},
-                     indent=2))
+    print(
+        json.dumps(
+            {key: report[key] for key in ("startup_s", "relative_to_vllm", "best_round_relative_to_vllm")}, indent=2
+        )
+    )
     print(f"wrote {args.out}")
     return 0
 

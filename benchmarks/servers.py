@@ -1,4 +1,5 @@
 """Starting and stopping a server process for the benchmarks, which talk to servers over HTTP only."""
+
 from __future__ import annotations
 
 import os

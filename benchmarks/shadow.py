@@ -11,6 +11,7 @@ With `--problems` it first sends the problems in shadow mode itself (the savings
 and with `--savings DIR` it puts the estimates beside what `probexit bench savings` measured with early exit
 actually on for the same problems and seeds (its DIR/runs.jsonl).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,10 @@ def read_counters(base_url: str, api_key: str | None = None) -> dict:
 
 def difference(after: dict, before: dict) -> dict:
     """Counters accumulated between two reads."""
-    return {name: {key: value - before.get(name, {}).get(key, 0.0) for key, value in values.items()}
-            for name, values in after.items()}
+    return {
+        name: {key: value - before.get(name, {}).get(key, 0.0) for key, value in values.items()}
+        for name, values in after.items()
+    }
 
 
 def estimates(counters: dict) -> dict:
@@ -66,8 +69,15 @@ def estimates(counters: dict) -> dict:
         share = saved / thinking
         result["settings"][setting] = {
             "would_exit_rate": _rate(get("would_exit"), n),
-            "saved_share_pct": {"value": 100 * share, "ci95": [100 * bound for bound in _ratio_interval(
-                n, saved, thinking, get("saved_tokens_squared"), thinking_sq, get("saved_thinking_product"))]},
+            "saved_share_pct": {
+                "value": 100 * share,
+                "ci95": [
+                    100 * bound
+                    for bound in _ratio_interval(
+                        n, saved, thinking, get("saved_tokens_squared"), thinking_sq, get("saved_thinking_product")
+                    )
+                ],
+            },
             "answer_change_rate_pct": _rate(get("answer_changed"), n),
         }
     return result
@@ -76,9 +86,13 @@ def estimates(counters: dict) -> dict:
 def _rate(count: float, n: float) -> dict:
     """A share in percent with its Wilson 95% interval."""
     p = count / n
-    centre = (p + Z95 ** 2 / (2 * n)) / (1 + Z95 ** 2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / (1 + Z95 ** 2 / n)
-    return {"value": 100 * p, "ci95": [100 * max(0.0, centre - half), 100 * min(1.0, centre + half)], "count": int(count)}
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+    return {
+        "value": 100 * p,
+        "ci95": [100 * max(0.0, centre - half), 100 * min(1.0, centre + half)],
+        "count": int(count),
+    }
 
 
 def _ratio_interval(n: float, s: float, t: float, ss: float, tt: float, st: float) -> list[float]:
@@ -89,8 +103,9 @@ def _ratio_interval(n: float, s: float, t: float, ss: float, tt: float, st: floa
     return [max(0.0, ratio - half), min(1.0, ratio + half)]
 
 
-async def send_shadow(base_url: str, api_key: str, problems: list[ProblemRecord], sampling: dict,
-                      concurrency: int) -> list[dict]:
+async def send_shadow(
+    base_url: str, api_key: str, problems: list[ProblemRecord], sampling: dict, concurrency: int
+) -> list[dict]:
     """The problems through the server in shadow mode, with the savings benchmark's prompts and seeds."""
     from openai import AsyncOpenAI
 
@@ -111,8 +126,10 @@ def measured_with_early_exit(savings_dir: Path, sampling: dict, problems: list[P
     share of thinking and the share of problems whose answer differs from the run without early exit."""
     runs = cached_runs(savings_dir / "runs.jsonl", sampling, problems, served)
     if BASELINE.key not in runs:
-        raise ValueError(f"{savings_dir}/runs.jsonl has no baseline run of these problems, settings, model and "
-                         "probe: run `probexit bench savings` with the same --problems and sampling first")
+        raise ValueError(
+            f"{savings_dir}/runs.jsonl has no baseline run of these problems, settings, model and "
+            "probe: run `probexit bench savings` with the same --problems and sampling first"
+        )
     baseline = runs[BASELINE.key]
     equivalence, measured = MathEquivalence(), {}
     thinking = sum(r["reasoning_tokens"] for r in baseline)
@@ -120,10 +137,14 @@ def measured_with_early_exit(savings_dir: Path, sampling: dict, problems: list[P
         name, _, param = key.partition(":")
         if name != "probe" or not param.startswith("threshold="):
             continue
-        changed = sum(not (a["answer"] and b["answer"] and equivalence.same(a["answer"], b["answer"]))
-                      for a, b in zip(results, baseline))
-        measured[param] = {"saved_share_pct": 100 * (1 - sum(r["reasoning_tokens"] for r in results) / thinking),
-                           "answer_change_rate_pct": 100 * changed / len(results)}
+        changed = sum(
+            not (a["answer"] and b["answer"] and equivalence.same(a["answer"], b["answer"]))
+            for a, b in zip(results, baseline)
+        )
+        measured[param] = {
+            "saved_share_pct": 100 * (1 - sum(r["reasoning_tokens"] for r in results) / thinking),
+            "answer_change_rate_pct": 100 * changed / len(results),
+        }
     return measured
 
 
@@ -133,27 +154,43 @@ def side_by_side(estimated: dict, measured: dict) -> list[dict]:
         shadow = estimated["settings"].get(setting)
         if shadow is None:
             continue
-        rows.append({"setting": setting,
-                     "saved_share_pct": {"shadow": shadow["saved_share_pct"]["value"],
-                                         "shadow_ci95": shadow["saved_share_pct"]["ci95"],
-                                         "early_exit_on": actual["saved_share_pct"]},
-                     "answer_change_rate_pct": {"shadow": shadow["answer_change_rate_pct"]["value"],
-                                                "shadow_ci95": shadow["answer_change_rate_pct"]["ci95"],
-                                                "early_exit_on": actual["answer_change_rate_pct"]}})
+        rows.append(
+            {
+                "setting": setting,
+                "saved_share_pct": {
+                    "shadow": shadow["saved_share_pct"]["value"],
+                    "shadow_ci95": shadow["saved_share_pct"]["ci95"],
+                    "early_exit_on": actual["saved_share_pct"],
+                },
+                "answer_change_rate_pct": {
+                    "shadow": shadow["answer_change_rate_pct"]["value"],
+                    "shadow_ci95": shadow["answer_change_rate_pct"]["ci95"],
+                    "early_exit_on": actual["answer_change_rate_pct"],
+                },
+            }
+        )
     return rows
 
 
 def summary_lines(report: dict) -> list[str]:
-    lines = [f"{report['estimates']['shadow_requests']} shadow requests; per setting: would exit, saved share of "
-             "thinking, answer changed (95% intervals)"]
+    lines = [
+        f"{report['estimates']['shadow_requests']} shadow requests; per setting: would exit, saved share of "
+        "thinking, answer changed (95% intervals)"
+    ]
     for setting, row in report["estimates"]["settings"].items():
-        lines.append(f"  {setting:16s} " + "  ".join(
-            f"{row[key]['value']:5.1f}% [{row[key]['ci95'][0]:.1f}, {row[key]['ci95'][1]:.1f}]"
-            for key in ("would_exit_rate", "saved_share_pct", "answer_change_rate_pct")))
+        lines.append(
+            f"  {setting:16s} "
+            + "  ".join(
+                f"{row[key]['value']:5.1f}% [{row[key]['ci95'][0]:.1f}, {row[key]['ci95'][1]:.1f}]"
+                for key in ("would_exit_rate", "saved_share_pct", "answer_change_rate_pct")
+            )
+        )
     for row in report.get("compared_with_early_exit_on", []):
-        lines.append(f"  {row['setting']:16s} saved {row['saved_share_pct']['shadow']:.1f}% (shadow) vs "
-                     f"{row['saved_share_pct']['early_exit_on']:.1f}% (on); answers changed "
-                     f"{row['answer_change_rate_pct']['shadow']:.1f}% vs {row['answer_change_rate_pct']['early_exit_on']:.1f}%")
+        lines.append(
+            f"  {row['setting']:16s} saved {row['saved_share_pct']['shadow']:.1f}% (shadow) vs "
+            f"{row['saved_share_pct']['early_exit_on']:.1f}% (on); answers changed "
+            f"{row['answer_change_rate_pct']['shadow']:.1f}% vs {row['answer_change_rate_pct']['early_exit_on']:.1f}%"
+        )
     return lines
 
 

@@ -5,6 +5,7 @@ Every config field that a command exposes is written once, with its default and 
 `config_values` reads them back, so a default lives in exactly one place. Optional metadata: `choices`, `type`
 (where the annotation does not say it), `flag` (another flag name) and `metavar`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,16 +20,20 @@ def add_config_flags(group, cls, *, prefix: str = "", exclude: tuple[str, ...] =
         if item.name in exclude or "help" not in item.metadata:
             continue
         meta = item.metadata
-        default = item.default if item.default is not MISSING else (
-            item.default_factory() if item.default_factory is not MISSING else None)
+        default = (
+            item.default
+            if item.default is not MISSING
+            else (item.default_factory() if item.default_factory is not MISSING else None)
+        )
         options = {"dest": _dest(prefix, item.name), "default": default}
         kind = meta.get("type") or (type(default) if default is not None else _annotated_type(item.type))
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, tuple):
             item_kind = type(default[0]) if default else str
-            options["type"] = lambda text, item_kind=item_kind: tuple(item_kind(x.strip()) for x in text.split(",")
-                                                                      if x.strip())
+            options["type"] = lambda text, item_kind=item_kind: tuple(
+                item_kind(x.strip()) for x in text.split(",") if x.strip()
+            )
             options["metavar"] = meta.get("metavar", "A,B,...")
         else:
             options["type"] = kind
@@ -46,8 +51,11 @@ def add_config_flags(group, cls, *, prefix: str = "", exclude: tuple[str, ...] =
 
 def config_values(args: argparse.Namespace, cls, *, prefix: str = "") -> dict:
     """The values `add_config_flags` parsed for `cls`, by field name (fields without a flag are left out)."""
-    return {item.name: getattr(args, _dest(prefix, item.name)) for item in fields(cls)
-            if "help" in item.metadata and hasattr(args, _dest(prefix, item.name))}
+    return {
+        item.name: getattr(args, _dest(prefix, item.name))
+        for item in fields(cls)
+        if "help" in item.metadata and hasattr(args, _dest(prefix, item.name))
+    }
 
 
 def _annotated_type(annotation) -> type:

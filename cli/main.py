@@ -5,6 +5,7 @@ Every subcommand module exposes `NAME`, `HELP` and `add_parser(subparsers)`; the
 from config classes that import torch); the others are listed by name, so `probexit --help` is quick. Heavy
 imports (vLLM, TRL) happen inside the handlers, and serving never imports training code.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ The subcommand collects its arguments unparsed (its parser has no options of its
 them with a parser that holds probexit's flags plus vLLM's engine arguments: adding vLLM's arguments
 needs `import vllm` (seconds), which `probexit --help` and the other subcommands must not pay.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,22 +56,24 @@ def build_serve_parser():
     parser = engine_flag_parser(
         prog="probexit serve",
         description="Serve a reasoning model behind an OpenAI-compatible API, ending its thinking early when "
-                    "the probe says the answer so far is right. With no arguments: the embedded tiny-world "
-                    "default on 127.0.0.1:8000. Every vLLM engine flag (--tensor-parallel-size, --dtype, ...) "
-                    "is accepted too.",
+        "the probe says the answer so far is right. With no arguments: the embedded tiny-world "
+        "default on 127.0.0.1:8000. Every vLLM engine flag (--tensor-parallel-size, --dtype, ...) "
+        "is accepted too.",
         epilog="`probexit serve --help=probexit` lists probexit's own flags, --help=GROUP one group's, "
-               "--help=all every flag, --help=WORD the flags whose names contain WORD.")
-    add_config_flags(parser.add_argument_group("probexit", "What to serve, where, and the early-exit defaults."),
-                     ServerConfig)
+        "--help=all every flag, --help=WORD the flags whose names contain WORD.",
+    )
+    add_config_flags(
+        parser.add_argument_group("probexit", "What to serve, where, and the early-exit defaults."), ServerConfig
+    )
     add_engine_flags(parser, model_help="model folder or hub id (default: the embedded tiny-world policy)")
     return parser
 
 
 def config_from_args(options):
     """The parsed flags -> ServerConfig (the embedded default filled in where --model is absent)."""
+    from probexit.assets import EMBEDDED_ENGINE_DEFAULTS, EMBEDDED_NAME, MissingAssetsError, require_default_paths
     from probexit.server.config import API_KEY_ENV, ConfigError, ServerConfig
     from probexit.server.engine.cli_args import engine_args_from_flags, engine_flag_defaults
-    from probexit.assets import EMBEDDED_ENGINE_DEFAULTS, EMBEDDED_NAME, MissingAssetsError, require_default_paths
 
     values = config_values(options, ServerConfig)
     name = options.served_model_name
@@ -90,8 +93,12 @@ def config_from_args(options):
     if isinstance(name, list):
         name = name[0] if name else None
     try:
-        return ServerConfig(**{**values, "api_key": values["api_key"] or os.environ.get(API_KEY_ENV) or None},
-                            model=options.model, served_model_name=name, engine_args=engine_args_from_flags(options))
+        return ServerConfig(
+            **{**values, "api_key": values["api_key"] or os.environ.get(API_KEY_ENV) or None},
+            model=options.model,
+            served_model_name=name,
+            engine_args=engine_args_from_flags(options),
+        )
     except ConfigError as error:
         raise CLIError(str(error)) from error
 
@@ -126,8 +133,16 @@ async def _serve(app, config) -> int:
             finally:
                 closing.cancel()
 
-    server = Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="info", access_log=False,
-                                   timeout_graceful_shutdown=config.shutdown_grace_s + SHUTDOWN_DELIVERY_S))
+    server = Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=config.shutdown_grace_s + SHUTDOWN_DELIVERY_S,
+        )
+    )
     await server.serve()
     return 0 if server.started else 1
 
@@ -145,5 +160,12 @@ def _log_listening(app, config, server) -> None:
     reward = f"reward model {config.reward_model}" if app.state.rewards.ensemble is not None else "no reward model"
     early_exit = "on" if app.state.core.exit_defaults.enabled else "off"
     logging.getLogger("uvicorn.error").info(
-        "probexit: listening on http://%s:%d, serving %s (%s, %s, %s; early exit %s by default)", config.host, port,
-        config.served_model_name, config.model, probe, reward, early_exit)
+        "probexit: listening on http://%s:%d, serving %s (%s, %s, %s; early exit %s by default)",
+        config.host,
+        port,
+        config.served_model_name,
+        config.model,
+        probe,
+        reward,
+        early_exit,
+    )

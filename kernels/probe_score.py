@@ -16,6 +16,7 @@ be interpreted afterwards. So the choice is made per process, not per call: in a
 TRITON_INTERPRET=1 the "auto" backend interprets the kernel on CPU tensors, in any other it uses the numpy
 path there. The tests run the interpreted kernel in a worker process of their own (tests/kernels).
 """
+
 from __future__ import annotations
 
 import array
@@ -64,6 +65,7 @@ class ProbeWeights:
     @classmethod
     def from_tensors(cls, mean, scale, w1, b1, w2=None, b2=None, *, device=None, dtype=torch.float32):
         """Build from tensors, arrays or lists, detached (a probe here only scores); 1-element biases become scalars."""
+
         def convert(value, scalar=False):
             if value is None:
                 return None
@@ -71,8 +73,14 @@ class ProbeWeights:
             return tensor.reshape(()) if scalar and tensor.numel() == 1 else tensor
 
         linear = w2 is None
-        return cls(convert(mean), convert(scale), convert(w1), convert(b1, scalar=linear),
-                   convert(w2), convert(b2, scalar=True))
+        return cls(
+            convert(mean),
+            convert(scale),
+            convert(w1),
+            convert(b1, scalar=linear),
+            convert(w2),
+            convert(b2, scalar=True),
+        )
 
     @property
     def hidden_size(self) -> int:
@@ -97,8 +105,10 @@ class ProbeWeights:
         return HostProbe.from_weights(self)
 
     def to(self, device=None, dtype=None) -> ProbeWeights:
-        moved = {f.name: None if (t := getattr(self, f.name)) is None else t.to(device=device, dtype=dtype)
-                 for f in dataclasses.fields(self)}
+        moved = {
+            f.name: None if (t := getattr(self, f.name)) is None else t.to(device=device, dtype=dtype)
+            for f in dataclasses.fields(self)
+        }
         return ProbeWeights(**moved)
 
 
@@ -112,8 +122,10 @@ def _check_weight_tensors(weights: ProbeWeights) -> None:
         raise ValueError(f"ProbeWeights dtype must be bfloat16, float16 or float32, not {weights.mean.dtype}")
     h = weights.mean.shape[0] if weights.mean.dim() == 1 else -1
     if h < 1 or weights.scale.shape != (h,):
-        raise ValueError(f"ProbeWeights.mean and .scale must both be (H,) vectors; got "
-                         f"{tuple(weights.mean.shape)} and {tuple(weights.scale.shape)}")
+        raise ValueError(
+            f"ProbeWeights.mean and .scale must both be (H,) vectors; got "
+            f"{tuple(weights.mean.shape)} and {tuple(weights.scale.shape)}"
+        )
     if (weights.w2 is None) != (weights.b2 is None):
         raise ValueError("ProbeWeights.w2 and .b2 go together: both for an MLP probe, neither for a linear one")
     if weights.w2 is None:
@@ -123,8 +135,10 @@ def _check_weight_tensors(weights: ProbeWeights) -> None:
         expected = {"w1": (h, width), "b1": (width,), "w2": (width,), "b2": ()}
     for name, shape in expected.items():
         if tuple(getattr(weights, name).shape) != shape or min(shape, default=1) < 1:
-            raise ValueError(f"ProbeWeights.{name} must have shape {shape} for hidden size {h}; "
-                             f"got {tuple(getattr(weights, name).shape)}")
+            raise ValueError(
+                f"ProbeWeights.{name} must have shape {shape} for hidden size {h}; "
+                f"got {tuple(getattr(weights, name).shape)}"
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -137,12 +151,29 @@ def _check_weight_tensors(weights: ProbeWeights) -> None:
 
 @triton.jit(do_not_specialize=["n_rows", "batch"])  # they change every step: no recompiles
 def _probe_score_kernel(
-    hidden_ptr, rows_ptr, thresholds_ptr,  # (B, H) strided, (N,), (N,) fp32
-    mean_ptr, scale_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr,  # ProbeWeights, contiguous
-    scores_ptr, exits_ptr,  # (N,) fp32, (N,) uint8 (a bool tensor's bytes)
-    partials_ptr, tickets_ptr,  # (splits, N, max(W, 1)) fp32 scratch, (row blocks,) int32 zeros
-    n_rows, batch, hidden_size, stride_row, stride_col, split_size,
-    WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+    hidden_ptr,
+    rows_ptr,
+    thresholds_ptr,  # (B, H) strided, (N,), (N,) fp32
+    mean_ptr,
+    scale_ptr,
+    w1_ptr,
+    b1_ptr,
+    w2_ptr,
+    b2_ptr,  # ProbeWeights, contiguous
+    scores_ptr,
+    exits_ptr,  # (N,) fp32, (N,) uint8 (a bool tensor's bytes)
+    partials_ptr,
+    tickets_ptr,  # (splits, N, max(W, 1)) fp32 scratch, (row blocks,) int32 zeros
+    n_rows,
+    batch,
+    hidden_size,
+    stride_row,
+    stride_col,
+    split_size,
+    WIDTH: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_H: tl.constexpr,
     DOT_F32: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
@@ -154,21 +185,59 @@ def _probe_score_kernel(
     readable = in_batch & (rows >= 0) & (rows < batch)
     h_lo = pid_s * split_size
     h_hi = tl.minimum(h_lo + split_size, hidden_size)
-    acc = _partial_preactivation(hidden_ptr + rows * stride_row, readable, stride_col, mean_ptr, scale_ptr,
-                                 w1_ptr, h_lo, h_hi, WIDTH, BLOCK_W, BLOCK_N, BLOCK_H, DOT_F32)
+    acc = _partial_preactivation(
+        hidden_ptr + rows * stride_row,
+        readable,
+        stride_col,
+        mean_ptr,
+        scale_ptr,
+        w1_ptr,
+        h_lo,
+        h_hi,
+        WIDTH,
+        BLOCK_W,
+        BLOCK_N,
+        BLOCK_H,
+        DOT_F32,
+    )
     is_last = pid_s == 0
     if tl.num_programs(1) > 1:
-        acc, is_last = _combine_splits(acc, partials_ptr, tickets_ptr + pid_n, pid_s, n_rows, offs_n, in_batch,
-                                       WIDTH, BLOCK_W)
+        acc, is_last = _combine_splits(
+            acc, partials_ptr, tickets_ptr + pid_n, pid_s, n_rows, offs_n, in_batch, WIDTH, BLOCK_W
+        )
     if is_last:
-        _score_and_decide(acc, readable, in_batch, offs_n, b1_ptr, w2_ptr, b2_ptr, thresholds_ptr, scores_ptr,
-                          exits_ptr, WIDTH, BLOCK_W)
+        _score_and_decide(
+            acc,
+            readable,
+            in_batch,
+            offs_n,
+            b1_ptr,
+            w2_ptr,
+            b2_ptr,
+            thresholds_ptr,
+            scores_ptr,
+            exits_ptr,
+            WIDTH,
+            BLOCK_W,
+        )
 
 
 @triton.jit
-def _partial_preactivation(row_ptrs, readable, stride_col, mean_ptr, scale_ptr, w1_ptr, h_lo, h_hi,
-                           WIDTH: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr,
-                           BLOCK_H: tl.constexpr, DOT_F32: tl.constexpr):
+def _partial_preactivation(
+    row_ptrs,
+    readable,
+    stride_col,
+    mean_ptr,
+    scale_ptr,
+    w1_ptr,
+    h_lo,
+    h_hi,
+    WIDTH: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    DOT_F32: tl.constexpr,
+):
     """z @ w1 over hidden columns [h_lo, h_hi): (BLOCK_N,) for a linear probe, (BLOCK_N, BLOCK_W) for an MLP."""
     if WIDTH == 0:
         acc = tl.zeros((BLOCK_N,), tl.float32)
@@ -178,8 +247,9 @@ def _partial_preactivation(row_ptrs, readable, stride_col, mean_ptr, scale_ptr, 
     for h0 in range(h_lo, h_hi, BLOCK_H):
         offs_h = h0 + tl.arange(0, BLOCK_H)  # (BLOCK_H,)
         in_h = offs_h < h_hi
-        x = tl.load(row_ptrs[:, None] + offs_h[None, :] * stride_col, mask=readable[:, None] & in_h[None, :],
-                    other=0.0)  # (BLOCK_N, BLOCK_H)
+        x = tl.load(
+            row_ptrs[:, None] + offs_h[None, :] * stride_col, mask=readable[:, None] & in_h[None, :], other=0.0
+        )  # (BLOCK_N, BLOCK_H)
         mean = tl.load(mean_ptr + offs_h, mask=in_h, other=0.0).to(tl.float32)
         scale = tl.load(scale_ptr + offs_h, mask=in_h, other=1.0).to(tl.float32)
         z = (x.to(tl.float32) - mean[None, :]) / scale[None, :]  # (BLOCK_N, BLOCK_H), 0 in masked columns
@@ -187,8 +257,11 @@ def _partial_preactivation(row_ptrs, readable, stride_col, mean_ptr, scale_ptr, 
             w = tl.load(w1_ptr + offs_h, mask=in_h, other=0.0).to(tl.float32)
             acc += tl.sum(z * w[None, :], axis=1)
         else:
-            w = tl.load(w1_ptr + offs_h[:, None] * WIDTH + offs_w[None, :],
-                        mask=in_h[:, None] & (offs_w[None, :] < WIDTH), other=0.0)  # (BLOCK_H, BLOCK_W)
+            w = tl.load(
+                w1_ptr + offs_h[:, None] * WIDTH + offs_w[None, :],
+                mask=in_h[:, None] & (offs_w[None, :] < WIDTH),
+                other=0.0,
+            )  # (BLOCK_H, BLOCK_W)
             if DOT_F32:  # fp32 weights, or the interpreter, whose bf16 tl.dot is wrong (docs/platform-notes.md)
                 acc = tl.dot(z, w.to(tl.float32), acc)
             else:
@@ -197,8 +270,9 @@ def _partial_preactivation(row_ptrs, readable, stride_col, mean_ptr, scale_ptr, 
 
 
 @triton.jit
-def _combine_splits(acc, partials_ptr, ticket_ptr, pid_s, n_rows, offs_n, in_batch,
-                    WIDTH: tl.constexpr, BLOCK_W: tl.constexpr):
+def _combine_splits(
+    acc, partials_ptr, ticket_ptr, pid_s, n_rows, offs_n, in_batch, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr
+):
     """Publish this split's partial sums; the last split of the row block to arrive returns their total."""
     if WIDTH == 0:
         offs = offs_n  # (BLOCK_N,)
@@ -222,8 +296,20 @@ def _combine_splits(acc, partials_ptr, ticket_ptr, pid_s, n_rows, offs_n, in_bat
 
 
 @triton.jit
-def _score_and_decide(acc, readable, in_batch, offs_n, b1_ptr, w2_ptr, b2_ptr, thresholds_ptr, scores_ptr,
-                      exits_ptr, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr):
+def _score_and_decide(
+    acc,
+    readable,
+    in_batch,
+    offs_n,
+    b1_ptr,
+    w2_ptr,
+    b2_ptr,
+    thresholds_ptr,
+    scores_ptr,
+    exits_ptr,
+    WIDTH: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     if WIDTH == 0:
         logits = acc + tl.load(b1_ptr).to(tl.float32)  # (BLOCK_N,)
     else:
@@ -258,8 +344,10 @@ def probe_score_triton(hidden, rows, weights, thresholds, *, config: KernelConfi
     """The fused kernel behind input validation. `config` fixes the launch geometry (tuned on GPU if None)."""
     thresholds = _check_inputs(hidden, rows, weights, thresholds)
     if not (hidden.is_cuda or kernel_is_interpreted()):
-        raise ValueError("the Triton backend needs CUDA tensors, or TRITON_INTERPRET=1 set before triton is "
-                         "imported; on CPU use backend='torch'")
+        raise ValueError(
+            "the Triton backend needs CUDA tensors, or TRITON_INTERPRET=1 set before triton is "
+            "imported; on CPU use backend='torch'"
+        )
     n = rows.shape[0]
     scores = torch.empty(n, dtype=torch.float32, device=hidden.device)  # (N,)
     exits = torch.empty(n, dtype=torch.bool, device=hidden.device)  # (N,)
@@ -283,13 +371,32 @@ def _launch(hidden, rows, weights, thresholds, scores, exits, config: KernelConf
     partials, tickets = _scratch(hidden.device, splits * n * max(weights.width, 1) if splits > 1 else 0, row_blocks)
     mlp = weights.width > 0
     _probe_score_kernel[(row_blocks, splits)](
-        hidden, rows, thresholds, weights.mean, weights.scale, weights.w1, weights.b1,
-        weights.w2 if mlp else weights.b1, weights.b2 if mlp else weights.b1,  # unread by a linear probe
-        scores, exits.view(torch.uint8), partials, tickets,
-        n, hidden.shape[0], h, hidden.stride(0), hidden.stride(1), split_size,
-        WIDTH=weights.width, BLOCK_W=_block_w(weights.width), BLOCK_N=config.block_n, BLOCK_H=config.block_h,
+        hidden,
+        rows,
+        thresholds,
+        weights.mean,
+        weights.scale,
+        weights.w1,
+        weights.b1,
+        weights.w2 if mlp else weights.b1,
+        weights.b2 if mlp else weights.b1,  # unread by a linear probe
+        scores,
+        exits.view(torch.uint8),
+        partials,
+        tickets,
+        n,
+        hidden.shape[0],
+        h,
+        hidden.stride(0),
+        hidden.stride(1),
+        split_size,
+        WIDTH=weights.width,
+        BLOCK_W=_block_w(weights.width),
+        BLOCK_N=config.block_n,
+        BLOCK_H=config.block_h,
         DOT_F32=weights.dtype == torch.float32 or kernel_is_interpreted(),
-        num_warps=config.num_warps, enable_fp_fusion=False,
+        num_warps=config.num_warps,
+        enable_fp_fusion=False,
     )
 
 
@@ -374,16 +481,21 @@ def _check_inputs(hidden, rows, weights, thresholds, *, range_check: bool = True
     if not isinstance(weights, ProbeWeights):
         raise ValueError(f"weights must be ProbeWeights, not {type(weights).__name__}")
     if hidden.dim() != 2 or hidden.dtype not in _FLOAT_DTYPES:
-        raise ValueError(f"hidden must be a (batch, hidden_size) bfloat16, float16 or float32 tensor; "
-                         f"got {hidden.dtype} of shape {tuple(hidden.shape)}")
+        raise ValueError(
+            f"hidden must be a (batch, hidden_size) bfloat16, float16 or float32 tensor; "
+            f"got {hidden.dtype} of shape {tuple(hidden.shape)}"
+        )
     if rows.dim() != 1 or rows.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"rows must be a 1-D int32 or int64 tensor; got {rows.dtype} of shape {tuple(rows.shape)}")
     if thresholds.shape != rows.shape or not thresholds.is_floating_point():
-        raise ValueError(f"thresholds must be a float tensor shaped like rows {tuple(rows.shape)}; "
-                         f"got {thresholds.dtype} of shape {tuple(thresholds.shape)}")
+        raise ValueError(
+            f"thresholds must be a float tensor shaped like rows {tuple(rows.shape)}; "
+            f"got {thresholds.dtype} of shape {tuple(thresholds.shape)}"
+        )
     if weights.hidden_size != hidden.shape[1]:
-        raise ValueError(f"the probe expects hidden size {weights.hidden_size}, "
-                         f"the hidden states have {hidden.shape[1]}")
+        raise ValueError(
+            f"the probe expects hidden size {weights.hidden_size}, the hidden states have {hidden.shape[1]}"
+        )
     if any(t.device != hidden.device for t in (rows, thresholds, weights.mean)):
         raise ValueError(f"rows, thresholds and weights must be on hidden's device {hidden.device}")
     if range_check and rows.device.type == "cpu" and rows.numel():  # free on the host; on a device, a sync
@@ -462,13 +574,19 @@ class HostProbe:
 
     @classmethod
     def from_weights(cls, weights: ProbeWeights) -> HostProbe:
-        as64 = {f.name: None if (t := getattr(weights, f.name)) is None else t.detach().cpu().double().numpy()
-                for f in dataclasses.fields(weights)}
+        as64 = {
+            f.name: None if (t := getattr(weights, f.name)) is None else t.detach().cpu().double().numpy()
+            for f in dataclasses.fields(weights)
+        }
         w1 = as64["w1"] / (as64["scale"][:, None] if as64["w1"].ndim == 2 else as64["scale"])
         b1 = as64["b1"] - (as64["mean"] / as64["scale"]) @ as64["w1"]
         w2 = None if as64["w2"] is None else as64["w2"].tolist()
-        return cls(np.ascontiguousarray(w1, dtype=np.float32), b1.tolist(), w2,
-                   None if as64["b2"] is None else float(as64["b2"]))
+        return cls(
+            np.ascontiguousarray(w1, dtype=np.float32),
+            b1.tolist(),
+            w2,
+            None if as64["b2"] is None else float(as64["b2"]),
+        )
 
     def scores(self, hidden: torch.Tensor, rows: list[int]) -> list[float]:
         """Sigmoid scores of hidden[rows] (a CPU tensor of any float dtype; rows already range-checked)."""
@@ -532,5 +650,8 @@ def resolve_backend(backend: str, hidden) -> str:
     return "numpy" if on_host else "torch"
 
 
-_BACKEND_FUNCTIONS = {"triton": probe_score_triton, "torch": score_boundary_rows_reference,
-                      "numpy": score_boundary_rows_numpy}
+_BACKEND_FUNCTIONS = {
+    "triton": probe_score_triton,
+    "torch": score_boundary_rows_reference,
+    "numpy": score_boundary_rows_numpy,
+}

@@ -4,6 +4,7 @@ Extractors are small named objects in a registry, so that serving and training n
 probe file and a new domain adds one class. Each returns the last answer its pattern finds, as text, so
 that training can label it (math-verify or an LLM judge) and the server can compare answers.
 """
+
 from __future__ import annotations
 
 import re
@@ -59,21 +60,28 @@ class BoxedExtractor:
 # the cue is found walking back from its end.
 _CUE_TOKEN = re.compile(r"[A-Za-z]+|['’]s\b|[<>!=≤≥]?=+>?|:|→|∈|\\(?:Rightarrow|implies|in)(?![a-zA-Z])")
 _CUE_SYMBOLS = frozenset(("=", "=>", "→", "∈", "\\Rightarrow", "\\implies", "\\in", "'s", "’s"))
-_CUE_WORDS = frozenset("is are was were be become becomes equals give gives gave yield yields get gets got make "
-                       "makes totals so thus therefore hence then".split())
+_CUE_WORDS = frozenset(
+    "is are was were be become becomes equals give gives gave yield yields get gets got make "
+    "makes totals so thus therefore hence then".split()
+)
 _CUE_BEFORE = {  # a word that is a cue only after one of these: "comes to", "remainder of", "lies in"
-    "to": frozenset("equal come comes simplifies reduces amount amounts evaluates adds:up sums:up works:out "
-                    "boils:down".split()),
-    "of": frozenset("total remainder value area result maximum minimum difference product sum perimeter volume "
-                    "length probability".split()),
+    "to": frozenset(
+        "equal come comes simplifies reduces amount amounts evaluates adds:up sums:up works:out boils:down".split()
+    ),
+    "of": frozenset(
+        "total remainder value area result maximum minimum difference product sum perimeter volume "
+        "length probability".split()
+    ),
     "in": frozenset("is are lies lie be".split()),
 }
 _STATEMENT_LENGTH = 300  # a closing statement is read over at most its last 300 characters
 _CUE_REACH = 160  # and its cue among the last 160
 _AFTER_VALUE = 48  # at most this many characters (units, nouns, delimiters) follow a value's last digit
 _LAST_DIGIT = re.compile(r".*[\d²³]", re.DOTALL)
-_NAMED = re.compile(r"(?i)\b(?:final |correct |right )?(?:answer|option|choice)(?: here)?"
-                    r"(?: is| would be| should be| must be|:)\s*")
+_NAMED = re.compile(
+    r"(?i)\b(?:final |correct |right )?(?:answer|option|choice)(?: here)?"
+    r"(?: is| would be| should be| must be|:)\s*"
+)
 _NAMED_CLAUSE_END = re.compile(r"[,;]\s|\.(?:\s|$)|\s(?:but|since|because|which)\b")
 _BOLD = re.compile(r"\*\*([^*\n]{1,80})\*\*")
 _BOLD_LABEL = re.compile(r"(?i)^\s*(?:final )?answer:?\s*")
@@ -82,38 +90,54 @@ _DELIMITERS = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$|\*\*|\\displaystyle")
 _WRAPPER = re.compile(r"\\(?:boxed|mathbf|textbf|mathrm)\{((?:[^{}]|\{[^{}]*\})*)\}")
 _UNITS = re.compile(r"(?:\s*(?:°|\^\s*\{?\\circ\}?|\\%|%|\\text\{[^{}]*\}|\\,|\\mathrm\{[^{}]*\}))+$")
 _WORDS_AFTER = re.compile(r"(?:\s+[a-z][a-z-]+){1,3}$")  # "588 ways", "468 square units"
-_CONNECTIVES = frozenset("than more less times and or but plus minus over of by with divided multiplied mod "
-                         "modulo per if when for to is are which that as at in on not so all both each work works "
-                         "fail fails hold holds".split())
+_CONNECTIVES = frozenset(
+    "than more less times and or but plus minus over of by with divided multiplied mod "
+    "modulo per if when for to is are which that as at in on not so all both each work works "
+    "fail fails hold holds".split()
+)
 _MATH_COMMANDS = re.compile(r"\\(?:d?t?frac|sqrt|pi|infty|cdot|times|div|left|right|[,;!]|quad)|sqrt|pi")
 _MATH_CHARS = frozenset("0123456789+-*/^()[]{}.,!×÷·−π√∞ ")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_ASIDES = re.compile(r"^(?:actually|exactly|just|only|indeed|also|still|now)\s+|,?\s+not\s+[^\s,;]+$"
-                     r"|\s+(?:in total|in all|altogether|overall|total)$", re.IGNORECASE)
+_ASIDES = re.compile(
+    r"^(?:actually|exactly|just|only|indeed|also|still|now)\s+|,?\s+not\s+[^\s,;]+$"
+    r"|\s+(?:in total|in all|altogether|overall|total)$",
+    re.IGNORECASE,
+)
 _ROOT = re.compile(r"√\s*(\d+(?:\.\d+)?|\([^()]*\)|\{[^{}]*\}|[a-zA-Z])")
-_SYMBOLS = ((re.compile("−"), "-"), (re.compile("π"), r"\\pi"), (re.compile("∞"), r"\\infty"),
-            (re.compile("·"), r"\\cdot"), (re.compile(r"(\\(?:pi|infty|cdot))(?=[a-zA-Z])"), r"\1 "))
+_SYMBOLS = (
+    (re.compile("−"), "-"),
+    (re.compile("π"), r"\\pi"),
+    (re.compile("∞"), r"\\infty"),
+    (re.compile("·"), r"\\cdot"),
+    (re.compile(r"(\\(?:pi|infty|cdot))(?=[a-zA-Z])"), r"\1 "),
+)
 _THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+)(?![\d,]|\.\d)")
 _LETTER = re.compile(r"\(?([A-J])\)?")
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=\S)|\n")
 # Statements that pose rather than conclude: a hypothesis, a trial, a case, a check, an estimate.
-_HYPOTHESIS = re.compile(r"(?i)\W*(?:(?:wait|hmm+|but|and|so|okay|ok|now|next|then|well|alternatively"
-                         r"|similarly),?\s+)*"
-                         r"(?:(?:if|suppose|assume|given|when|whether|take|try|pick|check|consider"
-                         r"|let(?! me| us|'s|’s)|let(?: me|'s|’s| us) (?:try|test|assume|suppose|pick|take|guess|check"
-                         r"|double-check|verify|confirm|plug|consider))\b|(?:sub)?case\s*[\d.]*\b)")
+_HYPOTHESIS = re.compile(
+    r"(?i)\W*(?:(?:wait|hmm+|but|and|so|okay|ok|now|next|then|well|alternatively"
+    r"|similarly),?\s+)*"
+    r"(?:(?:if|suppose|assume|given|when|whether|take|try|pick|check|consider"
+    r"|let(?! me| us|'s|’s)|let(?: me|'s|’s| us) (?:try|test|assume|suppose|pick|take|guess|check"
+    r"|double-check|verify|confirm|plug|consider))\b|(?:sub)?case\s*[\d.]*\b)"
+)
 # A closing remark with no value that turns to re-checking ("Let me verify.", "Is that right?", "Hmm."): the
 # conclusion is the statement before it, where the paper cuts its chunks.
-_TURN = re.compile(r"(?i)\W*(?:but |and |so |okay,? |hmm+,? |wait,? )*(?:wait|hmm+|let me|let's|i should|i need to"
-                   r"|we should|to (?:confirm|verify|be sure)|alternatively|is (?:that|this|it)|does (?:that|this)"
-                   r"|that (?:seems|looks|makes)|this (?:seems|looks)|right|okay)\b")
+_TURN = re.compile(
+    r"(?i)\W*(?:but |and |so |okay,? |hmm+,? |wait,? )*(?:wait|hmm+|let me|let's|i should|i need to"
+    r"|we should|to (?:confirm|verify|be sure)|alternatively|is (?:that|this|it)|does (?:that|this)"
+    r"|that (?:seems|looks|makes)|this (?:seems|looks)|right|okay)\b"
+)
 _THEN = re.compile(r"(?i)[,;]\s*then\b")  # "If b + 7 = 28, then b = 21" concludes
 _ESTIMATES = ("approx", "roughly", "about", "around", "≈")  # "approximately", "\\approx"
 # An equation after one of these words names a case or a condition ("stepping by m=1", "more than D=48"),
 # or one of several ("b = 21 or b = 49").
-_CONDITION = re.compile(r"(?i)\b(?:by|for|at|with|when|where|if|unless|until|as|like|than|from|into"
-                        r"|over|under|between|whenever|case|given|through|such that)\s+(?:\S+\s+){0,2}\S+\s*$"
-                        r"|\b(?:or|and)\s+\S+\s*$")  # one of several: "b = 21 or b = 49"
+_CONDITION = re.compile(
+    r"(?i)\b(?:by|for|at|with|when|where|if|unless|until|as|like|than|from|into"
+    r"|over|under|between|whenever|case|given|through|such that)\s+(?:\S+\s+){0,2}\S+\s*$"
+    r"|\b(?:or|and)\s+\S+\s*$"
+)  # one of several: "b = 21 or b = 49"
 # What names a quantity on an equation's left side: subscripts, LaTeX commands, arguments, a modulus.
 _NAMES = re.compile(r"_\{[^{}]*\}|_\w|\\[a-zA-Z]+|(?<=[a-zA-Z])\([^()]*\)|\bmod(?:ulo)?\s*\d*")
 _LAST_WORD = re.compile(r".*(?:(?<![^\s,;:=(])[a-zA-Z]{2,}(?=[\s(])|[,;:=])", re.DOTALL)
@@ -147,8 +171,15 @@ def numeric_value(text: str) -> str | None:
     if "," in value:
         value = _THOUSANDS.sub(lambda m: m.group(1).replace(",", ""), value)
     bare = _MATH_COMMANDS.sub(" ", value) if _LETTERS.search(value) else value
-    if (not value or not set(bare) <= _MATH_CHARS or not any(c.isdigit() or c in "π∞" for c in bare)
-            or value[-1] in "+-*/^=×÷·−" or value[0] in "+*/^=×÷·{" or ".." in value or not _balanced(value)):
+    if (
+        not value
+        or not set(bare) <= _MATH_CHARS
+        or not any(c.isdigit() or c in "π∞" for c in bare)
+        or value[-1] in "+-*/^=×÷·−"
+        or value[0] in "+*/^=×÷·{"
+        or ".." in value
+        or not _balanced(value)
+    ):
         return None
     return _as_latex(value)
 
@@ -230,9 +261,17 @@ def _last_cue(statement: str) -> re.Match | None:
         before = tokens[index - 1].lower() if index else ""
         if before in ("up", "out", "down") and index > 1:
             before = f"{tokens[index - 2].lower()}:{before}"  # "adds up to", "works out to"
-        if (token in _CUE_SYMBOLS or word in _CUE_WORDS or word in _CUE_BEFORE and before in _CUE_BEFORE[word]
-                or word in ("interval", "set", "range") and index > 2 and before == "the"
-                and tokens[index - 2] == "in" and tokens[index - 3].lower() in _CUE_BEFORE["in"]):
+        if (
+            token in _CUE_SYMBOLS
+            or word in _CUE_WORDS
+            or word in _CUE_BEFORE
+            and before in _CUE_BEFORE[word]
+            or word in ("interval", "set", "range")
+            and index > 2
+            and before == "the"
+            and tokens[index - 2] == "in"
+            and tokens[index - 3].lower() in _CUE_BEFORE["in"]
+        ):
             return matches[index]
         if token == ":":
             at = matches[index].start()
@@ -274,8 +313,11 @@ class ReasoningExtractor:
 
     def extract(self, text: str) -> str | None:
         paragraph = _last_paragraph(text)
-        found = [c for c in (self._boxed(paragraph), self._named(paragraph), self._bold(paragraph),
-                             self._closing(paragraph)) if c is not None]
+        found = [
+            c
+            for c in (self._boxed(paragraph), self._named(paragraph), self._bold(paragraph), self._closing(paragraph))
+            if c is not None
+        ]
         return max(found, key=lambda candidate: candidate[0])[1] if found else None
 
     @staticmethod

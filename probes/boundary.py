@@ -5,9 +5,11 @@ training jobs (offline, over a finished trace): `BoundaryTracker.feed` is the on
 so the probe is trained on exactly the positions where the server reads it.
 
 A boundary is the token that completes a paragraph break (a blank line) while the sequence is thinking,
-when the paragraph just completed states an answer (answerless paragraphs join the next one's chunk). Tokens may fuse the newlines with other
-characters (`.\\n\\n`), so breaks are found in the bytes the tokens spell, not by token id.
+when the paragraph just completed states an answer (answerless paragraphs join the next one's chunk). Tokens
+may fuse the newlines with other characters (`.\\n\\n`), so breaks are found in the bytes the tokens spell,
+not by token id.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -23,9 +25,13 @@ class BoundaryPolicyConfig:
     think_start: str = field(default=THINK_START, metadata={"help": "The marker that opens the thinking."})
     think_end: str = field(default=THINK_END, metadata={"help": "The marker that closes the thinking."})
     paragraph_break: str = "\n\n"
-    extractors: tuple[str, ...] = field(default=("tinyworld", "boxed", "answer_is"), metadata={
-        "help": "Answer extractors, tried in order at each paragraph break (comma-separated): the tiny world's "
-                "tinyworld,boxed,answer_is, or reasoning for a real reasoning model's prose."})
+    extractors: tuple[str, ...] = field(
+        default=("tinyworld", "boxed", "answer_is"),
+        metadata={
+            "help": "Answer extractors, tried in order at each paragraph break (comma-separated): the tiny world's "
+            "tinyworld,boxed,answer_is, or reasoning for a real reasoning model's prose."
+        },
+    )
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -120,7 +126,7 @@ class BoundaryTracker:
         self.n_paragraphs += 1
         # Only the paragraph just completed can state something new (an earlier one that did was a boundary), so
         # only it is read: a long chunk of answerless paragraphs costs no more per break than a short one.
-        paragraph, self.paragraph_start = self.chunk[self.paragraph_start:end], end
+        paragraph, self.paragraph_start = self.chunk[self.paragraph_start : end], end
         answer = policy.extractor.extract(paragraph.decode("utf-8", errors="replace"))
         if answer is None:
             return None  # the paragraph stated nothing: the chunk grows into the next paragraph
@@ -158,7 +164,9 @@ def _is_byte_level(tokenizer) -> bool:
 
 def _byte_level_decoder() -> dict[str, int]:
     """Inverse of GPT-2's bytes_to_unicode table."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes, extra = list(printable), 0
     for byte in range(256):
         if byte not in printable:

@@ -5,6 +5,7 @@ semantic clusters of EMPO both ask this one question.
 text; `JudgeEquivalence` asks an LLM behind any OpenAI-compatible endpoint, which is what the probe paper
 did with Gemini and what EMPO did with a verifier model for free-form answers.
 """
+
 from __future__ import annotations
 
 import re
@@ -59,8 +60,10 @@ class JudgeEquivalence:
     """An LLM judge: asks whether the answer is equivalent to the reference and reads YES/NO."""
 
     name = "judge"
-    PROMPT = ("Reference answer: {reference}\nCandidate answer: {answer}\n"
-              "Do the two answers mean the same thing? Reply with YES or NO only.")
+    PROMPT = (
+        "Reference answer: {reference}\nCandidate answer: {answer}\n"
+        "Do the two answers mean the same thing? Reply with YES or NO only."
+    )
 
     def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", timeout: float = 60.0):
         from openai import OpenAI
@@ -73,7 +76,9 @@ class JudgeEquivalence:
         key = (answer, reference)
         if key not in self._cache:
             reply = self.client.chat.completions.create(
-                model=self.model, temperature=0.0, max_tokens=4,
+                model=self.model,
+                temperature=0.0,
+                max_tokens=4,
                 messages=[{"role": "user", "content": self.PROMPT.format(reference=reference, answer=answer)}],
             )
             self._cache[key] = (reply.choices[0].message.content or "").strip().upper().startswith("YES")
@@ -84,8 +89,9 @@ JUDGE_API_KEY_ENV = "PROBEXIT_JUDGE_API_KEY"  # the judge's key is read from the
 EQUIVALENCES = (MathEquivalence.name, ExactEquivalence.name, JudgeEquivalence.name)
 
 
-def make_equivalence(kind: str, judge_url: str | None = None, judge_model: str | None = None,
-                     judge_api_key: str = "EMPTY") -> Equivalence:
+def make_equivalence(
+    kind: str, judge_url: str | None = None, judge_model: str | None = None, judge_api_key: str = "EMPTY"
+) -> Equivalence:
     if kind == "math":
         return MathEquivalence()
     if kind == "exact":

@@ -3,6 +3,7 @@
 The fingerprint hashes every safetensors header (tensor names, dtypes, shapes) and the bytes of the final
 norm and the first MiB of the token embedding: cheap for a 70B checkpoint, yet any fine-tune changes it.
 """
+
 from __future__ import annotations
 
 import hashlib

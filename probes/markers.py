@@ -11,14 +11,19 @@ its first token (Qwen3), and any other first token starts the answer. `ThinkingP
 by token; the boundary tracker (which reads chunks of thinking) and the reasoning splitter (which cuts the
 text the client gets) both follow it, so a token is a thinking token for one exactly when it is for the other.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 THINK_START, THINK_END = "<think>", "</think>"
 # Pairs seen in released reasoning models, tried in this order after any pair the chat template names.
-KNOWN_MARKERS = ((THINK_START, THINK_END), ("<seed:think>", "</seed:think>"), ("◁think▷", "◁/think▷"),
-                 ("<|begin_of_thought|>", "<|end_of_thought|>"))
+KNOWN_MARKERS = (
+    (THINK_START, THINK_END),
+    ("<seed:think>", "</seed:think>"),
+    ("◁think▷", "◁/think▷"),
+    ("<|begin_of_thought|>", "<|end_of_thought|>"),
+)
 # Where assistant messages carry their thinking beside `content`: DeepSeek, SGLang and TRL's response parsers
 # name it `reasoning_content`, vLLM and OpenRouter `reasoning`.
 REASONING_FIELDS = ("reasoning_content", "reasoning")
@@ -108,8 +113,10 @@ def find_markers(tokenizer, preferred: tuple[str, str] | None = None) -> Thinkin
     if preferred is not None:
         markers = ThinkingMarkers.from_tokenizer(tokenizer, *preferred)
         if markers is None:
-            raise ValueError(f"the probe's thinking end marker {preferred[1]!r} is not a single token of this "
-                             "model's tokenizer: the probe was made for another model family")
+            raise ValueError(
+                f"the probe's thinking end marker {preferred[1]!r} is not a single token of this "
+                "model's tokenizer: the probe was made for another model family"
+            )
         return markers
     template = str(getattr(tokenizer, "chat_template", "") or "")
     for start, end in sorted(KNOWN_MARKERS, key=lambda pair: pair[1] not in template):

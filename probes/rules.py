@@ -15,6 +15,7 @@ many thinking tokens it ends, whatever the rule says. `shadow` consults the rule
 what it would do, but never ends the thinking for it (the budget still does): the answer is the one without
 early exit, and the report says where the rule would have ended it.
 """
+
 from __future__ import annotations
 
 import math

@@ -11,6 +11,7 @@ tracker only when a token arrives that may end a chunk or open or close thinking
 others wait and are fed in order then, so the boundaries are the offline ones), and on a CPU engine the
 boundary rows are scored from Python lists by the numpy path's `HostProbe`, without building tensors.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,9 @@ class Evaluation:
 
 
 class EarlyExitRuntime:
-    def __init__(self, policy: BoundaryPolicy, probe: Probe | None, device: torch.device | str = "cpu",
-                 backend: str = "auto"):
+    def __init__(
+        self, policy: BoundaryPolicy, probe: Probe | None, device: torch.device | str = "cpu", backend: str = "auto"
+    ):
         self.policy = policy
         self.probe = probe
         self.weights = probe.weights.to(device=torch.device(device)) if probe else None
@@ -78,8 +80,14 @@ class EarlyExitRuntime:
         self.host_probe = self.weights.host if on_host else None
         self.marks: list[tuple[str, bool]] = []
 
-    def new_request(self, rid: str, settings: ExitSettings, prompt_ids: list[int] | None,
-                    output_ids: list[int], max_tokens: int | None = None) -> RequestState:
+    def new_request(
+        self,
+        rid: str,
+        settings: ExitSettings,
+        prompt_ids: list[int] | None,
+        output_ids: list[int],
+        max_tokens: int | None = None,
+    ) -> RequestState:
         """State for a request entering the batch. A request resumed after preemption brings output tokens:
         all but the last were already decided on; the last is the input of the coming step."""
         if settings.rule == "probe" and self.probe is None:
@@ -97,8 +105,9 @@ class EarlyExitRuntime:
         marks, self.marks = self.marks, []
         return marks
 
-    def step(self, states: dict[int, RequestState], hidden: torch.Tensor | None,
-             logits: torch.Tensor) -> list[Evaluation]:
+    def step(
+        self, states: dict[int, RequestState], hidden: torch.Tensor | None, logits: torch.Tensor
+    ) -> list[Evaluation]:
         """Decide for this step's rows; forces `</think>` in `logits` (in place) for the rows that exit."""
         evaluations: list[Evaluation] = []
         probe_rows: list[tuple[int, RequestState, Boundary]] = []
@@ -126,7 +135,9 @@ class EarlyExitRuntime:
                 recorded = self._record(state, readable, row, hidden, logits)
                 evaluations += [recorded] if recorded is not None else []
             if self._over_budget(state):
-                evaluations.append(Evaluation(state.rid, None, state.fed - 1, state.tracker.thinking_tokens, None, True))
+                evaluations.append(
+                    Evaluation(state.rid, None, state.fed - 1, state.tracker.thinking_tokens, None, True)
+                )
                 exits.append(row)
             elif readable is not None and self._consults(state):
                 if state.settings.rule == "probe":
@@ -135,8 +146,11 @@ class EarlyExitRuntime:
                     evaluations.append(self._text_rule(state, readable))
         if probe_rows:
             evaluations += self._score(probe_rows, hidden, logits.shape[0])
-        exits += [row for row, state in states.items() if state.would_exit and not state.settings.shadow
-                  and not state.exited and row not in exits]
+        exits += [
+            row
+            for row, state in states.items()
+            if state.would_exit and not state.settings.shadow and not state.exited and row not in exits
+        ]
         for row in exits:
             states[row].exited = True
             self._force_think_end(logits, row)
@@ -162,8 +176,11 @@ class EarlyExitRuntime:
         if last >= len(may_decide) or (last >= 0 and may_decide[last]):
             return True
         budget = state.settings.budget
-        return bool(budget) and state.tracker.thinking and \
-            state.tracker.thinking_tokens + len(output_ids) - state.fed >= budget
+        return (
+            bool(budget)
+            and state.tracker.thinking
+            and state.tracker.thinking_tokens + len(output_ids) - state.fed >= budget
+        )
 
     def _over_budget(self, state: RequestState) -> bool:
         budget = state.settings.budget
@@ -210,8 +227,16 @@ class EarlyExitRuntime:
         if hidden is None or hidden.shape[0] != logits.shape[0]:
             return None
         end_prob = float(torch.softmax(logits[row].float(), dim=-1)[self.policy.think_end_id])
-        return Evaluation(state.rid, boundary.boundary_index, boundary.token_index, boundary.thinking_tokens,
-                          None, False, hidden[row].float().cpu().tolist(), end_prob)
+        return Evaluation(
+            state.rid,
+            boundary.boundary_index,
+            boundary.token_index,
+            boundary.thinking_tokens,
+            None,
+            False,
+            hidden[row].float().cpu().tolist(),
+            end_prob,
+        )
 
     def _text_rule(self, state: RequestState, boundary: Boundary) -> Evaluation:
         settings = state.settings
@@ -226,29 +251,49 @@ class EarlyExitRuntime:
             score = state.boundary_confidence
             decision = score >= settings.threshold
         state.would_exit = state.would_exit or decision
-        return Evaluation(state.rid, boundary.boundary_index, boundary.token_index, boundary.thinking_tokens, score,
-                          decision, answer=boundary.answer)
+        return Evaluation(
+            state.rid,
+            boundary.boundary_index,
+            boundary.token_index,
+            boundary.thinking_tokens,
+            score,
+            decision,
+            answer=boundary.answer,
+        )
 
     # -- per step ----------------------------------------------------------------------------------------
     def _score(self, probe_rows, hidden: torch.Tensor | None, n_rows: int) -> list[Evaluation]:
         if hidden is None or hidden.shape[0] != n_rows:
             return []  # the capture did not line up with the logits: never exit on a guess
         if hidden.shape[1] != self.weights.hidden_size:
-            raise ValueError(f"the probe expects hidden size {self.weights.hidden_size}, "
-                             f"the engine's hidden states have {hidden.shape[1]}")
+            raise ValueError(
+                f"the probe expects hidden size {self.weights.hidden_size}, "
+                f"the engine's hidden states have {hidden.shape[1]}"
+            )
         if self.host_probe is not None:
             scores = self.host_probe.scores(hidden, [row for row, _, _ in probe_rows])
             decisions = [score >= state.threshold32 for score, (_, state, _) in zip(scores, probe_rows)]
         else:
             rows = torch.tensor([row for row, _, _ in probe_rows], device=hidden.device)
-            thresholds = torch.tensor([state.settings.threshold for _, state, _ in probe_rows],
-                                      dtype=torch.float32, device=hidden.device)
-            scores, decisions = (t.tolist() for t in score_boundary_rows(hidden, rows, self.weights, thresholds,
-                                                                         backend=self.backend))
+            thresholds = torch.tensor(
+                [state.settings.threshold for _, state, _ in probe_rows], dtype=torch.float32, device=hidden.device
+            )
+            scores, decisions = (
+                t.tolist() for t in score_boundary_rows(hidden, rows, self.weights, thresholds, backend=self.backend)
+            )
         evaluations = []
         for (row, state, boundary), score, decision in zip(probe_rows, scores, decisions):
-            evaluations.append(Evaluation(state.rid, boundary.boundary_index, boundary.token_index,
-                                          boundary.thinking_tokens, score, bool(decision), answer=boundary.answer))
+            evaluations.append(
+                Evaluation(
+                    state.rid,
+                    boundary.boundary_index,
+                    boundary.token_index,
+                    boundary.thinking_tokens,
+                    score,
+                    bool(decision),
+                    answer=boundary.answer,
+                )
+            )
             state.would_exit = state.would_exit or bool(decision)
         return evaluations
 

@@ -20,6 +20,7 @@ in-distribution answers). The target's normalised reward is then compared with t
 `z = (target - ensemble mean) / max(ensemble std, spread_floor)`; a large z says the target likes an
 answer the others do not, the sign of an out-of-distribution answer (Adv-RM, arXiv 2504.06141).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from probexit.rewards.manifest import (TOKEN_SURPRISE, MemberCard, RewardManifest, RewardModelError,
-                                       read_manifest)
+from probexit.rewards.manifest import TOKEN_SURPRISE, MemberCard, RewardManifest, RewardModelError, read_manifest
 from probexit.rewards.render import render_ids
+
 
 @dataclass
 class RewardScore:
@@ -66,8 +67,9 @@ def summarise(raw: list[float], manifest: RewardManifest, tokens: int = 0) -> Re
 class RewardEnsemble:
     """The loaded folder: `score(conversations)` for the endpoint, `score_texts` for training jobs."""
 
-    def __init__(self, folder: Path, manifest: RewardManifest, tokenizer, models: list, backbone=None,
-                 ensemble_backbone=None):
+    def __init__(
+        self, folder: Path, manifest: RewardManifest, tokenizer, models: list, backbone=None, ensemble_backbone=None
+    ):
         self.folder, self.manifest, self.tokenizer, self.models = folder, manifest, tokenizer, models
         self.backbone = backbone  # TOKEN_SURPRISE: the LM the heads read, run once per batch
         # the ensemble's heads read another LM when the folder has one (run once per batch too): members that
@@ -86,20 +88,28 @@ class RewardEnsemble:
         backbone = others = None
         if manifest.head == TOKEN_SURPRISE:
             backbone = _load_backbone(folder, manifest.backbone, len(tokenizer))
-            others = _load_backbone(folder, manifest.ensemble_backbone, len(tokenizer)) \
-                if manifest.ensemble_backbone else backbone
-            models = [_load_head(folder, manifest.target, backbone)] + \
-                [_load_head(folder, card, others) for card in manifest.ensemble]
+            others = (
+                _load_backbone(folder, manifest.ensemble_backbone, len(tokenizer))
+                if manifest.ensemble_backbone
+                else backbone
+            )
+            models = [_load_head(folder, manifest.target, backbone)] + [
+                _load_head(folder, card, others) for card in manifest.ensemble
+            ]
             reads = {(m.config.marker_token_id, tuple(m.config.digit_token_ids), m.config.vocab_size) for m in models}
             if len(reads) != 1 or next(iter(reads))[2] < len(tokenizer):  # the backbone's features are shared
-                raise RewardModelError(f"{folder}: every head must read the reward tokenizer's tokens the same way "
-                                       "(same marker, digits and vocabulary)")
+                raise RewardModelError(
+                    f"{folder}: every head must read the reward tokenizer's tokens the same way "
+                    "(same marker, digits and vocabulary)"
+                )
         else:
             models = [_load_member(folder, card, len(tokenizer)) for card in cards]
         pads = {model.config.pad_token_id for model in models}
         if len(pads) != 1 or None in pads or pads == {tokenizer.eos_token_id}:
-            raise RewardModelError(f"{folder}: every member needs the same pad_token_id, other than the end-of-turn "
-                                   f"token (found {sorted(map(str, pads))})")
+            raise RewardModelError(
+                f"{folder}: every member needs the same pad_token_id, other than the end-of-turn "
+                f"token (found {sorted(map(str, pads))})"
+            )
         return cls(folder, manifest, tokenizer, models, backbone, others)
 
     # -- rendering ------------------------------------------------------------------------------------------
@@ -107,9 +117,12 @@ class RewardEnsemble:
         return render_ids(self.tokenizer, messages, self.manifest.think_start, self.manifest.think_end)
 
     def render_completion(self, question: str, completion: str) -> list[int]:
-        return render_ids(self.tokenizer, [{"role": "user", "content": question},
-                                           {"role": "assistant", "content": completion}],
-                          self.manifest.think_start, self.manifest.think_end)
+        return render_ids(
+            self.tokenizer,
+            [{"role": "user", "content": question}, {"role": "assistant", "content": completion}],
+            self.manifest.think_start,
+            self.manifest.think_end,
+        )
 
     # -- scoring --------------------------------------------------------------------------------------------
     def raw_rewards(self, batch: list[list[int]], batch_size: int = 32) -> list[list[float]]:
@@ -145,8 +158,10 @@ class RewardEnsemble:
     def score_ids(self, batch: list[list[int]]) -> list[RewardScore]:
         too_long = [i for i, ids in enumerate(batch) if len(ids) > self.manifest.max_length]
         if too_long:
-            raise ValueError(f"conversation {too_long[0]} has {len(batch[too_long[0]])} tokens; the reward model "
-                             f"reads at most {self.manifest.max_length}")
+            raise ValueError(
+                f"conversation {too_long[0]} has {len(batch[too_long[0]])} tokens; the reward model "
+                f"reads at most {self.manifest.max_length}"
+            )
         return [summarise(raw, self.manifest, len(ids)) for raw, ids in zip(self.raw_rewards(batch), batch)]
 
     def score(self, conversations: list[list[dict]]) -> list[RewardScore]:
@@ -156,7 +171,6 @@ class RewardEnsemble:
         """Policy completions, as training jobs have them (too-long ones are cut to the model's length)."""
         ids = [self.render_completion(q, c)[: self.manifest.max_length] for q, c in zip(questions, completions)]
         return self.score_ids(ids)
-
 
 
 def _load_tokenizer(path: Path):
@@ -178,11 +192,14 @@ def _load_backbone(folder: Path, name: str, vocab: int):
     try:
         model = frozen_lm(path)
     except Exception as error:  # as in _load_member: every failure is one line naming the folder
-        raise RewardModelError(f"cannot load the reward backbone {path}: "
-                               f"{' '.join(str(error).split())[:300]}") from None
+        raise RewardModelError(
+            f"cannot load the reward backbone {path}: {' '.join(str(error).split())[:300]}"
+        ) from None
     if model.get_input_embeddings().num_embeddings < vocab:
-        raise RewardModelError(f"{path} embeds {model.get_input_embeddings().num_embeddings} tokens but its "
-                               f"tokenizer has {vocab}: the backbone and tokenizer do not belong together")
+        raise RewardModelError(
+            f"{path} embeds {model.get_input_embeddings().num_embeddings} tokens but its "
+            f"tokenizer has {vocab}: the backbone and tokenizer do not belong together"
+        )
     return model
 
 
@@ -211,6 +228,8 @@ def _load_member(folder: Path, card: MemberCard, vocab: int):
     except Exception as error:  # missing files, corrupt safetensors, unknown architectures: all one line
         raise RewardModelError(f"cannot load reward model {path}: {' '.join(str(error).split())[:300]}") from None
     if model.get_input_embeddings().num_embeddings < vocab:
-        raise RewardModelError(f"{path} embeds {model.get_input_embeddings().num_embeddings} tokens but its "
-                               f"tokenizer has {vocab}: the model and tokenizer do not belong together")
+        raise RewardModelError(
+            f"{path} embeds {model.get_input_embeddings().num_embeddings} tokens but its "
+            f"tokenizer has {vocab}: the model and tokenizer do not belong together"
+        )
     return model.eval()

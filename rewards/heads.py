@@ -16,6 +16,7 @@ opens the assistant's turn). The head is trained with TRL's `RewardTrainer` like
 forward returns one logit per sequence); only the head's parameters learn, so the members of an ensemble
 share one backbone, stored once in the reward folder and run once per batch when scoring.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,14 @@ N_FEATURES = 3
 class TokenSurpriseConfig(PretrainedConfig):
     model_type = "probexit-token-surprise"
 
-    def __init__(self, hidden: int = 16, marker_token_id: int | None = None, digit_token_ids: list[int] | None = None,
-                 vocab_size: int = 0, **kwargs):
+    def __init__(
+        self,
+        hidden: int = 16,
+        marker_token_id: int | None = None,
+        digit_token_ids: list[int] | None = None,
+        vocab_size: int = 0,
+        **kwargs,
+    ):
         kwargs.setdefault("num_labels", 1)
         super().__init__(**kwargs)
         self.hidden, self.marker_token_id, self.vocab_size = hidden, marker_token_id, vocab_size
@@ -72,16 +79,18 @@ class TokenSurpriseRewardModel(PreTrainedModel):
         (on 2 cores, ~27 s for the 584 pairs of the tiny world)."""
         self._cache = {} if cache is None else cache
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **_) -> SequenceClassifierOutput:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_
+    ) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         features, answer = self._features(input_ids, attention_mask)
         return SequenceClassifierOutput(logits=self.token_scores(features, answer).sum(1, keepdim=True))
 
     def _features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        compute = lambda: token_features(self.backbone, input_ids, attention_mask, self.config.marker_token_id,
-                                         self.digit)
+        def compute():
+            return token_features(self.backbone, input_ids, attention_mask, self.config.marker_token_id, self.digit)
+
         if self._cache is None:
             return compute()
         lengths = attention_mask.sum(1).tolist()
@@ -105,8 +114,10 @@ class TokenSurpriseRewardModel(PreTrainedModel):
 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / HEAD_CONFIG).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        save_file({name: value.detach().float().contiguous() for name, value in self.head.state_dict().items()},
-                  folder / HEAD_WEIGHTS)
+        save_file(
+            {name: value.detach().float().contiguous() for name, value in self.head.state_dict().items()},
+            folder / HEAD_WEIGHTS,
+        )
 
     @classmethod
     def load_head(cls, folder: Path, backbone=None) -> TokenSurpriseRewardModel:
@@ -125,8 +136,9 @@ def frozen_lm(model_dir: Path, device: str = "cpu"):
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().requires_grad_(False).to(device)
 
 
-def token_features(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor, marker_token_id: int | None,
-                   digit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def token_features(
+    backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor, marker_token_id: int | None, digit: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The backbone's view of each token: (B, T, 3) features [log-prob, entropy, is-digit] and the (B, T) mask of
     the answer's tokens (after the last marker, not padding). The backbone runs without gradients."""
     with torch.no_grad():  # the backbone may sit on another device than the head (it is not a sub-module)
@@ -137,8 +149,9 @@ def token_features(backbone, input_ids: torch.Tensor, attention_mask: torch.Tens
         token_log_prob = log_probs.gather(-1, input_ids[:, 1:, None])[..., 0]  # (B, T - 1)
         entropy = -(log_probs.exp() * log_probs).sum(-1)  # (B, T - 1)
         zero = torch.zeros_like(token_log_prob[:, :1])
-        features = torch.stack([torch.cat([zero, token_log_prob], 1), torch.cat([zero, entropy], 1),
-                                digit[input_ids].float()], -1)  # (B, T, 3): the first token has no prediction
+        features = torch.stack(
+            [torch.cat([zero, token_log_prob], 1), torch.cat([zero, entropy], 1), digit[input_ids].float()], -1
+        )  # (B, T, 3): the first token has no prediction
     return features, answer_mask(input_ids, attention_mask, marker_token_id)
 
 
@@ -150,22 +163,35 @@ def answer_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, marker_to
     [[0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0]]
     """
     positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-    is_marker = (input_ids == marker_token_id) & attention_mask.bool() if marker_token_id is not None \
+    is_marker = (
+        (input_ids == marker_token_id) & attention_mask.bool()
+        if marker_token_id is not None
         else torch.zeros_like(input_ids, dtype=torch.bool)
+    )
     last_marker = torch.where(is_marker, positions, -1).max(1, keepdim=True).values  # (B, 1)
     return ((positions > last_marker) & attention_mask.bool()).float()
 
 
 def head_config(tokenizer, hidden: int = 16) -> TokenSurpriseConfig:
     """The head's settings read from the tokenizer: the turn-opening marker and the digit tokens."""
-    with_prompt = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
-                                                add_generation_prompt=True)
-    without = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
-                                            add_generation_prompt=False)
-    opening = tokenizer.encode(with_prompt[len(without):] if with_prompt.startswith(without) else "",
-                               add_special_tokens=False)
-    digits = [index for token, index in tokenizer.get_vocab().items()
-              if (text := tokenizer.convert_tokens_to_string([token]).strip()) and text.isdigit()]
-    return TokenSurpriseConfig(hidden=hidden, marker_token_id=opening[0] if opening else None,
-                               digit_token_ids=sorted(digits), vocab_size=len(tokenizer),
-                               pad_token_id=tokenizer.pad_token_id)
+    with_prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+    )
+    without = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=False
+    )
+    opening = tokenizer.encode(
+        with_prompt[len(without) :] if with_prompt.startswith(without) else "", add_special_tokens=False
+    )
+    digits = [
+        index
+        for token, index in tokenizer.get_vocab().items()
+        if (text := tokenizer.convert_tokens_to_string([token]).strip()) and text.isdigit()
+    ]
+    return TokenSurpriseConfig(
+        hidden=hidden,
+        marker_token_id=opening[0] if opening else None,
+        digit_token_ids=sorted(digits),
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+    )

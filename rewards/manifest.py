@@ -1,5 +1,6 @@
 """The reward-model folder's manifest: which member is the target, the ensemble, their calibration, and how
 scores become uncertainty (the folder's layout is described in `probexit.rewards.ensemble`)."""
+
 from __future__ import annotations
 
 import json
@@ -58,10 +59,8 @@ class RewardManifest:
     def from_json(cls, data: dict) -> RewardManifest:
         if data.get("format") != FORMAT:
             raise RewardModelError(f"unknown format {data.get('format')!r} (expected {FORMAT!r})")
-        members = {"target": MemberCard(**data["target"]),
-                   "ensemble": tuple(MemberCard(**m) for m in data["ensemble"])}
+        members = {"target": MemberCard(**data["target"]), "ensemble": tuple(MemberCard(**m) for m in data["ensemble"])}
         return cls(**{**data, **members})
-
 
 
 def read_manifest(folder: Path) -> RewardManifest:

@@ -1,11 +1,13 @@
 """How a conversation becomes the token ids a reward model reads: one rendering for training and serving."""
+
 from __future__ import annotations
 
 from probexit.probes.markers import THINK_END, THINK_START, as_written
 
 
-def render_ids(tokenizer, messages: list[dict], think_start: str | None = THINK_START,
-               think_end: str | None = THINK_END) -> list[int]:
+def render_ids(
+    tokenizer, messages: list[dict], think_start: str | None = THINK_START, think_end: str | None = THINK_END
+) -> list[int]:
     """The token ids of a conversation whose last message is the assistant's answer: the messages before it
     through the chat template with its generation prompt, the answer (its `content`, with the thinking a chat
     endpoint split off put back before the end marker), then the end-of-turn token."""
@@ -25,5 +27,5 @@ def answer_text(message: dict, think_start: str | None, think_end: str | None, p
     """
     text = as_written(message, think_end)
     if think_start and prompt.rstrip().endswith(think_start) and text.startswith(think_start):
-        text = text[len(think_start):].removeprefix("\n")  # the template already opened the thinking
+        text = text[len(think_start) :].removeprefix("\n")  # the template already opened the thinking
     return text

@@ -4,6 +4,7 @@ the lifespan that starts and stops the engine and the early-exit event channel.
 Nothing here is global: the engine, the probe, the reward model, the metrics and the generation core
 live on `app.state`, so that several apps (tests) can exist in one process.
 """
+
 from __future__ import annotations
 
 import os
@@ -68,10 +69,14 @@ async def _lifespan(app: FastAPI):
     config, setup = state.config, state.setup
     defaults = early_exit.ExitDefaults(
         enabled=config.early_exit_default and setup.markers is not None,
-        threshold=config.threshold if config.threshold is not None else
-        (setup.probe.config.default_threshold if setup.probe is not None else DEFAULT_THRESHOLD),
-        min_thinking_tokens=config.min_thinking_tokens, probe=setup.probe, markers_known=setup.markers is not None,
-        shadow_rate=config.shadow_rate)
+        threshold=config.threshold
+        if config.threshold is not None
+        else (setup.probe.config.default_threshold if setup.probe is not None else DEFAULT_THRESHOLD),
+        min_thinking_tokens=config.min_thinking_tokens,
+        probe=setup.probe,
+        markers_known=setup.markers is not None,
+        shadow_rate=config.shadow_rate,
+    )
     state.engine, state.collector = engine, collector
     state.core = GenerationCore(engine, collector, state.metrics, setup, defaults, config.served_model_name)
     state.chat, state.completion = ServingChat(state.core), ServingCompletion(state.core)
@@ -123,13 +128,24 @@ def _health(state) -> dict:
     """The engine's state, or a 503 once its process has died (vLLM does not restart it; the server must be)."""
     if state.engine is None or state.engine.errored:
         raise engine_unavailable()
-    return {"status": "ok", "model": state.config.served_model_name,
-            "requests_running": state.engine.get_num_unfinished_requests()}
+    return {
+        "status": "ok",
+        "model": state.config.served_model_name,
+        "requests_running": state.engine.get_num_unfinished_requests(),
+    }
 
 
 def _models(state) -> ModelList:
-    return ModelList(data=[ModelCard(id=state.config.served_model_name, root=state.config.model,
-                                     max_model_len=state.setup.max_model_len, probexit=state.setup.identity)])
+    return ModelList(
+        data=[
+            ModelCard(
+                id=state.config.served_model_name,
+                root=state.config.model,
+                max_model_len=state.setup.max_model_len,
+                probexit=state.setup.identity,
+            )
+        ]
+    )
 
 
 # -- the API key, the body limit and errors ---------------------------------------------------------------
@@ -161,8 +177,9 @@ class BodyLimit:
         return await self.app(scope, limited_receive, send)
 
     def _too_large(self) -> StarletteHTTPException:
-        return StarletteHTTPException(413, f"the request body is larger than this server's limit of "
-                                           f"{self.max_bytes} bytes (--max-request-bytes)")
+        return StarletteHTTPException(
+            413, f"the request body is larger than this server's limit of {self.max_bytes} bytes (--max-request-bytes)"
+        )
 
 
 def _require_api_key(request: Request) -> None:
@@ -172,8 +189,9 @@ def _require_api_key(request: Request) -> None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     # compare_digest: the time taken must not tell how much of a guessed key was right
     if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected.encode()):
-        raise APIError(401, "Incorrect or missing API key: send it as `Authorization: Bearer <key>`.",
-                       code="invalid_api_key")
+        raise APIError(
+            401, "Incorrect or missing API key: send it as `Authorization: Bearer <key>`.", code="invalid_api_key"
+        )
 
 
 async def _error_response(request: Request, error: Exception) -> JSONResponse:

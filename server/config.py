@@ -4,6 +4,7 @@ The command line (`cli/serve.py`) is the only place that parses flags; tests and
 `ServerConfig` directly. vLLM's own engine arguments travel as an `AsyncEngineArgs` object, untouched
 except for what early exit must add to it (see `server/engine/setup.py`).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,31 +28,61 @@ class ServerConfig:
 
     model: str
     served_model_name: str | None = None  # the name clients use in `model` and see in /v1/models
-    probe: Path | None = field(default=None, metadata={
-        "help": "Probe folder; without one the probe rule is off (the text rules still work). "
-                             "Default: the embedded probe when --model is not given."})
-    reward_model: Path | None = field(default=None, metadata={
-        "help": "Reward model folder served at /v1/rewards. Default: the embedded one when --model "
-                             "is not given."})
+    probe: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Probe folder; without one the probe rule is off (the text rules still work). "
+            "Default: the embedded probe when --model is not given."
+        },
+    )
+    reward_model: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Reward model folder served at /v1/rewards. Default: the embedded one when --model is not given."
+        },
+    )
     host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (this machine only by default)."})
     port: int = field(default=8000, metadata={"help": "Port to listen on."})
-    api_key: str | None = field(default=None, repr=False, metadata={
-        "help": f"Require `Authorization: Bearer KEY` on /v1 routes (default: ${API_KEY_ENV}; none when unset)."})
-    early_exit: bool | None = field(default=None, metadata={
-        "help": "End thinking early unless a request says otherwise (default: on with a probe)."})
-    threshold: float | None = field(default=None, metadata={
-        "help": "Default probe threshold (default: the probe's own)."})
+    api_key: str | None = field(
+        default=None,
+        repr=False,
+        metadata={
+            "help": f"Require `Authorization: Bearer KEY` on /v1 routes (default: ${API_KEY_ENV}; none when unset)."
+        },
+    )
+    early_exit: bool | None = field(
+        default=None,
+        metadata={"help": "End thinking early unless a request says otherwise (default: on with a probe)."},
+    )
+    threshold: float | None = field(
+        default=None, metadata={"help": "Default probe threshold (default: the probe's own)."}
+    )
     min_thinking_tokens: int = field(default=0, metadata={"help": "Default thinking tokens before any exit."})
-    shadow_rate: float = field(default=0.0, metadata={
-        "help": "Share of requests run in shadow mode: they think to the end, and the early_exit report and the "
-                "probexit:shadow_* metrics say what early exit would have saved and changed (docs/serving.md)."})
-    kernel_backend: str = field(default="auto", metadata={
-        "choices": KERNEL_BACKENDS, "help": "How the engine scores probe rows (auto: Triton on GPUs, numpy on CPU)."})
-    max_request_bytes: int = field(default=MAX_REQUEST_BYTES, metadata={
-        "help": "Largest request body accepted (larger: 413 before it is parsed)."})
-    shutdown_grace_s: float = field(default=5.0, metadata={
-        "flag": "--shutdown-grace", "metavar": "SECONDS",
-        "help": "On SIGTERM, how long requests in flight may finish before each gets an error."})
+    shadow_rate: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of requests run in shadow mode: they think to the end, and the early_exit report and the "
+            "probexit:shadow_* metrics say what early exit would have saved and changed (docs/serving.md)."
+        },
+    )
+    kernel_backend: str = field(
+        default="auto",
+        metadata={
+            "choices": KERNEL_BACKENDS,
+            "help": "How the engine scores probe rows (auto: Triton on GPUs, numpy on CPU).",
+        },
+    )
+    max_request_bytes: int = field(
+        default=MAX_REQUEST_BYTES, metadata={"help": "Largest request body accepted (larger: 413 before it is parsed)."}
+    )
+    shutdown_grace_s: float = field(
+        default=5.0,
+        metadata={
+            "flag": "--shutdown-grace",
+            "metavar": "SECONDS",
+            "help": "On SIGTERM, how long requests in flight may finish before each gets an error.",
+        },
+    )
     engine_args: Any = None
 
     def __post_init__(self):
@@ -61,8 +92,9 @@ class ServerConfig:
         self.probe = Path(self.probe) if self.probe is not None else None
         self.reward_model = Path(self.reward_model) if self.reward_model is not None else None
         if self.probe is not None and not self.probe.is_dir():
-            raise ConfigError(f"--probe {self.probe}: no such folder "
-                              "(a probe folder holds probe.json and probe.safetensors)")
+            raise ConfigError(
+                f"--probe {self.probe}: no such folder (a probe folder holds probe.json and probe.safetensors)"
+            )
         if self.reward_model is not None and not self.reward_model.is_dir():
             raise ConfigError(f"--reward-model {self.reward_model}: no such folder")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -72,8 +104,10 @@ class ServerConfig:
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("--api-key must not be empty (leave it out to serve without a key)")
         if self.early_exit and self.probe is None:
-            raise ConfigError("--early-exit needs --probe: the default rule is the probe's (requests may still "
-                              "ask for the text rules through their early_exit object)")
+            raise ConfigError(
+                "--early-exit needs --probe: the default rule is the probe's (requests may still "
+                "ask for the text rules through their early_exit object)"
+            )
         if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= NEVER):
             raise ConfigError(f"--threshold must lie in [0, {NEVER}] (above 1 never exits), got {self.threshold}")
         if not (isinstance(self.shadow_rate, (int, float)) and 0.0 <= self.shadow_rate <= 1.0):
@@ -81,8 +115,9 @@ class ServerConfig:
         if not isinstance(self.min_thinking_tokens, int) or self.min_thinking_tokens < 0:
             raise ConfigError(f"--min-thinking-tokens must be a non-negative integer, got {self.min_thinking_tokens!r}")
         if self.kernel_backend not in KERNEL_BACKENDS:
-            raise ConfigError(f"--kernel-backend must be one of {', '.join(KERNEL_BACKENDS)}, "
-                              f"got {self.kernel_backend!r}")
+            raise ConfigError(
+                f"--kernel-backend must be one of {', '.join(KERNEL_BACKENDS)}, got {self.kernel_backend!r}"
+            )
         if not isinstance(self.max_request_bytes, int) or self.max_request_bytes < 1:
             raise ConfigError(f"--max-request-bytes must be a positive integer, got {self.max_request_bytes!r}")
         if not (math.isfinite(self.shutdown_grace_s) and self.shutdown_grace_s >= 0):

@@ -15,6 +15,7 @@ would-be exit is compared with what happened (`shadow_outcomes`): would it have 
 it would have saved, and whether the answer stated there differs from the final answer. The probe rule is judged
 at `SHADOW_THRESHOLDS` too, from the same scores, at no extra cost.
 """
+
 from __future__ import annotations
 
 import random
@@ -60,8 +61,13 @@ class ExitDefaults:
     shadow_rate: float = 0.0  # the share of requests run in shadow mode unless they say otherwise
 
 
-def resolve(request: EarlyExitRequest | None, defaults: ExitDefaults, *, effort: str | None = None,
-            thinking_budget: int | None = None) -> ExitSettings | None:
+def resolve(
+    request: EarlyExitRequest | None,
+    defaults: ExitDefaults,
+    *,
+    effort: str | None = None,
+    thinking_budget: int | None = None,
+) -> ExitSettings | None:
     """The settings to send to the engine, or None when this request's thinking is left alone."""
     if request is None and effort is not None:
         request = effort_request(effort, defaults)
@@ -74,8 +80,11 @@ def resolve(request: EarlyExitRequest | None, defaults: ExitDefaults, *, effort:
     if thinking_budget is None:
         return settings
     if not defaults.markers_known:
-        raise APIError(400, "thinking_token_budget: this model has no thinking markers, so its thinking cannot be "
-                            "capped", param="thinking_token_budget")
+        raise APIError(
+            400,
+            "thinking_token_budget: this model has no thinking markers, so its thinking cannot be capped",
+            param="thinking_token_budget",
+        )
     if settings is None:
         return ExitSettings(rule="budget", budget=thinking_budget)
     return replace(settings, budget=min(settings.budget, thinking_budget) if settings.budget else thinking_budget)
@@ -87,15 +96,21 @@ def _shadow(request: EarlyExitRequest, defaults: ExitDefaults) -> bool:
         if request.shadow and request.enabled is False:
             raise _invalid("shadow", "a shadow request runs the exit rule, so it cannot also disable early exit")
         return request.shadow
-    return request.enabled is not False and defaults.shadow_rate > 0 and defaults.markers_known and \
-        (defaults.probe is not None or request.rule not in (None, "probe")) and random.random() < defaults.shadow_rate
+    return (
+        request.enabled is not False
+        and defaults.shadow_rate > 0
+        and defaults.markers_known
+        and (defaults.probe is not None or request.rule not in (None, "probe"))
+        and random.random() < defaults.shadow_rate
+    )
 
 
 def effort_request(effort: str, defaults: ExitDefaults) -> EarlyExitRequest | None:
     """The early_exit object a reasoning_effort stands for on this server (None: the server's default)."""
     if effort not in EFFORTS:
-        raise APIError(400, f"reasoning_effort: {effort!r} is not one of {', '.join(REASONING_EFFORTS)}",
-                       param="reasoning_effort")
+        raise APIError(
+            400, f"reasoning_effort: {effort!r} is not one of {', '.join(REASONING_EFFORTS)}", param="reasoning_effort"
+        )
     request = EFFORTS[effort]
     calibrated = defaults.probe is not None and bool(defaults.probe.config.calibration)
     if request is not None and request.max_risk is not None and not calibrated:
@@ -116,16 +131,23 @@ def _resolve_rule(request: EarlyExitRequest, defaults: ExitDefaults) -> ExitSett
         raise _invalid("enabled", "this model has no thinking markers, so its thinking cannot be ended early")
     rule = request.rule or "probe"
     if rule == "probe" and defaults.probe is None:
-        raise _invalid("rule", "the probe rule needs a probe and this server was started without --probe; "
-                               "use another rule (consistency, confidence, first, budget, oracle) or disable early exit")
+        raise _invalid(
+            "rule",
+            "the probe rule needs a probe and this server was started without --probe; "
+            "use another rule (consistency, confidence, first, budget, oracle) or disable early exit",
+        )
     if request.threshold is not None and request.max_risk is not None:
         raise _invalid("max_risk", "give threshold or max_risk, not both")
     threshold = defaults.threshold if request.threshold is None else request.threshold
     if request.max_risk is not None:
         threshold = _threshold_for_risk(rule, request.max_risk, defaults.probe)
-    values = {"rule": rule, "threshold": threshold,
-              "min_thinking_tokens": defaults.min_thinking_tokens if request.min_thinking_tokens is None
-              else request.min_thinking_tokens}
+    values = {
+        "rule": rule,
+        "threshold": threshold,
+        "min_thinking_tokens": defaults.min_thinking_tokens
+        if request.min_thinking_tokens is None
+        else request.min_thinking_tokens,
+    }
     values.update({key: value for key in ("k", "budget", "answer") if (value := getattr(request, key)) is not None})
     try:
         return ExitSettings(**values)
@@ -146,8 +168,14 @@ def _invalid(field: str, message: str) -> APIError:
     return APIError(400, f"early_exit.{field}: {message}", param=f"early_exit.{field}")
 
 
-def report(settings: ExitSettings | None, record: RequestRecord | None, reasoning_tokens: int, *,
-           cut_while_thinking: bool = False, shadow: ShadowOutcome | None = None) -> EarlyExitReport:
+def report(
+    settings: ExitSettings | None,
+    record: RequestRecord | None,
+    reasoning_tokens: int,
+    *,
+    cut_while_thinking: bool = False,
+    shadow: ShadowOutcome | None = None,
+) -> EarlyExitReport:
     """What happened to one choice: the exiting evaluation if any, else the last score seen, and why the thinking
     ended (`cut_while_thinking`: max_tokens ended the choice inside its thinking); for a shadow request, what its
     rule would have done. Every field is given explicitly, because streamed chunks leave out the fields that
@@ -161,12 +189,21 @@ def report(settings: ExitSettings | None, record: RequestRecord | None, reasonin
         reason = "length" if cut_while_thinking else None
     fields = {}
     if shadow is not None:
-        fields = {"shadow": True, "would_exit": shadow.would_exit, "would_save_tokens": shadow.saved_tokens,
-                  "answer_changed": shadow.answer_changed}
+        fields = {
+            "shadow": True,
+            "would_exit": shadow.would_exit,
+            "would_save_tokens": shadow.saved_tokens,
+            "answer_changed": shadow.answer_changed,
+        }
     shown = exit_ or (shadow.evaluation if shadow is not None else None)
-    return EarlyExitReport(triggered=exit_ is not None, score=shown.score if shown else record.last_score,
-                           boundary=shown.boundary_index if shown else None, reasoning_tokens=reasoning_tokens,
-                           reason=reason, **fields)
+    return EarlyExitReport(
+        triggered=exit_ is not None,
+        score=shown.score if shown else record.last_score,
+        boundary=shown.boundary_index if shown else None,
+        reasoning_tokens=reasoning_tokens,
+        reason=reason,
+        **fields,
+    )
 
 
 def _real_exit(settings: ExitSettings | None, record: RequestRecord) -> Evaluation | None:
@@ -190,18 +227,30 @@ class ShadowOutcome:
         return self.evaluation is not None
 
 
-def shadow_outcomes(settings: ExitSettings, record: RequestRecord, reasoning_tokens: int,
-                    content: str) -> list[ShadowOutcome]:
+def shadow_outcomes(
+    settings: ExitSettings, record: RequestRecord, reasoning_tokens: int, content: str
+) -> list[ShadowOutcome]:
     """The request's own setting first, then (probe rule) each of SHADOW_THRESHOLDS."""
     boundaries = [e for e in record.evaluations if e.boundary_index is not None]
     final = final_answer(content)
     exits = [(REQUEST_SETTING, next((e for e in boundaries if e.exit), None))]
     if settings.rule == "probe":
-        exits += [(f"threshold={threshold}", next((e for e in boundaries if e.score is not None
-                                                    and e.score >= threshold), None))
-                  for threshold in SHADOW_THRESHOLDS]
-    return [ShadowOutcome(name, at, reasoning_tokens - at.thinking_tokens if at else 0,
-                          None if at is None else not _same(at.answer, final)) for name, at in exits]
+        exits += [
+            (
+                f"threshold={threshold}",
+                next((e for e in boundaries if e.score is not None and e.score >= threshold), None),
+            )
+            for threshold in SHADOW_THRESHOLDS
+        ]
+    return [
+        ShadowOutcome(
+            name,
+            at,
+            reasoning_tokens - at.thinking_tokens if at else 0,
+            None if at is None else not _same(at.answer, final),
+        )
+        for name, at in exits
+    ]
 
 
 def _same(stated: str | None, final: str | None) -> bool:

@@ -1,5 +1,6 @@
 """The one mapping from exceptions to OpenAI's error body, used by the app's handlers and by SSE streams
 (whose errors arrive after the 200 status has been sent)."""
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,15 @@ logger = logging.getLogger("probexit.server")
 class APIError(Exception):
     """An error a request gets as OpenAI's error body; raised by serving code, rendered in one place."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
 
@@ -40,20 +48,26 @@ def to_api_error(error: BaseException) -> APIError:
     if kind == CLIENT_ERROR:
         return APIError(400, str(error))
     logger.error("request failed", exc_info=error)
-    return APIError(500, f"internal server error ({type(error).__name__}); see the server log",
-                    type="server_error", code="internal_error")
+    return APIError(
+        500,
+        f"internal server error ({type(error).__name__}); see the server log",
+        type="server_error",
+        code="internal_error",
+    )
 
 
 def engine_unavailable() -> APIError:
     """The engine's process is gone: vLLM does not restart it, so every request fails at once until the
     server is restarted (`/health` answers 503 for load balancers and orchestrators)."""
-    return APIError(503, "the engine is not running; the server must be restarted", type="server_error",
-                    code="engine_unavailable")
+    return APIError(
+        503, "the engine is not running; the server must be restarted", type="server_error", code="engine_unavailable"
+    )
 
 
 def shutting_down() -> APIError:
-    return APIError(503, "the server is shutting down; retry on another replica", type="server_error",
-                    code="server_shutting_down")
+    return APIError(
+        503, "the server is shutting down; retry on another replica", type="server_error", code="server_shutting_down"
+    )
 
 
 def _http_error(error: StarletteHTTPException) -> APIError:

@@ -6,6 +6,7 @@ choice needs its own early-exit id), each with its own seed (`seed + i`). `run` 
 their outputs, splits reasoning from answer, attaches the early-exit report when a choice finishes, and
 aborts whatever is unfinished the moment the caller goes away (a disconnect cancels it).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +29,15 @@ from probexit.server.reasoning import ReasoningSplitter
 # Choices (prompts x n) per request: each is an engine request and its bookkeeping; OpenAI caps a prompt
 # list at 2048 entries as well.
 MAX_CHOICES = 2048
-SAMPLING_FALLBACKS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "presence_penalty": 0.0,
-                      "frequency_penalty": 0.0, "repetition_penalty": 1.0}
+SAMPLING_FALLBACKS = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": 0,
+    "min_p": 0.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "repetition_penalty": 1.0,
+}
 
 
 @dataclass
@@ -63,9 +71,12 @@ class GenerationJob:
     def usage(self) -> Usage:
         completion = sum(choice.tokens for choice in self.choices)
         reasoning = sum(choice.splitter.reasoning_tokens for choice in self.choices)
-        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=completion,
-                     total_tokens=self.prompt_tokens + completion,
-                     completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning))
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=completion,
+            total_tokens=self.prompt_tokens + completion,
+            completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning),
+        )
 
 
 @dataclass(frozen=True)
@@ -92,8 +103,15 @@ class Joined:
 
 
 class GenerationCore:
-    def __init__(self, engine, collector: EventCollector, metrics: ServerMetrics, setup: EngineSetup,
-                 exit_defaults: early_exit.ExitDefaults, model_name: str):
+    def __init__(
+        self,
+        engine,
+        collector: EventCollector,
+        metrics: ServerMetrics,
+        setup: EngineSetup,
+        exit_defaults: early_exit.ExitDefaults,
+        model_name: str,
+    ):
         self.engine, self.collector, self.metrics = engine, collector, metrics
         self.setup, self.exit_defaults, self.model_name = setup, exit_defaults, model_name
         self._background: set[asyncio.Task] = set()  # aborts in flight (a reference keeps them alive)
@@ -105,34 +123,54 @@ class GenerationCore:
         return self.engine.get_tokenizer()
 
     # -- planning: every check that can fail happens here, before a streamed response starts -------------
-    def plan(self, request: SamplingRequest, prompts: list[list[int]], max_tokens: int | None, *,
-             id_prefix: str, prompt_field: str, logprobs: int | None = None, effort: str | None = None) -> GenerationJob:
+    def plan(
+        self,
+        request: SamplingRequest,
+        prompts: list[list[int]],
+        max_tokens: int | None,
+        *,
+        id_prefix: str,
+        prompt_field: str,
+        logprobs: int | None = None,
+        effort: str | None = None,
+    ) -> GenerationJob:
         """The engine requests of one HTTP request; `logprobs`: how many alternatives each token reports (None:
         no log-probabilities), `effort`: its reasoning_effort."""
         if len(prompts) * request.n > MAX_CHOICES:
             field = "n" if request.n > 1 else prompt_field
-            raise APIError(400, f"{field}: {len(prompts)} prompt(s) x n={request.n} make {len(prompts) * request.n} "
-                                f"choices; at most {MAX_CHOICES} per request", param=field)
+            raise APIError(
+                400,
+                f"{field}: {len(prompts)} prompt(s) x n={request.n} make {len(prompts) * request.n} "
+                f"choices; at most {MAX_CHOICES} per request",
+                param=field,
+            )
         self._check_max_tokens(request, max_tokens)
-        settings = early_exit.resolve(request.early_exit, self.exit_defaults, effort=effort,
-                                      thinking_budget=request.thinking_token_budget)
-        job = GenerationJob(f"{id_prefix}-{uuid.uuid4().hex}", self.model_name, settings,
-                            sum(len(prompt) for prompt in prompts))
+        settings = early_exit.resolve(
+            request.early_exit, self.exit_defaults, effort=effort, thinking_budget=request.thinking_token_budget
+        )
+        job = GenerationJob(
+            f"{id_prefix}-{uuid.uuid4().hex}", self.model_name, settings, sum(len(prompt) for prompt in prompts)
+        )
         for prompt_index, prompt_ids in enumerate(prompts):
             limit = self._max_tokens(len(prompt_ids), max_tokens, prompt_field)
             if request.thinking_token_budget is not None and request.thinking_token_budget >= limit:
-                raise APIError(400, f"thinking_token_budget: {request.thinking_token_budget} thinking tokens leave no "
-                                    f"room for the answer within the {limit} completion tokens this request may use "
-                                    "(max_tokens, or the context left after the prompt); lower the budget or raise "
-                                    "max_tokens", param="thinking_token_budget")
+                raise APIError(
+                    400,
+                    f"thinking_token_budget: {request.thinking_token_budget} thinking tokens leave no "
+                    f"room for the answer within the {limit} completion tokens this request may use "
+                    "(max_tokens, or the context left after the prompt); lower the budget or raise "
+                    "max_tokens",
+                    param="thinking_token_budget",
+                )
             for sample in range(request.n):
                 index = prompt_index * request.n + sample
                 engine_id = f"{job.request_id}-{index}"
                 seed = None if request.seed is None else request.seed + sample
                 extra_args = request_extra_args(engine_id, settings) if settings is not None else None
                 params = self._sampling_params(request, limit, seed, extra_args, logprobs)
-                job.choices.append(Choice(index, engine_id, ReasoningSplitter(self.setup.markers, prompt_ids),
-                                          params, prompt_ids))
+                job.choices.append(
+                    Choice(index, engine_id, ReasoningSplitter(self.setup.markers, prompt_ids), params, prompt_ids)
+                )
         return job
 
     def _check_max_tokens(self, request: SamplingRequest, max_tokens: int | None) -> None:
@@ -140,33 +178,52 @@ class GenerationCore:
         prompt leaves is cut to that room below, as vLLM's server does."""
         if max_tokens is not None and max_tokens > self.setup.max_model_len:
             field = "max_completion_tokens" if getattr(request, "max_completion_tokens", None) else "max_tokens"
-            raise APIError(400, f"{field}: {max_tokens} is more than this model's context of "
-                                f"{self.setup.max_model_len} tokens", param=field, code="context_length_exceeded")
+            raise APIError(
+                400,
+                f"{field}: {max_tokens} is more than this model's context of {self.setup.max_model_len} tokens",
+                param=field,
+                code="context_length_exceeded",
+            )
 
     def _max_tokens(self, prompt_length: int, requested: int | None, prompt_field: str) -> int:
         if prompt_length == 0:
             raise APIError(400, f"{prompt_field}: the prompt is empty", param=prompt_field)
         room = self.setup.max_model_len - prompt_length
         if room < 1:
-            raise APIError(400, f"{prompt_field}: the prompt has {prompt_length} tokens, which leaves no room in "
-                                f"this model's context of {self.setup.max_model_len}", param=prompt_field,
-                           code="context_length_exceeded")
+            raise APIError(
+                400,
+                f"{prompt_field}: the prompt has {prompt_length} tokens, which leaves no room in "
+                f"this model's context of {self.setup.max_model_len}",
+                param=prompt_field,
+                code="context_length_exceeded",
+            )
         wanted = requested if requested is not None else self.setup.default_sampling.get("max_tokens", room)
         return min(wanted, room)  # as vLLM's server: a request never fails for asking too much
 
-    def _sampling_params(self, request: SamplingRequest, max_tokens: int, seed: int | None, extra_args,
-                         logprobs: int | None):
+    def _sampling_params(
+        self, request: SamplingRequest, max_tokens: int, seed: int | None, extra_args, logprobs: int | None
+    ):
         defaults = self.setup.default_sampling
-        values = {name: value if (value := getattr(request, name)) is not None else defaults.get(name, fallback)
-                  for name, fallback in SAMPLING_FALLBACKS.items()}
+        values = {
+            name: value if (value := getattr(request, name)) is not None else defaults.get(name, fallback)
+            for name, fallback in SAMPLING_FALLBACKS.items()
+        }
         markers = self.setup.markers
         try:
             return sampling_params(
-                **values, max_tokens=max_tokens, min_tokens=request.min_tokens, stop=request.stop, seed=seed,
-                ignore_eos=request.ignore_eos, extra_args=extra_args, logprobs=logprobs,
+                **values,
+                max_tokens=max_tokens,
+                min_tokens=request.min_tokens,
+                stop=request.stop,
+                seed=seed,
+                ignore_eos=request.ignore_eos,
+                extra_args=extra_args,
+                logprobs=logprobs,
                 logit_bias=self._logit_bias(request.logit_bias),
                 # a marker the tokenizer calls special would vanish from the text, and the split needs it
-                skip_special_tokens=not (markers is not None and markers.special), stream=request.stream)
+                skip_special_tokens=not (markers is not None and markers.special),
+                stream=request.stream,
+            )
         except (ValueError, TypeError) as error:
             raise APIError(400, str(error)) from error
 
@@ -179,8 +236,11 @@ class GenerationCore:
         except ValueError:
             raise APIError(400, "logit_bias: keys must be token ids", param="logit_bias") from None
         if any(not 0 <= token < self.setup.vocab_size or not -100 <= value <= 100 for token, value in parsed.items()):
-            raise APIError(400, f"logit_bias: token ids lie in [0, {self.setup.vocab_size}) and biases in "
-                                "[-100, 100]", param="logit_bias")
+            raise APIError(
+                400,
+                f"logit_bias: token ids lie in [0, {self.setup.vocab_size}) and biases in [-100, 100]",
+                param="logit_bias",
+            )
         return parsed
 
     # -- running ---------------------------------------------------------------------------------------------
@@ -189,8 +249,11 @@ class GenerationCore:
         joined = {choice.index: Joined() for choice in job.choices}
         async for delta in self.run(job):
             whole = joined[delta.choice.index]
-            whole.text, whole.reasoning, whole.content = (whole.text + delta.text, whole.reasoning + delta.reasoning,
-                                                          whole.content + delta.content)
+            whole.text, whole.reasoning, whole.content = (
+                whole.text + delta.text,
+                whole.reasoning + delta.reasoning,
+                whole.content + delta.content,
+            )
             whole.token_ids += delta.token_ids
             if delta.logprobs is not None:
                 whole.logprobs = (whole.logprobs or []) + delta.logprobs
@@ -205,8 +268,12 @@ class GenerationCore:
         if self.closed_by is not None:
             raise self.closed_by
         self._running[job.request_id] = job
-        merged = _merge([self.engine.generate(token_prompt(choice.prompt_ids), choice.params, choice.engine_id)
-                         for choice in job.choices])
+        merged = _merge(
+            [
+                self.engine.generate(token_prompt(choice.prompt_ids), choice.params, choice.engine_id)
+                for choice in job.choices
+            ]
+        )
         outcome: str | None = "aborted"
         try:
             async for index, output in merged:
@@ -244,10 +311,14 @@ class GenerationCore:
             choice.done, choice.finish_reason = True, completion.finish_reason
             cut = completion.finish_reason == "length" and choice.splitter.thinking
             reasoning_tokens = choice.splitter.reasoning_tokens
-            outcomes = early_exit.shadow_outcomes(job.settings, record or RequestRecord(), reasoning_tokens,
-                                                  choice.content) if shadow else []
-            choice.report = early_exit.report(job.settings, record, reasoning_tokens, cut_while_thinking=cut,
-                                              shadow=outcomes[0] if outcomes else None)
+            outcomes = (
+                early_exit.shadow_outcomes(job.settings, record or RequestRecord(), reasoning_tokens, choice.content)
+                if shadow
+                else []
+            )
+            choice.report = early_exit.report(
+                job.settings, record, reasoning_tokens, cut_while_thinking=cut, shadow=outcomes[0] if outcomes else None
+            )
             self.metrics.choice_done(reasoning_tokens)
             if outcomes:
                 self.metrics.shadow_done(reasoning_tokens, outcomes)

@@ -5,6 +5,7 @@ read from the model's logits before any logits processor: a `</think>` that earl
 the probability the model itself gave it. A log-probability of minus infinity is sent as -9999.0, as vLLM's
 server does (JSON has no infinity).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,10 +20,13 @@ def chat_logprobs(token_ids: list[int], steps: list, top: int, tokenizer) -> Cha
     content = []
     for token_id, step in zip(token_ids, steps):
         token, logprob = _entry(token_id, step, tokenizer)
-        alternatives = [TopLogprob(token=text, logprob=value, bytes=list(text.encode()))
-                        for text, value in _top(step, top, tokenizer)]
-        content.append(TokenLogprob(token=token, logprob=logprob, bytes=list(token.encode()),
-                                    top_logprobs=alternatives))
+        alternatives = [
+            TopLogprob(token=text, logprob=value, bytes=list(text.encode()))
+            for text, value in _top(step, top, tokenizer)
+        ]
+        content.append(
+            TokenLogprob(token=token, logprob=logprob, bytes=list(token.encode()), top_logprobs=alternatives)
+        )
     return ChatLogprobs(content=content)
 
 
@@ -46,8 +50,11 @@ def _entry(token_id: int, step: dict, tokenizer) -> tuple[str, float]:
 
 
 def _top(step: dict, top: int, tokenizer) -> list[tuple[str, float]]:
-    ranked = sorted((entry.rank, token_id, entry) for token_id, entry in (step or {}).items()
-                    if entry.rank is not None and entry.rank <= top)
+    ranked = sorted(
+        (entry.rank, token_id, entry)
+        for token_id, entry in (step or {}).items()
+        if entry.rank is not None and entry.rank <= top
+    )
     return [(_text(token_id, entry, tokenizer), _finite(entry.logprob)) for _, token_id, entry in ranked[:top]]
 
 

@@ -6,6 +6,7 @@ the model). An assistant turn's thinking may come as `reasoning_content` or `rea
 it is handed to the template as `reasoning_content`, and the template decides whether history keeps it
 (R1-style templates drop it, others render it).
 """
+
 from __future__ import annotations
 
 from probexit.server.errors import APIError
@@ -29,12 +30,15 @@ def template_messages(messages: list[ChatMessage], where: str = "messages") -> l
 
 def template_message(message: ChatMessage, where: str) -> dict:
     given = message.model_fields_set - {"role", "content"}
-    wrong = sorted(name for name in given if getattr(message, name) is not None and name not in ROLE_FIELDS[message.role])
+    wrong = sorted(
+        name for name in given if getattr(message, name) is not None and name not in ROLE_FIELDS[message.role]
+    )
     if wrong:
         raise APIError(400, f"{where}.{wrong[0]}: not allowed in a {message.role} message", param=f"{where}.{wrong[0]}")
     if message.role == "tool" and message.tool_call_id is None:
-        raise APIError(400, f"{where}.tool_call_id: a tool message names the call it answers",
-                       param=f"{where}.tool_call_id")
+        raise APIError(
+            400, f"{where}.tool_call_id: a tool message names the call it answers", param=f"{where}.tool_call_id"
+        )
     plain = {"role": message.role, "content": content_text(message, where)}
     plain.update({name: getattr(message, name) for name in PASSED_ON if getattr(message, name) is not None})
     reasoning = _reasoning(message, where)
@@ -50,8 +54,11 @@ def content_text(message: ChatMessage, where: str) -> str:
     texts = []
     for index, part in enumerate(message.content):
         if part.type != "text" or part.text is None:
-            raise APIError(400, f"{where}.content.{index}: only text parts are supported, got {part.type!r}",
-                           param=f"{where}.content")
+            raise APIError(
+                400,
+                f"{where}.content.{index}: only text parts are supported, got {part.type!r}",
+                param=f"{where}.content",
+            )
         texts.append(part.text)
     return "".join(texts)
 
@@ -59,6 +66,9 @@ def content_text(message: ChatMessage, where: str) -> str:
 def _reasoning(message: ChatMessage, where: str) -> str | None:
     given = [text for text in (message.reasoning_content, message.reasoning) if text is not None]
     if len(given) == 2 and given[0] != given[1]:
-        raise APIError(400, f"{where}.reasoning: differs from reasoning_content; give the thinking once, or the same "
-                            "text in both", param=f"{where}.reasoning")
+        raise APIError(
+            400,
+            f"{where}.reasoning: differs from reasoning_content; give the thinking once, or the same text in both",
+            param=f"{where}.reasoning",
+        )
     return given[0] if given else None

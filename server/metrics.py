@@ -4,6 +4,7 @@ They live in a registry owned by the app (no module globals), and `/metrics` ren
 engine's own registry, so one scrape sees both. Evaluations and step timings arrive on the event
 collector's thread; prometheus_client's metrics are thread-safe.
 """
+
 from __future__ import annotations
 
 import threading
@@ -25,19 +26,41 @@ class ServerMetrics:
         self._rules: dict[str, str] = {}  # engine request id -> rule, for labelling evaluations
         self._lock = threading.Lock()
         labels = ["model_name"]
-        self.requests = Counter("probexit:requests", "Generation requests by outcome (success, aborted by the "
-                                "client, rejected as invalid, error).", labels + ["outcome"], registry=self.registry)
-        self.evaluations = Counter("probexit:probe_evaluations", "Boundaries at which an exit rule was consulted.",
-                                   labels + ["rule", "decision"], registry=self.registry)
-        self.early_exits = Counter("probexit:early_exits", "Choices whose thinking an exit rule ended.",
-                                   labels + ["rule"], registry=self.registry)
-        self.thinking_tokens = Histogram("probexit:thinking_tokens", "Thinking tokens per choice.", labels,
-                                         buckets=THINKING_TOKEN_BUCKETS, registry=self.registry)
-        self.probe_score = Histogram("probexit:probe_score", "Probe scores at boundaries.", labels,
-                                     buckets=SCORE_BUCKETS, registry=self.registry)
-        self.probe_step_seconds = Histogram("probexit:probe_step_seconds", "Early-exit work per decode step "
-                                            "(boundary tracking, probe kernel, forcing).", labels,
-                                            buckets=STEP_SECONDS_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "probexit:requests",
+            "Generation requests by outcome (success, aborted by the client, rejected as invalid, error).",
+            labels + ["outcome"],
+            registry=self.registry,
+        )
+        self.evaluations = Counter(
+            "probexit:probe_evaluations",
+            "Boundaries at which an exit rule was consulted.",
+            labels + ["rule", "decision"],
+            registry=self.registry,
+        )
+        self.early_exits = Counter(
+            "probexit:early_exits",
+            "Choices whose thinking an exit rule ended.",
+            labels + ["rule"],
+            registry=self.registry,
+        )
+        self.thinking_tokens = Histogram(
+            "probexit:thinking_tokens",
+            "Thinking tokens per choice.",
+            labels,
+            buckets=THINKING_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.probe_score = Histogram(
+            "probexit:probe_score", "Probe scores at boundaries.", labels, buckets=SCORE_BUCKETS, registry=self.registry
+        )
+        self.probe_step_seconds = Histogram(
+            "probexit:probe_step_seconds",
+            "Early-exit work per decode step (boundary tracking, probe kernel, forcing).",
+            labels,
+            buckets=STEP_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
         self._shadow_metrics(labels)
         for outcome in OUTCOMES:  # exported at zero from the start, as vLLM does for its counters
             self.requests.labels(model_name, outcome)
@@ -46,26 +69,55 @@ class ServerMetrics:
         """Shadow mode, per setting (`request`: each request's own; `threshold=T`: the probe at T). The sums of
         squares and products let `probexit bench shadow` put a confidence interval on the saved share."""
         registry, by_setting = self.registry, labels + ["setting"]
-        self.shadow_requests = Counter("probexit:shadow_requests", "Shadow choices finished.", labels,
-                                       registry=registry)
-        self.shadow_thinking = Counter("probexit:shadow_thinking_tokens", "Their thinking tokens.", labels,
-                                       registry=registry)
-        self.shadow_thinking_squared = Counter("probexit:shadow_thinking_tokens_squared", "Sum of squared thinking "
-                                               "tokens per shadow choice.", labels, registry=registry)
-        self.shadow_would_exit = Counter("probexit:shadow_would_exit", "Shadow choices the setting would have ended "
-                                         "early.", by_setting, registry=registry)
-        self.shadow_answer_changed = Counter("probexit:shadow_answer_changed", "Shadow choices whose answer at the "
-                                             "would-be exit is not their final answer.", by_setting, registry=registry)
-        self.shadow_saved = Counter("probexit:shadow_saved_tokens", "Thinking tokens the setting would have saved.",
-                                    by_setting, registry=registry)
-        self.shadow_saved_squared = Counter("probexit:shadow_saved_tokens_squared", "Sum of squared would-be savings "
-                                            "per shadow choice.", by_setting, registry=registry)
-        self.shadow_saved_by_thinking = Counter("probexit:shadow_saved_thinking_product", "Sum over shadow choices "
-                                                "of would-be savings times thinking tokens.", by_setting,
-                                                registry=registry)
-        self.shadow_saved_histogram = Histogram("probexit:shadow_would_save_tokens", "Thinking tokens each shadow "
-                                                "choice's own setting would have saved.", labels,
-                                                buckets=THINKING_TOKEN_BUCKETS, registry=registry)
+        self.shadow_requests = Counter(
+            "probexit:shadow_requests", "Shadow choices finished.", labels, registry=registry
+        )
+        self.shadow_thinking = Counter(
+            "probexit:shadow_thinking_tokens", "Their thinking tokens.", labels, registry=registry
+        )
+        self.shadow_thinking_squared = Counter(
+            "probexit:shadow_thinking_tokens_squared",
+            "Sum of squared thinking tokens per shadow choice.",
+            labels,
+            registry=registry,
+        )
+        self.shadow_would_exit = Counter(
+            "probexit:shadow_would_exit",
+            "Shadow choices the setting would have ended early.",
+            by_setting,
+            registry=registry,
+        )
+        self.shadow_answer_changed = Counter(
+            "probexit:shadow_answer_changed",
+            "Shadow choices whose answer at the would-be exit is not their final answer.",
+            by_setting,
+            registry=registry,
+        )
+        self.shadow_saved = Counter(
+            "probexit:shadow_saved_tokens",
+            "Thinking tokens the setting would have saved.",
+            by_setting,
+            registry=registry,
+        )
+        self.shadow_saved_squared = Counter(
+            "probexit:shadow_saved_tokens_squared",
+            "Sum of squared would-be savings per shadow choice.",
+            by_setting,
+            registry=registry,
+        )
+        self.shadow_saved_by_thinking = Counter(
+            "probexit:shadow_saved_thinking_product",
+            "Sum over shadow choices of would-be savings times thinking tokens.",
+            by_setting,
+            registry=registry,
+        )
+        self.shadow_saved_histogram = Histogram(
+            "probexit:shadow_would_save_tokens",
+            "Thinking tokens each shadow choice's own setting would have saved.",
+            labels,
+            buckets=THINKING_TOKEN_BUCKETS,
+            registry=registry,
+        )
 
     # -- fed by the generation core --------------------------------------------------------------------
     def track(self, rid: str, rule: str, shadow: bool = False) -> None:
@@ -77,13 +129,13 @@ class ServerMetrics:
         name = self.model_name
         self.shadow_requests.labels(name).inc()
         self.shadow_thinking.labels(name).inc(thinking_tokens)
-        self.shadow_thinking_squared.labels(name).inc(thinking_tokens ** 2)
+        self.shadow_thinking_squared.labels(name).inc(thinking_tokens**2)
         for outcome in outcomes:
             setting = (name, outcome.setting)
             self.shadow_would_exit.labels(*setting).inc(outcome.would_exit)
             self.shadow_answer_changed.labels(*setting).inc(bool(outcome.answer_changed))
             self.shadow_saved.labels(*setting).inc(outcome.saved_tokens)
-            self.shadow_saved_squared.labels(*setting).inc(outcome.saved_tokens ** 2)
+            self.shadow_saved_squared.labels(*setting).inc(outcome.saved_tokens**2)
             self.shadow_saved_by_thinking.labels(*setting).inc(outcome.saved_tokens * thinking_tokens)
         self.shadow_saved_histogram.labels(name).observe(outcomes[0].saved_tokens)
 

@@ -8,6 +8,7 @@ JSON `response_format`, `best_of`, ...) are accepted by the schema and refused b
 why. Integers that travel to the engine are bounded to what it can carry (int64). Responses carry `early_exit`
 per choice and the thinking in both `reasoning_content` and `reasoning` beside `content` in chat messages.
 """
+
 from __future__ import annotations
 
 import time

@@ -1,6 +1,7 @@
 """Schemas of `POST /v1/rewards`: one conversation (`messages`) or several (`conversations`), each ending
 with the assistant's answer; per conversation the target reward model's reward and the ensemble's
 uncertainty about it."""
+
 from __future__ import annotations
 
 import time

@@ -5,6 +5,7 @@ engine's detokenized text is then cut where the marker text appears, which keeps
 characters exactly as the engine produced them, whether the text arrives whole or in streamed deltas. The
 markers themselves appear in neither part.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -50,11 +51,11 @@ class ReasoningSplitter:
             position = text.find(marker)
             if position < 0:
                 keep = 0 if final else _prefix_overlap(text, marker)
-                parts[self._text_in_reasoning].append(text[:len(text) - keep])
-                self._carry, text = text[len(text) - keep:], ""
+                parts[self._text_in_reasoning].append(text[: len(text) - keep])
+                self._carry, text = text[len(text) - keep :], ""
                 break
             parts[self._text_in_reasoning].append(text[:position])
-            text = text[position + len(marker):]
+            text = text[position + len(marker) :]
             self._text_in_reasoning = to_reasoning
             self._pending.popleft()
         parts[self._text_in_reasoning].append(text)

@@ -5,6 +5,7 @@ plans its engine requests (every check that can fail happens there, before a str
 then answers whole or streams server-sent events; either way a client that goes away has its engine
 requests aborted at once. A subclass says how its body becomes prompts and how outputs become responses.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,12 +30,19 @@ class OpenAIServing:
 
     async def handle(self, body: SamplingRequest, request: Request):
         self._check_available(body)
-        job = self.core.plan(body, self.prompts(body), self.max_tokens(body), id_prefix=self.id_prefix,
-                             prompt_field=self.prompt_field, **self.plan_options(body))
+        job = self.core.plan(
+            body,
+            self.prompts(body),
+            self.max_tokens(body),
+            id_prefix=self.id_prefix,
+            prompt_field=self.prompt_field,
+            **self.plan_options(body),
+        )
         if body.stream:
             # Starlette cancels the streaming task when the client disconnects, which closes the job.
-            return StreamingResponse(sse(self.stream(job, body.include_usage), self.core.metrics),
-                                     media_type="text/event-stream")
+            return StreamingResponse(
+                sse(self.stream(job, body.include_usage), self.core.metrics), media_type="text/event-stream"
+            )
         return await _unless_disconnected(request, self.complete(job))
 
     # -- what each endpoint says -------------------------------------------------------------------------------
@@ -58,15 +66,20 @@ class OpenAIServing:
     def _check_available(self, body: SamplingRequest) -> None:
         core = self.core
         if body.model is not None and body.model != core.model_name:
-            raise APIError(404, f"The model `{body.model}` does not exist; this server serves `{core.model_name}`.",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"The model `{body.model}` does not exist; this server serves `{core.model_name}`.",
+                param="model",
+                code="model_not_found",
+            )
         if core.engine.errored:  # fail here, before a stream could start with a 200
             raise engine_unavailable()
         if core.closed_by is not None:  # shutting down
             raise core.closed_by
 
-    async def stream_chunks(self, job: GenerationJob, include_usage: bool, make_chunk,
-                            choice_of, opening: list | None = None) -> AsyncIterator[BaseModel]:
+    async def stream_chunks(
+        self, job: GenerationJob, include_usage: bool, make_chunk, choice_of, opening: list | None = None
+    ) -> AsyncIterator[BaseModel]:
         """Response chunks for a streamed job: `opening` choices first (chat's role delta), then one chunk per
         delta that `choice_of` turns into a choice, then the usage chunk if the client asked."""
         usage = {"usage": None} if include_usage else {}  # OpenAI sends "usage": null on all chunks but the last

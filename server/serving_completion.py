@@ -3,6 +3,7 @@
 The text is the engine's, thinking markers included, as a completion client expects; each choice still
 reports `early_exit`, and the usage counts reasoning tokens.
 """
+
 from __future__ import annotations
 
 import time
@@ -33,16 +34,22 @@ class ServingCompletion(OpenAIServing):
 
     async def complete(self, job: GenerationJob) -> CompletionResponse:
         joined = await self.core.collect(job)
-        choices = [CompletionChoice(index=choice.index, text=joined[choice.index].text,
-                                    finish_reason=choice.finish_reason, early_exit=choice.report,
-                                    logprobs=self._logprobs(choice, joined[choice.index].token_ids,
-                                                            joined[choice.index].logprobs, 0))
-                   for choice in job.choices]
+        choices = [
+            CompletionChoice(
+                index=choice.index,
+                text=joined[choice.index].text,
+                finish_reason=choice.finish_reason,
+                early_exit=choice.report,
+                logprobs=self._logprobs(choice, joined[choice.index].token_ids, joined[choice.index].logprobs, 0),
+            )
+            for choice in job.choices
+        ]
         return CompletionResponse(id=job.request_id, model=job.model, choices=choices, usage=job.usage())
 
     def stream(self, job: GenerationJob, include_usage: bool) -> AsyncIterator[CompletionResponse]:
-        make_chunk = partial(CompletionResponse, id=job.request_id, object="text_completion",
-                             created=int(time.time()), model=job.model)
+        make_chunk = partial(
+            CompletionResponse, id=job.request_id, object="text_completion", created=int(time.time()), model=job.model
+        )
         return self.stream_chunks(job, include_usage, make_chunk, self._chunk_choice)
 
     def _chunk_choice(self, delta: Delta) -> CompletionChoice | None:
@@ -51,8 +58,9 @@ class ServingCompletion(OpenAIServing):
         if not (delta.text or choice.done or delta.logprobs):
             return None
         extra = {"logprobs": self._logprobs(choice, delta.token_ids, delta.logprobs, offset)} if delta.logprobs else {}
-        return CompletionChoice(index=choice.index, text=delta.text, finish_reason=choice.finish_reason,
-                                **choice_done(delta), **extra)
+        return CompletionChoice(
+            index=choice.index, text=delta.text, finish_reason=choice.finish_reason, **choice_done(delta), **extra
+        )
 
     def _logprobs(self, choice, token_ids: list[int], steps: list | None, offset: int):
         if steps is None:

@@ -1,4 +1,5 @@
 """Session-wide test set-up: `gpu` tests skip themselves where CUDA is absent."""
+
 from __future__ import annotations
 
 import os
@@ -44,7 +45,7 @@ def random_linear_probe(model_dir, out, seed=0):
     torch.manual_seed(seed)
     module = ProbeModel(hidden, 0, torch.zeros(hidden), torch.ones(hidden))
     with torch.no_grad():
-        module.net.weight.normal_(std=0.3 / hidden ** 0.5)
+        module.net.weight.normal_(std=0.3 / hidden**0.5)
         module.net.bias.zero_()
     probe = Probe(ProbeConfig("linear", hidden, 0, model_identity(model_dir)), module.weights())
     probe.save(out)

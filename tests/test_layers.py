@@ -1,5 +1,6 @@
 """The layers hold: which package may import which (docs/architecture.md), only the engine layer imports vLLM,
 and every package is installed under `probexit.*`."""
+
 from __future__ import annotations
 
 import ast
@@ -11,9 +12,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Each installed package's folder, innermost layers first; a module belongs to the longest matching prefix.
 LAYERS = {
-    "probexit.assets": "assets", "probexit.kernels": "kernels", "probexit.probes": "probes",
-    "probexit.rewards": "rewards", "probexit.server.engine": "engine", "probexit.server": "http",
-    "probexit.training": "training", "probexit.benchmarks": "benchmarks", "probexit.cli": "cli",
+    "probexit.assets": "assets",
+    "probexit.kernels": "kernels",
+    "probexit.probes": "probes",
+    "probexit.rewards": "rewards",
+    "probexit.server.engine": "engine",
+    "probexit.server": "http",
+    "probexit.training": "training",
+    "probexit.benchmarks": "benchmarks",
+    "probexit.cli": "cli",
 }
 # What each layer may import besides itself and the embedded default's paths.
 ALLOWED = {
@@ -27,9 +34,17 @@ ALLOWED = {
     "benchmarks": {"kernels", "probes", "rewards", "engine", "training"},
     "cli": {"kernels", "probes", "rewards", "engine", "http", "training", "benchmarks"},
 }
-FOLDERS = {"assets": "assets", "kernels": "kernels", "probes": "probes", "rewards": "rewards",
-           "engine": "server/engine", "http": "server", "training": "training", "benchmarks": "benchmarks",
-           "cli": "cli"}
+FOLDERS = {
+    "assets": "assets",
+    "kernels": "kernels",
+    "probes": "probes",
+    "rewards": "rewards",
+    "engine": "server/engine",
+    "http": "server",
+    "training": "training",
+    "benchmarks": "benchmarks",
+    "cli": "cli",
+}
 
 
 def layer_of(module: str) -> str | None:
@@ -70,8 +85,12 @@ def test_imports_point_one_way(layer):
 
 @pytest.mark.parametrize("layer", [layer for layer in ALLOWED if layer != "engine"])
 def test_only_the_engine_layer_imports_vllm(layer):
-    wrong = [f"{path.relative_to(ROOT)}: {module}" for path in source_files(layer) for module in imports(path)
-             if module == "vllm" or module.startswith("vllm.")]
+    wrong = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for path in source_files(layer)
+        for module in imports(path)
+        if module == "vllm" or module.startswith("vllm.")
+    ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -86,10 +105,17 @@ def test_every_package_is_installed():
     assert expected == set(setuptools["packages"])
 
 
-@pytest.mark.parametrize("module, layer", [
-    ("probexit.server.app", "http"), ("probexit.server.engine.offline", "engine"), ("probexit.server", "http"),
-    ("probexit.rewards.ensemble", "rewards"), ("probexit.training.tinyworld.build", "training"), ("numpy", None),
-])
+@pytest.mark.parametrize(
+    "module, layer",
+    [
+        ("probexit.server.app", "http"),
+        ("probexit.server.engine.offline", "engine"),
+        ("probexit.server", "http"),
+        ("probexit.rewards.ensemble", "rewards"),
+        ("probexit.training.tinyworld.build", "training"),
+        ("numpy", None),
+    ],
+)
 def test_modules_are_placed_in_their_layer(module, layer):
     assert layer_of(module) == layer
 

@@ -12,6 +12,7 @@ This module holds what training decides per group: the config, the two reward fu
 the supervised baseline's, plain functions in TRL's reward signature), the entropy filter, the running
 statistics they leave behind and the collapse rule that reads them. The job itself is in `empo_job`.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,9 +20,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from probexit.probes.markers import THINK_END, as_written
 from probexit.probes.equivalence import EQUIVALENCES, Equivalence, MathEquivalence
-
+from probexit.probes.markers import THINK_END, as_written
 
 
 class TrainingCollapsed(RuntimeError):
@@ -46,10 +46,11 @@ class EMPOConfig:
     )
     steps: int = field(
         default=40,
-        metadata={"help": (
-            "Optimisation steps (GRPO's `max_steps`); rerunning with more steps continues from the "
-            "checkpoint."
-        )},
+        metadata={
+            "help": (
+                "Optimisation steps (GRPO's `max_steps`); rerunning with more steps continues from the checkpoint."
+            )
+        },
     )
     learning_rate: float = field(
         default=2e-5,
@@ -58,46 +59,50 @@ class EMPOConfig:
     warmup_steps: int = field(default=5, metadata={"help": "Linear warm-up steps of the learning rate."})
     beta: float = field(
         default=0.0,
-        metadata={"help": (
-            "KL coefficient against the starting policy; EMPO uses none (0 also skips the reference "
-            "model)."
-        )},
+        metadata={
+            "help": ("KL coefficient against the starting policy; EMPO uses none (0 also skips the reference model).")
+        },
     )
     temperature: float = field(
         default=0.9,
-        metadata={"help": (
-            "Sampling temperature of the training generations (0.9: TRL's default when EMPO was "
-            "published)."
-        )},
+        metadata={
+            "help": ("Sampling temperature of the training generations (0.9: TRL's default when EMPO was published).")
+        },
     )
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling of the training generations."})
     max_completion_length: int = field(
         default=384,
-        metadata={"help": (
-            "Longest completion in tokens; a truncated one has no final answer and earns 0, so a tight "
-            "limit also teaches the policy to think less (it drops its re-check paragraphs first)."
-        )},
+        metadata={
+            "help": (
+                "Longest completion in tokens; a truncated one has no final answer and earns 0, so a tight "
+                "limit also teaches the policy to think less (it drops its re-check paragraphs first)."
+            )
+        },
     )
     min_entropy_ratio: float = field(
         default=0.0,
-        metadata={"help": (
-            "Groups whose semantic entropy is at or below min_entropy_ratio * log G are skipped (0: all "
-            "agree)."
-        )},
+        metadata={
+            "help": (
+                "Groups whose semantic entropy is at or below min_entropy_ratio * log G are skipped (0: all agree)."
+            )
+        },
     )
     max_entropy_ratio: float = field(
         default=1.0,
-        metadata={"help": (
-            "Groups whose semantic entropy is at or above max_entropy_ratio * log G are skipped (1: all "
-            "differ)."
-        )},
+        metadata={
+            "help": (
+                "Groups whose semantic entropy is at or above max_entropy_ratio * log G are skipped (1: all differ)."
+            )
+        },
     )
     equivalence: str = field(
         default="math",
-        metadata={"choices": EQUIVALENCES, "help": (
-            "How two answers are compared: `math` (math-verify), `exact` (normalised text) or `judge` (an"
-            " LLM)."
-        )},
+        metadata={
+            "choices": EQUIVALENCES,
+            "help": (
+                "How two answers are compared: `math` (math-verify), `exact` (normalised text) or `judge` (an LLM)."
+            ),
+        },
     )
     judge_url: str | None = field(
         default=None,
@@ -111,7 +116,10 @@ class EMPOConfig:
     loss_type: str = field(default="dapo", metadata={"help": "GRPO's loss aggregation (TRL's `loss_type`)."})
     scale_rewards: str = field(
         default="group",
-        metadata={"choices": ("group", "batch", "none"), "help": "GRPO's advantage scaling (TRL's `scale_rewards`: group, batch or none)."},
+        metadata={
+            "choices": ("group", "batch", "none"),
+            "help": "GRPO's advantage scaling (TRL's `scale_rewards`: group, batch or none).",
+        },
     )
     seed: int = field(default=0, metadata={"help": "Seed of data order, sampling and initialisation."})
     save_steps: int = field(
@@ -121,7 +129,9 @@ class EMPOConfig:
     logging_steps: int = field(default=5, metadata={"help": "Log the trainer's metrics every this many steps."})
     use_vllm: bool = field(
         default=False,
-        metadata={"help": "Generate with TRL's vLLM integration (colocate mode, GPU) instead of transformers' generate."},
+        metadata={
+            "help": "Generate with TRL's vLLM integration (colocate mode, GPU) instead of transformers' generate."
+        },
     )
     vllm_gpu_memory_utilization: float = field(
         default=0.3,
@@ -142,19 +152,29 @@ class EMPOConfig:
     )
     collapse_min_answer_diversity: float = field(
         default=0.1,
-        metadata={"help": (
-            "Stop when the majority answers of the window's questions are this un-diverse (distinct / "
-            "questions): the policy answers every question alike. 0 turns the check off (e.g. yes/no "
-            "questions)."
-        )},
+        metadata={
+            "help": (
+                "Stop when the majority answers of the window's questions are this un-diverse (distinct / "
+                "questions): the policy answers every question alike. 0 turns the check off (e.g. yes/no "
+                "questions)."
+            )
+        },
     )
 
     def __post_init__(self):
         if self.num_generations < 2:
-            raise ValueError(f"num_generations is {self.num_generations}: EMPO needs at least 2 answers per "
-                             "question to form clusters")
-        for name in ("questions_per_step", "steps", "max_completion_length", "save_steps", "logging_steps",
-                     "collapse_window"):
+            raise ValueError(
+                f"num_generations is {self.num_generations}: EMPO needs at least 2 answers per "
+                "question to form clusters"
+            )
+        for name in (
+            "questions_per_step",
+            "steps",
+            "max_completion_length",
+            "save_steps",
+            "logging_steps",
+            "collapse_window",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.learning_rate <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
@@ -162,8 +182,10 @@ class EMPOConfig:
         if self.beta < 0 or self.warmup_steps < 0:
             raise ValueError("beta and warmup_steps must not be negative")
         if not 0 <= self.min_entropy_ratio < self.max_entropy_ratio <= 1:
-            raise ValueError(f"entropy ratios must satisfy 0 <= min ({self.min_entropy_ratio}) < max "
-                             f"({self.max_entropy_ratio}) <= 1; they are fractions of log G")
+            raise ValueError(
+                f"entropy ratios must satisfy 0 <= min ({self.min_entropy_ratio}) < max "
+                f"({self.max_entropy_ratio}) <= 1; they are fractions of log G"
+            )
         if self.equivalence not in EQUIVALENCES:
             raise ValueError(f"unknown equivalence {self.equivalence!r}: use {', '.join(EQUIVALENCES)}")
         if self.equivalence == "judge" and not (self.judge_url and self.judge_model):
@@ -221,9 +243,18 @@ def cluster_answers(answers: list[str | None], equivalence: Equivalence) -> list
     representatives: list[str | None] = []
     ids = []
     for answer in answers:
-        match = None if answer is None else next(
-            (index for index, rep in enumerate(representatives) if rep is not None and equivalence.same(answer, rep)),
-            None)
+        match = (
+            None
+            if answer is None
+            else next(
+                (
+                    index
+                    for index, rep in enumerate(representatives)
+                    if rep is not None and equivalence.same(answer, rep)
+                ),
+                None,
+            )
+        )
         if match is None:
             representatives.append(answer)
             match = len(representatives) - 1
@@ -262,8 +293,9 @@ class GroupOutcome:
     majority: str | None  # the largest cluster's answer
 
 
-def score_group(answers: list[str | None], equivalence: Equivalence, min_ratio: float = 0.0,
-                max_ratio: float = 1.0) -> GroupOutcome:
+def score_group(
+    answers: list[str | None], equivalence: Equivalence, min_ratio: float = 0.0, max_ratio: float = 1.0
+) -> GroupOutcome:
     """EMPO's rewards for one question's answers: each valid answer earns its cluster's share of the group,
     an invalid one 0; a skipped group earns 0 throughout, so its advantages are zero."""
     ids = cluster_answers(answers, equivalence)
@@ -274,8 +306,14 @@ def score_group(answers: list[str | None], equivalence: Equivalence, min_ratio: 
         skipped = "low" if entropy < (min_ratio + max_ratio) / 2 * math.log(len(answers)) else "high"
     rewards = [sizes[i] / len(answers) if skipped is None and a is not None else 0.0 for a, i in zip(answers, ids)]
     valid = [(sizes[i], a) for a, i in zip(answers, ids) if a is not None]
-    return GroupOutcome(rewards, entropy, skipped, len(valid), len({i for a, i in zip(answers, ids) if a is not None}),
-                        max(valid, key=lambda pair: pair[0])[1] if valid else None)
+    return GroupOutcome(
+        rewards,
+        entropy,
+        skipped,
+        len(valid),
+        len({i for a, i in zip(answers, ids) if a is not None}),
+        max(valid, key=lambda pair: pair[0])[1] if valid else None,
+    )
 
 
 # -- running statistics and the collapse guard --------------------------------------------------------------
@@ -305,9 +343,11 @@ class RewardStats:
             return None
         rows = list(self.history)[-calls:]
         majorities = [m for row in rows for m in row["majorities"]]
-        return {"format_valid": sum(r["format_valid"] for r in rows) / calls,
-                "single_cluster": sum(r["single_cluster"] for r in rows) / calls,
-                "answer_diversity": len(set(majorities)) / len(majorities)}
+        return {
+            "format_valid": sum(r["format_valid"] for r in rows) / calls,
+            "single_cluster": sum(r["single_cluster"] for r in rows) / calls,
+            "answer_diversity": len(set(majorities)) / len(majorities),
+        }
 
 
 def collapse_reason(window: dict | None, config: EMPOConfig) -> str | None:
@@ -321,21 +361,33 @@ def collapse_reason(window: dict | None, config: EMPOConfig) -> str | None:
     if window is None:
         return None
     if window["format_valid"] < config.collapse_min_format_valid:
-        return (f"format broke: {window['format_valid']:.0%} of completions end thinking once with a boxed answer "
-                f"after it (limit {config.collapse_min_format_valid:.0%})")
+        return (
+            f"format broke: {window['format_valid']:.0%} of completions end thinking once with a boxed answer "
+            f"after it (limit {config.collapse_min_format_valid:.0%})"
+        )
     if window["answer_diversity"] < config.collapse_min_answer_diversity:
-        return (f"entropy collapsed to one answer for all questions: distinct majority answers per question "
-                f"{window['answer_diversity']:.2f} (limit {config.collapse_min_answer_diversity:.2f}), "
-                f"{window['single_cluster']:.0%} of groups unanimous")
+        return (
+            f"entropy collapsed to one answer for all questions: distinct majority answers per question "
+            f"{window['answer_diversity']:.2f} (limit {config.collapse_min_answer_diversity:.2f}), "
+            f"{window['single_cluster']:.0%} of groups unanimous"
+        )
     return None
 
 
 # -- the reward functions (TRL's signature: completions plus dataset columns and trainer kwargs) -----------
-def semantic_cluster_reward(completions: list, prompts: list | None = None, *, num_generations: int,
-                            equivalence: Equivalence | None = None, think_end: str = THINK_END,
-                            min_entropy_ratio: float = 0.0, max_entropy_ratio: float = 1.0,
-                            stats: RewardStats | None = None, log_metric: Callable[[str, float], None] | None = None,
-                            **kwargs) -> list[float]:
+def semantic_cluster_reward(
+    completions: list,
+    prompts: list | None = None,
+    *,
+    num_generations: int,
+    equivalence: Equivalence | None = None,
+    think_end: str = THINK_END,
+    min_entropy_ratio: float = 0.0,
+    max_entropy_ratio: float = 1.0,
+    stats: RewardStats | None = None,
+    log_metric: Callable[[str, float], None] | None = None,
+    **kwargs,
+) -> list[float]:
     """EMPO's reward: the share of the group in the answer's semantic cluster (0 for an answer that is not
     well-formed; 0 for every answer of a group the entropy filter skips). Completions arrive in groups of
     `num_generations` consecutive ones; under accelerate a group may span processes, so the whole batch is
@@ -361,10 +413,11 @@ def semantic_cluster_reward(completions: list, prompts: list | None = None, *, n
     for start in range(0, len(everything), num_generations):
         group = everything[start : start + num_generations]
         if len({key for key, _ in group}) != 1:
-            raise ValueError("a group of completions mixes prompts: completions must come in groups of "
-                             f"num_generations={num_generations} consecutive answers to one prompt")
-        outcomes.append(score_group([answer for _, answer in group], equivalence, min_entropy_ratio,
-                                    max_entropy_ratio))
+            raise ValueError(
+                "a group of completions mixes prompts: completions must come in groups of "
+                f"num_generations={num_generations} consecutive answers to one prompt"
+            )
+        outcomes.append(score_group([answer for _, answer in group], equivalence, min_entropy_ratio, max_entropy_ratio))
     if stats is not None:
         row = stats.record(outcomes)
         for name, value in row.items():
@@ -374,8 +427,14 @@ def semantic_cluster_reward(completions: list, prompts: list | None = None, *, n
     return rewards[offset : offset + len(local)]
 
 
-def gold_reward(completions: list, answer: list[str], *, equivalence: Equivalence | None = None,
-                think_end: str = THINK_END, **kwargs) -> list[float]:
+def gold_reward(
+    completions: list,
+    answer: list[str],
+    *,
+    equivalence: Equivalence | None = None,
+    think_end: str = THINK_END,
+    **kwargs,
+) -> list[float]:
     """The supervised GRPO baseline's reward: 1 when the final answer equals the gold answer, else 0.
 
     >>> gold_reward(["</think> \\\\boxed{4}", "</think> \\\\boxed{5}", "\\\\boxed{4}"], answer=["4", "4", "4"])

@@ -6,13 +6,14 @@ them, a missing answer counting as a cluster of its own), format validity (the e
 once and a boxed answer after it) and the mean number of reasoning tokens. Accuracy needs gold answers;
 the other numbers do not, so a problem file without answers still gets them.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from probexit.probes.equivalence import Equivalence
 from probexit.probes.markers import THINK_END, single_token_id
 from probexit.training.empo import cluster_answers, final_answer, score_group, semantic_entropy
-from probexit.probes.equivalence import Equivalence
 from probexit.training.problem_files import ProblemRecord
 
 
@@ -51,17 +52,26 @@ class Answered:
     reasoning_tokens: int
 
 
-def evaluate_policy(engine, problems: list[ProblemRecord], equivalence: Equivalence, config: EvalConfig,
-                    progress: bool = True) -> dict:
+def evaluate_policy(
+    engine, problems: list[ProblemRecord], equivalence: Equivalence, config: EvalConfig, progress: bool = True
+) -> dict:
     """Sample greedy and `config.samples` answers per problem through an `OfflineEngine`; the scorecard."""
     problems = problems[: config.limit] if config.limit else problems
     prompts = engine.chat_prompts([p.question for p in problems])
     end_id = single_token_id(engine.tokenizer, config.think_end)
     greedy = engine.generate(prompts, temperature=0.0, max_tokens=config.max_tokens, progress=progress)
-    sampled = engine.generate([p for p in prompts for _ in range(config.samples)], temperature=config.temperature,
-                              top_p=config.top_p, max_tokens=config.max_tokens, seed=config.seed, progress=progress)
-    reduce = lambda g: Answered(final_answer(g.text, config.think_end),  # noqa: E731
-                                reasoning_tokens(g.token_ids, end_id))
+    sampled = engine.generate(
+        [p for p in prompts for _ in range(config.samples)],
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_tokens=config.max_tokens,
+        seed=config.seed,
+        progress=progress,
+    )
+
+    def reduce(generation) -> Answered:
+        return Answered(final_answer(generation.text, config.think_end), reasoning_tokens(generation.token_ids, end_id))
+
     groups = [[reduce(g) for g in sampled[i * config.samples : (i + 1) * config.samples]] for i in range(len(problems))]
     card = scorecard(problems, [reduce(g) for g in greedy], groups, equivalence)
     card["config"] = asdict(config)
@@ -69,13 +79,14 @@ def evaluate_policy(engine, problems: list[ProblemRecord], equivalence: Equivale
     return card
 
 
-def scorecard(problems: list[ProblemRecord], greedy: list[Answered], sampled: list[list[Answered]],
-              equivalence: Equivalence) -> dict:
+def scorecard(
+    problems: list[ProblemRecord], greedy: list[Answered], sampled: list[list[Answered]], equivalence: Equivalence
+) -> dict:
     """The numbers, from reduced completions (accuracy only when every problem has a gold answer).
 
     >>> from probexit.probes.equivalence import ExactEquivalence
-    >>> card = scorecard([ProblemRecord("q", "4")], [Answered("4", 10)],
-    ...                  [[Answered("4", 8), Answered("5", 9), Answered(None, 12), Answered("4", 11)]], ExactEquivalence())
+    >>> sampled = [[Answered("4", 8), Answered("5", 9), Answered(None, 12), Answered("4", 11)]]
+    >>> card = scorecard([ProblemRecord("q", "4")], [Answered("4", 10)], sampled, ExactEquivalence())
     >>> card["accuracy_greedy"], card["accuracy_sampled"], card["accuracy_majority"], card["format_valid"]
     (1.0, 0.5, 1.0, 0.75)
     >>> round(card["semantic_entropy"], 3)
@@ -85,7 +96,9 @@ def scorecard(problems: list[ProblemRecord], greedy: list[Answered], sampled: li
     card = {
         "n_problems": len(problems),
         "samples": len(sampled[0]) if sampled else 0,
-        "semantic_entropy": _mean([semantic_entropy(cluster_answers([a.answer for a in g], equivalence)) for g in sampled]),
+        "semantic_entropy": _mean(
+            [semantic_entropy(cluster_answers([a.answer for a in g], equivalence)) for g in sampled]
+        ),
         "format_valid": _mean([a.answer is not None for a in flat]),
         "format_valid_greedy": _mean([a.answer is not None for a in greedy]),
         "reasoning_tokens": _mean([a.reasoning_tokens for a in flat]),
@@ -98,7 +111,9 @@ def scorecard(problems: list[ProblemRecord], greedy: list[Answered], sampled: li
         right = lambda a, p: a.answer is not None and equivalence.same(a.answer, p.answer)  # noqa: E731
         card["accuracy_greedy"] = _mean([right(a, p) for a, p in zip(greedy, problems)])
         card["accuracy_sampled"] = _mean([right(a, p) for g, p in zip(sampled, problems) for a in g])
-        card["accuracy_majority"] = _mean([right(Answered(_majority(g, equivalence), 0), p) for g, p in zip(sampled, problems)])
+        card["accuracy_majority"] = _mean(
+            [right(Answered(_majority(g, equivalence), 0), p) for g, p in zip(sampled, problems)]
+        )
     return card
 
 

@@ -7,6 +7,7 @@ same policy and settings reuses them), `supervised/` (the baseline's checkpoints
 `metrics.json`. EMPO reads only the questions of the problem file; the baseline is the one place that
 reads gold answers, and only when every problem has one.
 """
+
 from __future__ import annotations
 
 import gc
@@ -20,16 +21,31 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from probexit.probes.fingerprint import json_digest
-from probexit.training.empo import (EMPOConfig, RewardStats, TrainingCollapsed, collapse_reason, gold_reward,
-                                    semantic_cluster_reward)
-from probexit.training.empo_eval import EvalConfig, evaluate_policy
 from probexit.probes.equivalence import Equivalence, make_equivalence
+from probexit.probes.fingerprint import json_digest
+from probexit.training.empo import (
+    EMPOConfig,
+    RewardStats,
+    TrainingCollapsed,
+    collapse_reason,
+    gold_reward,
+    semantic_cluster_reward,
+)
+from probexit.training.empo_eval import EvalConfig, evaluate_policy
 from probexit.training.problem_files import ProblemRecord
 
 # Settings a rerun may change and still continue the same run.
-RESUMABLE = ("steps", "save_steps", "logging_steps", "collapse_window", "collapse_min_format_valid",
-             "collapse_min_answer_diversity", "use_vllm", "vllm_gpu_memory_utilization", "gradient_checkpointing")
+RESUMABLE = (
+    "steps",
+    "save_steps",
+    "logging_steps",
+    "collapse_window",
+    "collapse_min_format_valid",
+    "collapse_min_answer_diversity",
+    "use_vllm",
+    "vllm_gpu_memory_utilization",
+    "gradient_checkpointing",
+)
 DONE_FILE = "probexit_training.json"
 
 
@@ -62,8 +78,9 @@ class EMPOJob:
             return self._run(started)
         finally:  # also when interrupted: a resumed job's wall_s then covers every piece of it
             if _is_main():
-                self._elapsed_file().write_text(json.dumps({"seconds": self._earlier_seconds()
-                                                             + time.monotonic() - started}) + "\n")
+                self._elapsed_file().write_text(
+                    json.dumps({"seconds": self._earlier_seconds() + time.monotonic() - started}) + "\n"
+                )
 
     def _elapsed_file(self) -> Path:
         return self.out / "elapsed.json"
@@ -77,22 +94,30 @@ class EMPOJob:
         warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_same_run()
-        equivalence = make_equivalence(self.config.equivalence, self.config.judge_url, self.config.judge_model,
-                                       self.judge_api_key)
+        equivalence = make_equivalence(
+            self.config.equivalence, self.config.judge_url, self.config.judge_model, self.judge_api_key
+        )
         before = self.evaluate("before", self.model_dir, equivalence)
         empo = self.train_empo(equivalence)
         after = self.evaluate("after", empo.policy_dir, equivalence, empo.steps)
         supervised, status = None, self._supervised_status()
         if status == "trained":
             supervised = self.train_supervised(equivalence)
-        baseline = self.evaluate("supervised_grpo", supervised.policy_dir, equivalence, supervised.steps) \
-            if supervised else None
+        baseline = (
+            self.evaluate("supervised_grpo", supervised.policy_dir, equivalence, supervised.steps)
+            if supervised
+            else None
+        )
         metrics = summary(before, after, baseline, empo, supervised, status)
         this_run = time.monotonic() - started
-        metrics.update(wall_s=round(self._earlier_seconds() + this_run, 1), wall_s_this_run=round(this_run, 1),
-                       model=str(self.model_dir),
-                       n_train_problems=len(self.problems), config=asdict(self.config),
-                       eval_config=asdict(self.eval_config) if self.eval_problems else None)
+        metrics.update(
+            wall_s=round(self._earlier_seconds() + this_run, 1),
+            wall_s_this_run=round(this_run, 1),
+            model=str(self.model_dir),
+            n_train_problems=len(self.problems),
+            config=asdict(self.config),
+            eval_config=asdict(self.eval_config) if self.eval_problems else None,
+        )
         if _is_main():
             (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
@@ -101,16 +126,26 @@ class EMPOJob:
     def train_empo(self, equivalence: Equivalence) -> TrainedPolicy:
         questions = [problem.question for problem in self.problems]  # all EMPO ever reads of the file
         stats = RewardStats()
-        reward = partial(semantic_cluster_reward, num_generations=self.config.num_generations, equivalence=equivalence,
-                         think_end=self.config.think_end, min_entropy_ratio=self.config.min_entropy_ratio,
-                         max_entropy_ratio=self.config.max_entropy_ratio, stats=stats)
+        reward = partial(
+            semantic_cluster_reward,
+            num_generations=self.config.num_generations,
+            equivalence=equivalence,
+            think_end=self.config.think_end,
+            min_entropy_ratio=self.config.min_entropy_ratio,
+            max_entropy_ratio=self.config.max_entropy_ratio,
+            stats=stats,
+        )
         guard = CollapseGuard(stats, self.config)
-        trained = train_grpo(self.model_dir, prompt_dataset(questions), reward, self.out, self.config, [guard], self.log)
+        trained = train_grpo(
+            self.model_dir, prompt_dataset(questions), reward, self.out, self.config, [guard], self.log
+        )
         if guard.reason is not None:
             if _is_main():
                 (self.out / "collapse.json").write_text(json.dumps({"step": guard.step, "reason": guard.reason}) + "\n")
-            raise TrainingCollapsed(f"EMPO stopped at step {guard.step}: {guard.reason} (checkpoints in "
-                                    f"{self.out / 'checkpoints'}; try a lower learning rate or a stricter entropy filter)")
+            raise TrainingCollapsed(
+                f"EMPO stopped at step {guard.step}: {guard.reason} (checkpoints in "
+                f"{self.out / 'checkpoints'}; try a lower learning rate or a stricter entropy filter)"
+            )
         return trained
 
     def train_supervised(self, equivalence: Equivalence) -> TrainedPolicy:
@@ -135,8 +170,10 @@ class EMPOJob:
             previous = json.loads(path.read_text())
             changed = sorted(k for k in settings.keys() | previous.keys() if settings.get(k) != previous.get(k))
             if changed:
-                raise ValueError(f"{self.out} holds a run with other settings ({', '.join(changed)} differ); "
-                                 "use a new --out, or the same settings to resume")
+                raise ValueError(
+                    f"{self.out} holds a run with other settings ({', '.join(changed)} differ); "
+                    "use a new --out, or the same settings to resume"
+                )
         elif _is_main():
             path.write_text(json.dumps(settings, indent=2) + "\n")
 
@@ -145,9 +182,13 @@ class EMPOJob:
         """The policy's scorecard through the vLLM engine (main process only), cached in DIR/eval/."""
         if not self.eval_problems:
             return None
-        key = {"model": str(model_dir), "steps": steps, "config": asdict(self.eval_config),
-               "problems": json_digest([(p.question, p.answer) for p in self.eval_problems]),
-               "equivalence": self.config.equivalence}
+        key = {
+            "model": str(model_dir),
+            "steps": steps,
+            "config": asdict(self.eval_config),
+            "problems": json_digest([(p.question, p.answer) for p in self.eval_problems]),
+            "equivalence": self.config.equivalence,
+        }
         path = self.out / "eval" / f"{name}.json"
         if path.exists() and json.loads(path.read_text()).get("key") == key:
             self.log(f"evaluation {name}: cached in {path}")
@@ -156,8 +197,10 @@ class EMPOJob:
         if _is_main():
             from probexit.server.engine.offline import OfflineEngine
 
-            self.log(f"evaluation {name}: {model_dir} on {min(len(self.eval_problems), self.eval_config.limit or 10**9)} "
-                     "held-out problems")
+            self.log(
+                f"evaluation {name}: {model_dir} on {min(len(self.eval_problems), self.eval_config.limit or 10**9)} "
+                "held-out problems"
+            )
             _release_memory()
             with OfflineEngine(model_dir, seed=self.eval_config.seed, **(self.engine_kwargs or {})) as engine:
                 card = evaluate_policy(engine, self.eval_problems, equivalence, self.eval_config)
@@ -201,24 +244,45 @@ def grpo_config(config: EMPOConfig, output_dir: Path):
 
     world = PartialState().num_processes
     if config.completions_per_step % world:
-        raise ValueError(f"questions_per_step * num_generations = {config.completions_per_step} completions per step "
-                         f"cannot be split over {world} processes; make it a multiple of {world}")
-    bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        raise ValueError(
+            f"questions_per_step * num_generations = {config.completions_per_step} completions per step "
+            f"cannot be split over {world} processes; make it a multiple of {world}"
+        )
+    bf16 = (
+        config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    )
     return GRPOConfig(
-        output_dir=str(output_dir), max_steps=config.steps, per_device_train_batch_size=config.completions_per_step // world,
-        num_generations=config.num_generations, learning_rate=config.learning_rate,
-        lr_scheduler_type="constant_with_warmup", warmup_steps=config.warmup_steps, beta=config.beta,
-        temperature=config.temperature, top_p=config.top_p, max_completion_length=config.max_completion_length,
-        loss_type=config.loss_type, scale_rewards=config.scale_rewards, seed=config.seed, bf16=bf16,
-        gradient_checkpointing=config.gradient_checkpointing, save_strategy="steps", save_steps=config.save_steps,
-        save_total_limit=2, logging_steps=config.logging_steps, report_to="none", use_vllm=config.use_vllm,
+        output_dir=str(output_dir),
+        max_steps=config.steps,
+        per_device_train_batch_size=config.completions_per_step // world,
+        num_generations=config.num_generations,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=config.warmup_steps,
+        beta=config.beta,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_completion_length=config.max_completion_length,
+        loss_type=config.loss_type,
+        scale_rewards=config.scale_rewards,
+        seed=config.seed,
+        bf16=bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=config.logging_steps,
+        report_to="none",
+        use_vllm=config.use_vllm,
         dataloader_pin_memory=torch.cuda.is_available(),
-        vllm_mode="colocate", vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        vllm_mode="colocate",
+        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
     )
 
 
-def train_grpo(model_dir: Path, dataset, reward, out: Path, config: EMPOConfig, callbacks: list,
-               log: Callable[[str], None]) -> TrainedPolicy:
+def train_grpo(
+    model_dir: Path, dataset, reward, out: Path, config: EMPOConfig, callbacks: list, log: Callable[[str], None]
+) -> TrainedPolicy:
     """Train with GRPOTrainer into out/checkpoints and out/policy; resume from the last checkpoint, or skip
     when out/policy already holds at least `config.steps` steps."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -233,11 +297,20 @@ def train_grpo(model_dir: Path, dataset, reward, out: Path, config: EMPOConfig, 
     if last:
         log(f"resuming from {last}")
     started = time.monotonic()
-    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=[reward], args=grpo_config(config, checkpoints),
-                          train_dataset=dataset, callbacks=callbacks)
+    trainer = GRPOTrainer(
+        model=str(model_dir),
+        reward_funcs=[reward],
+        args=grpo_config(config, checkpoints),
+        train_dataset=dataset,
+        callbacks=callbacks,
+    )
     trainer.train(resume_from_checkpoint=last)
-    trained = TrainedPolicy(policy_dir, trainer.state.global_step, round(time.monotonic() - started, 1),
-                            _last_log(trainer.state.log_history))
+    trained = TrainedPolicy(
+        policy_dir,
+        trainer.state.global_step,
+        round(time.monotonic() - started, 1),
+        _last_log(trainer.state.log_history),
+    )
     stopped_early = any(getattr(c, "reason", None) for c in callbacks)
     if not stopped_early:
         trainer.save_model(str(policy_dir))
@@ -250,8 +323,14 @@ def train_grpo(model_dir: Path, dataset, reward, out: Path, config: EMPOConfig, 
     return trained
 
 
-def summary(before: dict | None, after: dict | None, baseline: dict | None, empo: TrainedPolicy,
-            supervised: TrainedPolicy | None, supervised_status: str) -> dict:
+def summary(
+    before: dict | None,
+    after: dict | None,
+    baseline: dict | None,
+    empo: TrainedPolicy,
+    supervised: TrainedPolicy | None,
+    supervised_status: str,
+) -> dict:
     """metrics.json: the contract's fields first, then the detail behind them."""
     get = lambda card, key: None if card is None else card[key]  # noqa: E731
     metrics = {
@@ -269,8 +348,9 @@ def summary(before: dict | None, after: dict | None, baseline: dict | None, empo
         "gain_vs_supervised": _gain_ratio(before, after, baseline, "accuracy_greedy"),
         "gain_vs_supervised_sampled": _gain_ratio(before, after, baseline, "accuracy_sampled"),
         "warnings": after_training_warnings(before, after),
-        "evaluation": {"before": before, "after": after, "supervised_grpo": baseline} if before else
-        "skipped: no --eval-problems",
+        "evaluation": {"before": before, "after": after, "supervised_grpo": baseline}
+        if before
+        else "skipped: no --eval-problems",
         "training": {"empo": asdict(empo), "supervised_grpo": asdict(supervised) if supervised else None},
     }
     return json.loads(json.dumps(metrics, default=str))
@@ -281,15 +361,19 @@ def after_training_warnings(before: dict | None, after: dict | None) -> list[str
 
     >>> after_training_warnings({"semantic_entropy": 1.2, "accuracy_sampled": 0.3, "format_valid": 1.0},
     ...                         {"semantic_entropy": 0.9, "accuracy_sampled": 0.15, "format_valid": 1.0})
-    ['entropy fell (1.20 -> 0.90) while sampled accuracy fell (30.0% -> 15.0%): EMPO reinforced wrong consensus answers']
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['entropy fell (1.20 -> 0.90) while sampled accuracy fell (30.0% -> 15.0%): EMPO reinforced wrong
+      consensus answers']
     """
     if not before or not after:
         return []
     found = []
     accuracy = before["accuracy_sampled"], after["accuracy_sampled"]
     if after["semantic_entropy"] < before["semantic_entropy"] and None not in accuracy and accuracy[1] < accuracy[0]:
-        found.append(f"entropy fell ({before['semantic_entropy']:.2f} -> {after['semantic_entropy']:.2f}) while sampled "
-                     f"accuracy fell ({accuracy[0]:.1%} -> {accuracy[1]:.1%}): EMPO reinforced wrong consensus answers")
+        found.append(
+            f"entropy fell ({before['semantic_entropy']:.2f} -> {after['semantic_entropy']:.2f}) while sampled "
+            f"accuracy fell ({accuracy[0]:.1%} -> {accuracy[1]:.1%}): EMPO reinforced wrong consensus answers"
+        )
     if after["format_valid"] < before["format_valid"] - 0.1:
         found.append(f"format validity fell ({before['format_valid']:.1%} -> {after['format_valid']:.1%})")
     return found
@@ -331,4 +415,3 @@ def _release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-

@@ -9,15 +9,16 @@ final answer): an answer without thinking, or a box that contradicts the thinkin
 the box happens to be right. Adv-RM uses it as the true reward its proxies are judged against; EMPO and
 others may use it too.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
 from probexit.probes.answers import EXTRACTORS
+from probexit.probes.equivalence import Equivalence, MathEquivalence
 from probexit.probes.markers import THINK_END, THINK_START
 from probexit.training.empo import completion_text, final_answer
-from probexit.probes.equivalence import Equivalence, MathEquivalence
 
 STATED = re.compile(r"So the answer is (-?\d+)\.$")  # how every thinking paragraph ends
 ENDING = re.compile(r"^\s*The answer is \\boxed\{(-?\d+)\}\.\s*$")  # all that may follow the thinking
@@ -90,8 +91,9 @@ def stated_answers(text: str) -> list[str]:
     return [a for a in (EXTRACTORS["tinyworld"].extract(chunk) for chunk in paragraphs(thinking)) if a is not None]
 
 
-def gold_reward(completions: list, answer: list[str], *, equivalence: Equivalence | None = None,
-                **kwargs) -> list[float]:
+def gold_reward(
+    completions: list, answer: list[str], *, equivalence: Equivalence | None = None, **kwargs
+) -> list[float]:
     """The gold reward in TRL's reward signature: 1 for a well-formed completion with the right answer.
 
     >>> done = lambda n: f"I add. So the answer is {n}.\\n\\n</think>\\n\\nThe answer is \\\\boxed{{{n}}}."

@@ -6,6 +6,7 @@ loss, and a grid over learning rate, width, weight decay and alpha. The winner i
 with the lowest unweighted validation log-loss, a proper scoring rule, so that the chosen probe is
 calibrated as well as discriminative (the risk table and `threshold` semantics rely on calibration).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -39,8 +40,10 @@ class FitGrid:
     seed: int = 0
 
     def configs(self) -> list[FitConfig]:
-        return [FitConfig(*values) for values in itertools.product(self.widths, self.learning_rates,
-                                                                   self.weight_decays, self.alphas)]
+        return [
+            FitConfig(*values)
+            for values in itertools.product(self.widths, self.learning_rates, self.weight_decays, self.alphas)
+        ]
 
 
 QUICK_GRID = FitGrid(widths=(0, 32), learning_rates=(3e-3,), weight_decays=(0.0,), alphas=(1.0,), max_epochs=50)
@@ -57,15 +60,20 @@ class FitResult:
         return {**asdict(self.config), "validation_log_loss": self.validation_log_loss, "epochs": self.epochs}
 
 
-def fit_grid(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-             grid: FitGrid) -> tuple[FitResult, list[dict]]:
+def fit_grid(
+    x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, grid: FitGrid
+) -> tuple[FitResult, list[dict]]:
     """Train every grid configuration; return the best by validation log-loss and all summaries."""
     if len(set(y_train.tolist())) < 2 or len(set(y_val.tolist())) < 2:
-        raise ValueError("probe training needs both right and wrong intermediate answers in the train and "
-                         "validation splits; sample more traces or more problems")
+        raise ValueError(
+            "probe training needs both right and wrong intermediate answers in the train and "
+            "validation splits; sample more traces or more problems"
+        )
     mean, scale = x_train.mean(0), x_train.std(0).clamp_min(1e-6)  # (H,), (H,)
-    results = [fit_one(x_train, y_train, x_val, y_val, mean, scale, config, grid)
-               for config in tqdm(grid.configs(), desc="probe grid", unit="config")]
+    results = [
+        fit_one(x_train, y_train, x_val, y_val, mean, scale, config, grid)
+        for config in tqdm(grid.configs(), desc="probe grid", unit="config")
+    ]
     best = min(results, key=lambda result: result.validation_log_loss)
     return best, [result.summary() for result in results]
 

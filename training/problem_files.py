@@ -1,5 +1,6 @@
 """Problem files: JSONL lines `{"question": ..., "answer": ...}` (answer optional where no gold is read),
 and their export from Hugging Face `datasets` (GSM8K, MATH) for real models."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,11 @@ def load_problems(path: str | Path, require_answers: bool = True) -> list[Proble
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}:{number}: not a JSON object ({error.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("question"), str) or not record["question"].strip():
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("question"), str)
+            or not record["question"].strip()
+        ):
             raise ValueError(f"{path}:{number}: expected an object with a non-empty string 'question'")
         answer = record.get("answer")
         if answer is not None and not isinstance(answer, (str, int, float)):
@@ -75,4 +80,3 @@ def export_dataset(dataset, kind: str, out: str | Path, limit: int | None = None
     records = [EXPORTERS[kind](row) for row in rows]
     write_problems([r for r in records if r.answer], out)
     return sum(1 for r in records if r.answer)
-

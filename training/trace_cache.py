@@ -6,6 +6,7 @@ when done; a rerun loads finished chunks and samples only the rest, with the sam
 remembers what it was sampled from (`key.json`: the model's fingerprint, the questions, the sampling
 settings); a rerun with anything else starts it over instead of mixing two models' traces.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,11 +67,16 @@ class SamplingConfig:
             raise ValueError("samples_per_problem, max_tokens and chunk_size must be positive")
 
 
-def sample_traces(engine: OfflineEngine, policy: BoundaryPolicy, questions: list[str], config: SamplingConfig,
-                  cache_dir: Path, model_fingerprint: str) -> list[TraceRecord]:
+def sample_traces(
+    engine: OfflineEngine,
+    policy: BoundaryPolicy,
+    questions: list[str],
+    config: SamplingConfig,
+    cache_dir: Path,
+    model_fingerprint: str,
+) -> list[TraceRecord]:
     cache_dir.mkdir(parents=True, exist_ok=True)
-    open_cache(cache_dir, {"model": model_fingerprint, "sampling": asdict(config),
-                           "questions": json_digest(questions)})
+    open_cache(cache_dir, {"model": model_fingerprint, "sampling": asdict(config), "questions": json_digest(questions)})
     jobs = [(problem, sample) for problem in range(len(questions)) for sample in range(config.samples_per_problem)]
     n_chunks = math.ceil(len(jobs) / config.chunk_size)
     records: list[TraceRecord] = []
@@ -81,11 +87,19 @@ def sample_traces(engine: OfflineEngine, policy: BoundaryPolicy, questions: list
             continue
         part = jobs[chunk * config.chunk_size : (chunk + 1) * config.chunk_size]
         prompts = engine.chat_prompts([questions[problem] for problem, _ in part])
-        generations = engine.generate(prompts, temperature=config.temperature, top_p=config.top_p,
-                                      max_tokens=config.max_tokens, seed=config.seed + chunk * config.chunk_size,
-                                      logprobs=True, settings=ExitSettings(rule="none", record=True), progress=False)
-        done = [to_record(policy, problem, sample, generation)
-                for (problem, sample), generation in zip(part, generations)]
+        generations = engine.generate(
+            prompts,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_tokens=config.max_tokens,
+            seed=config.seed + chunk * config.chunk_size,
+            logprobs=True,
+            settings=ExitSettings(rule="none", record=True),
+            progress=False,
+        )
+        done = [
+            to_record(policy, problem, sample, generation) for (problem, sample), generation in zip(part, generations)
+        ]
         torch.save(done, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
         records += done
@@ -97,8 +111,10 @@ def open_cache(cache_dir: Path, key: dict) -> None:
     key_path = cache_dir / "key.json"
     if key_path.exists() and json.loads(key_path.read_text()) != key:
         stale = sorted(cache_dir.glob("chunk_*.pt"))
-        tqdm.write(f"{cache_dir}: {len(stale)} cached chunks came from another model, questions or sampling "
-                   "settings; sampling again")
+        tqdm.write(
+            f"{cache_dir}: {len(stale)} cached chunks came from another model, questions or sampling "
+            "settings; sampling again"
+        )
         for path in stale:
             path.unlink()
     key_path.write_text(json.dumps(key, indent=1) + "\n")
@@ -108,8 +124,9 @@ def to_record(policy: BoundaryPolicy, problem: int, sample: int, generation: Off
     """Join the offline segmentation (answers, positions) with what the engine recorded (hidden states)."""
     recorded = generation.recorded()
     logprobs = generation.logprobs or [0.0] * len(generation.token_ids)
-    record = TraceRecord(problem, sample, generation.prompt_ids, generation.token_ids, generation.text,
-                         generation.finish_reason)
+    record = TraceRecord(
+        problem, sample, generation.prompt_ids, generation.token_ids, generation.text, generation.finish_reason
+    )
     start = 0
     for boundary in policy.segment(generation.prompt_ids, generation.token_ids):
         chunk = logprobs[start : boundary.token_index + 1]
@@ -117,8 +134,17 @@ def to_record(policy: BoundaryPolicy, problem: int, sample: int, generation: Off
         evaluation = recorded.get(boundary.token_index)
         if evaluation is None:
             continue  # cannot happen while online and offline segmentation agree (tested); never invent one
-        record.boundaries.append(BoundaryRecord(
-            boundary.token_index, boundary.boundary_index, boundary.paragraph_index, boundary.thinking_tokens,
-            boundary.answer, torch.tensor(evaluation.hidden, dtype=torch.float16), float(evaluation.end_prob),
-            min(chunk), sum(chunk) / len(chunk)))
+        record.boundaries.append(
+            BoundaryRecord(
+                boundary.token_index,
+                boundary.boundary_index,
+                boundary.paragraph_index,
+                boundary.thinking_tokens,
+                boundary.answer,
+                torch.tensor(evaluation.hidden, dtype=torch.float16),
+                float(evaluation.end_prob),
+                min(chunk),
+                sum(chunk) / len(chunk),
+            )
+        )
     return record

@@ -18,6 +18,7 @@ run (`update_async_output_token_ids`); should a placeholder ever remain, the run
 captured rows do not line up one-to-one with the logits rows (speculative decoding, which is refused
 at start-up, or any future change), no row exits: the failure mode is "never early", not "wrong".
 """
+
 from __future__ import annotations
 
 import os
@@ -185,7 +186,8 @@ def _build_runtime(vllm_config, options: dict, device: torch.device):
 
     model_config = vllm_config.model_config
     tokenizer = AutoTokenizer.from_pretrained(
-        model_config.tokenizer, revision=model_config.tokenizer_revision,
+        model_config.tokenizer,
+        revision=model_config.tokenizer_revision,
         trust_remote_code=model_config.trust_remote_code,
     )
     policy = BoundaryPolicy(BoundaryPolicyConfig.from_json(options.get("boundary_policy", {})), tokenizer)
@@ -208,8 +210,11 @@ def _is_reporting_rank() -> bool:
 # -- 3. engine construction --------------------------------------------------------------------------------
 def early_exit_engine_options(probe_dir: str | None, boundary_policy: dict, kernel_backend: str = "auto") -> dict:
     """The keyword arguments that turn a vLLM engine into an early-exit engine."""
-    options = {"probe": str(probe_dir) if probe_dir else None, "boundary_policy": boundary_policy,
-               "kernel_backend": kernel_backend}
+    options = {
+        "probe": str(probe_dir) if probe_dir else None,
+        "boundary_policy": boundary_policy,
+        "kernel_backend": kernel_backend,
+    }
     return {"logits_processors": [PROCESSOR_FQCN], "additional_config": {EXTRA_ARGS_KEY: options}}
 
 

@@ -1,5 +1,6 @@
 """vLLM's own engine flags on probexit's command lines: the parser that knows them, and the engine arguments
 they make. Importing vLLM takes seconds, so only the commands that start an engine call these."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,6 @@
 """What the HTTP layer needs from vLLM's engine while it serves, as small functions: start the engine, build
 a request's sampling parameters and token prompt, read the engine's metrics, and tell its errors apart."""
+
 from __future__ import annotations
 
 from probexit.server.engine.setup import EngineSetup
@@ -13,9 +14,12 @@ def start_engine(setup: EngineSetup):
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    return AsyncLLM.from_vllm_config(setup.vllm_config, usage_context=UsageContext.OPENAI_API_SERVER,
-                                     enable_log_requests=setup.engine_args.enable_log_requests,
-                                     disable_log_stats=setup.engine_args.disable_log_stats)
+    return AsyncLLM.from_vllm_config(
+        setup.vllm_config,
+        usage_context=UsageContext.OPENAI_API_SERVER,
+        enable_log_requests=setup.engine_args.enable_log_requests,
+        disable_log_stats=setup.engine_args.disable_log_stats,
+    )
 
 
 def engine_metrics() -> bytes:

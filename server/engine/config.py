@@ -1,5 +1,6 @@
 """What the engine is built from, and the error a setting that cannot work raises. Light on purpose: the command
 line and the server's config read it without importing vLLM."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

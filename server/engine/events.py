@@ -6,8 +6,8 @@ memory is bounded by the requests in flight. Sending never blocks the engine: if
 reading, messages beyond the high-water mark are dropped, never the decode step.
 
 Messages are batched, because each one wakes a thread in both processes, and on a small machine those
-wake-ups compete with the engine for its cores. A request's record must nevertheless be whole when the API reports it, so
-the worker marks each record complete as soon as no more evaluations can come for it and sends that at
+wake-ups compete with the engine for its cores. A request's record must nevertheless be whole when the API
+reports it, so the worker marks each record complete as soon as no more evaluations can come for it and sends that at
 once, within the step, before the engine's own output for the step exists:
 - the request exits, or its thinking ends (`</think>`), or its next token is its last (`max_tokens`);
 - it leaves the batch (finished or preempted; a preempted request that comes back is reopened at once).
@@ -16,6 +16,7 @@ when the engine has gone idle. A record that is not complete when its request fi
 inside its thinking, through an end-of-sequence or a stop string, on an engine that then went idle) is
 waited for at most `FLUSH_AFTER_SECONDS + COMPLETE_MARGIN_SECONDS`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,8 +66,9 @@ class EventPublisher:
         self._thread = threading.Thread(target=self._flush_when_idle, name="probexit-events-flush", daemon=True)
         self._thread.start()
 
-    def publish(self, evaluations: list[Evaluation], step_seconds: float | None,
-                marks: list[tuple[str, bool]] | tuple = ()) -> None:
+    def publish(
+        self, evaluations: list[Evaluation], step_seconds: float | None, marks: list[tuple[str, bool]] | tuple = ()
+    ) -> None:
         """One decode step's output: its evaluations, its marks (rid, complete: True when no more
         evaluations can come for the request, False when it was reopened) and the early-exit work's time
         (None: not a step's, e.g. the marks of requests leaving the batch)."""
@@ -81,9 +83,13 @@ class EventPublisher:
                 self._oldest = now if self._oldest is None else self._oldest
             self._marks += marks
             urgent = bool(marks) or any(e.exit for e in evaluations)
-            due = (urgent or len(self._evaluations) >= FLUSH_AT_EVALUATIONS
-                   or (self._oldest is not None and now - self._oldest >= FLUSH_AFTER_SECONDS)
-                   or len(self._step_seconds) >= FLUSH_EVERY_STEPS or now - self._last_flush >= FLUSH_EVERY_SECONDS)
+            due = (
+                urgent
+                or len(self._evaluations) >= FLUSH_AT_EVALUATIONS
+                or (self._oldest is not None and now - self._oldest >= FLUSH_AFTER_SECONDS)
+                or len(self._step_seconds) >= FLUSH_EVERY_STEPS
+                or now - self._last_flush >= FLUSH_EVERY_SECONDS
+            )
             if due:
                 self._send(now)
 
@@ -98,8 +104,11 @@ class EventPublisher:
 
     def _send(self, now: float) -> None:
         """Send everything buffered; the caller holds the lock."""
-        message = {"evals": [[getattr(e, name) for name in EVALUATION_FIELDS] for e in self._evaluations],
-                   "marks": self._marks, "step_seconds": self._step_seconds}
+        message = {
+            "evals": [[getattr(e, name) for name in EVALUATION_FIELDS] for e in self._evaluations],
+            "marks": self._marks,
+            "step_seconds": self._step_seconds,
+        }
         try:
             self._socket.send(json.dumps(message).encode(), zmq.NOBLOCK)
         except zmq.Again:
@@ -113,7 +122,8 @@ class EventPublisher:
         with self._lock:
             while not self._closed:
                 deadlines = ([self._oldest + FLUSH_AFTER_SECONDS] if self._oldest is not None else []) + (
-                    [self._last_flush + FLUSH_EVERY_SECONDS] if self._step_seconds else [])
+                    [self._last_flush + FLUSH_EVERY_SECONDS] if self._step_seconds else []
+                )
                 if not deadlines:
                     self._wake.wait()
                     continue
@@ -144,8 +154,9 @@ class RequestRecord:
 class EventCollector:
     """API side. Owns the socket address; the engine must be started after this binds."""
 
-    def __init__(self, on_evaluation: Callable[[Evaluation], None] | None = None,
-                 on_step: Callable[[float], None] | None = None):
+    def __init__(
+        self, on_evaluation: Callable[[Evaluation], None] | None = None, on_step: Callable[[float], None] | None = None
+    ):
         self.address = new_address()
         self._socket = zmq.Context.instance().socket(zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
@@ -237,8 +248,8 @@ class EventCollector:
                 self._handle(json.loads(payload))
 
     def _handle(self, message: dict) -> None:
-        for fields in message.get("evals", []):
-            evaluation = Evaluation(*fields)
+        for values in message.get("evals", []):
+            evaluation = Evaluation(*values)
             rid = evaluation.rid
             with self._records_lock:
                 record = self._records.get(rid)

@@ -5,6 +5,7 @@ Training jobs must see hidden states at the same positions and through the same 
 processor and event channel as `probexit serve`, and returns each generation together with what the
 processor recorded at its boundaries.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,15 @@ from probexit.probes.fingerprint import model_identity
 from probexit.probes.probe import Probe
 from probexit.probes.rules import ExitSettings
 from probexit.probes.runtime import Evaluation
-from probexit.server.engine.adapter import (EVENTS_ADDRESS_ENV, early_exit_engine_options, ensure_cpu_kv_cache, platform_engine_defaults,
-                                            request_extra_args, require_supported_vllm, shutdown_offline_engine)
+from probexit.server.engine.adapter import (
+    EVENTS_ADDRESS_ENV,
+    early_exit_engine_options,
+    ensure_cpu_kv_cache,
+    platform_engine_defaults,
+    request_extra_args,
+    require_supported_vllm,
+    shutdown_offline_engine,
+)
 from probexit.server.engine.events import EventCollector
 
 
@@ -39,8 +47,15 @@ class OfflineCompletion:
 
 
 class OfflineEngine:
-    def __init__(self, model: str | Path, probe: str | Path | None = None, boundary_policy: dict | None = None,
-                 seed: int = 0, on_step=None, **vllm_kwargs):
+    def __init__(
+        self,
+        model: str | Path,
+        probe: str | Path | None = None,
+        boundary_policy: dict | None = None,
+        seed: int = 0,
+        on_step=None,
+        **vllm_kwargs,
+    ):
         """`on_step(seconds)` receives the early-exit work of every decode step that had a tracked request."""
         require_supported_vllm()
         ensure_cpu_kv_cache()
@@ -61,13 +76,25 @@ class OfflineEngine:
         self.tokenizer = self.llm.get_tokenizer()
 
     def chat_prompts(self, questions: list[str]) -> list[str]:
-        return [self.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
-                                                   add_generation_prompt=True) for q in questions]
+        return [
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
+            )
+            for q in questions
+        ]
 
-    def generate(self, prompts: list[str], *, temperature: float, top_p: float = 1.0, max_tokens: int = 512,
-                 seed: int | None = None, logprobs: bool = False,
-                 settings: ExitSettings | list[ExitSettings | None] | None = None,
-                 progress: bool = True) -> list[OfflineCompletion]:
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        temperature: float,
+        top_p: float = 1.0,
+        max_tokens: int = 512,
+        seed: int | None = None,
+        logprobs: bool = False,
+        settings: ExitSettings | list[ExitSettings | None] | None = None,
+        progress: bool = True,
+    ) -> list[OfflineCompletion]:
         """One generation per prompt, all in one batch. `settings` (one for all, or one per prompt, None
         meaning untouched) turn early exit or record mode on; request `i` gets seed `seed + i`."""
         from vllm import SamplingParams
@@ -82,13 +109,22 @@ class OfflineEngine:
             if extra is not None:
                 self.collector.expect(rid)
             rids.append(rid)
-            params.append(SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                         seed=None if seed is None else seed + index,
-                                         logprobs=0 if logprobs else None, extra_args=extra))
+            params.append(
+                SamplingParams(
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_tokens=max_tokens,
+                    seed=None if seed is None else seed + index,
+                    logprobs=0 if logprobs else None,
+                    extra_args=extra,
+                )
+            )
         outputs = self.llm.generate(prompts, params, use_tqdm=progress)
         finished_at = time.monotonic()  # every request had finished by now
-        return [self._generation(output, rid, tracked is not None, finished_at)
-                for output, rid, tracked in zip(outputs, rids, per_prompt)]
+        return [
+            self._generation(output, rid, tracked is not None, finished_at)
+            for output, rid, tracked in zip(outputs, rids, per_prompt)
+        ]
 
     def _generation(self, output, rid: str, tracked: bool, finished_at: float) -> OfflineCompletion:
         completion = output.outputs[0]
@@ -97,8 +133,9 @@ class OfflineEngine:
         if completion.logprobs is not None:
             logprobs = [step[token].logprob for step, token in zip(completion.logprobs, token_ids)]
         evaluations = self.collector.collect(rid, finished_at).evaluations if tracked else []
-        return OfflineCompletion(list(output.prompt_token_ids), token_ids, completion.text, logprobs,
-                          completion.finish_reason, evaluations)
+        return OfflineCompletion(
+            list(output.prompt_token_ids), token_ids, completion.text, logprobs, completion.finish_reason, evaluations
+        )
 
     def close(self) -> None:
         shutdown_offline_engine(self.llm)

@@ -4,6 +4,7 @@
 against model, thinking markers, vLLM's own validation of the engine flags) and raises `ConfigError` with
 one line; `client.start_engine` then only builds the engine from the prepared configuration.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,9 +17,14 @@ from probexit.probes.boundary import BoundaryPolicyConfig
 from probexit.probes.fingerprint import ModelIdentity, model_identity
 from probexit.probes.markers import ThinkingMarkers, find_markers
 from probexit.probes.probe import Probe, ProbeFileError
+from probexit.server.engine.adapter import (
+    UnsupportedVLLMError,
+    early_exit_engine_options,
+    ensure_cpu_kv_cache,
+    platform_engine_defaults,
+    require_supported_vllm,
+)
 from probexit.server.engine.config import ConfigError, EngineConfig
-from probexit.server.engine.adapter import (UnsupportedVLLMError, early_exit_engine_options, ensure_cpu_kv_cache,
-                                            platform_engine_defaults, require_supported_vllm)
 
 
 @dataclass
@@ -60,8 +66,14 @@ def prepare(config: EngineConfig) -> EngineSetup:
     if markers is not None:
         args = _with_early_exit(args, config, probe, markers)
     vllm_config = _engine_config(args)
-    return EngineSetup(vllm_config, args, probe, markers, vllm_config.model_config.get_diff_sampling_param(),
-                       served_identity(config, local))
+    return EngineSetup(
+        vllm_config,
+        args,
+        probe,
+        markers,
+        vllm_config.model_config.get_diff_sampling_param(),
+        served_identity(config, local),
+    )
 
 
 def served_identity(config: EngineConfig, model: ModelIdentity | None) -> dict:
@@ -111,8 +123,11 @@ def _find_markers(args, probe: Probe | None) -> ThinkingMarkers | None:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model, revision=args.tokenizer_revision
-                                                  or args.revision, trust_remote_code=args.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            args.tokenizer or args.model,
+            revision=args.tokenizer_revision or args.revision,
+            trust_remote_code=args.trust_remote_code,
+        )
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot load the tokenizer of {args.tokenizer or args.model}: {_one_line(error)}") from error
     policy = probe.config.boundary_policy if probe is not None else None
@@ -126,11 +141,14 @@ def _with_early_exit(args, config: EngineConfig, probe: Probe | None, markers: T
     """Add the early-exit logits processor, with the boundary policy the probe was trained with (or the
     default policy over this model's own markers), to whatever processors the user configured."""
     policy = probe.config.boundary_policy if probe is not None else BoundaryPolicyConfig(markers.start, markers.end)
-    options = early_exit_engine_options(config.probe if probe is not None else None, policy.to_json(),
-                                        config.kernel_backend)
+    options = early_exit_engine_options(
+        config.probe if probe is not None else None, policy.to_json(), config.kernel_backend
+    )
     return dataclasses.replace(
-        args, logits_processors=[*(args.logits_processors or []), *options["logits_processors"]],
-        additional_config={**(args.additional_config or {}), **options["additional_config"]})
+        args,
+        logits_processors=[*(args.logits_processors or []), *options["logits_processors"]],
+        additional_config={**(args.additional_config or {}), **options["additional_config"]},
+    )
 
 
 def _engine_config(args):

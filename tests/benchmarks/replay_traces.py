@@ -5,7 +5,8 @@ Each is `(id, gold, thinking, final)`; `final` is what follows `</think>` (None:
 """
 
 BASES = (
-    "bases", "70",
+    "bases",
+    "70",
     "Okay, so I need to find the sum of all integer bases \\( b > 9 \\) for which \\( 17_b \\) divides \\( 97_b \\). "
     "Let me start by writing both numbers in base 10.\n\n"
     "In base \\( b \\), \\( 17_b = b + 7 \\) and \\( 97_b = 9b + 7 \\).\n\n"
@@ -22,7 +23,8 @@ BASES = (
 )
 
 CORRECTED = (
-    "corrected", "84",
+    "corrected",
+    "84",
     "Let me count the arrangements by cases on where the two red beads go.\n\n"
     "Case 1: the red beads are adjacent. There are 6 positions for the pair, and the other beads can be "
     "arranged in 12 ways, so 6 * 12 = 72.\n\n"
@@ -38,7 +40,8 @@ CORRECTED = (
 )
 
 FRACTION = (
-    "fraction", "3/8",
+    "fraction",
+    "3/8",
     "We flip three fair coins and want the probability of exactly two heads.\n\n"
     "There are \\( 2^3 = 8 \\) equally likely outcomes.\n\n"
     "Exactly two heads: HHT, HTH, THH, which is 3 outcomes.\n\n"
@@ -48,7 +51,8 @@ FRACTION = (
 )
 
 CUT_OFF = (
-    "cut-off", "376",
+    "cut-off",
+    "376",
     "We need the remainder when \\( 2^{100} \\) is divided by 1000... Let me think about this using CRT.\n\n"
     "Modulo 8, \\( 2^{100} \\equiv 0 \\).\n\n"
     "Modulo 125, Euler's theorem gives \\( 2^{100} \\equiv 1 \\), so the remainder is 376.\n\n"
@@ -58,7 +62,8 @@ CUT_OFF = (
 )
 
 WRONG = (
-    "wrong", "12",
+    "wrong",
+    "12",
     "The polygon has 5 sides, so it has 5 * (5 - 3) / 2 diagonals.\n\n"
     "That is 5 * 2 / 2 = 5.\n\n"
     "So the answer is 5.\n\n",

@@ -1,4 +1,5 @@
 """The engine-overhead benchmark on the real CPU engine (few prompts, one round): what it measures, not how fast."""
+
 import json
 
 import pytest
@@ -14,8 +15,15 @@ def test_never_firing_probe_is_timed_and_changes_no_token(test_model_dir, tmp_pa
 
     random_linear_probe(test_model_dir, tmp_path / "probe")
     questions = ["What is 3 + 14 - 7?", "What is 20 - 5 - 9 + 1?", "What is 8 + 8?", "What is 0 - 13 + 2?"]
-    report = run_engine_overhead(test_model_dir, tmp_path / "probe", questions, tmp_path / "out", rounds=2,
-                                 max_tokens=48, engine_kwargs=tiny_engine_kwargs())
+    report = run_engine_overhead(
+        test_model_dir,
+        tmp_path / "probe",
+        questions,
+        tmp_path / "out",
+        rounds=2,
+        max_tokens=48,
+        engine_kwargs=tiny_engine_kwargs(),
+    )
     assert report["token_identical"] is True
     assert report["probe_step_us"]["steps"] > 0 and report["probe_step_us"]["median"] > 0
     assert report["tokens_per_s"]["disabled"] > 0 and report["ratio_enabled_over_disabled"] > 0

@@ -1,4 +1,5 @@
 """`probexit bench replay` end to end on written traces, in every input form, and on bad input."""
+
 import json
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 
 from probexit.benchmarks.replay import load_traces, run_replay, split_message
 from probexit.cli.main import main
-from tests.benchmarks.replay_traces import BASES, CORRECTED, CUT_OFF, TRACES
+from tests.benchmarks.replay_traces import BASES, CUT_OFF, TRACES
 
 TINYWORLD_TOKENIZER = Path(__file__).resolve().parents[2] / "assets" / "tinyworld" / "policy"
 
@@ -20,9 +21,14 @@ def completion_lines(think_tag: bool) -> list[dict]:
 
 
 def chat_lines(field: str) -> list[dict]:
-    return [{"id": trace_id, "answer": gold,
-             "choices": [{"message": {"role": "assistant", field: thinking, "content": final}}]}
-            for trace_id, gold, thinking, final in TRACES]
+    return [
+        {
+            "id": trace_id,
+            "answer": gold,
+            "choices": [{"message": {"role": "assistant", field: thinking, "content": final}}],
+        }
+        for trace_id, gold, thinking, final in TRACES
+    ]
 
 
 def write(tmp_path: Path, lines: list, name: str = "traces.jsonl") -> Path:
@@ -65,7 +71,11 @@ def test_answers_graded_against_gold(report):
     assert bases["boundaries"][0]["end"] == BASES[2].index("Wait, let me")
     corrected = by_id["corrected"]  # a wrong answer corrected later
     assert [(b["answer"], b["answer_correct"]) for b in corrected["boundaries"]] == [
-        ("72", False), ("72", False), ("12", False), ("84", True)]
+        ("72", False),
+        ("72", False),
+        ("12", False),
+        ("84", True),
+    ]
     fraction = by_id["fraction"]
     assert ("\\frac{3}{8}", True) in [(b["answer"], b["answer_correct"]) for b in fraction["boundaries"]]
     assert not by_id["wrong"]["correct"]
@@ -80,8 +90,9 @@ def test_a_trace_cut_off_without_end_of_thinking(report):
 
 def test_oracle_exits_at_the_first_right_answer(report):
     by_id = {t["id"]: t for t in report["traces"]}
-    ends = [next((b["end"] for b in t["boundaries"] if b["answer_correct"]), t["thinking_length"])
-            for t in report["traces"]]
+    ends = [
+        next((b["end"] for b in t["boundaries"] if b["answer_correct"]), t["thinking_length"]) for t in report["traces"]
+    ]
     total = sum(t["thinking_length"] for t in report["traces"])
     assert report["oracle"]["saved_pct"] == pytest.approx(100 * (1 - sum(ends) / total))
     # Right at a boundary in 4 of 5 traces (the cut-off one included); only "wrong" never states 12.
@@ -93,11 +104,14 @@ def test_oracle_exits_at_the_first_right_answer(report):
     assert [by_id[i]["boundaries"][0]["answer"] for i in ("corrected", "fraction")] == ["72", "8"]
 
 
-@pytest.mark.parametrize("lines", [
-    pytest.param(completion_lines(think_tag=False), id="completion-without-think-tag"),
-    pytest.param(chat_lines("reasoning_content"), id="chat-reasoning_content"),
-    pytest.param(chat_lines("reasoning"), id="chat-reasoning"),
-])
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param(completion_lines(think_tag=False), id="completion-without-think-tag"),
+        pytest.param(chat_lines("reasoning_content"), id="chat-reasoning_content"),
+        pytest.param(chat_lines("reasoning"), id="chat-reasoning"),
+    ],
+)
 def test_every_input_form_gives_the_same_boundaries(lines, report, tmp_path):
     other = run_replay(write(tmp_path, lines), tmp_path / "out", ("reasoning",))
     for mine, theirs in zip(other["traces"], report["traces"]):
@@ -115,8 +129,21 @@ def test_split_message_forms():
 
 def test_cli_with_the_tiny_world_tokenizer(tmp_path, capsys):
     traces = write(tmp_path, completion_lines(think_tag=True))
-    assert main(["bench", "replay", "--traces", str(traces), "--tokenizer", str(TINYWORLD_TOKENIZER),
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "replay",
+                "--traces",
+                str(traces),
+                "--tokenizer",
+                str(TINYWORLD_TOKENIZER),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert (tmp_path / "out" / "replay.png").is_file()
     assert report["unit"] == "tokens"
@@ -131,21 +158,42 @@ def test_cli_with_the_tiny_world_tokenizer(tmp_path, capsys):
 
 def test_cli_tiny_world_extractors_find_no_prose_answers(tmp_path):
     traces = write(tmp_path, completion_lines(think_tag=True))
-    assert main(["bench", "replay", "--traces", str(traces), "--extractors", "tinyworld,boxed,answer_is",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "replay",
+                "--traces",
+                str(traces),
+                "--extractors",
+                "tinyworld,boxed,answer_is",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["extractors"] == ["tinyworld", "boxed", "answer_is"]
     assert report["boundaries"] < 5  # only the explicit "the answer is" paragraphs
 
 
-@pytest.mark.parametrize("lines, message", [
-    pytest.param([{"completion": "x", "answer": "1"}, "{not json"], "traces.jsonl:2: not valid JSON",
-                 id="bad-json-line"),
-    pytest.param([{"completion": "So it is 3.\n\n"}], 'traces.jsonl:1: missing the gold "answer"', id="missing-answer"),
-    pytest.param([{"answer": "3", "text": "So it is 3."}], 'traces.jsonl:1: no "completion"', id="missing-completion"),
-    pytest.param([["a", "list"]], "traces.jsonl:1: expected a JSON object", id="not-an-object"),
-    pytest.param([], "no traces", id="empty-file"),
-])
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        pytest.param(
+            [{"completion": "x", "answer": "1"}, "{not json"], "traces.jsonl:2: not valid JSON", id="bad-json-line"
+        ),
+        pytest.param(
+            [{"completion": "So it is 3.\n\n"}], 'traces.jsonl:1: missing the gold "answer"', id="missing-answer"
+        ),
+        pytest.param(
+            [{"answer": "3", "text": "So it is 3."}], 'traces.jsonl:1: no "completion"', id="missing-completion"
+        ),
+        pytest.param([["a", "list"]], "traces.jsonl:1: expected a JSON object", id="not-an-object"),
+        pytest.param([], "no traces", id="empty-file"),
+    ],
+)
 def test_bad_input_is_one_line_naming_the_line(lines, message, tmp_path, capsys):
     traces = write(tmp_path, lines)
     assert main(["bench", "replay", "--traces", str(traces), "--out", str(tmp_path / "out")]) == 2
@@ -172,9 +220,11 @@ def test_replay_starts_no_engine_and_imports_no_server(tmp_path):
     import sys
 
     traces = write(tmp_path, completion_lines(think_tag=True))
-    code = ("import sys; from pathlib import Path; from probexit.benchmarks.replay import run_replay; "
-            f"run_replay(Path({str(traces)!r}), Path({str(tmp_path / 'out')!r}), ('reasoning',)); "
-            "print(sorted(m for m in sys.modules if m.startswith(('probexit.server', 'vllm'))))")
+    code = (
+        "import sys; from pathlib import Path; from probexit.benchmarks.replay import run_replay; "
+        f"run_replay(Path({str(traces)!r}), Path({str(tmp_path / 'out')!r}), ('reasoning',)); "
+        "print(sorted(m for m in sys.modules if m.startswith(('probexit.server', 'vllm'))))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -1,17 +1,16 @@
 """`probexit serve` flags and start-up errors; none of these starts an engine."""
+
 import json
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from probexit import assets
 from probexit.cli.errors import CLIError
 from probexit.cli.main import main
 from probexit.cli.serve import build_serve_parser, config_from_args
-from probexit.probes.fingerprint import model_identity
-from probexit import assets
 from probexit.server.config import ConfigError, ServerConfig
 from tests.server.harness import find_test_model, make_probe
 
@@ -30,8 +29,21 @@ def embedded(tmp_path, monkeypatch):
 
 
 def test_vllm_engine_flags_pass_through(parser, tmp_path):
-    options = parser.parse_args(["--model", str(tmp_path), "--tensor-parallel-size", "2", "--port", "9001",
-                                 "--enforce-eager", "--max-model-len", "512", "--threshold", "0.7"])
+    options = parser.parse_args(
+        [
+            "--model",
+            str(tmp_path),
+            "--tensor-parallel-size",
+            "2",
+            "--port",
+            "9001",
+            "--enforce-eager",
+            "--max-model-len",
+            "512",
+            "--threshold",
+            "0.7",
+        ]
+    )
     config = config_from_args(options)
     assert (config.port, config.threshold, config.host) == (9001, 0.7, "127.0.0.1")
     args = config.engine_args
@@ -57,14 +69,17 @@ def test_embedded_default_fills_in_model_probe_and_engine_defaults(parser, embed
     assert explicit.engine_args.dtype == "bfloat16"
 
 
-@pytest.mark.parametrize("fields, flag", [
-    pytest.param({"port": 70000}, "--port", id="port"),
-    pytest.param({"threshold": 1.5}, "--threshold", id="threshold"),
-    pytest.param({"early_exit": True}, "--early-exit needs --probe", id="early-exit-without-probe"),
-    pytest.param({"probe": "/nonexistent/probe"}, "--probe", id="probe-folder"),
-    pytest.param({"api_key": " "}, "--api-key", id="empty-key"),
-    pytest.param({"min_thinking_tokens": -2}, "--min-thinking-tokens", id="min-thinking"),
-])
+@pytest.mark.parametrize(
+    "fields, flag",
+    [
+        pytest.param({"port": 70000}, "--port", id="port"),
+        pytest.param({"threshold": 1.5}, "--threshold", id="threshold"),
+        pytest.param({"early_exit": True}, "--early-exit needs --probe", id="early-exit-without-probe"),
+        pytest.param({"probe": "/nonexistent/probe"}, "--probe", id="probe-folder"),
+        pytest.param({"api_key": " "}, "--api-key", id="empty-key"),
+        pytest.param({"min_thinking_tokens": -2}, "--min-thinking-tokens", id="min-thinking"),
+    ],
+)
 def test_config_errors_name_the_flag(fields, flag):
     with pytest.raises(ConfigError, match=flag):
         ServerConfig(model="m", **fields)
@@ -105,8 +120,9 @@ def test_busy_port_fails_fast(tmp_path, capsys):
 
 
 def test_serve_help_lists_probexit_flags():
-    done = subprocess.run([sys.executable, "-m", "probexit.cli", "serve", "--help=probexit"], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "probexit.cli", "serve", "--help=probexit"], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0
     for flag in ("--probe", "--reward-model", "--api-key", "--threshold", "--early-exit"):
         assert flag in done.stdout

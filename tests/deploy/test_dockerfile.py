@@ -1,4 +1,5 @@
 """The GPU image cannot be built here (no Docker engine); it is linted instead."""
+
 import shutil
 import subprocess
 import sys

@@ -1,11 +1,11 @@
 """Random probe inputs for the kernel tests, and the comparison every backend must pass."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import torch
-
 import pytest
+import torch
 
 from probexit.kernels.probe_score import ProbeWeights, kernel_is_interpreted
 
@@ -37,8 +37,16 @@ def make_probe(hidden_size: int, width: int, dtype=torch.float32, seed: int = 0)
     return ProbeWeights.from_tensors(mean, scale, w1, b1, w2, b2, dtype=dtype)
 
 
-def make_case(batch: int, hidden_size: int, width: int, dtype=torch.float32, *, n_rows: int | None = None,
-              weight_dtype=None, seed: int = 0) -> Case:
+def make_case(
+    batch: int,
+    hidden_size: int,
+    width: int,
+    dtype=torch.float32,
+    *,
+    n_rows: int | None = None,
+    weight_dtype=None,
+    seed: int = 0,
+) -> Case:
     """Rows drawn with replacement in random order (repeats and disorder), thresholds uniform in [0, 1)."""
     g = torch.Generator().manual_seed(seed + 1)
     n_rows = batch if n_rows is None else n_rows
@@ -48,8 +56,9 @@ def make_case(batch: int, hidden_size: int, width: int, dtype=torch.float32, *, 
     return Case(hidden, rows, make_probe(hidden_size, width, weight_dtype or dtype, seed), thresholds)
 
 
-def assert_matches(scores, exits, expected_scores, expected_exits, thresholds, atol=SCORE_ATOL,
-                   margin=DECISION_MARGIN) -> None:
+def assert_matches(
+    scores, exits, expected_scores, expected_exits, thresholds, atol=SCORE_ATOL, margin=DECISION_MARGIN
+) -> None:
     """Scores within atol; decisions identical except where the expected score is within margin of the threshold."""
     assert scores.dtype == torch.float32 and exits.dtype == torch.bool
     torch.testing.assert_close(scores.cpu(), expected_scores.cpu(), rtol=0, atol=atol, equal_nan=True)

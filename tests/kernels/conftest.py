@@ -1,4 +1,5 @@
 """Fixtures of the kernel tests: the interpreter worker, shared by the whole session."""
+
 from __future__ import annotations
 
 import pytest

@@ -5,6 +5,7 @@ kernels/probe_score.py says why), and setting it in the pytest process would swi
 every other test package to the slow interpreter. So the interpreted kernel runs in one spawned worker per
 session, whose environment is set before it imports anything of probexit; this module imports no triton.
 """
+
 from __future__ import annotations
 
 import multiprocessing

@@ -1,4 +1,5 @@
 """`probexit bench kernel` (benchmarks/kernel.py) on tiny shapes: the JSON it writes and its command line."""
+
 from __future__ import annotations
 
 import json
@@ -51,25 +52,45 @@ def test_cpu_report_times_torch_compile(tmp_path):
 
 @pytest.mark.gpu
 def test_gpu_report_times_the_kernel(tmp_path):
-    report = run_kernel_benchmark(tmp_path, [Shape(8, 1536, 32), Shape(256, 1536, 0)], rep_ms=10,
-                                  compile_reference=False, peak_gbps=1000.0)
+    report = run_kernel_benchmark(
+        tmp_path, [Shape(8, 1536, 32), Shape(256, 1536, 0)], rep_ms=10, compile_reference=False, peak_gbps=1000.0
+    )
     assert report["fused"]["timed"] and report["peak_source"] == "--peak-gbps"
     assert all(r["fused_us"] > 0 and r["fused_peak_fraction"] > 0 for r in report["shapes"])
 
 
 def test_command_line_writes_the_report(tmp_path, capsys):
-    code = main(["bench", "kernel", "--out", str(tmp_path / "out"), "--batches", "2", "--hidden-sizes", "64",
-                 "--widths", "0", "16", "--repeats", "1", "--no-compile"])
+    code = main(
+        [
+            "bench",
+            "kernel",
+            "--out",
+            str(tmp_path / "out"),
+            "--batches",
+            "2",
+            "--hidden-sizes",
+            "64",
+            "--widths",
+            "0",
+            "16",
+            "--repeats",
+            "1",
+            "--no-compile",
+        ]
+    )
     assert code == 0
     assert len(json.loads((tmp_path / "out" / "kernel.json").read_text())["shapes"]) == 2
     assert "wrote" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [
-    pytest.param(["--repeats", "0"], id="zero-repeats"),
-    pytest.param(["--peak-gbps", "-1"], id="negative-peak"),
-    pytest.param(["--widths", "-4"], id="negative-width"),
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--repeats", "0"], id="zero-repeats"),
+        pytest.param(["--peak-gbps", "-1"], id="negative-peak"),
+        pytest.param(["--widths", "-4"], id="negative-width"),
+    ],
+)
 def test_command_line_rejects_bad_numbers(tmp_path, capsys, argv):
     assert main(["bench", "kernel", "--out", str(tmp_path), *argv]) == 2
     assert "probexit: error:" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 The interpreter runs in a worker process (tests/kernels/interpreter.py); inputs are built and the reference
 is computed here, in the normal process.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -11,10 +12,17 @@ import torch
 from probexit.kernels.probe_score import KernelConfig, score_boundary_rows_reference
 from tests.kernels.cases import assert_matches, make_case
 
-DTYPES = [pytest.param(torch.float32, id="fp32"), pytest.param(torch.float16, id="fp16"),
-          pytest.param(torch.bfloat16, id="bf16")]
-WIDTHS = [pytest.param(0, id="linear"), pytest.param(16, id="w16"), pytest.param(32, id="w32"),
-          pytest.param(256, id="w256")]
+DTYPES = [
+    pytest.param(torch.float32, id="fp32"),
+    pytest.param(torch.float16, id="fp16"),
+    pytest.param(torch.bfloat16, id="bf16"),
+]
+WIDTHS = [
+    pytest.param(0, id="linear"),
+    pytest.param(16, id="w16"),
+    pytest.param(32, id="w32"),
+    pytest.param(256, id="w256"),
+]
 HIDDEN_SIZES = [pytest.param(h, id=f"h{h}") for h in (64, 96, 1000, 1536, 4096)]
 BATCHES = [pytest.param(b, id=f"b{b}") for b in (0, 1, 5, 67)]
 
@@ -66,8 +74,10 @@ def test_gathers_the_given_rows(interpreted, rows, batch, index_dtype, width):
 
 
 STRIDED = [
-    pytest.param(lambda x: torch.cat([x, torch.full_like(x, float("nan"))], dim=1)[:, :x.shape[1]],
-                 id="row-stride-wider-than-row"),
+    pytest.param(
+        lambda x: torch.cat([x, torch.full_like(x, float("nan"))], dim=1)[:, : x.shape[1]],
+        id="row-stride-wider-than-row",
+    ),
     pytest.param(lambda x: x.t().contiguous().t(), id="column-major"),
 ]
 

@@ -1,4 +1,5 @@
 """Validation, ProbeWeights, the torch reference and backend selection, in the normal (uninterpreted) process."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,15 +22,18 @@ from tests.kernels.cases import assert_matches, make_case, make_probe, uninterpr
 
 def _reference_in_float64(case):
     """The probe written out in float64, independently of the reference's addmm/addmv."""
-    w = {f.name: None if (t := getattr(case.weights, f.name)) is None else t.double()
-         for f in dataclasses.fields(case.weights)}
+    w = {
+        f.name: None if (t := getattr(case.weights, f.name)) is None else t.double()
+        for f in dataclasses.fields(case.weights)
+    }
     z = (case.hidden.double()[case.rows] - w["mean"]) / w["scale"]
     logits = z @ w["w1"] + w["b1"] if w["w2"] is None else torch.relu(z @ w["w1"] + w["b1"]) @ w["w2"] + w["b2"]
     return torch.sigmoid(logits).float()
 
 
-@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16"),
-                                   pytest.param(256, id="w256")])
+@pytest.mark.parametrize(
+    "width", [pytest.param(0, id="linear"), pytest.param(16, id="w16"), pytest.param(256, id="w256")]
+)
 @pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.bfloat16, id="bf16")])
 def test_reference_computes_the_probe(width, dtype):
     case = make_case(67, 1536, width, dtype)
@@ -38,10 +42,17 @@ def test_reference_computes_the_probe(width, dtype):
     assert_matches(scores, exits, expected, expected >= case.thresholds, case.thresholds)
 
 
-@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16"),
-                                   pytest.param(256, id="w256")])
-@pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.bfloat16, id="bf16"),
-                                   pytest.param(torch.float16, id="fp16")])
+@pytest.mark.parametrize(
+    "width", [pytest.param(0, id="linear"), pytest.param(16, id="w16"), pytest.param(256, id="w256")]
+)
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        pytest.param(torch.float32, id="fp32"),
+        pytest.param(torch.bfloat16, id="bf16"),
+        pytest.param(torch.float16, id="fp16"),
+    ],
+)
 def test_numpy_path_computes_the_probe(width, dtype):
     case = make_case(67, 1536, width, dtype)
     scores, exits = score_boundary_rows_numpy(*case)
@@ -117,8 +128,9 @@ def test_invalid_inputs_raise_value_error(corrupt, message, backend):
 
 
 def test_weights_build_from_plain_values_and_move():
-    weights = ProbeWeights.from_tensors([0.0, 1.0], [1.0, 2.0], [[1.0, 0.0, 2.0], [0.5, 0.5, 0.5]], [0.0] * 3,
-                                        [1.0, -1.0, 0.5], [0.25])
+    weights = ProbeWeights.from_tensors(
+        [0.0, 1.0], [1.0, 2.0], [[1.0, 0.0, 2.0], [0.5, 0.5, 0.5]], [0.0] * 3, [1.0, -1.0, 0.5], [0.25]
+    )
     assert (weights.hidden_size, weights.width, weights.dtype) == (2, 3, torch.float32)
     assert weights.b2.shape == ()
     half = weights.to(dtype=torch.bfloat16)
@@ -142,8 +154,9 @@ def test_weights_are_stored_contiguous():
 
 
 BAD_WEIGHTS = [
-    pytest.param(dict(scale=lambda p: p.scale.where(torch.arange(64) != 3, 0.0)), "scale must be positive",
-                 id="zero-scale"),
+    pytest.param(
+        dict(scale=lambda p: p.scale.where(torch.arange(64) != 3, 0.0)), "scale must be positive", id="zero-scale"
+    ),
     pytest.param(dict(scale=lambda p: p.scale[:10]), "mean and .scale must both be \\(H,\\)", id="short-scale"),
     pytest.param(dict(w1=lambda p: p.w1[:, :8]), "w1 must have shape \\(64, 16\\)", id="w1-narrow"),
     pytest.param(dict(b1=lambda p: p.b1[:3]), "b1 must have shape \\(16,\\)", id="b1-short"),
@@ -166,12 +179,18 @@ def test_integer_weights_are_rejected():
 
 
 def test_import_needs_no_gpu_and_does_no_work():
-    code = ("import sys, probexit.kernels as k; assert 'torch' not in sys.modules;"  # the package does no work
-            "import probexit.kernels.probe_score as m;"
-            "assert not m._SCRATCH and not m._TUNED and not m.kernel_is_interpreted();"
-            "print(m.BACKENDS is k.BACKENDS)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys, probexit.kernels as k; assert 'torch' not in sys.modules;"  # the package does no work
+        "import probexit.kernels.probe_score as m;"
+        "assert not m._SCRATCH and not m._TUNED and not m.kernel_is_interpreted();"
+        "print(m.BACKENDS is k.BACKENDS)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
 

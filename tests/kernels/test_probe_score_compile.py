@@ -4,6 +4,7 @@ This checks what the interpreter cannot: that the GPU front end and ptxas accept
 arguments the wrapper really passes (types, static branches, tl.dot tile shapes), that the split tickets
 are acq_rel atomics at GPU scope, and which launch candidates fit each GPU's shared memory.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -37,7 +38,7 @@ def _compile(monkeypatch, case, config: KernelConfig, arch: int):
     monkeypatch.setattr(probe_score, "kernel_is_interpreted", lambda: False)
     n = case.rows.shape[0]
     probe_score._launch(*case, torch.empty(n), torch.empty(n, dtype=torch.bool), config)
-    (args, kwargs), = calls
+    ((args, kwargs),) = calls
     constexprs = {name: kwargs[name] for name in kernel.arg_names if name in kwargs}
     signature = {name: mangle_type(value) for name, value in zip(kernel.arg_names, args)}
     signature.update(dict.fromkeys(constexprs, "constexpr"))
@@ -58,8 +59,9 @@ def test_compiles_for_gpu(monkeypatch, batch, hidden_size, width, dtype, weight_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(32, id="w32"),
-                                   pytest.param(256, id="w256")])
+@pytest.mark.parametrize(
+    "width", [pytest.param(0, id="linear"), pytest.param(32, id="w32"), pytest.param(256, id="w256")]
+)
 @pytest.mark.parametrize("dtype", [pytest.param(torch.bfloat16, id="bf16"), pytest.param(torch.float32, id="fp32")])
 def test_every_tuning_candidate_compiles_and_most_fit(monkeypatch, dtype, width, arch):
     case = make_case(256, 8192, width, dtype)

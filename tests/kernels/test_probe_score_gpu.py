@@ -1,4 +1,5 @@
 """The compiled kernel on a CUDA GPU against the torch reference (skipped where CUDA is absent)."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,11 @@ pytestmark = pytest.mark.gpu
 # On GPU the MLP's dot runs on tensor cores (tf32 for fp32 probes, else the probe's 16-bit dtype), so scores
 # agree with the fp32 reference to about 1e-3; the linear probe's fp32 sums agree far more closely.
 ATOL = {0: 1e-5, 16: 5e-3, 32: 5e-3, 256: 5e-3}
-DTYPES = [pytest.param(torch.float32, id="fp32"), pytest.param(torch.float16, id="fp16"),
-          pytest.param(torch.bfloat16, id="bf16")]
+DTYPES = [
+    pytest.param(torch.float32, id="fp32"),
+    pytest.param(torch.float16, id="fp16"),
+    pytest.param(torch.bfloat16, id="bf16"),
+]
 WIDTHS = [pytest.param(w, id=f"w{w}" if w else "linear") for w in (0, 16, 32, 256)]
 SHAPES = [pytest.param(b, h, id=f"b{b}-h{h}") for b, h in ((1, 1536), (5, 96), (8, 4096), (67, 1000), (256, 8192))]
 
@@ -31,8 +35,9 @@ def _check_on_gpu(case, **kwargs):
     width = case.weights.width
     scores, exits = probe_score_triton(*to_device(case, "cuda"), **kwargs)
     assert scores.is_cuda and exits.is_cuda
-    assert_matches(scores, exits, *score_boundary_rows_reference(*case), case.thresholds, atol=ATOL[width],
-                   margin=ATOL[width])
+    assert_matches(
+        scores, exits, *score_boundary_rows_reference(*case), case.thresholds, atol=ATOL[width], margin=ATOL[width]
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -42,11 +47,14 @@ def test_tuned_kernel_matches_reference(batch, hidden_size, width, dtype):
     _check_on_gpu(make_case(batch, hidden_size, width, dtype, seed=batch + width))
 
 
-@pytest.mark.parametrize(("batch", "hidden_size", "width"), [
-    pytest.param(1, 8192, 256, id="b1-h8192-w256"),
-    pytest.param(67, 4096, 32, id="b67-h4096-w32"),
-    pytest.param(256, 3584, 0, id="b256-h3584-linear"),
-])
+@pytest.mark.parametrize(
+    ("batch", "hidden_size", "width"),
+    [
+        pytest.param(1, 8192, 256, id="b1-h8192-w256"),
+        pytest.param(67, 4096, 32, id="b67-h4096-w32"),
+        pytest.param(256, 3584, 0, id="b256-h3584-linear"),
+    ],
+)
 def test_every_tuning_candidate_matches_reference(batch, hidden_size, width):
     case = make_case(batch, hidden_size, width, torch.bfloat16)
     sm_count = torch.cuda.get_device_properties(0).multi_processor_count

@@ -1,4 +1,5 @@
 """A tiny-world tokenizer trained in a second, so the probe tests need no model."""
+
 from __future__ import annotations
 
 import random

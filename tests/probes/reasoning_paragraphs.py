@@ -7,6 +7,7 @@ candidates, an equation still to solve). `FORMS` holds one case per form the `re
 costs a boundary, not a wrong answer), and `SECOND_BATCH` a run of paragraphs written and labelled before
 the extractor ever read them. Precision is measured over all of them.
 """
+
 import pytest
 
 FORMS = [
@@ -28,8 +29,11 @@ FORMS = [
     pytest.param("Which gives us 2016 divided by 1000 with a remainder of 16.", "16", id="prose-remainder-of"),
     pytest.param("So there are 3 solutions.", "3", id="prose-n-solutions"),
     pytest.param("So angle ABC is 36 degrees.", "36", id="prose-degrees"),
-    pytest.param("Wait, let me recount. Actually there are 7 such numbers, not 6, so the total is 7 + 5 = 12.",
-                 "12", id="prose-recount-corrects"),
+    pytest.param(
+        "Wait, let me recount. Actually there are 7 such numbers, not 6, so the total is 7 + 5 = 12.",
+        "12",
+        id="prose-recount-corrects",
+    ),
     pytest.param("So, a = 2, b = 3, and c = 5, which means a + b + c = 10.", "10", id="prose-which-means"),
     pytest.param("Thus the sides are 5, 12 and 13, and the area is (5 * 12)/2 = 30.", "30", id="prose-area-after-list"),
     pytest.param("So the largest possible value of k is 2^{10} - 1 = 1023.", "1023", id="prose-power"),
@@ -134,13 +138,17 @@ NOT_ANSWERS = [
     pytest.param("**Final Answer**", None, id="bold-final-answer-heading"),
     pytest.param("**Case 2: b = 49**", None, id="bold-case"),
     pytest.param("So we need $k \\geq 5$.", None, id="inequality"),
-    pytest.param("Okay, so I have this problem: find the sum of all bases b > 9 for which 17_b divides 97_b.",
-                 None, id="problem-restatement"),
+    pytest.param(
+        "Okay, so I have this problem: find the sum of all bases b > 9 for which 17_b divides 97_b.",
+        None,
+        id="problem-restatement",
+    ),
 ]
 
 HARD = [
-    pytest.param("So the number of ordered pairs is 117. But let me double-check that.", "117",
-                 id="answer-then-announcement"),
+    pytest.param(
+        "So the number of ordered pairs is 117. But let me double-check that.", "117", id="answer-then-announcement"
+    ),
     pytest.param("So the sum is 70. Is that right?", "70", id="answer-then-question"),
     pytest.param("Wait, so the total is actually 84, not 72.", "84", id="correction-with-not"),
     pytest.param("So that's 15 subsets in total.", "15", id="nouns-with-preposition"),
@@ -150,20 +158,28 @@ HARD = [
 ]
 # A second batch, written and labelled before the extractor was run on it (its first score is reported).
 SECOND_BATCH = [
-    pytest.param("Okay, let me see. The triangle has sides 7, 24 and 25, so it is a right triangle.",
-                 None, id="b2-fact-about-data"),
+    pytest.param(
+        "Okay, let me see. The triangle has sides 7, 24 and 25, so it is a right triangle.",
+        None,
+        id="b2-fact-about-data",
+    ),
     pytest.param("The legs are 7 and 24, so the area is (7 * 24) / 2 = 84.", "84", id="b2-area"),
     pytest.param("Hmm, then the inradius is r = Area / s = 84 / 28 = 3.", "3", id="b2-inradius"),
     pytest.param("Wait, s is the semiperimeter: (7 + 24 + 25) / 2 = 28. Yes.", "28", id="b2-semiperimeter-yes"),
-    pytest.param("So the inradius is 3, and the circumradius is half the hypotenuse, 25/2.",
-                 "25/2", id="b2-two-results-last"),
+    pytest.param(
+        "So the inradius is 3, and the circumradius is half the hypotenuse, 25/2.", "25/2", id="b2-two-results-last"
+    ),
     pytest.param("Let me think about how many multiples of 7 are below 1000.", None, id="b2-plan"),
     pytest.param("That's floor(999 / 7) = 142.", "142", id="b2-floor"),
-    pytest.param("Similarly for 11: floor(999/11) = 90, and for 77: floor(999/77) = 12.",
-                 "12", id="b2-last-of-parallel"),
+    pytest.param(
+        "Similarly for 11: floor(999/11) = 90, and for 77: floor(999/77) = 12.", "12", id="b2-last-of-parallel"
+    ),
     pytest.param("By inclusion-exclusion, the count is 142 + 90 - 12 = 220.", "220", id="b2-inclusion-exclusion"),
-    pytest.param("Hold on, the problem asks for numbers divisible by 7 or 11 but not both, so I need to subtract "
-                 "the 12 twice.", None, id="b2-plan-with-number"),
+    pytest.param(
+        "Hold on, the problem asks for numbers divisible by 7 or 11 but not both, so I need to subtract the 12 twice.",
+        None,
+        id="b2-plan-with-number",
+    ),
     pytest.param("That gives 220 - 12 = 208.", "208", id="b2-that-gives"),
     pytest.param("So the answer would be 208.", "208", id="b2-would-be"),
     pytest.param("Now I want to solve x^2 - 5x + 6 = 0.", None, id="b2-equation-to-solve"),
@@ -172,11 +188,15 @@ SECOND_BATCH = [
     pytest.param("Then the sum of the squares of the roots is 2^2 + 3^2 = 13.", "13", id="b2-sum-of-squares"),
     pytest.param("Is there a faster way? By Vieta, r + s = 5 and rs = 6.", None, id="b2-vieta-two-facts"),
     pytest.param("So r^2 + s^2 = (r + s)^2 - 2rs = 25 - 12 = 13, which matches.", "13", id="b2-matches"),
-    pytest.param("Now for the probability part. There are \\( \\binom{10}{3} = 120 \\) ways to choose the three "
-                 "balls.", "120", id="b2-binomial-then-nouns"),
+    pytest.param(
+        "Now for the probability part. There are \\( \\binom{10}{3} = 120 \\) ways to choose the three balls.",
+        "120",
+        id="b2-binomial-then-nouns",
+    ),
     pytest.param("The favourable outcomes number \\( \\binom{4}{2}\\binom{6}{1} = 36 \\).", "36", id="b2-favourable"),
-    pytest.param("So the probability is \\( \\frac{36}{120} = \\frac{3}{10} \\).",
-                 "\\frac{3}{10}", id="b2-probability"),
+    pytest.param(
+        "So the probability is \\( \\frac{36}{120} = \\frac{3}{10} \\).", "\\frac{3}{10}", id="b2-probability"
+    ),
     pytest.param("Therefore, m = 3 and n = 10, and m + n = 13.", "13", id="b2-m-plus-n"),
     pytest.param("I need to be careful about whether the balls are replaced.", None, id="b2-caution"),
     pytest.param("They are not replaced, so my count stands.", None, id="b2-confirmation-no-value"),
@@ -187,20 +207,25 @@ SECOND_BATCH = [
     pytest.param("Then the remainder of 1023 when divided by 100 is 23.", "23", id="b2-remainder"),
     pytest.param("Wait, maybe I misread: the recurrence is a_{n+1} = 2a_n + 1 with a_1 = 1.", None, id="b2-recurrence"),
     pytest.param("Yes, that's what I used, so the remainder is still 23.", "23", id="b2-still"),
-    pytest.param("Alternatively, working mod 100 directly: 2^{10} = 1024 ≡ 24, so a_{10} ≡ 23.",
-                 None, id="b2-congruence"),
+    pytest.param(
+        "Alternatively, working mod 100 directly: 2^{10} = 1024 ≡ 24, so a_{10} ≡ 23.", None, id="b2-congruence"
+    ),
     pytest.param("The answer is $\\boxed{23}$.", "23", id="b2-boxed-dollar"),
     pytest.param("The interval where f is increasing is $(1, \\infty)$.", "(1, \\infty)", id="b2-interval-infinity"),
     pytest.param("So f'(x) = 3x^2 - 6x, which is zero at x = 0 and x = 2.", None, id="b2-critical-points"),
     pytest.param("f(2) = 8 - 12 + 5 = 1, so the local minimum value is 1.", "1", id="b2-local-min"),
-    pytest.param("Since the leading coefficient is positive, the minimum on [0, 3] is at x = 2 or at an endpoint.",
-                 None, id="b2-reasoning"),
+    pytest.param(
+        "Since the leading coefficient is positive, the minimum on [0, 3] is at x = 2 or at an endpoint.",
+        None,
+        id="b2-reasoning",
+    ),
     pytest.param("f(0) = 5 and f(3) = 27 - 27 + 5 = 5.", "5", id="b2-endpoints"),
     pytest.param("So the minimum on the interval is 1 and the maximum is 5.", "5", id="b2-min-and-max"),
     pytest.param("Which option matches? (A) 1, (B) 3, (C) 5, (D) 7.", None, id="b2-options-question"),
     pytest.param("The maximum is 5, so the answer is (C).", "C", id="b2-choice"),
-    pytest.param("Hmm, let me reconsider whether the problem wants the maximum or the minimum.",
-                 None, id="b2-reconsider"),
+    pytest.param(
+        "Hmm, let me reconsider whether the problem wants the maximum or the minimum.", None, id="b2-reconsider"
+    ),
     pytest.param("It asks for the maximum, so (C) it is.", None, id="b2-choice-inverted"),
     pytest.param("Converting 0.375 to a fraction gives 3/8.", "3/8", id="b2-fraction"),
     pytest.param("The slope of the line through (1, 2) and (4, -7) is (-7 - 2)/(4 - 1) = -3.", "-3", id="b2-slope"),
@@ -208,6 +233,9 @@ SECOND_BATCH = [
     pytest.param("Its y-intercept is 5 and its x-intercept is 5/3.", "5/3", id="b2-intercepts"),
     pytest.param("Let me double-check with x = 5/3: y = -5 + 5 = 0. Good.", None, id="b2-check-good"),
     pytest.param("The number of diagonals of a 12-gon is 12 * 9 / 2 = 54.", "54", id="b2-diagonals"),
-    pytest.param("Each vertex connects to 9 others by diagonals, since it can't connect to itself or its two "
-                 "neighbours.", None, id="b2-explanation"),
+    pytest.param(
+        "Each vertex connects to 9 others by diagonals, since it can't connect to itself or its two neighbours.",
+        None,
+        id="b2-explanation",
+    ),
 ]

@@ -64,21 +64,24 @@ def test_reasoning_reads_the_statement_before_a_turn_to_rechecking():
     assert extractor.extract("So x = 5. Wait, so x = 6 instead.\n\n") == "6"  # a remark with a value is read
 
 
-@pytest.mark.parametrize("text, expected", [
-    pytest.param("2√5", "2\\sqrt{5}", id="root"),
-    pytest.param("√(13)", "\\sqrt{13}", id="root-parenthesised"),
-    pytest.param("3π/4", "3\\pi/4", id="pi"),
-    pytest.param("(−∞, 4]", "(-\\infty, 4]", id="infinity-minus"),
-    pytest.param("\\( \\boxed{12} \\)", "12", id="wrapper"),
-    pytest.param("468 square units", "468", id="units"),
-    pytest.param("336^\\circ", "336", id="degrees"),
-    pytest.param("1,000,000", "1000000", id="thousands"),
-    pytest.param("(1, 2)", "(1, 2)", id="point"),
-    pytest.param("12 +", None, id="dangling-operator"),
-    pytest.param("0)", None, id="unbalanced"),
-    pytest.param("x + 1", None, id="free-variable"),
-    pytest.param("3 times larger", None, id="comparison"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        pytest.param("2√5", "2\\sqrt{5}", id="root"),
+        pytest.param("√(13)", "\\sqrt{13}", id="root-parenthesised"),
+        pytest.param("3π/4", "3\\pi/4", id="pi"),
+        pytest.param("(−∞, 4]", "(-\\infty, 4]", id="infinity-minus"),
+        pytest.param("\\( \\boxed{12} \\)", "12", id="wrapper"),
+        pytest.param("468 square units", "468", id="units"),
+        pytest.param("336^\\circ", "336", id="degrees"),
+        pytest.param("1,000,000", "1000000", id="thousands"),
+        pytest.param("(1, 2)", "(1, 2)", id="point"),
+        pytest.param("12 +", None, id="dangling-operator"),
+        pytest.param("0)", None, id="unbalanced"),
+        pytest.param("x + 1", None, id="free-variable"),
+        pytest.param("3 times larger", None, id="comparison"),
+    ],
+)
 def test_numeric_value_normalises_for_math_verify(text, expected):
     from probexit.probes.answers import numeric_value
 
@@ -89,7 +92,10 @@ def test_reasoning_answers_grade_with_math_verify():
     from probexit.probes.equivalence import MathEquivalence
 
     extractor, same = get_extractor(["reasoning"]), MathEquivalence().same
-    for paragraph, gold in [("Therefore the distance is 2√5.", "2\\sqrt{5}"),
-                            ("So the ratio is 5/7.", "\\frac{5}{7}"),
-                            ("So the solution set is [1, 3).", "[1,3)"), ("The sum is \\( 21 + 49 \\).", "70")]:
+    for paragraph, gold in [
+        ("Therefore the distance is 2√5.", "2\\sqrt{5}"),
+        ("So the ratio is 5/7.", "\\frac{5}{7}"),
+        ("So the solution set is [1, 3).", "[1,3)"),
+        ("The sum is \\( 21 + 49 \\).", "70"),
+    ]:
         assert same(extractor.extract(paragraph + "\n\n"), gold), paragraph

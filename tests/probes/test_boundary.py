@@ -11,8 +11,9 @@ def policy(tokenizer):
 
 
 def prompt_ids(tokenizer, question="What is 3 + 14 - 7?"):
-    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+    )
     return tokenizer.encode(text)
 
 
@@ -29,10 +30,12 @@ def test_template_prompt_starts_inside_thinking(policy, tokenizer):
 
 
 def test_boundaries_sit_on_the_token_that_ends_an_answer_paragraph(policy, tokenizer):
-    completion = ("Quick mental math. 3 + 14 is 17, minus 7 is 10. So the answer is 10.\n\n"
-                  "Hmm, nothing stated here.\n\n"
-                  "Wait, let me double-check step by step. 3 + 14 = 17. 17 - 7 = 10. So the answer is 10.\n\n"
-                  "</think>\n\nThe answer is \\boxed{10}.")
+    completion = (
+        "Quick mental math. 3 + 14 is 17, minus 7 is 10. So the answer is 10.\n\n"
+        "Hmm, nothing stated here.\n\n"
+        "Wait, let me double-check step by step. 3 + 14 = 17. 17 - 7 = 10. So the answer is 10.\n\n"
+        "</think>\n\nThe answer is \\boxed{10}."
+    )
     ids = tokenizer.encode(completion)
     boundaries = policy.segment(prompt_ids(tokenizer), ids)
     assert [b.answer for b in boundaries] == ["10", "10"]
@@ -130,12 +133,14 @@ def test_reasoning_set_boundaries_on_real_style_text(tokenizer):
     """With the `reasoning` set a boundary closes each paragraph that states a conclusion; the others grow
     the chunk. Online (a token at a time) and offline agree."""
     policy = BoundaryPolicy(BoundaryPolicyConfig(extractors=("reasoning",)), tokenizer)
-    thinking = ("Okay, so I need the sum of the bases.\n\n"
-                "First, 17_b = b + 7 and 97_b = 9b + 7, so b + 7 must divide 56.\n\n"
-                "The divisors of 56 are 1, 2, 4, 7, 8, 14, 28, 56, so b = 21 or b = 49 (b > 9).\n\n"
-                "The sum of these bases is \\( 21 + 49 = 70 \\).\n\n"
-                "Wait, let me double-check that 49 works.\n\n"
-                "Yes, so the answer is **70**.\n\n")
+    thinking = (
+        "Okay, so I need the sum of the bases.\n\n"
+        "First, 17_b = b + 7 and 97_b = 9b + 7, so b + 7 must divide 56.\n\n"
+        "The divisors of 56 are 1, 2, 4, 7, 8, 14, 28, 56, so b = 21 or b = 49 (b > 9).\n\n"
+        "The sum of these bases is \\( 21 + 49 = 70 \\).\n\n"
+        "Wait, let me double-check that 49 works.\n\n"
+        "Yes, so the answer is **70**.\n\n"
+    )
     ids = tokenizer.encode("<think>\n" + thinking + "</think>\n\nThe sum is \\boxed{70}.")
     boundaries = policy.segment([], ids)
     assert [b.answer for b in boundaries] == ["70", "70"]  # two candidates ("21 or 49") are no conclusion

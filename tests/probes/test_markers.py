@@ -13,28 +13,41 @@ def test_doctests():
 START, END, WORD = 5, 6, 9
 
 
-@pytest.mark.parametrize("opened, tokens, events, thinking_tokens", [
-    pytest.param(True, [WORD, WORD, END, WORD], [THOUGHT, THOUGHT, CLOSED, OUTSIDE], 2, id="template-opened"),
-    pytest.param(True, [START, WORD, END], [OPENED, THOUGHT, CLOSED], 1, id="reopened-at-once-is-a-marker"),
-    pytest.param(True, [WORD, START, END], [THOUGHT, THOUGHT, CLOSED], 2, id="a-late-start-marker-is-thinking"),
-    pytest.param(False, [START, WORD, END, START, WORD], [OPENED, THOUGHT, CLOSED, OUTSIDE, OUTSIDE], 1,
-                 id="model-opened-then-answer"),
-    pytest.param(False, [WORD, START, WORD], [OUTSIDE, OUTSIDE, OUTSIDE], 0, id="no-thinking"),
-    pytest.param(False, [END, WORD], [CLOSED, OUTSIDE], 0, id="closed-before-opening"),
-])
+@pytest.mark.parametrize(
+    "opened, tokens, events, thinking_tokens",
+    [
+        pytest.param(True, [WORD, WORD, END, WORD], [THOUGHT, THOUGHT, CLOSED, OUTSIDE], 2, id="template-opened"),
+        pytest.param(True, [START, WORD, END], [OPENED, THOUGHT, CLOSED], 1, id="reopened-at-once-is-a-marker"),
+        pytest.param(True, [WORD, START, END], [THOUGHT, THOUGHT, CLOSED], 2, id="a-late-start-marker-is-thinking"),
+        pytest.param(
+            False,
+            [START, WORD, END, START, WORD],
+            [OPENED, THOUGHT, CLOSED, OUTSIDE, OUTSIDE],
+            1,
+            id="model-opened-then-answer",
+        ),
+        pytest.param(False, [WORD, START, WORD], [OUTSIDE, OUTSIDE, OUTSIDE], 0, id="no-thinking"),
+        pytest.param(False, [END, WORD], [CLOSED, OUTSIDE], 0, id="closed-before-opening"),
+    ],
+)
 def test_thinking_phase(opened, tokens, events, thinking_tokens):
     phase = ThinkingPhase(START, END, opened)
     assert [phase.advance(token) for token in tokens] == events
     assert phase.thinking_tokens == thinking_tokens
 
 
-@pytest.mark.parametrize("message, expected", [
-    pytest.param({"reasoning_content": "r", "content": "c"}, "r</think>c", id="reasoning_content"),
-    pytest.param({"reasoning": "r", "content": "c"}, "r</think>c", id="reasoning"),
-    pytest.param({"reasoning_content": "r", "reasoning": "other", "content": "c"}, "r</think>c", id="first-field-wins"),
-    pytest.param({"content": "x</think>y"}, "x</think>y", id="inline"),
-    pytest.param({"content": None}, "", id="empty"),
-])
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        pytest.param({"reasoning_content": "r", "content": "c"}, "r</think>c", id="reasoning_content"),
+        pytest.param({"reasoning": "r", "content": "c"}, "r</think>c", id="reasoning"),
+        pytest.param(
+            {"reasoning_content": "r", "reasoning": "other", "content": "c"}, "r</think>c", id="first-field-wins"
+        ),
+        pytest.param({"content": "x</think>y"}, "x</think>y", id="inline"),
+        pytest.param({"content": None}, "", id="empty"),
+    ],
+)
 def test_as_written(message, expected):
     assert as_written(message) == expected
 
@@ -48,8 +61,9 @@ class FakeTokenizer:
 
 
 def test_find_markers_prefers_the_pair_the_template_uses():
-    tokenizer = FakeTokenizer({"<think>": 5, "</think>": 6, "<seed:think>": 7, "</seed:think>": 8},
-                              chat_template="... </seed:think> ...")
+    tokenizer = FakeTokenizer(
+        {"<think>": 5, "</think>": 6, "<seed:think>": 7, "</seed:think>": 8}, chat_template="... </seed:think> ..."
+    )
     assert find_markers(tokenizer).end == "</seed:think>"
     assert find_markers(FakeTokenizer(tokenizer.vocab)).end == "</think>"
 

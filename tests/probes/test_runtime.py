@@ -1,4 +1,5 @@
 """The probe runtime driven as the engine drives it: one token per step, logits forced in place."""
+
 import math
 
 import pytest
@@ -11,10 +12,12 @@ from probexit.probes.rules import ExitSettings
 from probexit.probes.runtime import EarlyExitRuntime
 
 HIDDEN = 8
-TRACE = ("Quick mental math. 3 + 14 is 17, minus 7 is 10. So the answer is 10.\n\n"
-         "Wait, let me double-check step by step. 3 + 14 = 17. 17 - 7 = 10. So the answer is 10.\n\n"
-         "Let me check once more quickly. 3 + 14 is 17, minus 7 is 10. So the answer is 10.\n\n"
-         "</think>\n\nThe answer is \\boxed{10}.")
+TRACE = (
+    "Quick mental math. 3 + 14 is 17, minus 7 is 10. So the answer is 10.\n\n"
+    "Wait, let me double-check step by step. 3 + 14 = 17. 17 - 7 = 10. So the answer is 10.\n\n"
+    "Let me check once more quickly. 3 + 14 is 17, minus 7 is 10. So the answer is 10.\n\n"
+    "</think>\n\nThe answer is \\boxed{10}."
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +36,16 @@ def constant_probe(bias: float) -> Probe:
 def drive(runtime, tokenizer, settings_by_row, hidden_rows=None, stop_at_exit=True):
     """Feed TRACE to every row; returns per row the step (output length) at which it was forced to exit,
     and all evaluations."""
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 3 + 14 - 7?"}],
-                                           tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 3 + 14 - 7?"}], tokenize=False, add_generation_prompt=True
+    )
     prompt_ids, trace = tokenizer.encode(prompt), tokenizer.encode(TRACE)
     outputs = {row: [] for row in settings_by_row}
-    states = {row: runtime.new_request(f"r{row}", s, prompt_ids, outputs[row])
-              for row, s in settings_by_row.items() if s is not None}
+    states = {
+        row: runtime.new_request(f"r{row}", s, prompt_ids, outputs[row])
+        for row, s in settings_by_row.items()
+        if s is not None
+    }
     exits, evaluations = {}, []
     vocab = len(runtime.policy.token_bytes)
     for token in trace:
@@ -55,14 +62,20 @@ def drive(runtime, tokenizer, settings_by_row, hidden_rows=None, stop_at_exit=Tr
 
 
 def boundary_steps(policy, tokenizer, trace):
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "q"}], tokenize=False, add_generation_prompt=True
+    )
     return [b.token_index + 1 for b in policy.segment(tokenizer.encode(prompt), trace)]
 
 
 def test_probe_rule_exits_at_first_boundary_and_respects_threshold(policy, tokenizer):
     runtime = EarlyExitRuntime(policy, constant_probe(bias=3.0))  # every score is sigmoid(3) = 0.953
-    settings = {0: ExitSettings(threshold=0.9), 1: ExitSettings(threshold=1.01), 2: None,
-                3: ExitSettings(threshold=0.953 - 1e-3)}
+    settings = {
+        0: ExitSettings(threshold=0.9),
+        1: ExitSettings(threshold=1.01),
+        2: None,
+        3: ExitSettings(threshold=0.953 - 1e-3),
+    }
     exits, evaluations, trace = drive(runtime, tokenizer, settings)
     steps = boundary_steps(policy, tokenizer, trace)
     assert exits == {0: steps[0], 3: steps[0]}  # row 1 never fires, row 2 is not tracked at all
@@ -78,12 +91,15 @@ def test_min_thinking_tokens_delays_the_exit(policy, tokenizer):
     assert exits[0] == next(s for s in steps if s >= 40) and exits[0] != steps[0]
 
 
-@pytest.mark.parametrize("settings, boundary", [
-    pytest.param(ExitSettings(rule="first"), 0, id="first"),
-    pytest.param(ExitSettings(rule="consistency", k=2), 1, id="consistency-2"),
-    pytest.param(ExitSettings(rule="consistency", k=3), 2, id="consistency-3"),
-    pytest.param(ExitSettings(rule="oracle", answer="10"), 0, id="oracle"),
-])
+@pytest.mark.parametrize(
+    "settings, boundary",
+    [
+        pytest.param(ExitSettings(rule="first"), 0, id="first"),
+        pytest.param(ExitSettings(rule="consistency", k=2), 1, id="consistency-2"),
+        pytest.param(ExitSettings(rule="consistency", k=3), 2, id="consistency-3"),
+        pytest.param(ExitSettings(rule="oracle", answer="10"), 0, id="oracle"),
+    ],
+)
 def test_text_rules(policy, tokenizer, settings, boundary):
     runtime = EarlyExitRuntime(policy, None)
     exits, _, trace = drive(runtime, tokenizer, {0: settings})
@@ -91,7 +107,9 @@ def test_text_rules(policy, tokenizer, settings, boundary):
 
 
 def test_oracle_never_exits_on_a_wrong_answer(policy, tokenizer):
-    exits, evaluations, _ = drive(EarlyExitRuntime(policy, None), tokenizer, {0: ExitSettings(rule="oracle", answer="11")})
+    exits, evaluations, _ = drive(
+        EarlyExitRuntime(policy, None), tokenizer, {0: ExitSettings(rule="oracle", answer="11")}
+    )
     assert exits == {} and len(evaluations) == 3 and not any(e.exit for e in evaluations)
 
 
@@ -103,9 +121,14 @@ def test_budget_rule_exits_mid_paragraph(policy, tokenizer):
 def test_confidence_rule_reads_the_chunks_lowest_token_probability(policy, tokenizer):
     # Uniform logits: every token has probability 1/V, so a threshold above that never fires and one below does.
     vocab = len(policy.token_bytes)
-    exits, evaluations, _ = drive(EarlyExitRuntime(policy, None), tokenizer,
-                                  {0: ExitSettings(rule="confidence", threshold=2 / vocab),
-                                   1: ExitSettings(rule="confidence", threshold=0.5 / vocab)})
+    exits, evaluations, _ = drive(
+        EarlyExitRuntime(policy, None),
+        tokenizer,
+        {
+            0: ExitSettings(rule="confidence", threshold=2 / vocab),
+            1: ExitSettings(rule="confidence", threshold=0.5 / vocab),
+        },
+    )
     assert 0 not in exits and 1 in exits
     assert all(math.isclose(e.score, 1 / vocab, rel_tol=1e-4) for e in evaluations)
 
@@ -159,12 +182,16 @@ def test_lazy_feeding_reads_every_offline_boundary(policy, tokenizer):
     from probexit.training.tinyworld.traces import TraceStyle, sample_trace
 
     runtime, rng = EarlyExitRuntime(policy, None), random.Random(11)
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "q"}], tokenize=False, add_generation_prompt=True
+    )
     prompt_ids = tokenizer.encode(prompt)
     traces = [tokenizer.encode(sample_trace(random_problem(rng), TraceStyle(), rng).completion) for _ in range(8)]
     outputs = [[] for _ in traces]
-    states = {row: runtime.new_request(f"r{row}", ExitSettings(rule="none", record=True), prompt_ids, outputs[row])
-              for row in range(len(traces))}
+    states = {
+        row: runtime.new_request(f"r{row}", ExitSettings(rule="none", record=True), prompt_ids, outputs[row])
+        for row in range(len(traces))
+    }
     recorded: dict[str, list[int]] = {f"r{row}": [] for row in range(len(traces))}
     vocab = len(policy.token_bytes)
     for step in range(max(map(len, traces))):
@@ -187,8 +214,9 @@ def test_host_path_and_dispatcher_decide_alike(policy, tokenizer, width):
     dispatcher (`backend="torch"`) must see the same scores and make the same decisions."""
     torch.manual_seed(width)
     module = ProbeModel(HIDDEN, width, 0.1 * torch.randn(HIDDEN), 0.5 + torch.rand(HIDDEN))
-    probe = Probe(ProbeConfig("mlp" if width else "linear", HIDDEN, width, ModelIdentity("t", HIDDEN, 1, "f")),
-                  module.weights())
+    probe = Probe(
+        ProbeConfig("mlp" if width else "linear", HIDDEN, width, ModelIdentity("t", HIDDEN, 1, "f")), module.weights()
+    )
     results = []
     for backend in ("auto", "torch"):
         runtime = EarlyExitRuntime(policy, probe, backend=backend)
@@ -216,8 +244,9 @@ def test_records_are_marked_complete_when_nothing_more_can_come(policy, tokenize
 
     limited = EarlyExitRuntime(policy, None)
     output: list[int] = []
-    state = limited.new_request("m", ExitSettings(rule="none", record=True), [policy.think_start_id], output,
-                                max_tokens=4)
+    state = limited.new_request(
+        "m", ExitSettings(rule="none", record=True), [policy.think_start_id], output, max_tokens=4
+    )
     for token in tokenizer.encode(TRACE)[:4]:
         output.append(token)
         limited.step({0: state}, torch.randn(1, HIDDEN), torch.zeros(1, len(policy.token_bytes)))
@@ -226,8 +255,9 @@ def test_records_are_marked_complete_when_nothing_more_can_come(policy, tokenize
 
 def test_a_shadow_request_is_never_forced_and_scores_every_boundary(policy, tokenizer):
     runtime = EarlyExitRuntime(policy, constant_probe(20.0))  # scores about 1.0: the rule would exit at once
-    exits, evaluations, trace = drive(runtime, tokenizer, {0: ExitSettings(threshold=0.5, shadow=True),
-                                                           1: ExitSettings(threshold=0.5)})
+    exits, evaluations, trace = drive(
+        runtime, tokenizer, {0: ExitSettings(threshold=0.5, shadow=True), 1: ExitSettings(threshold=0.5)}
+    )
     assert list(exits) == [1]  # only the ordinary request was forced
     shadow = [e for e in evaluations if e.rid == "r0"]
     assert [e.boundary_index for e in shadow] == [0, 1, 2] and all(e.exit and e.answer == "10" for e in shadow)
@@ -243,6 +273,7 @@ def test_the_thinking_budget_holds_in_shadow_mode_too(policy, tokenizer):
 
 def test_a_budget_caps_the_probe_rule_at_the_same_step_as_the_budget_rule(policy, tokenizer):
     runtime = EarlyExitRuntime(policy, constant_probe(-20.0))  # the probe never passes
-    exits, _, _ = drive(runtime, tokenizer, {0: ExitSettings(threshold=0.5, budget=12),
-                                             1: ExitSettings(rule="budget", budget=12)})
+    exits, _, _ = drive(
+        runtime, tokenizer, {0: ExitSettings(threshold=0.5, budget=12), 1: ExitSettings(rule="budget", budget=12)}
+    )
     assert exits == {0: 12, 1: 12}

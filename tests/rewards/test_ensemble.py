@@ -1,4 +1,5 @@
 """The numbers a reward folder serves: calibrated rewards, the ensemble's spread and z, the manifest's format."""
+
 import doctest
 
 import pytest

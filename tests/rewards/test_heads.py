@@ -1,6 +1,7 @@
 """The token-surprise reward head on the tiny-world policy: it reads the answer's tokens only, its features are
 the backbone's own log-probabilities, its reward is their pooled score, and it saves and loads without the
 backbone."""
+
 from __future__ import annotations
 
 import doctest
@@ -26,8 +27,9 @@ def parts(test_model_dir):
 
 
 def _conversation(tokenizer, answer: str) -> list[int]:
-    return render_ids(tokenizer, [{"role": "user", "content": "What is 12 + 30?"},
-                                  {"role": "assistant", "content": answer}])
+    return render_ids(
+        tokenizer, [{"role": "user", "content": "What is 12 + 30?"}, {"role": "assistant", "content": answer}]
+    )
 
 
 def test_the_config_names_the_turn_opening_token_and_the_digits(parts):
@@ -42,17 +44,20 @@ def test_features_are_the_backbones_log_probabilities_over_the_answer_only(parts
     tokenizer, lm = parts
     config = head_config(tokenizer)
     ids = _conversation(tokenizer, "12 + 30 = 42. So the answer is 42.\n\n</think>\n\nThe answer is \\boxed{42}.")
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 12 + 30?"}], tokenize=False,
-                                           add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 12 + 30?"}], tokenize=False, add_generation_prompt=True
+    )
     n_prompt = len(tokenizer.encode(prompt, add_special_tokens=False))
     model = TokenSurpriseRewardModel(config, lm)
-    features, answer = token_features(lm, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long),
-                                      config.marker_token_id, model.digit)
+    features, answer = token_features(
+        lm, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), config.marker_token_id, model.digit
+    )
     # the answer starts after "<|im_start|>" opening the assistant's turn: "assistant\n<think>\n" and what follows
     opening = len(tokenizer.encode("<|im_start|>assistant\n<think>\n", add_special_tokens=False))
     assert answer[0].sum().item() == len(ids) - (n_prompt - opening) - 1
     expected = torch.log_softmax(lm(torch.tensor([ids])).logits[0, :-1].float(), -1).gather(
-        1, torch.tensor(ids[1:])[:, None])[:, 0]
+        1, torch.tensor(ids[1:])[:, None]
+    )[:, 0]
     assert torch.allclose(features[0, 1:, 0], expected, atol=1e-5)
     assert features[0, :, 2].tolist() == [float(tokenizer.decode([i]).strip().isdigit()) for i in ids]
 
@@ -60,8 +65,10 @@ def test_features_are_the_backbones_log_probabilities_over_the_answer_only(parts
 def test_an_untrained_head_scores_zero_and_a_set_one_sums_the_digits_surprise(parts):
     tokenizer, lm = parts
     model = TokenSurpriseRewardModel(head_config(tokenizer), lm)
-    right, wrong = (_conversation(tokenizer, f"12 + 30 = {n}. So the answer is {n}.\n\n</think>\n\nThe answer is "
-                                             f"\\boxed{{{n}}}.") for n in (42, 47))
+    right, wrong = (
+        _conversation(tokenizer, f"12 + 30 = {n}. So the answer is {n}.\n\n</think>\n\nThe answer is \\boxed{{{n}}}.")
+        for n in (42, 47)
+    )
     batch = torch.full((2, max(len(right), len(wrong))), tokenizer.pad_token_id)
     mask = torch.zeros_like(batch)
     for row, ids in enumerate((right, wrong)):
@@ -111,8 +118,10 @@ def test_cached_features_score_alike_and_spare_the_backbone(parts):
     with torch.no_grad():
         for parameter in model.head.parameters():
             parameter.normal_()
-    short, long = (_conversation(tokenizer, text) for text in ("7.\n\n</think>\n\n\\boxed{7}",
-                                                               "12 + 30 = 42. So the answer is 42.\n\n</think>\n\n42"))
+    short, long = (
+        _conversation(tokenizer, text)
+        for text in ("7.\n\n</think>\n\n\\boxed{7}", "12 + 30 = 42. So the answer is 42.\n\n</think>\n\n42")
+    )
     batch = torch.full((2, len(long)), tokenizer.pad_token_id)
     mask = torch.zeros_like(batch)
     for row, ids in enumerate((short, long)):

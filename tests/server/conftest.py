@@ -1,5 +1,6 @@
 """One real `probexit serve` process per test session, on the test model, with a probe that always fires
 (see harness.py) and an untrained reward-model folder; tests marked `kills_server` run after all others."""
+
 from __future__ import annotations
 
 import time

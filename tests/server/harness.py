@@ -5,6 +5,7 @@ tests that need the server skip, saying so, when neither exists. The probe is bu
 with zero weights and a large bias scores every boundary about 1.0, so the server's default threshold
 (0.5) exits at the first boundary and a request's threshold of 1.01 never exits.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from probexit.benchmarks.servers import free_port, stop as stop_process  # noqa: F401 - free_port: for the tests
+from probexit.benchmarks.servers import free_port  # noqa: F401 - free_port: for the tests
+from probexit.benchmarks.servers import stop as stop_process
 
 API_KEY = "test-key-not-secret"
 MODEL_NAME = "tinyworld-test"
@@ -42,15 +44,21 @@ def make_probe(model_dir: Path, out: Path, bias: float, default_threshold: float
     with torch.no_grad():
         module.net.weight.zero_()
         module.net.bias.fill_(bias)
-    config = ProbeConfig(kind="linear", hidden_size=hidden, width=0, model=model_identity(model_dir),
-                         default_threshold=default_threshold)
+    config = ProbeConfig(
+        kind="linear", hidden_size=hidden, width=0, model=model_identity(model_dir), default_threshold=default_threshold
+    )
     Probe(config, module.weights()).save(out)
     return out
 
 
 def server_env(tmp: Path) -> dict:
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", VLLM_CPU_KVCACHE_SPACE="1",
-               VLLM_RPC_BASE_PATH=str(tmp), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        OMP_WAIT_POLICY="PASSIVE",
+        VLLM_CPU_KVCACHE_SPACE="1",
+        VLLM_RPC_BASE_PATH=str(tmp),
+        PYTHONUNBUFFERED="1",
+    )
     env.pop("PROBEXIT_API_KEY", None)
     return env
 
@@ -107,9 +115,27 @@ def launch(model_dir: Path, tmp: Path, probe: Path, *extra: str) -> Server:
     """`probexit serve` on the test model with the given probe, the test key and name, on a free port; returns
     at once (see `wait_until_healthy`). The log goes to tmp/server.log."""
     port, log = free_port(), tmp / "server.log"
-    command = [sys.executable, "-m", "probexit.cli", "serve", "--model", str(model_dir), "--probe", str(probe),
-               "--port", str(port), "--api-key", API_KEY, "--served-model-name", MODEL_NAME,
-               "--dtype", "float32", "--max-model-len", "1024", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "probexit.cli",
+        "serve",
+        "--model",
+        str(model_dir),
+        "--probe",
+        str(probe),
+        "--port",
+        str(port),
+        "--api-key",
+        API_KEY,
+        "--served-model-name",
+        MODEL_NAME,
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "1024",
+        *extra,
+    ]
     with open(log, "w") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=server_env(tmp))
     return Server(f"http://127.0.0.1:{port}", API_KEY, MODEL_NAME, model_dir, process, log, 0.0)

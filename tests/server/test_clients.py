@@ -7,6 +7,7 @@ answers must be the server's own (the same greedy request sent as plain HTTP).
 - lm-evaluation-harness: its `local-chat-completions` model on the repository's tiny-world task
   (benchmarks/lm_eval/tinyworld_arith.yaml: exact match on the boxed answer).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,9 +23,10 @@ GREEDY = {"temperature": 0.0, "max_tokens": 300}
 
 def own_answer(server, question: str = QUESTION, **fields) -> dict:
     """The server's answer to a plain HTTP request."""
-    response = server.post("/v1/chat/completions", {"model": server.model,
-                                                     "messages": [{"role": "user", "content": question}],
-                                                     **GREEDY, **fields})
+    response = server.post(
+        "/v1/chat/completions",
+        {"model": server.model, "messages": [{"role": "user", "content": question}], **GREEDY, **fields},
+    )
     assert response.status_code == 200, response.text
     return response.json()["choices"][0]["message"]
 
@@ -41,7 +43,8 @@ def test_openai_sdk_sync_and_streaming(server, client):
 async def test_openai_sdk_async(server, async_client):
     own = await asyncio.to_thread(own_answer, server)
     response = await async_client.chat.completions.create(
-        model=server.model, messages=[{"role": "user", "content": QUESTION}], **GREEDY)
+        model=server.model, messages=[{"role": "user", "content": QUESTION}], **GREEDY
+    )
     assert response.choices[0].message.content == own["content"]
 
 
@@ -55,8 +58,10 @@ def test_langchain_reads_answers_and_reasoning(server):
     assert answer.content == own["content"]
     reader = ChatDeepSeek(api_base=server.base_url + "/v1", **settings)
     message = reader.invoke(QUESTION)
-    assert (message.content, message.additional_kwargs["reasoning_content"]) == (own["content"],
-                                                                               own["reasoning_content"])
+    assert (message.content, message.additional_kwargs["reasoning_content"]) == (
+        own["content"],
+        own["reasoning_content"],
+    )
     chunks = list(reader.stream(QUESTION))
     assert "".join(chunk.additional_kwargs.get("reasoning_content", "") for chunk in chunks) == own["reasoning"]
 
@@ -69,10 +74,19 @@ def test_lm_evaluation_harness_scores_the_tiny_world_task_as_the_server_answers(
     monkeypatch.chdir(ROOT)  # the task names its data relative to the repository root
     limit = 12
     results = simple_evaluate(
-        model="local-chat-completions", tasks=["tinyworld_arith"], limit=limit, apply_chat_template=True,
-        model_args={"base_url": server.base_url + "/v1/chat/completions", "model": server.model, "num_concurrent": 1,
-                    "max_retries": 1, "header": {"Authorization": f"Bearer {server.api_key}"}},
-        task_manager=_task_manager())
+        model="local-chat-completions",
+        tasks=["tinyworld_arith"],
+        limit=limit,
+        apply_chat_template=True,
+        model_args={
+            "base_url": server.base_url + "/v1/chat/completions",
+            "model": server.model,
+            "num_concurrent": 1,
+            "max_retries": 1,
+            "header": {"Authorization": f"Bearer {server.api_key}"},
+        },
+        task_manager=_task_manager(),
+    )
     score = results["results"]["tinyworld_arith"]["exact_match,boxed"]
     problems = [json.loads(line) for line in (ROOT / "assets/tinyworld/problems/test.jsonl").read_text().splitlines()]
     right = 0

@@ -3,6 +3,7 @@
 The engine-death test kills the session server's engine core, so it carries the `kills_server` marker
 and runs after every other test (see conftest.py). The SIGTERM test starts a server of its own.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,14 +48,18 @@ def port_open(port: int) -> bool:
 
 
 # -- a client that disconnects ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("path, body, engine_requests", [
-    pytest.param("/v1/chat/completions", {"messages": MESSAGES}, 1, id="chat"),
-    pytest.param("/v1/completions", {"prompt": PROMPT, "n": 2}, 2, id="completion-n2"),
-])
+@pytest.mark.parametrize(
+    "path, body, engine_requests",
+    [
+        pytest.param("/v1/chat/completions", {"messages": MESSAGES}, 1, id="chat"),
+        pytest.param("/v1/completions", {"prompt": PROMPT, "n": 2}, 2, id="completion-n2"),
+    ],
+)
 def test_disconnect_mid_stream_aborts_the_engine_requests_within_a_second(server, path, body, engine_requests):
     with httpx.Client(timeout=60) as http:
-        with http.stream("POST", server.base_url + path, json={**body, **LONG, "stream": True},
-                         headers=auth(server)) as response:
+        with http.stream(
+            "POST", server.base_url + path, json={**body, **LONG, "stream": True}, headers=auth(server)
+        ) as response:
             lines = response.iter_lines()
             for _ in range(6):
                 next(lines)
@@ -96,15 +101,18 @@ def damaged_probe(model_dir, folder, damage: str):
     return probe
 
 
-@pytest.mark.parametrize("damage, words", [
-    pytest.param("missing", "no such folder", id="missing-folder"),
-    pytest.param("empty", "expected probe.json and probe.safetensors", id="missing-files"),
-    pytest.param("json", "not valid JSON", id="corrupt-config"),
-    pytest.param("format", "version=99", id="unknown-format"),
-    pytest.param("weights", "corrupt", id="corrupt-weights"),
-    pytest.param("fingerprint", "train a probe for this model", id="other-model"),
-    pytest.param("hidden-size", "hidden_size", id="other-hidden-size"),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        pytest.param("missing", "no such folder", id="missing-folder"),
+        pytest.param("empty", "expected probe.json and probe.safetensors", id="missing-files"),
+        pytest.param("json", "not valid JSON", id="corrupt-config"),
+        pytest.param("format", "version=99", id="unknown-format"),
+        pytest.param("weights", "corrupt", id="corrupt-weights"),
+        pytest.param("fingerprint", "train a probe for this model", id="other-model"),
+        pytest.param("hidden-size", "hidden_size", id="other-hidden-size"),
+    ],
+)
 def test_a_probe_that_cannot_be_served_stops_start_up_in_one_line(test_model_dir, tmp_path, capsys, damage, words):
     probe = damaged_probe(test_model_dir, tmp_path, damage)
     assert main(["serve", "--model", str(test_model_dir), "--probe", str(probe), "--port", "0"]) == 2
@@ -124,8 +132,9 @@ def serve_until_exit(args: list[str], tmp_path, timeout: float = 300) -> tuple[i
     """Runs `probexit serve ARGS --port P` to its end: exit status, stderr, and whether the port ever opened."""
     port = free_port()
     command = [sys.executable, "-m", "probexit.cli", "serve", *args, "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=server_env(tmp_path))
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=server_env(tmp_path)
+    )
     stderr: list[str] = []
     reader = threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True)
     reader.start()
@@ -164,8 +173,12 @@ def test_engine_death_gives_503_and_fast_errors(server):
     workers = [worker for core in cores for worker in core.children(recursive=True)]
     events: list[str] = []
     with httpx.Client(timeout=30) as http:
-        with http.stream("POST", server.base_url + "/v1/chat/completions", headers=auth(server),
-                         json={"messages": MESSAGES, **LONG, "stream": True}) as response:
+        with http.stream(
+            "POST",
+            server.base_url + "/v1/chat/completions",
+            headers=auth(server),
+            json={"messages": MESSAGES, **LONG, "stream": True},
+        ) as response:
             lines = response.iter_lines()
             for _ in range(4):
                 next(lines)
@@ -175,13 +188,16 @@ def test_engine_death_gives_503_and_fast_errors(server):
             events = [line for line in lines if line.startswith("data: ")]  # the stream must end, not hang
         assert time.monotonic() - killed < 10
     assert events[-1] == "data: [DONE]"
-    error = json.loads(events[-2][len("data: "):])["error"]
+    error = json.loads(events[-2][len("data: ") :])["error"]
     assert error["code"] == "engine_unavailable" and error["type"] == "server_error"
 
     health = server.get("/health")
     assert health.status_code == 503 and health.json()["error"]["code"] == "engine_unavailable"
-    for path, body in (("/v1/chat/completions", {"messages": MESSAGES}), ("/v1/completions", {"prompt": PROMPT}),
-                       ("/v1/chat/completions", {"messages": MESSAGES, "stream": True})):  # a 503, not a 200 stream
+    for path, body in (
+        ("/v1/chat/completions", {"messages": MESSAGES}),
+        ("/v1/completions", {"prompt": PROMPT}),
+        ("/v1/chat/completions", {"messages": MESSAGES, "stream": True}),
+    ):  # a 503, not a 200 stream
         began = time.monotonic()
         answer = server.post(path, body, timeout=10)
         assert answer.status_code == 503 and time.monotonic() - began < 5
@@ -200,8 +216,9 @@ def stream_outcome(server, outcomes: list, started: threading.Event) -> None:
     body = {"messages": MESSAGES, **LONG, "stream": True}
     try:
         with httpx.Client(timeout=60) as http:
-            with http.stream("POST", server.base_url + "/v1/chat/completions", json=body,
-                             headers=auth(server)) as response:
+            with http.stream(
+                "POST", server.base_url + "/v1/chat/completions", json=body, headers=auth(server)
+            ) as response:
                 lines = (line for line in response.iter_lines() if line)  # events are separated by blank lines
                 seen = [next(lines) for _ in range(3)]
                 started.set()
@@ -216,8 +233,9 @@ def stream_outcome(server, outcomes: list, started: threading.Event) -> None:
 def test_sigterm_ends_requests_closes_the_port_and_leaves_no_process(test_model_dir, tmp_path):
     """A grace time far shorter than the requests: each must end with the shutting-down error event."""
     started_at = time.monotonic()
-    instance = launch(test_model_dir, tmp_path, make_probe(test_model_dir, tmp_path / "probe", bias=20.0),
-                      "--shutdown-grace", "0.5")
+    instance = launch(
+        test_model_dir, tmp_path, make_probe(test_model_dir, tmp_path / "probe", bias=20.0), "--shutdown-grace", "0.5"
+    )
     try:
         wait_until_healthy(instance, started_at)
     except ServerFailed as error:

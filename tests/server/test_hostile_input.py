@@ -1,5 +1,6 @@
 """Hostile input against the session server: each malformed request gets a clear 4xx in OpenAI's error body,
 and a property-based fuzzer (Schemathesis over the server's own OpenAPI schema) finds no 5xx and no crash."""
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ def nested(depth: int) -> bytes:
 def chunks(data: bytes, size: int = 65536):
     """A body without Content-Length: httpx sends an iterator chunked."""
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start : start + size]
 
 
 CHAT, COMPLETIONS, REWARDS = "/v1/chat/completions", "/v1/completions", "/v1/rewards"
@@ -42,40 +43,113 @@ HOSTILE = [
     pytest.param(CHAT, body(x="a" * (LIMIT + 1)), {}, 413, None, "larger than", id="oversized"),
     pytest.param(CHAT, None, {}, 413, None, "--max-request-bytes", id="oversized-chunked"),
     pytest.param(CHAT, body(max_tokens=CONTEXT + 1), {}, 400, "max_tokens", "context", id="max-tokens-beyond-context"),
-    pytest.param(CHAT, body(max_completion_tokens=10**9), {}, 400, "max_completion_tokens", "context",
-                 id="max-completion-tokens-beyond-context"),
-    pytest.param(COMPLETIONS, json.dumps({"prompt": "hi", "max_tokens": 10**12}).encode(), {}, 400, "max_tokens",
-                 "context", id="completion-max-tokens-beyond-context"),
-    pytest.param(CHAT, json.dumps({"messages": [{"role": "user", "content": "What is 1 + 2? " * 300}]}).encode(), {},
-                 400, "messages", "context", id="prompt-beyond-context"),
-    pytest.param(COMPLETIONS, json.dumps({"prompt": [5] * (CONTEXT + 1)}).encode(), {}, 400, "prompt", "context",
-                 id="token-ids-beyond-context"),
-    pytest.param(CHAT, b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}', {}, 400, None, "UnicodeDecodeError",
-                 id="not-utf8"),
+    pytest.param(
+        CHAT,
+        body(max_completion_tokens=10**9),
+        {},
+        400,
+        "max_completion_tokens",
+        "context",
+        id="max-completion-tokens-beyond-context",
+    ),
+    pytest.param(
+        COMPLETIONS,
+        json.dumps({"prompt": "hi", "max_tokens": 10**12}).encode(),
+        {},
+        400,
+        "max_tokens",
+        "context",
+        id="completion-max-tokens-beyond-context",
+    ),
+    pytest.param(
+        CHAT,
+        json.dumps({"messages": [{"role": "user", "content": "What is 1 + 2? " * 300}]}).encode(),
+        {},
+        400,
+        "messages",
+        "context",
+        id="prompt-beyond-context",
+    ),
+    pytest.param(
+        COMPLETIONS,
+        json.dumps({"prompt": [5] * (CONTEXT + 1)}).encode(),
+        {},
+        400,
+        "prompt",
+        "context",
+        id="token-ids-beyond-context",
+    ),
+    pytest.param(
+        CHAT,
+        b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}',
+        {},
+        400,
+        None,
+        "UnicodeDecodeError",
+        id="not-utf8",
+    ),
     pytest.param(CHAT, b'{"messages": [}', {}, 400, None, "not valid JSON", id="broken-json"),
     pytest.param(CHAT, nested(100_000), {}, 400, None, "not valid JSON", id="nested-100k"),
-    pytest.param(CHAT, json.dumps({"messages": [{"role": "user", "content": [[[[[["deep"]]]]]]}]}).encode(), {}, 400,
-                 "messages.0.content", None, id="nested-in-a-field"),
+    pytest.param(
+        CHAT,
+        json.dumps({"messages": [{"role": "user", "content": [[[[[["deep"]]]]]]}]}).encode(),
+        {},
+        400,
+        "messages.0.content",
+        None,
+        id="nested-in-a-field",
+    ),
     pytest.param(CHAT, b"[]", {}, 400, None, "send a JSON object", id="array-body"),
     pytest.param(CHAT, b"", {}, 400, None, "the request body is missing", id="empty-body"),
-    pytest.param(CHAT, body(max_tokens=4), {"Content-Type": "text/plain"}, 400, None, "send a JSON object",
-                 id="not-json-content-type"),
-    pytest.param(CHAT, body(temperature=0.5, tempreature=0.5), {}, 400, "tempreature", "unknown field",
-                 id="unknown-field"),
-    pytest.param(CHAT, body(early_exit={"threshold": 0.5, "treshold": 1}), {}, 400, "early_exit.treshold",
-                 "unknown field", id="unknown-early-exit-field"),
+    pytest.param(
+        CHAT,
+        body(max_tokens=4),
+        {"Content-Type": "text/plain"},
+        400,
+        None,
+        "send a JSON object",
+        id="not-json-content-type",
+    ),
+    pytest.param(
+        CHAT, body(temperature=0.5, tempreature=0.5), {}, 400, "tempreature", "unknown field", id="unknown-field"
+    ),
+    pytest.param(
+        CHAT,
+        body(early_exit={"threshold": 0.5, "treshold": 1}),
+        {},
+        400,
+        "early_exit.treshold",
+        "unknown field",
+        id="unknown-early-exit-field",
+    ),
     pytest.param(CHAT, body(n=129), {}, 400, "n", "128", id="n-too-large"),
-    pytest.param(COMPLETIONS, json.dumps({"prompt": [[5]] * 1100, "n": 2}).encode(), {}, 400, "n", "2048",
-                 id="too-many-choices"),
+    pytest.param(
+        COMPLETIONS, json.dumps({"prompt": [[5]] * 1100, "n": 2}).encode(), {}, 400, "n", "2048", id="too-many-choices"
+    ),
     pytest.param(CHAT, body(seed=2**64), {}, 400, "seed", None, id="seed-beyond-int64"),
     pytest.param(CHAT, body(top_k=10**30), {}, 400, "top_k", None, id="top-k-beyond-int64"),
-    pytest.param(CHAT, body(early_exit={"rule": "budget", "budget": 10**20}), {}, 400, "early_exit.budget", None,
-                 id="budget-beyond-int64"),
-    pytest.param(CHAT, b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', {}, 400,
-                 "temperature", None, id="nan"),
+    pytest.param(
+        CHAT,
+        body(early_exit={"rule": "budget", "budget": 10**20}),
+        {},
+        400,
+        "early_exit.budget",
+        None,
+        id="budget-beyond-int64",
+    ),
+    pytest.param(
+        CHAT,
+        b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
+        {},
+        400,
+        "temperature",
+        None,
+        id="nan",
+    ),
     pytest.param(CHAT, body(repetition_penalty=math.inf), {}, 400, None, "repetition_penalty", id="infinity"),
-    pytest.param(CHAT, json.dumps({"messages": "What is 1 + 1?"}).encode(), {}, 400, "messages", None,
-                 id="messages-not-a-list"),
+    pytest.param(
+        CHAT, json.dumps({"messages": "What is 1 + 1?"}).encode(), {}, 400, "messages", None, id="messages-not-a-list"
+    ),
     pytest.param(CHAT, json.dumps({"messages": []}).encode(), {}, 400, "messages", None, id="no-messages"),
 ]
 
@@ -103,8 +177,13 @@ def test_context_errors_say_context_length_exceeded(server):
 def test_max_tokens_within_the_context_is_cut_to_the_room_left(server):
     """A limit that fits the context but not beside this prompt is cut to the room, as vLLM's server does."""
     prompt = [5] * (CONTEXT - 3)
-    response = send(server, COMPLETIONS, json.dumps({"prompt": prompt, "max_tokens": CONTEXT, "ignore_eos": True,
-                                                    "early_exit": {"enabled": False}}).encode())
+    response = send(
+        server,
+        COMPLETIONS,
+        json.dumps(
+            {"prompt": prompt, "max_tokens": CONTEXT, "ignore_eos": True, "early_exit": {"enabled": False}}
+        ).encode(),
+    )
     assert response.status_code == 200 and response.json()["usage"]["completion_tokens"] == 3
 
 
@@ -160,16 +239,26 @@ def fuzz_operation(server, operation, examples: int, failures: list) -> Counter:
     from schemathesis import GenerationMode
 
     statuses: Counter = Counter()
-    strategy = st.one_of(operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
-                         operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
+    strategy = st.one_of(
+        operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
+        operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+    )
 
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck), print_blob=False)
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
     @given(case=strategy)
     def run(case):
         (cheap if operation.path in GENERATION else scoreable)(case)
-        response = case.call(base_url=server.base_url, headers={"Authorization": f"Bearer {server.api_key}"},
-                             timeout=120)
+        response = case.call(
+            base_url=server.base_url, headers={"Authorization": f"Bearer {server.api_key}"}, timeout=120
+        )
         statuses[response.status_code] += 1
         if response.status_code >= 500 or '"type":"server_error"' in response.text.replace(" ", ""):
             failures.append((operation.label, response.status_code, case.body, response.text[:500]))
@@ -188,8 +277,9 @@ def test_fuzzed_requests_get_no_5xx_and_do_not_crash_the_server(server):
     assert {op.path for op in operations} == {CHAT, COMPLETIONS, REWARDS}
     failures: list = []
     began = time.monotonic()
-    statuses = {op.path: fuzz_operation(server, op, math.ceil(FUZZ_CASES / len(operations)), failures)
-                for op in operations}
+    statuses = {
+        op.path: fuzz_operation(server, op, math.ceil(FUZZ_CASES / len(operations)), failures) for op in operations
+    }
     ran = sum(sum(counts.values()) for counts in statuses.values())
     print(f"fuzzed {ran} cases in {time.monotonic() - began:.0f} s: {statuses}")
     assert ran >= 500, f"only {ran} cases ran"

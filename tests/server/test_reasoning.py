@@ -20,16 +20,19 @@ def split(token_ids, prompt, deltas="whole", markers=MARKERS):
 
 
 @pytest.mark.parametrize("deltas", ["whole", "per-token"])
-@pytest.mark.parametrize("prompt, tokens, expected", [
-    pytest.param(OPENED, [1, 2, 3, END, 4, 5], ("So 3.\n\n", "The answer", 3), id="template-opened"),
-    pytest.param(PLAIN, [START, 1, 2, END, 4], ("So 3", "The", 2), id="model-opens-qwen3"),
-    pytest.param(PLAIN, [4, 5, END, 1], ("", "The answer</think>So", 0), id="no-thinking"),
-    pytest.param(CLOSED, [4, 5], ("", "The answer", 0), id="template-closed-enable-thinking-false"),
-    pytest.param(OPENED, [START, 1, END, 4], ("So", "The", 1), id="leading-duplicate-start-hidden"),
-    pytest.param(OPENED, [1, START, END, 4], ("So<think>", "The", 2), id="later-start-is-text"),
-    pytest.param(OPENED, [1, 2, 6], ("So 3é", "", 3), id="never-closes"),
-    pytest.param(OPENED, [1, END, 4, END, 5], ("So", "The</think> answer", 1), id="second-end-is-text"),
-])
+@pytest.mark.parametrize(
+    "prompt, tokens, expected",
+    [
+        pytest.param(OPENED, [1, 2, 3, END, 4, 5], ("So 3.\n\n", "The answer", 3), id="template-opened"),
+        pytest.param(PLAIN, [START, 1, 2, END, 4], ("So 3", "The", 2), id="model-opens-qwen3"),
+        pytest.param(PLAIN, [4, 5, END, 1], ("", "The answer</think>So", 0), id="no-thinking"),
+        pytest.param(CLOSED, [4, 5], ("", "The answer", 0), id="template-closed-enable-thinking-false"),
+        pytest.param(OPENED, [START, 1, END, 4], ("So", "The", 1), id="leading-duplicate-start-hidden"),
+        pytest.param(OPENED, [1, START, END, 4], ("So<think>", "The", 2), id="later-start-is-text"),
+        pytest.param(OPENED, [1, 2, 6], ("So 3é", "", 3), id="never-closes"),
+        pytest.param(OPENED, [1, END, 4, END, 5], ("So", "The</think> answer", 1), id="second-end-is-text"),
+    ],
+)
 def test_split(prompt, tokens, expected, deltas):
     assert split(tokens, prompt, deltas) == expected
 

@@ -4,6 +4,7 @@
 Against the session server (conftest.py): its probe fires at every boundary (default threshold 0.5) and has no
 calibration table.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,15 +54,21 @@ def test_reasoning_and_reasoning_content_carry_the_same_text(client):
 
 # -- the thinking on input ---------------------------------------------------------------------------------
 def history(**assistant) -> list[dict]:
-    return [{"role": "user", "content": "What is 1 + 2?"}, {"role": "assistant", "content": "3", **assistant},
-            {"role": "user", "content": "What is 3 + 14 - 7?"}]
+    return [
+        {"role": "user", "content": "What is 1 + 2?"},
+        {"role": "assistant", "content": "3", **assistant},
+        {"role": "user", "content": "What is 3 + 14 - 7?"},
+    ]
 
 
-@pytest.mark.parametrize("assistant", [
-    pytest.param({"reasoning_content": "1 + 2 = 3."}, id="reasoning_content"),
-    pytest.param({"reasoning": "1 + 2 = 3."}, id="reasoning"),
-    pytest.param({"reasoning": "1 + 2 = 3.", "reasoning_content": "1 + 2 = 3."}, id="both-the-same"),
-])
+@pytest.mark.parametrize(
+    "assistant",
+    [
+        pytest.param({"reasoning_content": "1 + 2 = 3."}, id="reasoning_content"),
+        pytest.param({"reasoning": "1 + 2 = 3."}, id="reasoning"),
+        pytest.param({"reasoning": "1 + 2 = 3.", "reasoning_content": "1 + 2 = 3."}, id="both-the-same"),
+    ],
+)
 def test_assistant_turns_may_carry_their_thinking_in_either_field(server, assistant):
     response = server.post("/v1/chat/completions", {"messages": history(**assistant), "max_tokens": 8})
     assert response.status_code == 200, response.text
@@ -80,18 +87,34 @@ def test_the_prompt_renders_thinking_as_the_template_says(server):
     assert (with_reasoning != without) == template_reads_it
 
 
-@pytest.mark.parametrize("messages, param", [
-    pytest.param(history(reasoning="a", reasoning_content="b"), "messages.1.reasoning", id="two-different-thoughts"),
-    pytest.param([{"role": "user", "content": "hi", "reasoning": "x"}], "messages.0.reasoning", id="user-reasoning"),
-    pytest.param([{"role": "user", "content": "hi", "colour": "red"}], "messages.0.colour", id="unknown-field"),
-    pytest.param([{"role": "wizard", "content": "hi"}], "messages.0.role", id="unknown-role"),
-    pytest.param([{"role": "user", "content": [{"type": "text", "text": "hi", "x": 1}]}], "messages.0.content",
-                 id="part-with-unknown-field"),
-    pytest.param([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}],
-                 "messages.0.content", id="image-part"),
-    pytest.param([{"role": "user", "content": "hi"}, {"role": "tool", "content": "x"}], "messages.1.tool_call_id",
-                 id="tool-without-call-id"),
-])
+@pytest.mark.parametrize(
+    "messages, param",
+    [
+        pytest.param(
+            history(reasoning="a", reasoning_content="b"), "messages.1.reasoning", id="two-different-thoughts"
+        ),
+        pytest.param(
+            [{"role": "user", "content": "hi", "reasoning": "x"}], "messages.0.reasoning", id="user-reasoning"
+        ),
+        pytest.param([{"role": "user", "content": "hi", "colour": "red"}], "messages.0.colour", id="unknown-field"),
+        pytest.param([{"role": "wizard", "content": "hi"}], "messages.0.role", id="unknown-role"),
+        pytest.param(
+            [{"role": "user", "content": [{"type": "text", "text": "hi", "x": 1}]}],
+            "messages.0.content",
+            id="part-with-unknown-field",
+        ),
+        pytest.param(
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}],
+            "messages.0.content",
+            id="image-part",
+        ),
+        pytest.param(
+            [{"role": "user", "content": "hi"}, {"role": "tool", "content": "x"}],
+            "messages.1.tool_call_id",
+            id="tool-without-call-id",
+        ),
+    ],
+)
 def test_messages_are_checked_as_strictly_as_openai_does(server, messages, param):
     response = server.post("/v1/chat/completions", {"messages": messages, "max_tokens": 8})
     assert response.status_code == 400, response.text
@@ -130,8 +153,13 @@ def test_an_explicit_early_exit_object_wins_over_the_effort(client):
 
 
 # -- thinking_token_budget and why thinking ended ----------------------------------------------------------
-@pytest.mark.parametrize("early_exit", [pytest.param(NEVER, id="probe-never-fires"),
-                                        pytest.param({"early_exit": {"enabled": False}}, id="early-exit-off")])
+@pytest.mark.parametrize(
+    "early_exit",
+    [
+        pytest.param(NEVER, id="probe-never-fires"),
+        pytest.param({"early_exit": {"enabled": False}}, id="early-exit-off"),
+    ],
+)
 def test_a_thinking_budget_caps_every_choice(client, early_exit):
     response = chat(client, n=3, seed=26, max_tokens=100, extra_body={"thinking_token_budget": 6, **early_exit})
     for choice in response.choices:
@@ -142,7 +170,9 @@ def test_a_thinking_budget_caps_every_choice(client, early_exit):
 
 
 def test_the_probe_may_end_the_thinking_before_the_budget(client):
-    choice = chat(client, seed=27, temperature=0.0, max_tokens=300, extra_body={"thinking_token_budget": 250}).choices[0]
+    choice = chat(client, seed=27, temperature=0.0, max_tokens=300, extra_body={"thinking_token_budget": 250}).choices[
+        0
+    ]
     assert choice.early_exit["reason"] == "probe" and choice.early_exit["reasoning_tokens"] < 250
 
 
@@ -157,8 +187,9 @@ def test_max_tokens_inside_the_thinking_says_length(client):
 
 
 def test_max_completion_tokens_bounds_thinking_and_answer(client):
-    response = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_completion_tokens=30, seed=29,
-                                              extra_body=NEVER)
+    response = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, max_completion_tokens=30, seed=29, extra_body=NEVER
+    )
     assert response.usage.completion_tokens <= 30
 
 
@@ -201,37 +232,53 @@ def test_completion_logprobs_with_offsets(client):
     assert "".join(logprobs.tokens) == whole.choices[0].text
     assert logprobs.text_offset == sorted(logprobs.text_offset) and logprobs.text_offset[0] == 0
     assert all(len(top) <= 2 for top in logprobs.top_logprobs)
-    streamed = client.completions.create(model=MODEL, prompt=prompt, max_tokens=20, seed=32, logprobs=2,
-                                         stream=True, extra_body=NEVER)
-    offsets = [offset for chunk in streamed for choice in chunk.choices if choice.logprobs
-               for offset in choice.logprobs.text_offset]
+    streamed = client.completions.create(
+        model=MODEL, prompt=prompt, max_tokens=20, seed=32, logprobs=2, stream=True, extra_body=NEVER
+    )
+    offsets = [
+        offset
+        for chunk in streamed
+        for choice in chunk.choices
+        if choice.logprobs
+        for offset in choice.logprobs.text_offset
+    ]
     assert offsets == logprobs.text_offset
 
 
 # -- what clients send by default -------------------------------------------------------------------------------
-@pytest.mark.parametrize("fields", [
-    pytest.param({"store": False, "metadata": {"team": "x"}, "user": "u1", "service_tier": "auto"}, id="bookkeeping"),
-    pytest.param({"parallel_tool_calls": True, "tool_choice": "none"}, id="no-tools"),
-    pytest.param({"response_format": {"type": "text"}, "modalities": ["text"]}, id="text"),
-    pytest.param({"logit_bias": {"5": -100}, "frequency_penalty": 0, "presence_penalty": 0}, id="penalties"),
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param(
+            {"store": False, "metadata": {"team": "x"}, "user": "u1", "service_tier": "auto"}, id="bookkeeping"
+        ),
+        pytest.param({"parallel_tool_calls": True, "tool_choice": "none"}, id="no-tools"),
+        pytest.param({"response_format": {"type": "text"}, "modalities": ["text"]}, id="text"),
+        pytest.param({"logit_bias": {"5": -100}, "frequency_penalty": 0, "presence_penalty": 0}, id="penalties"),
+    ],
+)
 def test_fields_clients_send_by_default_are_accepted(server, fields):
     response = post_chat(server, max_tokens=8, **fields)
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.parametrize("path, fields, param", [
-    pytest.param("/v1/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools",
-                 id="tools"),
-    pytest.param("/v1/chat/completions", {"response_format": {"type": "json_object"}}, "response_format",
-                 id="json"),
-    pytest.param("/v1/chat/completions", {"audio": {"voice": "alloy", "format": "wav"}}, "audio", id="audio"),
-    pytest.param("/v1/chat/completions", {"modalities": ["text", "audio"]}, "modalities", id="modalities"),
-    pytest.param("/v1/completions", {"prompt": "hi", "best_of": 3}, "best_of", id="best-of"),
-    pytest.param("/v1/completions", {"prompt": "hi", "suffix": "x"}, "suffix", id="suffix"),
-    pytest.param("/v1/completions", {"prompt": "hi", "echo": True}, "echo", id="echo"),
-    pytest.param("/v1/chat/completions", {"verbosity": "low"}, "verbosity", id="truly-unknown"),
-])
+@pytest.mark.parametrize(
+    "path, fields, param",
+    [
+        pytest.param(
+            "/v1/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", id="tools"
+        ),
+        pytest.param(
+            "/v1/chat/completions", {"response_format": {"type": "json_object"}}, "response_format", id="json"
+        ),
+        pytest.param("/v1/chat/completions", {"audio": {"voice": "alloy", "format": "wav"}}, "audio", id="audio"),
+        pytest.param("/v1/chat/completions", {"modalities": ["text", "audio"]}, "modalities", id="modalities"),
+        pytest.param("/v1/completions", {"prompt": "hi", "best_of": 3}, "best_of", id="best-of"),
+        pytest.param("/v1/completions", {"prompt": "hi", "suffix": "x"}, "suffix", id="suffix"),
+        pytest.param("/v1/completions", {"prompt": "hi", "echo": True}, "echo", id="echo"),
+        pytest.param("/v1/chat/completions", {"verbosity": "low"}, "verbosity", id="truly-unknown"),
+    ],
+)
 def test_fields_that_would_change_the_answer_are_refused_with_a_reason(server, path, fields, param):
     body = fields if path.endswith("/completions") and "prompt" in fields else {"messages": MESSAGES, **fields}
     response = server.post(path, {**body, "max_tokens": 8})

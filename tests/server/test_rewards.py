@@ -1,6 +1,7 @@
 """`POST /v1/rewards` against the session server (a real `probexit serve --reward-model`): rewards and
 uncertainty for one and for several conversations, the chat endpoint's split answer scored like the raw
 one, OpenAI error bodies for bad input, the API key, and reward folders refused before the port opens."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,10 @@ from tests.server.harness import API_KEY, Server, free_port
 
 REWARD_NAME = "test-rm"
 QUESTION = "What is 3 + 14 - 7?"
-ANSWER = ("Let me work it out step by step. 3 + 14 = 17. 17 - 7 = 10. So the answer is 10.\n\n"
-          "</think>\n\nThe answer is \\boxed{10}.")
+ANSWER = (
+    "Let me work it out step by step. 3 + 14 = 17. 17 - 7 = 10. So the answer is 10.\n\n"
+    "</think>\n\nThe answer is \\boxed{10}."
+)
 
 
 def conversation(answer: str = ANSWER, question: str = QUESTION) -> list[dict]:
@@ -64,8 +67,14 @@ def rewards(server: Server, body: dict, **kwargs) -> httpx.Response:
 def assert_consistent(item: dict, spread_floor: float) -> None:
     """The uncertainty numbers say what docs/serving.md says they are."""
     u = item["uncertainty"]
-    values = [item["reward"], item["normalized_reward"], u["ensemble_mean"], u["ensemble_std"], u["z"],
-              *item["ensemble"]]
+    values = [
+        item["reward"],
+        item["normalized_reward"],
+        u["ensemble_mean"],
+        u["ensemble_std"],
+        u["z"],
+        *item["ensemble"],
+    ]
     assert all(math.isfinite(v) for v in values)
     assert len(item["ensemble"]) == 3
     mean = sum(item["ensemble"]) / 3  # calibration is the identity in this folder
@@ -100,12 +109,15 @@ def test_a_batch_scores_each_conversation_as_alone(rm_server):
 
 def test_the_chat_endpoints_split_answer_scores_like_the_raw_one(rm_server):
     reasoning, content = ANSWER.split("</think>")
-    split = [{"role": "user", "content": QUESTION},
-             {"role": "assistant", "reasoning_content": reasoning, "content": content}]
-    parts = [{"role": "user", "content": [{"type": "text", "text": QUESTION}]},
-             {"role": "assistant", "content": [{"type": "text", "text": ANSWER}]}]
-    scores = [rewards(rm_server, {"messages": m}).json()["data"][0]["reward"]
-              for m in (conversation(), split, parts)]
+    split = [
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "reasoning_content": reasoning, "content": content},
+    ]
+    parts = [
+        {"role": "user", "content": [{"type": "text", "text": QUESTION}]},
+        {"role": "assistant", "content": [{"type": "text", "text": ANSWER}]},
+    ]
+    scores = [rewards(rm_server, {"messages": m}).json()["data"][0]["reward"] for m in (conversation(), split, parts)]
     assert scores[0] == pytest.approx(scores[1], abs=1e-5) == pytest.approx(scores[2], abs=1e-5)
 
 
@@ -118,22 +130,36 @@ def test_the_model_may_be_named(rm_server):
 USER_ONLY = [{"role": "user", "content": QUESTION}]
 
 
-@pytest.mark.parametrize("body, param", [
-    pytest.param({}, "messages", id="nothing"),
-    pytest.param({"messages": conversation(), "conversations": [conversation()]}, "messages", id="both"),
-    pytest.param({"messages": USER_ONLY}, "messages", id="no-answer"),
-    pytest.param({"messages": conversation()[1:]}, "messages", id="answer-alone"),
-    pytest.param({"messages": "hi"}, "messages", id="not-a-list"),
-    pytest.param({"conversations": []}, "conversations", id="empty-batch"),
-    pytest.param({"conversations": [conversation()] * 65}, "conversations", id="batch-too-large"),
-    pytest.param({"conversations": [conversation(), USER_ONLY]}, "conversations.1", id="second-has-no-answer"),
-    pytest.param({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
-                               conversation()[1]]}, "messages.0.content", id="image-part"),
-    pytest.param({"messages": [conversation()[0], {"role": "assistant", "content": "a", "reasoning_content": 3}]},
-                 "messages.1.reasoning_content", id="reasoning-not-text"),
-    pytest.param({"messages": conversation(), "temperature": 1}, "temperature", id="unknown-field"),
-    pytest.param({"messages": conversation("1 + 1 = 2. " * 200)}, "messages", id="too-long"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        pytest.param({}, "messages", id="nothing"),
+        pytest.param({"messages": conversation(), "conversations": [conversation()]}, "messages", id="both"),
+        pytest.param({"messages": USER_ONLY}, "messages", id="no-answer"),
+        pytest.param({"messages": conversation()[1:]}, "messages", id="answer-alone"),
+        pytest.param({"messages": "hi"}, "messages", id="not-a-list"),
+        pytest.param({"conversations": []}, "conversations", id="empty-batch"),
+        pytest.param({"conversations": [conversation()] * 65}, "conversations", id="batch-too-large"),
+        pytest.param({"conversations": [conversation(), USER_ONLY]}, "conversations.1", id="second-has-no-answer"),
+        pytest.param(
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                    conversation()[1],
+                ]
+            },
+            "messages.0.content",
+            id="image-part",
+        ),
+        pytest.param(
+            {"messages": [conversation()[0], {"role": "assistant", "content": "a", "reasoning_content": 3}]},
+            "messages.1.reasoning_content",
+            id="reasoning-not-text",
+        ),
+        pytest.param({"messages": conversation(), "temperature": 1}, "temperature", id="unknown-field"),
+        pytest.param({"messages": conversation("1 + 1 = 2. " * 200)}, "messages", id="too-long"),
+    ],
+)
 def test_bad_input_gets_an_openai_400_naming_the_field(rm_server, body, param):
     response = rewards(rm_server, body)
     assert response.status_code == 400, response.text
@@ -148,8 +174,11 @@ def test_too_long_says_so_in_the_code(rm_server):
 
 
 def test_invalid_json_is_a_400(rm_server):
-    response = httpx.post(rm_server.base_url + "/v1/rewards", content=b"{nope",
-                          headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+    response = httpx.post(
+        rm_server.base_url + "/v1/rewards",
+        content=b"{nope",
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
 
 
@@ -177,18 +206,26 @@ def test_a_server_without_a_reward_model_answers_404():
 # -- start-up ---------------------------------------------------------------------------------------------------------
 def _break_member(folder):
     config = json.loads((folder / "member2" / "config.json").read_text())
-    (folder / "member2" / "config.json").write_text(json.dumps({**config, "num_labels": 3,
-                                                                "id2label": {str(i): str(i) for i in range(3)}}))
+    (folder / "member2" / "config.json").write_text(
+        json.dumps({**config, "num_labels": 3, "id2label": {str(i): str(i) for i in range(3)}})
+    )
 
 
-@pytest.mark.parametrize("breakage, message", [
-    pytest.param(lambda f: (f / "manifest.json").unlink(), "no manifest.json", id="missing-manifest"),
-    pytest.param(lambda f: (f / "target" / "model.safetensors").write_bytes(b"\0" * 64), "cannot load reward model",
-                 id="corrupt-weights"),
-    pytest.param(_break_member, "3 outputs", id="mismatched-member"),
-])
-def test_a_bad_reward_folder_fails_in_one_line_before_the_port_opens(model_dir, reward_dir, tmp_path, capsys,
-                                                                     breakage, message):
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        pytest.param(lambda f: (f / "manifest.json").unlink(), "no manifest.json", id="missing-manifest"),
+        pytest.param(
+            lambda f: (f / "target" / "model.safetensors").write_bytes(b"\0" * 64),
+            "cannot load reward model",
+            id="corrupt-weights",
+        ),
+        pytest.param(_break_member, "3 outputs", id="mismatched-member"),
+    ],
+)
+def test_a_bad_reward_folder_fails_in_one_line_before_the_port_opens(
+    model_dir, reward_dir, tmp_path, capsys, breakage, message
+):
     import shutil
 
     from probexit.cli.main import main
@@ -197,7 +234,23 @@ def test_a_bad_reward_folder_fails_in_one_line_before_the_port_opens(model_dir, 
     shutil.copytree(reward_dir, folder)
     breakage(folder)
     port = free_port()
-    assert main(["serve", "--model", str(model_dir), "--reward-model", str(folder), "--port", str(port),
-                 "--dtype", "float32", "--max-model-len", "1024"]) == 2
+    assert (
+        main(
+            [
+                "serve",
+                "--model",
+                str(model_dir),
+                "--reward-model",
+                str(folder),
+                "--port",
+                str(port),
+                "--dtype",
+                "float32",
+                "--max-model-len",
+                "1024",
+            ]
+        )
+        == 2
+    )
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("probexit: error: --reward-model:") and message in last

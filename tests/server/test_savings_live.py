@@ -1,4 +1,5 @@
 """`probexit bench savings` end to end against the session's real server (a reduced sweep, few problems)."""
+
 import asyncio
 import json
 
@@ -6,23 +7,35 @@ from probexit.benchmarks.savings import Setting, run_benchmark
 from probexit.training.problem_files import ProblemRecord
 from probexit.training.tinyworld.problems import generate_splits
 
-SETTINGS = [Setting("probe", "threshold=0.5", {"rule": "probe", "threshold": 0.5}),
-            Setting("probe", "max_risk=0.05", {"rule": "probe", "max_risk": 0.05}),
-            Setting("budget", "tokens=10", {"rule": "budget", "budget": 10}),
-            Setting("consistency", "k=2", {"rule": "consistency", "k": 2}),
-            Setting("confidence", "min_prob=0.2", {"rule": "confidence", "threshold": 0.2}),
-            Setting("first", "-", {"rule": "first"}), Setting("oracle", "-", None)]
+SETTINGS = [
+    Setting("probe", "threshold=0.5", {"rule": "probe", "threshold": 0.5}),
+    Setting("probe", "max_risk=0.05", {"rule": "probe", "max_risk": 0.05}),
+    Setting("budget", "tokens=10", {"rule": "budget", "budget": 10}),
+    Setting("consistency", "k=2", {"rule": "consistency", "k": 2}),
+    Setting("confidence", "min_prob=0.2", {"rule": "confidence", "threshold": 0.2}),
+    Setting("first", "-", {"rule": "first"}),
+    Setting("oracle", "-", None),
+]
 
 
 def test_savings_report_end_to_end(server, tmp_path):
-    problems = [ProblemRecord(p.question, str(p.answer))
-                for p in generate_splits({"bench": 6}, seed=3)["bench"]]
+    problems = [ProblemRecord(p.question, str(p.answer)) for p in generate_splits({"bench": 6}, seed=3)["bench"]]
     sampling = {"seed": 0, "temperature": 0.6, "top_p": 0.95, "max_tokens": 400}
     out = tmp_path / "savings"
 
     def run():
-        return asyncio.run(run_benchmark(server.base_url + "/v1", server.api_key, problems, out, sampling,
-                                         concurrency=6, problems_file="synthetic", settings=SETTINGS))
+        return asyncio.run(
+            run_benchmark(
+                server.base_url + "/v1",
+                server.api_key,
+                problems,
+                out,
+                sampling,
+                concurrency=6,
+                problems_file="synthetic",
+                settings=SETTINGS,
+            )
+        )
 
     report = run()
     assert report["baseline"]["n"] == 6 and report["baseline"]["mean_reasoning_tokens"] > 0

@@ -4,6 +4,7 @@ The probe fires at every boundary (score about 1.0); the server's default thresh
 without settings exits at its first boundary, and `{"threshold": 1.01}` never exits. The `budget` rule
 forces `</think>` after a fixed number of thinking tokens on any model.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,8 +20,12 @@ BUDGET = {"early_exit": {"rule": "budget", "budget": 4}}  # extra_body: </think>
 
 
 def chat(client, **kwargs):
-    return client.chat.completions.create(model=kwargs.pop("model", "tinyworld-test"), messages=MESSAGES,
-                                          max_tokens=kwargs.pop("max_tokens", 200), **kwargs)
+    return client.chat.completions.create(
+        model=kwargs.pop("model", "tinyworld-test"),
+        messages=MESSAGES,
+        max_tokens=kwargs.pop("max_tokens", 200),
+        **kwargs,
+    )
 
 
 def streamed_chat(client, **kwargs) -> tuple[dict, list]:
@@ -59,14 +64,20 @@ def test_chat_sync_reports_reasoning_answer_and_usage(client):
     choice = response.choices[0]
     assert response.object == "chat.completion" and choice.finish_reason in ("stop", "length")
     assert choice.message.reasoning_content and "</think>" not in choice.message.reasoning_content
-    assert choice.early_exit == {"triggered": False, "score": pytest.approx(1.0, abs=1e-3), "boundary": None,
-                                 "reasoning_tokens": choice.early_exit["reasoning_tokens"], "reason": None}
+    assert choice.early_exit == {
+        "triggered": False,
+        "score": pytest.approx(1.0, abs=1e-3),
+        "boundary": None,
+        "reasoning_tokens": choice.early_exit["reasoning_tokens"],
+        "reason": None,
+    }
     assert_usage_adds_up(response.usage, [choice.early_exit["reasoning_tokens"]])
 
 
 async def test_chat_async(async_client):
-    response = await async_client.chat.completions.create(model="tinyworld-test", messages=MESSAGES, max_tokens=40,
-                                                          seed=2)
+    response = await async_client.chat.completions.create(
+        model="tinyworld-test", messages=MESSAGES, max_tokens=40, seed=2
+    )
     assert response.choices[0].message.reasoning_content
     assert response.usage.completion_tokens <= 40
 
@@ -89,8 +100,9 @@ def test_completions_plain_and_streamed(client):
     assert response.object == "text_completion" and choice.text
     assert choice.early_exit["triggered"] is False
     assert_usage_adds_up(response.usage, [choice.early_exit["reasoning_tokens"]])
-    streamed = client.completions.create(model="tinyworld-test", prompt=prompt, max_tokens=30, seed=4,
-                                         stream=True, extra_body=NEVER)
+    streamed = client.completions.create(
+        model="tinyworld-test", prompt=prompt, max_tokens=30, seed=4, stream=True, extra_body=NEVER
+    )
     assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices) == choice.text
 
 
@@ -98,10 +110,13 @@ def test_completions_take_token_ids_and_several_prompts(client, server):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(server.model_dir)
-    prompts = [tokenizer.encode(f"<|im_start|>user\nWhat is {a} + 2?<|im_end|>\n<|im_start|>assistant\n<think>\n")
-               for a in (1, 5)]
-    response = client.completions.create(model="tinyworld-test", prompt=prompts, n=2, max_tokens=8, seed=1,
-                                         extra_body=BUDGET)
+    prompts = [
+        tokenizer.encode(f"<|im_start|>user\nWhat is {a} + 2?<|im_end|>\n<|im_start|>assistant\n<think>\n")
+        for a in (1, 5)
+    ]
+    response = client.completions.create(
+        model="tinyworld-test", prompt=prompts, n=2, max_tokens=8, seed=1, extra_body=BUDGET
+    )
     assert [choice.index for choice in response.choices] == [0, 1, 2, 3]
     assert response.usage.prompt_tokens == sum(map(len, prompts))
 
@@ -126,8 +141,10 @@ def test_n_2_gives_two_choices_each_with_its_own_report(client):
     assert [joined[i]["content"] for i in (0, 1)] == [choice.message.content for choice in response.choices]
 
 
-@pytest.mark.parametrize("extra", [pytest.param(NEVER, id="no-exit"), pytest.param(BUDGET, id="budget-exit"),
-                                   pytest.param({}, id="probe-exit")])
+@pytest.mark.parametrize(
+    "extra",
+    [pytest.param(NEVER, id="no-exit"), pytest.param(BUDGET, id="budget-exit"), pytest.param({}, id="probe-exit")],
+)
 def test_streaming_and_non_streaming_agree_for_a_seed(client, extra):
     whole = chat(client, seed=11, temperature=1.0, extra_body=extra or None).choices[0]
     joined, _ = streamed_chat(client, seed=11, temperature=1.0, extra_body=extra or None)
@@ -139,8 +156,13 @@ def test_streaming_and_non_streaming_agree_for_a_seed(client, extra):
 # -- early exit --------------------------------------------------------------------------------------------
 def test_budget_exit_splits_reasoning_from_content(client):
     choice = chat(client, seed=6, max_tokens=60, extra_body=BUDGET).choices[0]
-    assert choice.early_exit == {"triggered": True, "score": None, "boundary": None, "reasoning_tokens": 4,
-                                 "reason": "budget"}
+    assert choice.early_exit == {
+        "triggered": True,
+        "score": None,
+        "boundary": None,
+        "reasoning_tokens": 4,
+        "reason": "budget",
+    }
     assert choice.message.reasoning_content and choice.message.content
     assert "</think>" not in choice.message.reasoning_content + choice.message.content
 
@@ -156,8 +178,13 @@ def test_probe_exit_at_the_first_boundary(client):
 
 def test_disabled_early_exit_reports_nothing(client):
     choice = chat(client, seed=8, max_tokens=40, extra_body={"early_exit": {"enabled": False}}).choices[0]
-    assert choice.early_exit == {"triggered": False, "score": None, "boundary": None,
-                                 "reasoning_tokens": choice.early_exit["reasoning_tokens"], "reason": None}
+    assert choice.early_exit == {
+        "triggered": False,
+        "score": None,
+        "boundary": None,
+        "reasoning_tokens": choice.early_exit["reasoning_tokens"],
+        "reason": None,
+    }
 
 
 def test_enable_thinking_false_skips_the_reasoning(client):
@@ -166,15 +193,18 @@ def test_enable_thinking_false_skips_the_reasoning(client):
     assert choice.message.reasoning_content is None and choice.early_exit["reasoning_tokens"] == 0
 
 
-@pytest.mark.parametrize("early_exit, field", [
-    pytest.param({"threshold": 2}, "early_exit.threshold", id="threshold-range"),
-    pytest.param({"threshold": 0.5, "max_risk": 0.1}, "early_exit.max_risk", id="threshold-and-max-risk"),
-    pytest.param({"max_risk": 0.1}, "early_exit.max_risk", id="no-calibration"),
-    pytest.param({"rule": "telepathy"}, "early_exit.rule", id="rule"),
-    pytest.param({"thresold": 0.5}, "early_exit.thresold", id="misspelt"),
-    pytest.param({"min_thinking_tokens": -1}, "early_exit.min_thinking_tokens", id="negative"),
-    pytest.param({"enabled": "yes"}, "early_exit.enabled", id="not-a-bool"),
-])
+@pytest.mark.parametrize(
+    "early_exit, field",
+    [
+        pytest.param({"threshold": 2}, "early_exit.threshold", id="threshold-range"),
+        pytest.param({"threshold": 0.5, "max_risk": 0.1}, "early_exit.max_risk", id="threshold-and-max-risk"),
+        pytest.param({"max_risk": 0.1}, "early_exit.max_risk", id="no-calibration"),
+        pytest.param({"rule": "telepathy"}, "early_exit.rule", id="rule"),
+        pytest.param({"thresold": 0.5}, "early_exit.thresold", id="misspelt"),
+        pytest.param({"min_thinking_tokens": -1}, "early_exit.min_thinking_tokens", id="negative"),
+        pytest.param({"enabled": "yes"}, "early_exit.enabled", id="not-a-bool"),
+    ],
+)
 def test_invalid_early_exit_is_a_400_naming_the_field(server, early_exit, field):
     response = server.post("/v1/chat/completions", {"messages": MESSAGES, "early_exit": early_exit})
     assert response.status_code == 400
@@ -183,13 +213,17 @@ def test_invalid_early_exit_is_a_400_naming_the_field(server, early_exit, field)
 
 
 # -- errors and access ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("body, param", [
-    pytest.param({}, "messages", id="no-messages"),
-    pytest.param({"messages": MESSAGES, "n": 0}, "n", id="n"),
-    pytest.param({"messages": MESSAGES, "top_logprobs": 2}, "top_logprobs", id="top-logprobs-without-logprobs"),
-    pytest.param({"messages": MESSAGES, "chat_template_kwargs": {"tokenize": True}}, "chat_template_kwargs",
-                 id="kwargs"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        pytest.param({}, "messages", id="no-messages"),
+        pytest.param({"messages": MESSAGES, "n": 0}, "n", id="n"),
+        pytest.param({"messages": MESSAGES, "top_logprobs": 2}, "top_logprobs", id="top-logprobs-without-logprobs"),
+        pytest.param(
+            {"messages": MESSAGES, "chat_template_kwargs": {"tokenize": True}}, "chat_template_kwargs", id="kwargs"
+        ),
+    ],
+)
 def test_bad_requests_get_openai_400_bodies(server, body, param):
     response = server.post("/v1/chat/completions", body)
     assert response.status_code == 400 and response.json()["error"]["param"] == param
@@ -226,11 +260,20 @@ def _running(server) -> int:
 
 def test_disconnect_mid_stream_aborts_the_engine_request(server):
     aborted_before = server.metric("probexit:requests_total", outcome="aborted")
-    body = {"messages": MESSAGES, "max_tokens": 900, "ignore_eos": True, "stream": True,
-            "early_exit": {"enabled": False}}
+    body = {
+        "messages": MESSAGES,
+        "max_tokens": 900,
+        "ignore_eos": True,
+        "stream": True,
+        "early_exit": {"enabled": False},
+    }
     with httpx.Client(timeout=60) as http:
-        with http.stream("POST", server.base_url + "/v1/chat/completions", json=body,
-                         headers={"Authorization": f"Bearer {server.api_key}"}) as response:
+        with http.stream(
+            "POST",
+            server.base_url + "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {server.api_key}"},
+        ) as response:
             lines = response.iter_lines()
             for _ in range(5):
                 next(lines)
@@ -256,14 +299,28 @@ def test_disconnect_while_waiting_for_a_whole_answer_aborts_too(server):
 
 
 def test_metrics_move_after_requests(server, client):
-    before = {name: server.metric(name, **labels) for name, labels in (
-        ("probexit:requests_total", {"outcome": "success"}), ("probexit:early_exits_total", {"rule": "probe"}),
-        ("probexit:probe_evaluations_total", {}), ("probexit:thinking_tokens_count", {}),
-        ("probexit:probe_score_count", {}), ("vllm:request_success_total", {}))}
+    before = {
+        name: server.metric(name, **labels)
+        for name, labels in (
+            ("probexit:requests_total", {"outcome": "success"}),
+            ("probexit:early_exits_total", {"rule": "probe"}),
+            ("probexit:probe_evaluations_total", {}),
+            ("probexit:thinking_tokens_count", {}),
+            ("probexit:probe_score_count", {}),
+            ("vllm:request_success_total", {}),
+        )
+    }
     chat(client, seed=10, temperature=0.0)
-    after = {name: server.metric(name, **labels) for name, labels in (
-        ("probexit:requests_total", {"outcome": "success"}), ("probexit:early_exits_total", {"rule": "probe"}),
-        ("probexit:probe_evaluations_total", {}), ("probexit:thinking_tokens_count", {}),
-        ("probexit:probe_score_count", {}), ("vllm:request_success_total", {}))}
+    after = {
+        name: server.metric(name, **labels)
+        for name, labels in (
+            ("probexit:requests_total", {"outcome": "success"}),
+            ("probexit:early_exits_total", {"rule": "probe"}),
+            ("probexit:probe_evaluations_total", {}),
+            ("probexit:thinking_tokens_count", {}),
+            ("probexit:probe_score_count", {}),
+            ("vllm:request_success_total", {}),
+        )
+    }
     assert all(after[name] == before[name] + 1 for name in after), (before, after)
     assert server.metric("probexit:probe_step_seconds_count") > 0

@@ -4,6 +4,7 @@ what early exit would have done, and `probexit bench shadow` turns those metrics
 Against the session server (conftest.py): its probe scores every boundary about 1.0, so the rule would exit at the
 first boundary at any threshold of SHADOW_THRESHOLDS.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,10 @@ def test_a_shadow_answer_is_token_identical_to_no_early_exit(client):
     shadowed = chat(client, seed=41, max_tokens=400, logprobs=True, extra_body=SHADOW).choices[0]
     plain = chat(client, seed=41, max_tokens=400, logprobs=True, extra_body=OFF).choices[0]
     assert [t.token for t in shadowed.logprobs.content] == [t.token for t in plain.logprobs.content]
-    assert (shadowed.message.content, shadowed.message.reasoning_content) == (plain.message.content,
-                                                                              plain.message.reasoning_content)
+    assert (shadowed.message.content, shadowed.message.reasoning_content) == (
+        plain.message.content,
+        plain.message.reasoning_content,
+    )
     report = shadowed.early_exit
     assert report["shadow"] is True and report["triggered"] is False and report["reason"] is None
     assert report["would_exit"] is True and report["boundary"] == 0 and report["score"] > 0.99
@@ -68,10 +71,13 @@ def test_bench_shadow_reads_a_servers_metrics(server, client, tmp_path, capsys):
     assert "shadow requests" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    pytest.param(["--url", "http://127.0.0.1:9", "--problems", "x.jsonl"], "only reads", id="url-and-problems"),
-    pytest.param(["--url", "http://127.0.0.1:9"], "cannot read", id="no-server"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        pytest.param(["--url", "http://127.0.0.1:9", "--problems", "x.jsonl"], "only reads", id="url-and-problems"),
+        pytest.param(["--url", "http://127.0.0.1:9"], "cannot read", id="no-server"),
+    ],
+)
 def test_bench_shadow_bad_input_is_one_line(argv, message, tmp_path, capsys):
     assert main(["bench", "shadow", "--out", str(tmp_path), *argv]) == 2
     assert message in capsys.readouterr().err
@@ -79,9 +85,16 @@ def test_bench_shadow_bad_input_is_one_line(argv, message, tmp_path, capsys):
 
 # -- the arithmetic --------------------------------------------------------------------------------------
 def test_estimates_from_counters():
-    counters = {"requests": {"": 4}, "thinking_tokens": {"": 400}, "thinking_tokens_squared": {"": 40_000},
-                "would_exit": {"request": 2}, "answer_changed": {"request": 1}, "saved_tokens": {"request": 100},
-                "saved_tokens_squared": {"request": 5_000}, "saved_thinking_product": {"request": 10_000}}
+    counters = {
+        "requests": {"": 4},
+        "thinking_tokens": {"": 400},
+        "thinking_tokens_squared": {"": 40_000},
+        "would_exit": {"request": 2},
+        "answer_changed": {"request": 1},
+        "saved_tokens": {"request": 100},
+        "saved_tokens_squared": {"request": 5_000},
+        "saved_thinking_product": {"request": 10_000},
+    }
     row = bench.estimates(counters)["settings"]["request"]
     assert row["would_exit_rate"]["value"] == 50 and row["answer_change_rate_pct"]["value"] == 25
     assert row["saved_share_pct"]["value"] == 25
@@ -92,15 +105,21 @@ def test_estimates_from_counters():
 
 
 def test_shadow_outcomes_per_setting():
-    evaluations = [Evaluation("r", 0, 9, 10, 0.6, False, answer="9"), Evaluation("r", 1, 19, 20, 0.92, True, answer="10"),
-                   Evaluation("r", None, 29, 30, None, True)]  # the last one: a budget exit, which is real
-    outcomes = {o.setting: o for o in early_exit.shadow_outcomes(ExitSettings(threshold=0.9, shadow=True),
-                                                                 RequestRecord(evaluations), 50, "\\boxed{10}")}
+    evaluations = [
+        Evaluation("r", 0, 9, 10, 0.6, False, answer="9"),
+        Evaluation("r", 1, 19, 20, 0.92, True, answer="10"),
+        Evaluation("r", None, 29, 30, None, True),
+    ]  # the last one: a budget exit, which is real
+    outcomes = {
+        o.setting: o
+        for o in early_exit.shadow_outcomes(
+            ExitSettings(threshold=0.9, shadow=True), RequestRecord(evaluations), 50, "\\boxed{10}"
+        )
+    }
     assert (outcomes["request"].saved_tokens, outcomes["request"].answer_changed) == (30, False)
     assert (outcomes["threshold=0.5"].saved_tokens, outcomes["threshold=0.5"].answer_changed) == (40, True)
     assert not outcomes["threshold=0.95"].would_exit and outcomes["threshold=0.95"].answer_changed is None
-    report = early_exit.report(ExitSettings(shadow=True), RequestRecord(evaluations), 30,
-                               shadow=outcomes["request"])
+    report = early_exit.report(ExitSettings(shadow=True), RequestRecord(evaluations), 30, shadow=outcomes["request"])
     assert (report.triggered, report.reason, report.boundary, report.would_save_tokens) == (True, "budget", None, 30)
 
 

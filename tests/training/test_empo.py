@@ -1,5 +1,6 @@
 """EMPO: the rewards and the entropy filter (tables), the collapse guard, the config, and the job end to end
 on the tiny-world policy: gold-free, parameters move, metrics.json complete, resume, vLLM evaluation."""
+
 from __future__ import annotations
 
 import doctest
@@ -8,13 +9,27 @@ import math
 
 import pytest
 
-from probexit.training import empo, empo_eval
-from probexit.training.empo import (EMPOConfig, RewardStats, collapse_reason, gold_reward, score_group,
-                                    semantic_cluster_reward)
 from probexit.probes.equivalence import ExactEquivalence, MathEquivalence
+from probexit.training import empo, empo_eval
+from probexit.training.empo import (
+    EMPOConfig,
+    RewardStats,
+    collapse_reason,
+    gold_reward,
+    score_group,
+    semantic_cluster_reward,
+)
 
-METRIC_FIELDS = ("accuracy_before", "accuracy_after", "accuracy_supervised_grpo", "entropy_before", "entropy_after",
-                 "format_valid_after", "steps", "wall_s")
+METRIC_FIELDS = (
+    "accuracy_before",
+    "accuracy_after",
+    "accuracy_supervised_grpo",
+    "entropy_before",
+    "entropy_after",
+    "format_valid_after",
+    "steps",
+    "wall_s",
+)
 
 
 def done(answer) -> str:
@@ -32,39 +47,60 @@ def test_doctests(name):
 
 
 # -- the EMPO reward ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("completions, expected", [
-    pytest.param([done(2), done(2), done(3), done(4)], [0.5, 0.5, 0.25, 0.25], id="shares"),
-    pytest.param([done("1/2"), done("0.5"), done(3), done(3)], [0.5, 0.5, 0.5, 0.5], id="math-equivalent-merge"),
-    pytest.param([done(5), done(5), done(5), "So the answer is 5.\n\n"], [0.75, 0.75, 0.75, 0.0], id="no-end-of-thinking"),
-    pytest.param([done(5), done(5), done(6), "</think> x </think> \\boxed{5}"], [0.5, 0.5, 0.25, 0.0], id="marker-twice"),
-    pytest.param([done(5), done(5), done(6), "\\boxed{5} </think> no box"], [0.5, 0.5, 0.25, 0.0], id="box-before-marker"),
-    pytest.param([done(1), done(2), done(3), done(4)], [0.0] * 4, id="all-differ-skipped"),
-    pytest.param([done(7)] * 4, [0.0] * 4, id="all-agree-skipped"),
-    pytest.param(["cut off", "cut off", "cut off", "cut off"], [0.0] * 4, id="all-invalid-skipped"),
-    pytest.param([done(1), done(2), done(3), "cut off"], [0.0] * 4, id="invalid-counts-as-own-cluster"),
-])
+@pytest.mark.parametrize(
+    "completions, expected",
+    [
+        pytest.param([done(2), done(2), done(3), done(4)], [0.5, 0.5, 0.25, 0.25], id="shares"),
+        pytest.param([done("1/2"), done("0.5"), done(3), done(3)], [0.5, 0.5, 0.5, 0.5], id="math-equivalent-merge"),
+        pytest.param(
+            [done(5), done(5), done(5), "So the answer is 5.\n\n"], [0.75, 0.75, 0.75, 0.0], id="no-end-of-thinking"
+        ),
+        pytest.param(
+            [done(5), done(5), done(6), "</think> x </think> \\boxed{5}"], [0.5, 0.5, 0.25, 0.0], id="marker-twice"
+        ),
+        pytest.param(
+            [done(5), done(5), done(6), "\\boxed{5} </think> no box"], [0.5, 0.5, 0.25, 0.0], id="box-before-marker"
+        ),
+        pytest.param([done(1), done(2), done(3), done(4)], [0.0] * 4, id="all-differ-skipped"),
+        pytest.param([done(7)] * 4, [0.0] * 4, id="all-agree-skipped"),
+        pytest.param(["cut off", "cut off", "cut off", "cut off"], [0.0] * 4, id="all-invalid-skipped"),
+        pytest.param([done(1), done(2), done(3), "cut off"], [0.0] * 4, id="invalid-counts-as-own-cluster"),
+    ],
+)
 def test_semantic_cluster_reward(completions, expected):
     assert semantic_cluster_reward(completions, num_generations=4) == expected
 
 
-@pytest.mark.parametrize("min_ratio, max_ratio, expected", [
-    pytest.param(0.0, 1.0, [0.5, 0.5, 0.25, 0.25], id="defaults-keep"),
-    pytest.param(0.0, 0.7, [0.0] * 4, id="high-threshold-skips"),  # H = 1.04 nats = 0.75 log 4
-    pytest.param(0.8, 1.0, [0.0] * 4, id="low-threshold-skips"),
-    pytest.param(0.7, 0.8, [0.5, 0.5, 0.25, 0.25], id="inside-band"),
-])
+@pytest.mark.parametrize(
+    "min_ratio, max_ratio, expected",
+    [
+        pytest.param(0.0, 1.0, [0.5, 0.5, 0.25, 0.25], id="defaults-keep"),
+        pytest.param(0.0, 0.7, [0.0] * 4, id="high-threshold-skips"),  # H = 1.04 nats = 0.75 log 4
+        pytest.param(0.8, 1.0, [0.0] * 4, id="low-threshold-skips"),
+        pytest.param(0.7, 0.8, [0.5, 0.5, 0.25, 0.25], id="inside-band"),
+    ],
+)
 def test_entropy_thresholds_are_configurable(min_ratio, max_ratio, expected):
     completions = [done(2), done(2), done(3), done(4)]
-    assert semantic_cluster_reward(completions, num_generations=4, min_entropy_ratio=min_ratio,
-                                   max_entropy_ratio=max_ratio) == expected
+    assert (
+        semantic_cluster_reward(
+            completions, num_generations=4, min_entropy_ratio=min_ratio, max_entropy_ratio=max_ratio
+        )
+        == expected
+    )
 
 
 def test_groups_are_scored_apart_and_statistics_logged():
     stats, logged = RewardStats(), {}
     prompts = ["p1"] * 4 + ["p2"] * 4
     completions = [done(2), done(2), done(2), done(3)] + [done(1), done(2), done(3), done(4)]
-    rewards = semantic_cluster_reward(completions, prompts, num_generations=4, stats=stats,
-                                      log_metric=lambda name, value: logged.__setitem__(name, value))
+    rewards = semantic_cluster_reward(
+        completions,
+        prompts,
+        num_generations=4,
+        stats=stats,
+        log_metric=lambda name, value: logged.__setitem__(name, value),
+    )
     assert rewards == [0.75, 0.75, 0.75, 0.25] + [0.0] * 4
     assert logged["empo/kept"] == 0.5 and logged["empo/skipped_high_entropy"] == 0.5
     assert logged["empo/skipped_low_entropy"] == 0.0 and logged["empo/format_valid"] == 1.0
@@ -79,11 +115,14 @@ def test_a_group_spanning_processes_is_clustered_whole(monkeypatch):
     assert semantic_cluster_reward([done(2), done(9)], ["p", "p"], num_generations=4) == [0.75, 0.25]
 
 
-@pytest.mark.parametrize("prompts, completions, kwargs, message", [
-    pytest.param(["a", "a", "b", "b"], [done(1)] * 4, {}, "mixes prompts", id="mixed-group"),
-    pytest.param(None, [done(1)] * 3, {}, "whole groups", id="partial-group"),
-    pytest.param(None, [done(1)] * 4, {"answer": ["1"] * 4}, "gold 'answer'", id="gold-answer-refused"),
-])
+@pytest.mark.parametrize(
+    "prompts, completions, kwargs, message",
+    [
+        pytest.param(["a", "a", "b", "b"], [done(1)] * 4, {}, "mixes prompts", id="mixed-group"),
+        pytest.param(None, [done(1)] * 3, {}, "whole groups", id="partial-group"),
+        pytest.param(None, [done(1)] * 4, {"answer": ["1"] * 4}, "gold 'answer'", id="gold-answer-refused"),
+    ],
+)
 def test_reward_refuses_malformed_batches(prompts, completions, kwargs, message):
     with pytest.raises(ValueError, match=message):
         semantic_cluster_reward(completions, prompts, num_generations=4, **kwargs)
@@ -104,16 +143,23 @@ def test_judge_style_equivalence_is_pluggable():
 
     completions = [done("Paris, France"), done("Paris"), done("Lyon"), done("lyon")]
     assert semantic_cluster_reward(completions, num_generations=4, equivalence=FirstItem()) == [0.5, 0.5, 0.25, 0.25]
-    assert semantic_cluster_reward(completions, num_generations=4, equivalence=ExactEquivalence()) == \
-        [0.25, 0.25, 0.5, 0.5]
+    assert semantic_cluster_reward(completions, num_generations=4, equivalence=ExactEquivalence()) == [
+        0.25,
+        0.25,
+        0.5,
+        0.5,
+    ]
 
 
-@pytest.mark.parametrize("completion, gold, expected", [
-    pytest.param(done(4), "4", 1.0, id="right"),
-    pytest.param(done("4.0"), "4", 1.0, id="math-equal"),
-    pytest.param(done(5), "4", 0.0, id="wrong"),
-    pytest.param("So the answer is 4.\n\n", "4", 0.0, id="no-final-answer"),
-])
+@pytest.mark.parametrize(
+    "completion, gold, expected",
+    [
+        pytest.param(done(4), "4", 1.0, id="right"),
+        pytest.param(done("4.0"), "4", 1.0, id="math-equal"),
+        pytest.param(done(5), "4", 0.0, id="wrong"),
+        pytest.param("So the answer is 4.\n\n", "4", 0.0, id="no-final-answer"),
+    ],
+)
 def test_gold_reward(completion, gold, expected):
     assert gold_reward([completion], answer=[gold]) == [expected]
 
@@ -123,11 +169,14 @@ def feed(stats: RewardStats, groups: list[list[str | None]]) -> None:
     stats.record([score_group(answers, MathEquivalence()) for answers in groups])
 
 
-@pytest.mark.parametrize("groups, reason", [
-    pytest.param([["1", "1", "2", "3"], ["4", "4", "5", "4"]], None, id="healthy"),
-    pytest.param([[None, None, None, "3"], ["4", None, None, None]], "format broke", id="format-broke"),
-    pytest.param([["0", "0", "0", "0"], ["0", "0", "0", "0"]], "one answer for all questions", id="same-answer"),
-])
+@pytest.mark.parametrize(
+    "groups, reason",
+    [
+        pytest.param([["1", "1", "2", "3"], ["4", "4", "5", "4"]], None, id="healthy"),
+        pytest.param([[None, None, None, "3"], ["4", None, None, None]], "format broke", id="format-broke"),
+        pytest.param([["0", "0", "0", "0"], ["0", "0", "0", "0"]], "one answer for all questions", id="same-answer"),
+    ],
+)
 def test_collapse_rule(groups, reason):
     stats, config = RewardStats(), EMPOConfig(collapse_window=3, collapse_min_answer_diversity=0.2)
     for _ in range(3):
@@ -153,15 +202,18 @@ def test_guard_stops_training_naming_the_step():
 
 
 # -- config ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs, message", [
-    pytest.param({"num_generations": 1}, "at least 2 answers", id="one-generation"),
-    pytest.param({"min_entropy_ratio": 0.5, "max_entropy_ratio": 0.5}, "entropy ratios", id="empty-band"),
-    pytest.param({"max_entropy_ratio": 1.5}, "entropy ratios", id="ratio-above-one"),
-    pytest.param({"equivalence": "judge"}, "judge_url", id="judge-without-endpoint"),
-    pytest.param({"equivalence": "fuzzy"}, "unknown equivalence", id="unknown-equivalence"),
-    pytest.param({"steps": 0}, "steps must be at least 1", id="no-steps"),
-    pytest.param({"collapse_min_format_valid": 2.0}, "share in", id="share-above-one"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        pytest.param({"num_generations": 1}, "at least 2 answers", id="one-generation"),
+        pytest.param({"min_entropy_ratio": 0.5, "max_entropy_ratio": 0.5}, "entropy ratios", id="empty-band"),
+        pytest.param({"max_entropy_ratio": 1.5}, "entropy ratios", id="ratio-above-one"),
+        pytest.param({"equivalence": "judge"}, "judge_url", id="judge-without-endpoint"),
+        pytest.param({"equivalence": "fuzzy"}, "unknown equivalence", id="unknown-equivalence"),
+        pytest.param({"steps": 0}, "steps must be at least 1", id="no-steps"),
+        pytest.param({"collapse_min_format_valid": 2.0}, "share in", id="share-above-one"),
+    ],
+)
 def test_config_refuses_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         EMPOConfig(**kwargs)
@@ -192,14 +244,42 @@ def test_gain_ratio_of_greedy_and_sampled_accuracy():
 def test_cli_errors_are_one_line(tmp_path, capsys):
     from probexit.cli.main import main
 
-    assert main(["train", "empo", "--model", str(tmp_path), "--problems", str(tmp_path / "none.jsonl"),
-                 "--out", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "empo",
+                "--model",
+                str(tmp_path),
+                "--problems",
+                str(tmp_path / "none.jsonl"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.count("\n") == 1
     (tmp_path / "p.jsonl").write_text('{"question": "What is 1 + 2?"}\n')
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
-    assert main(["train", "empo", "--model", str(tmp_path / "m"), "--problems", str(tmp_path / "p.jsonl"),
-                 "--out", str(tmp_path / "out"), "--num-generations", "1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "empo",
+                "--model",
+                str(tmp_path / "m"),
+                "--problems",
+                str(tmp_path / "p.jsonl"),
+                "--out",
+                str(tmp_path / "out"),
+                "--num-generations",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert "at least 2 answers" in capsys.readouterr().err
 
 
@@ -221,10 +301,11 @@ def tiny_job(model_dir, problems_path, out, steps, **overrides):
     from probexit.training.empo_job import EMPOJob
     from probexit.training.problem_files import load_problems
 
-    settings = dict(num_generations=4, questions_per_step=4, save_steps=1, learning_rate=1e-4, max_completion_length=192)
+    settings = dict(
+        num_generations=4, questions_per_step=4, save_steps=1, learning_rate=1e-4, max_completion_length=192
+    )
     config = EMPOConfig(steps=steps, **{**settings, **overrides})
-    return EMPOJob(model_dir, load_problems(problems_path, require_answers=False), out, config,
-                   log=lambda line: None)
+    return EMPOJob(model_dir, load_problems(problems_path, require_answers=False), out, config, log=lambda line: None)
 
 
 def test_gold_free_job_trains_and_writes_every_metric(test_model_dir, problem_file, tmp_path, monkeypatch):
@@ -281,10 +362,38 @@ def test_cli_job_with_vllm_evaluation_and_supervised_baseline(test_model_dir, tm
     for path, part in ((train, problems[:20]), (held_out, problems[20:])):
         path.write_text("".join(json.dumps({"question": p.question, "answer": str(p.answer)}) + "\n" for p in part))
     out = tmp_path / "run"
-    assert main(["train", "empo", "--model", str(test_model_dir), "--problems", str(train), "--out", str(out),
-                 "--eval-problems", str(held_out), "--steps", "1", "--num-generations", "4",
-                 "--questions-per-step", "2", "--eval-samples", "2", "--eval-max-tokens", "256",
-                 "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "empo",
+                "--model",
+                str(test_model_dir),
+                "--problems",
+                str(train),
+                "--out",
+                str(out),
+                "--eval-problems",
+                str(held_out),
+                "--steps",
+                "1",
+                "--num-generations",
+                "4",
+                "--questions-per-step",
+                "2",
+                "--eval-samples",
+                "2",
+                "--eval-max-tokens",
+                "256",
+                "--dtype",
+                "float32",
+                "--enforce-eager",
+                "--max-model-len",
+                "1024",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert all(metrics[field] is not None for field in METRIC_FIELDS)
     assert metrics["supervised_grpo"] == "trained" and (out / "supervised" / "policy" / "config.json").is_file()

@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from probexit.training.probe_fit import (FitGrid, expected_calibration_error, fit_grid, platt_calibrate, predict,
-                                         reliability_diagram)
+from probexit.training.probe_fit import (
+    FitGrid,
+    expected_calibration_error,
+    fit_grid,
+    platt_calibrate,
+    predict,
+    reliability_diagram,
+)
 
 
 def separable(n, hidden=16, seed=0):

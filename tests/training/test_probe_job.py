@@ -1,5 +1,6 @@
 """`probexit train probe` end to end on the real CPU engine: the command, its files, resume, and the hidden
 states it trains on (they must be the model's own last-layer states at exactly the boundaries)."""
+
 import json
 import subprocess
 import sys
@@ -18,10 +19,30 @@ ENGINE_FLAGS = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "102
 
 
 def train_probe(model_dir: Path, problems: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "probexit.cli", "train", "probe", "--model", str(model_dir),
-                           "--problems", str(problems), "--out", str(out), "--samples-per-problem", "2",
-                           "--max-tokens", "400", "--quick", *ENGINE_FLAGS],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "probexit.cli",
+            "train",
+            "probe",
+            "--model",
+            str(model_dir),
+            "--problems",
+            str(problems),
+            "--out",
+            str(out),
+            "--samples-per-problem",
+            "2",
+            "--max-tokens",
+            "400",
+            "--quick",
+            *ENGINE_FLAGS,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +62,12 @@ def test_the_command_writes_a_probe_the_server_accepts(job, test_model_dir):
     for key in ("roc_auc", "ece", "brier", "n_train", "n_test", "positive_rate", "baselines", "calibration"):
         assert key in metrics
     assert metrics["n_train"] > 0 and metrics["n_test"] > 0 and 0.0 <= metrics["roc_auc"] <= 1.0
-    assert set(metrics["baselines"]) >= {"min_logprob_auc", "mean_logprob_auc", "end_of_thinking_prob_auc",
-                                         "text_features_auc"}
+    assert set(metrics["baselines"]) >= {
+        "min_logprob_auc",
+        "mean_logprob_auc",
+        "end_of_thinking_prob_auc",
+        "text_features_auc",
+    }
     probe = Probe.load(root / "out" / "probe")
     probe.check_compatible(model_identity(test_model_dir))  # the server's own start-up check
     assert [p.max_risk for p in probe.config.calibration] == sorted(p.max_risk for p in probe.config.calibration)
@@ -62,8 +87,11 @@ def test_trained_on_hidden_states_are_the_models_own_at_the_boundaries(job, test
     from transformers import AutoTokenizer
 
     root, _, _ = job
-    traces = [r for chunk in sorted((root / "out" / "traces").glob("chunk_*.pt"))
-              for r in torch.load(chunk, weights_only=False)][:6]
+    traces = [
+        r
+        for chunk in sorted((root / "out" / "traces").glob("chunk_*.pt"))
+        for r in torch.load(chunk, weights_only=False)
+    ][:6]
     policy = BoundaryPolicy(BoundaryPolicyConfig(), AutoTokenizer.from_pretrained(test_model_dir))
     checked = 0
     for trace in traces:
@@ -85,8 +113,23 @@ def test_trained_on_hidden_states_are_the_models_own_at_the_boundaries(job, test
 def test_a_malformed_problem_file_is_one_line(tmp_path, test_model_dir):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "What is 1 + 1?", "answer": "2"}\nnot json\n')
-    done = subprocess.run([sys.executable, "-m", "probexit.cli", "train", "probe", "--model", str(test_model_dir),
-                           "--problems", str(bad), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "probexit.cli",
+            "train",
+            "probe",
+            "--model",
+            str(test_model_dir),
+            "--problems",
+            str(bad),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0
     assert done.stderr.strip().count("\n") == 0 and "bad.jsonl" in done.stderr and "Traceback" not in done.stderr

@@ -17,13 +17,18 @@ def test_loads_questions_and_answers(tmp_path):
     assert [(p.question, p.answer) for p in problems] == [("What is 1 + 2 + 3?", "6"), ("q", "7")]
 
 
-@pytest.mark.parametrize("lines, message", [
-    pytest.param(["not json"], "p.jsonl:1: not a JSON object", id="not-json"),
-    pytest.param(['{"answer": "1"}'], "p.jsonl:1: expected an object", id="no-question"),
-    pytest.param(['{"question": "q", "answer": "1"}', '{"question": "q2"}'], "p.jsonl:2: no 'answer'", id="no-answer"),
-    pytest.param(['{"question": "q", "answer": [1]}'], "'answer' must be", id="bad-answer"),
-    pytest.param([""], "holds no problems", id="empty"),
-])
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        pytest.param(["not json"], "p.jsonl:1: not a JSON object", id="not-json"),
+        pytest.param(['{"answer": "1"}'], "p.jsonl:1: expected an object", id="no-question"),
+        pytest.param(
+            ['{"question": "q", "answer": "1"}', '{"question": "q2"}'], "p.jsonl:2: no 'answer'", id="no-answer"
+        ),
+        pytest.param(['{"question": "q", "answer": [1]}'], "'answer' must be", id="bad-answer"),
+        pytest.param([""], "holds no problems", id="empty"),
+    ],
+)
 def test_malformed_files_name_the_line(tmp_path, lines, message):
     with pytest.raises(ValueError, match=message):
         load_problems(write(tmp_path, lines))

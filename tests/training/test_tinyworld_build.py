@@ -1,6 +1,7 @@
 """The build's pipeline on a miniature configuration: stages, determinism, resume and the manifest.
 (The real build takes about 2 h 37 min on 2 AVX2 cores, 3 h 6 min with the EMPO baseline; its numbers are in
 assets/tinyworld/card.json, empo_metrics.json and manifest.json.)"""
+
 import dataclasses
 import json
 
@@ -14,10 +15,24 @@ pytestmark = pytest.mark.slow
 
 def tiny_config() -> BuildConfig:
     config = BuildConfig(split_sizes={"train": 300, "validation": 20, "test": 20}, tokenizer_corpus_traces=300)
-    return dataclasses.replace(config, policy=dataclasses.replace(
-        config.policy, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, num_kv_heads=2,
-        steps=3, stop_at=None, batch_size=8, micro_batch_size=4, warmup_steps=1, checkpoint_every=2,
-        compile=False))  # byte-for-byte comparisons: inductor's kernels may round differently once recompiled
+    return dataclasses.replace(
+        config,
+        policy=dataclasses.replace(
+            config.policy,
+            hidden_size=64,
+            intermediate_size=128,
+            num_layers=2,
+            num_heads=2,
+            num_kv_heads=2,
+            steps=3,
+            stop_at=None,
+            batch_size=8,
+            micro_batch_size=4,
+            warmup_steps=1,
+            checkpoint_every=2,
+            compile=False,
+        ),
+    )  # byte-for-byte comparisons: inductor's kernels may round differently once recompiled
 
 
 def test_early_stages_are_deterministic_and_resume(tmp_path):
@@ -89,7 +104,9 @@ def test_compiled_training_computes_the_same_loss_as_eager(tmp_path):
     eager_loss = policy.step_loss(eager, batches)
     compiled_loss = policy.step_loss(torch.compile(compiled, dynamic=True), batches)
     assert compiled_loss == pytest.approx(eager_loss, rel=2e-2)  # the same autocast (bf16 or none) on both
-    eager_grad, compiled_grad = (torch.cat([p.grad.flatten() for p in model.parameters()]) for model in (eager, compiled))
+    eager_grad, compiled_grad = (
+        torch.cat([p.grad.flatten() for p in model.parameters()]) for model in (eager, compiled)
+    )
     assert torch.nn.functional.cosine_similarity(eager_grad, compiled_grad, dim=0) > 0.99
 
 
@@ -122,8 +139,9 @@ def test_sft_precision_can_be_pinned(tmp_path, monkeypatch, pinned):
     build = Build(tmp_path, config, log=lambda _: None)
     build.run(("problems", "tokenizer"))
     real, asked = policy.step_loss, []
-    monkeypatch.setattr(policy, "step_loss", lambda model, batches, bf16=None: asked.append(bf16) or real(
-        model, batches, bf16))
+    monkeypatch.setattr(
+        policy, "step_loss", lambda model, batches, bf16=None: asked.append(bf16) or real(model, batches, bf16)
+    )
     monkeypatch.setattr(policy, "native_bf16", lambda: not pinned)  # the CPU would choose the other way
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "policy")
     _, stats = policy.train_policy(tokenizer, build.load_split("train"), config.style, config.policy, build.work)
@@ -143,8 +161,9 @@ def test_stop_at_ends_sft_early_on_the_full_schedule(tmp_path):
     from probexit.training.tinyworld.policy import train_policy
 
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "whole" / "policy")
-    train_policy(tokenizer, whole.load_split("train"), config.style, config.policy, tmp_path / "whole" / "work",
-                 snapshots=(2,))
+    train_policy(
+        tokenizer, whole.load_split("train"), config.style, config.policy, tmp_path / "whole" / "work", snapshots=(2,)
+    )
     snapshot = torch.load(tmp_path / "whole" / "work" / "sft_step2.pt")
     stopped = dataclasses.replace(config, policy=dataclasses.replace(config.policy, stop_at=2))
     Build(tmp_path / "stopped", stopped, log=lambda _: None).run(("problems", "tokenizer", "sft"))
@@ -176,9 +195,20 @@ def test_the_empo_stage_serves_the_tuned_policy_without_reading_answers(tmp_path
     from probexit.training import empo_job
 
     config = dataclasses.replace(
-        tiny_config(), empo_questions=4, empo_eval_problems=0,  # no evaluation engine: training alone
-        empo=dataclasses.replace(tiny_config().empo, steps=1, questions_per_step=2, num_generations=2,
-                                 max_completion_length=16, save_steps=1, learning_rate=1e-2, warmup_steps=0))
+        tiny_config(),
+        empo_questions=4,
+        empo_eval_problems=0,  # no evaluation engine: training alone
+        empo=dataclasses.replace(
+            tiny_config().empo,
+            steps=1,
+            questions_per_step=2,
+            num_generations=2,
+            max_completion_length=16,
+            save_steps=1,
+            learning_rate=1e-2,
+            warmup_steps=0,
+        ),
+    )
     seen = []
     real = empo_job.EMPOJob.run
 
@@ -197,4 +227,6 @@ def test_the_empo_stage_serves_the_tuned_policy_without_reading_answers(tmp_path
     assert all((tuned[k] == trained[k].half()).all() for k in base)  # the served policy is the tuned one
     metrics = json.loads((tmp_path / "empo_metrics.json").read_text())
     assert metrics["steps"] == 1 and str(tmp_path) not in json.dumps(metrics)
-    assert (tmp_path / "policy" / "tokenizer.json").exists() and (tmp_path / "policy" / "generation_config.json").exists()
+    assert (tmp_path / "policy" / "tokenizer.json").exists() and (
+        tmp_path / "policy" / "generation_config.json"
+    ).exists()

@@ -1,4 +1,5 @@
 """The card's measurements on the session engine (40 test problems), and its arithmetic on a fixed trace."""
+
 import pytest
 
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
@@ -12,11 +13,13 @@ def test_metrics_of_a_known_trace(offline_engine):
     policy = BoundaryPolicy(BoundaryPolicyConfig(), tokenizer)
     problem = parse_question("What is 3 - 14 + 7?")  # -4; the quick slip gives 18
     prompt = tokenizer.encode(offline_engine.chat_prompts([problem.question])[0])
-    text = ("Quick mental math. 3 - 14 is 11, plus 7 is 18. So the answer is 18.\n\n"
-            "Wait, that doesn't look right. Let me redo it step by step. 3 - 14 = -11. -11 + 7 = -4. "
-            "So the answer is -4.\n\n"
-            "Let me double-check quickly. 3 - 14 = -11. -11 + 7 = -4. So the answer is -4.\n\n"
-            "</think>\n\nThe answer is \\boxed{-4}.")
+    text = (
+        "Quick mental math. 3 - 14 is 11, plus 7 is 18. So the answer is 18.\n\n"
+        "Wait, that doesn't look right. Let me redo it step by step. 3 - 14 = -11. -11 + 7 = -4. "
+        "So the answer is -4.\n\n"
+        "Let me double-check quickly. 3 - 14 = -11. -11 + 7 = -4. So the answer is -4.\n\n"
+        "</think>\n\nThe answer is \\boxed{-4}."
+    )
     ids = tokenizer.encode(text)
     sample = label_sample(policy, problem, OfflineCompletion(prompt, ids, text, [-0.1] * len(ids), "stop"))
     assert [b.correct for b in sample.boundaries] == [False, True, True]

@@ -1,4 +1,5 @@
 """The committed tiny-world policy: tokenizer identity across loaders, vLLM = transformers when greedy."""
+
 import random
 
 import torch
@@ -54,6 +55,11 @@ def test_greedy_generations_match_transformers(offline_engine, reference_model):
     for generation in generations:
         ids = torch.tensor([generation.prompt_ids])
         with torch.no_grad():
-            out = reference_model.generate(ids, max_new_tokens=300, do_sample=False, eos_token_id=stop,
-                                           pad_token_id=reference_model.config.pad_token_id)
-        assert generation.token_ids == out[0, len(generation.prompt_ids):].tolist()
+            out = reference_model.generate(
+                ids,
+                max_new_tokens=300,
+                do_sample=False,
+                eos_token_id=stop,
+                pad_token_id=reference_model.config.pad_token_id,
+            )
+        assert generation.token_ids == out[0, len(generation.prompt_ids) :].tolist()

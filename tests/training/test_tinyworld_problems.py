@@ -29,13 +29,16 @@ def test_generated_problems_follow_the_contract():
         assert parse_question(problem.question) == problem
 
 
-@pytest.mark.parametrize("question", [
-    pytest.param("What is 3 + 14?", id="one-op"),
-    pytest.param("What is 1 + 2 + 3 + 4 + 5 + 6?", id="five-ops"),
-    pytest.param("What is 3 * 4 + 1?", id="times"),
-    pytest.param("What is 21 + 1 + 1?", id="out-of-range"),
-    pytest.param("what is 1 + 2 + 3", id="format"),
-])
+@pytest.mark.parametrize(
+    "question",
+    [
+        pytest.param("What is 3 + 14?", id="one-op"),
+        pytest.param("What is 1 + 2 + 3 + 4 + 5 + 6?", id="five-ops"),
+        pytest.param("What is 3 * 4 + 1?", id="times"),
+        pytest.param("What is 21 + 1 + 1?", id="out-of-range"),
+        pytest.param("what is 1 + 2 + 3", id="format"),
+    ],
+)
 def test_non_contract_questions_are_refused(question):
     with pytest.raises(ValueError):
         parse_question(question)

@@ -3,18 +3,27 @@ import re
 
 import pytest
 
-from probexit.training.tinyworld.problems import Problem, random_problem
-from probexit.training.tinyworld.traces import (ANSWER_PHRASE, QUICK, STEP, TraceStyle, quick_step, run_method,
-                                                sample_trace)
+from probexit.training.tinyworld.problems import random_problem
+from probexit.training.tinyworld.traces import (
+    ANSWER_PHRASE,
+    STEP,
+    TraceStyle,
+    quick_step,
+    run_method,
+    sample_trace,
+)
 
 
-@pytest.mark.parametrize("value, op, number, expected", [
-    pytest.param(3, "-", 14, 11, id="sign-dropped"),
-    pytest.param(23, "-", 7, 26, id="borrow-forgotten"),
-    pytest.param(17, "+", 5, 12, id="carry-forgotten"),
-    pytest.param(17, "-", 5, 12, id="no-slip"),
-    pytest.param(3, "+", 4, 7, id="no-slip-add"),
-])
+@pytest.mark.parametrize(
+    "value, op, number, expected",
+    [
+        pytest.param(3, "-", 14, 11, id="sign-dropped"),
+        pytest.param(23, "-", 7, 26, id="borrow-forgotten"),
+        pytest.param(17, "+", 5, 12, id="carry-forgotten"),
+        pytest.param(17, "-", 5, 12, id="no-slip"),
+        pytest.param(3, "+", 4, 7, id="no-slip-add"),
+    ],
+)
 def test_quick_slips(value, op, number, expected):
     assert quick_step(value, op, number) == expected
 
@@ -59,8 +68,9 @@ def test_checks_depend_on_correctness_and_overthinking_is_common():
 
 def test_phrasing_varies():
     rng = random.Random(4)
-    openers = {re.split(r"[.]", sample_trace(random_problem(rng), TraceStyle(), rng).paragraphs[0].text)[0]
-               for _ in range(200)}
+    openers = {
+        re.split(r"[.]", sample_trace(random_problem(rng), TraceStyle(), rng).paragraphs[0].text)[0] for _ in range(200)
+    }
     assert len(openers) >= 5
 
 

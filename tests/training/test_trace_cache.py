@@ -1,5 +1,6 @@
 """The trace cache's key: a rerun may resume its chunks only if they came from the same model, questions and
 sampling settings (the engine-backed path is exercised in test_probe_job.py)."""
+
 import json
 
 from probexit.training.trace_cache import open_cache

@@ -5,6 +5,7 @@ redundant checks after right ones, the saving an oracle could make, whether re-c
 correctness, and whether the boundary hidden states carry that correctness (a logistic-regression probe
 trained on validation traces, scored on test traces) better than two signals that need no training.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,8 +49,9 @@ class Sample:
 
 def sample_problems(engine: OfflineEngine, problems: list[Problem], seed: int) -> list[Sample]:
     prompts = engine.chat_prompts([p.question for p in problems])
-    generations = engine.generate(prompts, **SAMPLING, seed=seed, logprobs=True,
-                                  settings=ExitSettings(rule="none", record=True))
+    generations = engine.generate(
+        prompts, **SAMPLING, seed=seed, logprobs=True, settings=ExitSettings(rule="none", record=True)
+    )
     policy = BoundaryPolicy(BoundaryPolicyConfig(), engine.tokenizer)
     return [label_sample(policy, problem, generation) for problem, generation in zip(problems, generations)]
 
@@ -65,10 +67,17 @@ def label_sample(policy: BoundaryPolicy, problem: Problem, generation: OfflineCo
         continued = position + 1 < len(ids) and ids[position + 1] != policy.think_end_id
         logprobs = (generation.logprobs or [0.0] * len(ids))[start : position + 1]
         record = recorded.get(position)
-        labelled.append(LabelledBoundary(boundary, boundary.answer == str(problem.answer), continued,
-                                         min(logprobs) if logprobs else 0.0,
-                                         record.hidden if record else None, record.end_prob if record else None,
-                                         list(previous)))
+        labelled.append(
+            LabelledBoundary(
+                boundary,
+                boundary.answer == str(problem.answer),
+                continued,
+                min(logprobs) if logprobs else 0.0,
+                record.hidden if record else None,
+                record.end_prob if record else None,
+                list(previous),
+            )
+        )
         previous.append(boundary.answer)
         start = position + 1
     match = BOXED_RE.findall(generation.text.split(THINK_END)[-1])
@@ -78,9 +87,13 @@ def label_sample(policy: BoundaryPolicy, problem: Problem, generation: OfflineCo
 def text_features(boundary: LabelledBoundary) -> list[float]:
     """Text-only signals: where the boundary sits and whether it agrees with earlier answers."""
     previous = boundary.previous_answers
-    return [boundary.boundary.paragraph_index, boundary.boundary.boundary_index,
-            float(bool(previous) and previous[-1] == boundary.boundary.answer),
-            float(boundary.boundary.answer in previous), float(len(set(previous)))]
+    return [
+        boundary.boundary.paragraph_index,
+        boundary.boundary.boundary_index,
+        float(bool(previous) and previous[-1] == boundary.boundary.answer),
+        float(boundary.boundary.answer in previous),
+        float(len(set(previous))),
+    ]
 
 
 def behaviour_metrics(samples: list[Sample]) -> dict:

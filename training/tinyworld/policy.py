@@ -6,6 +6,7 @@ By default compute runs under bf16 autocast with fp32 master weights on CPUs tha
 (AVX512-BF16 or AMX: several times faster there), in fp32 elsewhere: on an AVX2-only CPU (an AMD EPYC here)
 oneDNN emulates bf16 and a step took 100 s instead of 7 s in fp32. `PolicyConfig.bf16` pins either.
 """
+
 from __future__ import annotations
 
 import math
@@ -101,8 +102,10 @@ def make_micro_batches(tokenizer, problems, style: TraceStyle, rng: random.Rando
         problem = rng.choice(problems)
         examples.append(encode_example(tokenizer, problem, sample_trace(problem, style, rng).completion))
     examples.sort(key=lambda example: len(example[0]))
-    return [pad_batch(tokenizer, examples[i : i + config.micro_batch_size])
-            for i in range(0, len(examples), config.micro_batch_size)]
+    return [
+        pad_batch(tokenizer, examples[i : i + config.micro_batch_size])
+        for i in range(0, len(examples), config.micro_batch_size)
+    ]
 
 
 PAD_MULTIPLE = 32  # few distinct shapes: oneDNN caches a kernel per shape, and many shapes grow memory and time
@@ -143,9 +146,12 @@ def step_loss(model, micro_batches, bf16: bool | None = None) -> float:
         kernel = sdpa_kernel(SDPBackend.MATH) if bf16 else contextlib.nullcontext()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), kernel:
             logits = model(input_ids=input_ids, attention_mask=attention).logits  # (B, T, V)
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum"
-        ) / n_targets
+        loss = (
+            torch.nn.functional.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum"
+            )
+            / n_targets
+        )
         loss.backward()
         total += loss.item()
     return total
@@ -159,7 +165,11 @@ def learning_rate_at(step: int, config: PolicyConfig) -> float:
 
 
 def train_policy(
-    tokenizer, problems: list[Problem], style: TraceStyle, config: PolicyConfig, work_dir: Path,
+    tokenizer,
+    problems: list[Problem],
+    style: TraceStyle,
+    config: PolicyConfig,
+    work_dir: Path,
     snapshots: tuple[int, ...] = (),
 ) -> dict:
     """Train (or resume) the policy; returns training statistics. Checkpoints go to `work_dir`, and the
@@ -198,13 +208,22 @@ def train_policy(
         if done in snapshots:
             torch.save(model.state_dict(), work_dir / f"sft_step{done}.pt")
         if done % config.checkpoint_every == 0 or done == config.last_step:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done,
-                     "elapsed": time.monotonic() - started, "losses": losses}
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": done,
+                "elapsed": time.monotonic() - started,
+                "losses": losses,
+            }
             torch.save(state, checkpoint_path.with_suffix(".tmp"))
             checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
     model.eval()
-    stats = {"config": asdict(config), "bf16_autocast": bf16,
-             "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
-             "train_seconds": time.monotonic() - started, "resumed_after_seconds": elapsed,
-             "parameters": sum(p.numel() for p in model.parameters())}
+    stats = {
+        "config": asdict(config),
+        "bf16_autocast": bf16,
+        "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
+        "train_seconds": time.monotonic() - started,
+        "resumed_after_seconds": elapsed,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
     return model, stats

@@ -1,8 +1,10 @@
 """Tiny-world problems: `What is 3 + 14 - 7?`, integers 0-20, 2-4 operations of + and -, left to right.
 
-The problem file format (docs/tinyworld.md) fixes the question text and the JSONL line `{"question": ..., "answer": ...}`.
+The problem file format (docs/tinyworld.md) fixes the question text and the JSONL line
+`{"question": ..., "answer": ...}`.
 Splits are drawn from one seeded stream and deduplicated across splits, so no question is in two files.
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ tokenizer as `Qwen2Tokenizer` with that split, and any other split would silentl
 (docs/platform-notes.md). `<think>`/`</think>` are added tokens that are not special, so that decoding with
 `skip_special_tokens=True` (TRL, vLLM) keeps them.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

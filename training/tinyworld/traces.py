@@ -14,6 +14,7 @@ second-guess (docs/tinyworld.md). What follows an answer depends on its correctn
 wrong answer the trace re-checks far more often (sometimes saying that something looks off), after a
 right one it still often re-checks redundantly, which is the overthinking early exit removes.
 """
+
 from __future__ import annotations
 
 import random

@@ -3,6 +3,7 @@
 The session's offline engine (tests/conftest.py), with a random linear probe whose scores spread over (0, 1), so that a
 request's threshold decides where it exits; thresholds 0 and 1.01 give "always" and "never".
 """
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,10 @@ from probexit.probes.probe import Probe, ProbeConfig, ProbeFileError, ProbeModel
 from probexit.probes.rules import ExitSettings
 from tests.conftest import random_linear_probe
 
-QUESTIONS = [f"What is {a} + {b} - {c}?" for a, b, c in
-             [(3, 14, 7), (12, 9, 15), (0, 20, 4), (7, 7, 19), (18, 2, 3), (5, 16, 11), (9, 1, 20), (14, 14, 2)]]
+QUESTIONS = [
+    f"What is {a} + {b} - {c}?"
+    for a, b, c in [(3, 14, 7), (12, 9, 15), (0, 20, 4), (7, 7, 19), (18, 2, 3), (5, 16, 11), (9, 1, 20), (14, 14, 2)]
+]
 SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 400}
 
 
@@ -36,8 +39,13 @@ def last_hidden(reference_model, generation) -> torch.Tensor:
 
 
 def test_boundary_hidden_state_equals_transformers(engine, reference_model):
-    generations = engine.generate(engine.chat_prompts(QUESTIONS[:4]), **SAMPLING, seed=1,
-                                  settings=ExitSettings(rule="none", record=True), progress=False)
+    generations = engine.generate(
+        engine.chat_prompts(QUESTIONS[:4]),
+        **SAMPLING,
+        seed=1,
+        settings=ExitSettings(rule="none", record=True),
+        progress=False,
+    )
     policy = BoundaryPolicy(BoundaryPolicyConfig(), engine.tokenizer)
     compared = 0
     for generation in generations:
@@ -53,8 +61,9 @@ def test_boundary_hidden_state_equals_transformers(engine, reference_model):
 
 
 def test_threshold_zero_exits_at_first_boundary_and_the_model_answers(engine):
-    generations = engine.generate(engine.chat_prompts(QUESTIONS[:4]), **SAMPLING, seed=2,
-                                  settings=ExitSettings(threshold=0.0), progress=False)
+    generations = engine.generate(
+        engine.chat_prompts(QUESTIONS[:4]), **SAMPLING, seed=2, settings=ExitSettings(threshold=0.0), progress=False
+    )
     policy = BoundaryPolicy(BoundaryPolicyConfig(), engine.tokenizer)
     for generation in generations:
         first = policy.segment(generation.prompt_ids, generation.token_ids)[0]
@@ -83,8 +92,9 @@ def test_concurrent_requests_get_their_own_decisions(engine, reference_model):
     thresholds = [None, 0.0, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, None, 0.35, 0.42, 0.48, 0.52, 0.58, 1.01, 0.5]
     settings = [None if t is None else ExitSettings(threshold=t) for t in thresholds]
     policy = BoundaryPolicy(BoundaryPolicyConfig(), engine.tokenizer)
-    results = engine.generate(engine.chat_prompts((QUESTIONS * 2)[:16]), **SAMPLING, seed=200,
-                              settings=settings, progress=False)
+    results = engine.generate(
+        engine.chat_prompts((QUESTIONS * 2)[:16]), **SAMPLING, seed=200, settings=settings, progress=False
+    )
     exits_seen = 0
     for threshold, generation in zip(thresholds, results):
         if threshold is None:
@@ -141,7 +151,8 @@ def test_adapter_touch_points_exist_in_this_vllm():
     """Fails loudly when an upgrade moves what the adapter reaches into."""
     from vllm.model_executor.custom_op import PluggableLayer, op_registry_oot  # noqa: F401
     from vllm.model_executor.layers.logits_processor import LogitsProcessor
-    from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor as V1LogitsProcessor, MoveDirectionality  # noqa: F401
+    from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality  # noqa: F401
+    from vllm.v1.sample.logits_processor import LogitsProcessor as V1LogitsProcessor
 
     assert issubclass(LogitsProcessor, PluggableLayer) and hasattr(LogitsProcessor, "register_oot")
     assert {"removed", "added", "moved"} <= set(BatchUpdate.__dataclass_fields__)

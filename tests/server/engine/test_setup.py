@@ -1,4 +1,5 @@
 """Start-up checks of the engine layer that need no engine: the served model's identity and the probe check."""
+
 import json
 from pathlib import Path
 
@@ -26,5 +27,7 @@ def test_a_model_it_cannot_fingerprint_is_served_without_one(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8, "vocab_size": 16}))  # .bin weights only
     assert engine_setup._local_identity(tmp_path) is None
     assert engine_setup._local_identity(Path("org/a-hub-model")) is None
-    assert engine_setup.served_identity(EngineConfig(str(tmp_path), "m"), None) == {"model_fingerprint": None,
-                                                                               "probe_fingerprint": None}
+    assert engine_setup.served_identity(EngineConfig(str(tmp_path), "m"), None) == {
+        "model_fingerprint": None,
+        "probe_fingerprint": None,
+    }
