@@ -9,8 +9,9 @@ trial generation), `first` (the first intermediate answer) and `oracle` (the fir
 answer, given the gold one: the upper bound). With the same seed a request's tokens are the same under
 every policy up to the point where that policy ends the thinking, so the curves differ only by where
 each rule stops. Each row also counts, problem by problem against `none`, the answers early exit turned
-from right into wrong (harm, the risk `max_risk` bounds) and from wrong into right. Runs are appended to DIR/runs.jsonl as they finish; a rerun skips finished ones, but only
-those of the same problems, sampling, and served model and probe (the fingerprints in /v1/models).
+from right into wrong (harm, the risk `max_risk` bounds) and from wrong into right. Runs are appended to
+DIR/runs.jsonl as they finish; a rerun skips finished ones, but only those of the same problems,
+sampling, and served model and probe (the fingerprints in /v1/models).
 """
 from __future__ import annotations
 

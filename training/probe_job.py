@@ -148,7 +148,8 @@ def split_by_problem(n_problems: int, seed: int) -> dict[str, set[int]]:
 def label(traces: list[TraceRecord], problems: list[ProblemRecord], equivalence: Equivalence,
           think_end: str = THINK_END) -> LabelledBoundaries:
     hidden, correct, trace_index, min_lp, mean_lp, end_prob, text = [], [], [], [], [], [], []
-    final_correct = [final_right(trace.text, problems[trace.problem].answer, equivalence, think_end) for trace in traces]
+    final_correct = [final_right(trace.text, problems[trace.problem].answer, equivalence, think_end)
+                     for trace in traces]
     for index, trace in enumerate(traces):
         previous: list[str] = []
         for boundary in trace.boundaries:

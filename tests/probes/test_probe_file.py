@@ -96,7 +96,8 @@ def test_threshold_for_risk_takes_the_largest_certified_level():
 
 
 def test_calibration_table_round_trips_with_its_harm_columns(tmp_path):
-    table = [CalibrationPoint(0.01, 0.8, harm_calibration=0.004, harm_test=0.006), CalibrationPoint(0.05, 0.4, 0.03, 0.04)]
+    table = [CalibrationPoint(0.01, 0.8, harm_calibration=0.004, harm_test=0.006),
+             CalibrationPoint(0.05, 0.4, 0.03, 0.04)]
     make_probe(calibration=table).save(tmp_path / "p")
     written = json.loads((tmp_path / "p" / "probe.json").read_text())
     assert written["risk_measure"] == "harm"

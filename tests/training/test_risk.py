@@ -108,7 +108,8 @@ def test_doctests():
 
 
 def test_every_sampled_trace_is_a_request_even_one_without_an_intermediate_answer():
-    """The job's harm denominator is every trace of the split; each trace's final answer is graded after the thinking."""
+    """The job's harm denominator is every trace of the split; each trace's final answer is read after its
+    thinking."""
     import torch
 
     from probexit.training.equivalence import MathEquivalence
