@@ -1,14 +1,17 @@
 """`probexit bench savings`: accuracy against thinking tokens, the probe against every peer and the oracle.
 
 Every policy runs live on the same server, the same problems and the same seeds, through the official
-`openai` client: `none` (no early exit), `probe` (thresholds and certified risk levels), `budget` (a
+`openai` client: `none` (no early exit), `probe` (thresholds, certified risk levels, and the server's
+default: a request that sends no `early_exit` object at all, what a user gets without asking), `budget` (a
 thinking-token budget), `consistency` (the last k intermediate answers agree: Dynasor's certainty rule
 in text form), `confidence` (the chunk's lowest token probability: DEER's confidence family without its
 trial generation), `first` (the first intermediate answer) and `oracle` (the first right intermediate
 answer, given the gold one: the upper bound). With the same seed a request's tokens are the same under
 every policy up to the point where that policy ends the thinking, so the curves differ only by where
-each rule stops. Runs are appended to DIR/runs.jsonl as they finish; a rerun skips finished ones, but only
-those of the same problems, sampling, and served model and probe (the fingerprints in /v1/models).
+each rule stops. Each row also counts, problem by problem against `none`, the answers early exit turned
+from right into wrong (harm, the risk `max_risk` bounds) and from wrong into right. Runs are appended to
+DIR/runs.jsonl as they finish; a rerun skips finished ones, but only those of the same problems,
+sampling, and served model and probe (the fingerprints in /v1/models).
 """
 from __future__ import annotations
 
@@ -20,14 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import beta
 from tqdm import tqdm
 
 from probexit.probes.fingerprint import json_digest
 from probexit.probes.equivalence import MathEquivalence
 from probexit.training.problem_files import ProblemRecord, load_problems
+from probexit.training.risk import final_answer
 
 PROBE_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
-PROBE_RISKS = (0.01, 0.02, 0.05, 0.1, 0.2)
+PROBE_RISKS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 CONSISTENCY_KS = (2, 3, 4)
 CONFIDENCE_THRESHOLDS = (0.2, 0.4, 0.6, 0.8, 0.9)
 BUDGET_FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8)  # of the baseline's mean reasoning tokens
@@ -38,7 +43,7 @@ NO_LOSS_POINTS = 1.0
 class Setting:
     name: str  # the policy family
     param: str  # the swept value, as text
-    early_exit: dict | None  # the request's early_exit object (None: use per-problem oracle answers)
+    early_exit: dict | None  # the request's early_exit object (None: none is sent; the oracle's is per problem)
 
     @property
     def key(self) -> str:
@@ -46,7 +51,8 @@ class Setting:
 
 
 def peer_settings(baseline_reasoning_tokens: float) -> list[Setting]:
-    settings = [Setting("probe", f"threshold={t}", {"rule": "probe", "threshold": t}) for t in PROBE_THRESHOLDS]
+    settings = [DEFAULT]
+    settings += [Setting("probe", f"threshold={t}", {"rule": "probe", "threshold": t}) for t in PROBE_THRESHOLDS]
     settings += [Setting("probe", f"max_risk={r}", {"rule": "probe", "max_risk": r}) for r in PROBE_RISKS]
     budgets = sorted({max(1, int(f * baseline_reasoning_tokens)) for f in BUDGET_FRACTIONS})
     settings += [Setting("budget", f"tokens={b}", {"rule": "budget", "budget": b}) for b in budgets]
@@ -58,6 +64,7 @@ def peer_settings(baseline_reasoning_tokens: float) -> list[Setting]:
 
 
 BASELINE = Setting("none", "-", {"enabled": False})
+DEFAULT = Setting("probe", "default", None)  # the server's own setting: the request says nothing about early exit
 
 
 class Runner:
@@ -85,13 +92,13 @@ class Runner:
 
     async def request(self, index: int, setting: Setting) -> dict:
         problem = self.problems[index]
-        early_exit = setting.early_exit if setting.early_exit is not None else {"rule": "oracle", "answer": problem.answer}
+        early_exit = {"rule": "oracle", "answer": problem.answer} if setting.name == "oracle" else setting.early_exit
         started = time.monotonic()
         response = await self.client.chat.completions.create(
             model=self.model, messages=[{"role": "user", "content": problem.question}],
             seed=self.sampling["seed"] + index, temperature=self.sampling["temperature"],
             top_p=self.sampling["top_p"], max_tokens=self.sampling["max_tokens"],
-            extra_body={"early_exit": early_exit})
+            extra_body=None if early_exit is None else {"early_exit": early_exit})
         wall = time.monotonic() - started
         choice = response.choices[0]
         report = (choice.model_extra or {}).get("early_exit") or {}
@@ -102,12 +109,6 @@ class Runner:
                 "wall_s": wall}
 
 
-def final_answer(content: str) -> str | None:
-    from probexit.probes.answers import get_extractor
-
-    return get_extractor(("boxed", "answer_is")).extract(content)
-
-
 def summarize(setting: Setting, results: list[dict], baseline: dict | None, seed: int = 0) -> dict:
     correct = np.array([r["correct"] for r in results], dtype=float)
     reasoning = float(np.mean([r["reasoning_tokens"] for r in results]))
@@ -116,12 +117,37 @@ def summarize(setting: Setting, results: list[dict], baseline: dict | None, seed
            "accuracy_ci": bootstrap_ci(correct, seed), "mean_reasoning_tokens": reasoning,
            "mean_completion_tokens": completion, "wall_s": float(np.mean([r["wall_s"] for r in results])),
            "exits": int(sum(r["triggered"] for r in results)), "n": len(results)}
+    if setting.early_exit and "max_risk" in setting.early_exit:
+        row["max_risk"] = setting.early_exit["max_risk"]
     if baseline is not None:
         row["tokens_saved_pct"] = 100.0 * (1 - reasoning / baseline["mean_reasoning_tokens"])
         row["completion_tokens_saved_pct"] = 100.0 * (1 - completion / baseline["mean_completion_tokens"])
         row["accuracy_delta_pts"] = 100.0 * (row["accuracy"] - baseline["accuracy"])
         row["wall_saved_pct"] = 100.0 * (1 - row["wall_s"] / baseline["wall_s"])
     return row
+
+
+def changed_answers(results: list[dict], baseline_results: list[dict]) -> dict:
+    """Problem by problem against the same request without early exit: the answers turned from right into wrong
+    (harm) and from wrong into right, as counts, shares of all problems and exact 95% intervals."""
+    before = {r["problem"]: r["correct"] for r in baseline_results}
+    harms = sum(before[r["problem"]] and not r["correct"] for r in results)
+    helps = sum(r["correct"] and not before[r["problem"]] for r in results)
+    n = len(results)
+    return {"harms": harms, "harm_rate": harms / n, "harm_ci": clopper_pearson(harms, n),
+            "helps": helps, "help_rate": helps / n, "help_ci": clopper_pearson(helps, n)}
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> list[float]:
+    """The exact binomial interval for k successes in n (it stays honest at k = 0, where a bootstrap gives [0, 0]).
+
+    >>> [round(x, 4) for x in clopper_pearson(0, 300)]
+    [0.0, 0.0122]
+    """
+    tail = (1 - level) / 2
+    low = 0.0 if k == 0 else float(beta.ppf(tail, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - tail, k + 1, n - k))
+    return [low, high]
 
 
 def bootstrap_ci(correct: np.ndarray, seed: int, reps: int = 2000) -> list[float]:
@@ -132,7 +158,8 @@ def bootstrap_ci(correct: np.ndarray, seed: int, reps: int = 2000) -> list[float
 
 def best_at_no_loss(rows: list[dict], baseline: dict) -> dict | None:
     """The probe setting with the largest saving whose accuracy falls by at most one point."""
-    eligible = [r for r in rows if r["name"] == "probe" and r["accuracy_delta_pts"] >= -NO_LOSS_POINTS]
+    # the tolerance: a change of exactly one point, computed in floating point, must count as one point
+    eligible = [r for r in rows if r["name"] == "probe" and r["accuracy_delta_pts"] >= -NO_LOSS_POINTS - 1e-9]
     return max(eligible, key=lambda r: r["tokens_saved_pct"], default=None)
 
 
@@ -173,6 +200,10 @@ def pareto_plot(rows: list[dict], baseline: dict, oracle: dict, path: Path) -> N
         points = sorted((r["mean_reasoning_tokens"], r["accuracy"]) for r in rows if r["name"] == family)
         if points:
             axes.plot(*zip(*points), style, color=colour, label=family, markersize=6, linewidth=1.5)
+    default = next((r for r in rows if (r["name"], r["param"]) == (DEFAULT.name, DEFAULT.param)), None)
+    if default is not None:
+        axes.plot(default["mean_reasoning_tokens"], default["accuracy"], "o", color="tab:red", markersize=13,
+                  markerfacecolor="none", markeredgewidth=2, label="probe: the server's default")
     axes.plot(baseline["mean_reasoning_tokens"], baseline["accuracy"], "k*", markersize=14, label="no early exit")
     axes.plot(oracle["mean_reasoning_tokens"], oracle["accuracy"], "D", color="gold", markeredgecolor="black",
               markersize=10, label="oracle")
@@ -187,9 +218,10 @@ def pareto_plot(rows: list[dict], baseline: dict, oracle: dict, path: Path) -> N
 
 
 def build_report(runs: dict[str, tuple[Setting, list[dict]]], sampling: dict, problems_file: str) -> dict:
-    baseline = summarize(*runs[BASELINE.key], None, sampling["seed"])
-    rows = [summarize(setting, results, baseline, sampling["seed"]) for key, (setting, results) in runs.items()
-            if key != BASELINE.key]
+    baseline_results = runs[BASELINE.key][1]
+    baseline = summarize(BASELINE, baseline_results, None, sampling["seed"])
+    rows = [summarize(setting, results, baseline, sampling["seed"]) | changed_answers(results, baseline_results)
+            for key, (setting, results) in runs.items() if key != BASELINE.key]
     oracle = next((r for r in rows if r["name"] == "oracle"), None)
     if oracle is None:
         raise ValueError("the oracle run is missing: the report needs it as the upper bound")
@@ -202,8 +234,12 @@ def build_report(runs: dict[str, tuple[Setting, list[dict]]], sampling: dict, pr
 
 
 def served_by(card) -> dict:
-    """What a /v1/models entry says is served: its name and root, and probexit's fingerprints if given."""
-    return {"id": card.id, "root": getattr(card, "root", None), **(getattr(card, "probexit", None) or {})}
+    """What a /v1/models entry says is served: its name and probexit's fingerprints of the weights and probe, or
+    its root (a hub id) when the weights have none; a local folder's path says nothing a fingerprint does not."""
+    fingerprints = getattr(card, "probexit", None) or {}
+    if fingerprints.get("model_fingerprint"):
+        return {"id": card.id, **fingerprints}
+    return {"id": card.id, "root": getattr(card, "root", None), **fingerprints}
 
 
 def cached_runs(log: Path, sampling: dict, problems: list[ProblemRecord], served: dict) -> dict[str, list[dict]]:

@@ -144,6 +144,10 @@ def _run_savings(args) -> int:
     if best:
         print(f"probe at no loss ({best['param']}): saves {best['tokens_saved_pct']:.1f}% of reasoning tokens, "
               f"accuracy {best['accuracy_delta_pts']:+.1f} points")
+    default = next((r for r in report["policies"] if (r["name"], r["param"]) == ("probe", "default")), None)
+    if default:
+        print(f"the server's default: saves {default['tokens_saved_pct']:.1f}% of reasoning tokens, accuracy "
+              f"{default['accuracy_delta_pts']:+.1f} points, {default['harms']} answers turned from right into wrong")
     print(f"wrote {args.out / 'report.json'} and {args.out / 'pareto.png'}")
     return 0
 

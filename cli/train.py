@@ -94,6 +94,12 @@ def run_probe(args) -> int:
         metrics = run_probe_job(engine, model_dir, problems, equivalence, args.out, config, model_name=args.model)
     print(f"probe: ROC-AUC {metrics['roc_auc']:.3f}, ECE {metrics['ece']:.3f} on {metrics['n_test']} held-out "
           f"boundaries; written to {args.out / 'probe'}")
+    if metrics["default_threshold_max_risk"] is None:
+        print("probexit: warning: no threshold could be certified for any max_risk (too few calibration traces or "
+              "too much harm), so the probe's default never exits; give more problems", file=sys.stderr)
+    else:
+        print(f"default threshold {metrics['default_threshold']} (certified for max_risk "
+              f"{metrics['default_threshold_max_risk']}: answers turned from right into wrong)")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 A probe lives in a folder: `probe.safetensors` (standardisation and weights) and `probe.json` (kind,
 sizes, the model it was trained on, the boundary policy, the default threshold and the calibration table
-that turns a tolerated premature-exit rate into a threshold). Loading checks it against the served model
+that turns a tolerated risk into a threshold). Loading checks it against the served model
 and refuses a mismatch in one sentence, because a probe read from another model's hidden states would
 score noise with confidence.
 """
@@ -29,10 +29,23 @@ class ProbeFileError(ValueError):
     """A probe file that is missing, corrupt, or made for another model."""
 
 
+RISK_MEASURES = {
+    "harm": "the share of requests whose answer early exit turns from right into wrong",
+    "premature_exit": "the share of exits that stop on a wrong intermediate answer",  # files without the field
+}
+
+
 @dataclass(frozen=True)
 class CalibrationPoint:
-    max_risk: float  # tolerated share of exits whose intermediate answer is wrong
+    max_risk: float  # tolerated risk (ProbeConfig.risk_measure says which)
     threshold: float  # the smallest threshold certified for it (NEVER: no threshold is)
+    harm_calibration: float | None = None  # the harm rate it realised on the calibration split (None: not recorded)
+    harm_test: float | None = None  # ... and on the held-out test split
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CalibrationPoint":
+        optional = {key: float(data[key]) for key in ("harm_calibration", "harm_test") if data.get(key) is not None}
+        return cls(float(data["max_risk"]), float(data["threshold"]), **optional)
 
 
 @dataclass
@@ -45,6 +58,7 @@ class ProbeConfig:
     default_threshold: float = DEFAULT_THRESHOLD
     calibration: list[CalibrationPoint] = field(default_factory=list)
     calibration_method: str = ""
+    risk_measure: str = "harm"  # what the table's max_risk bounds (RISK_MEASURES)
     training: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -52,9 +66,11 @@ class ProbeConfig:
             raise ProbeFileError(f"probe kind {self.kind!r} with width {self.width} is not a linear (0) or mlp (>0) probe")
         if not 0.0 <= self.default_threshold <= NEVER:
             raise ProbeFileError(f"probe default threshold {self.default_threshold} lies outside [0, {NEVER}]")
+        if self.risk_measure not in RISK_MEASURES:
+            raise ProbeFileError(f"probe risk measure {self.risk_measure!r} is not one of {', '.join(RISK_MEASURES)}")
 
     def threshold_for_risk(self, max_risk: float) -> float:
-        """The threshold certified for a tolerated premature-exit rate (the largest table risk <= max_risk)."""
+        """The threshold certified for a tolerated risk (the largest table risk <= max_risk)."""
         if not self.calibration:
             raise ValueError("this probe has no calibration table, so early_exit.max_risk cannot be used; give a threshold")
         eligible = [point for point in self.calibration if point.max_risk <= max_risk + 1e-12]
@@ -77,8 +93,10 @@ class ProbeConfig:
                 model=ModelIdentity(**data["model"]),
                 boundary_policy=BoundaryPolicyConfig.from_json(data.get("boundary_policy", {})),
                 default_threshold=float(data.get("default_threshold", DEFAULT_THRESHOLD)),
-                calibration=[CalibrationPoint(float(p["max_risk"]), float(p["threshold"])) for p in data.get("calibration", [])],
+                calibration=[CalibrationPoint.from_json(p) for p in data.get("calibration", [])],
                 calibration_method=data.get("calibration_method", ""),
+                # a file written before the field existed certified premature exits
+                risk_measure=data.get("risk_measure", "premature_exit"),
                 training=data.get("training", {}),
             )
         except (KeyError, TypeError, ValueError) as error:

@@ -7,7 +7,8 @@
    logit on validation (Platt) so that its scores are calibrated probabilities;
 5. report ROC-AUC, ECE, Brier, accuracy and a reliability diagram on held-out problems, beside signals
    that need no probe (chunk log-probabilities, the model's own P(</think>), text features);
-6. certify thresholds for tolerated premature-exit rates on a calibration split (Learn-then-Test);
+6. certify thresholds for tolerated harm rates (answers early exit turns from right into wrong) on a
+   calibration split (Learn-then-Test), and report the harm each realises on the calibration and test splits;
 7. write the probe in the format `probexit serve --probe` loads.
 """
 from __future__ import annotations
@@ -23,12 +24,14 @@ import torch
 
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.fingerprint import model_identity
+from probexit.probes.markers import THINK_END
 from probexit.probes.probe import CalibrationPoint, Probe, ProbeConfig
 from probexit.probes.equivalence import EQUIVALENCES, Equivalence
 from probexit.training.probe_fit import (FitGrid, expected_calibration_error, fit_grid, platt_calibrate, predict,
                                          reliability_diagram)
 from probexit.training.problem_files import ProblemRecord
-from probexit.training.risk import DEFAULT_RISKS, NEVER, TraceScores, calibration_table, exit_outcomes
+from probexit.training.risk import (DEFAULT_DELTA, DEFAULT_RISKS, NEVER, TraceScores, calibration_table, final_answer,
+                                    outcomes)
 from probexit.training.trace_cache import SamplingConfig, TraceRecord, sample_traces
 
 SPLITS = {"train": 0.6, "validation": 0.1, "calibration": 0.15, "test": 0.15}
@@ -45,9 +48,12 @@ class ProbeJobConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     grid: FitGrid = field(default_factory=FitGrid)
     boundary_policy: BoundaryPolicyConfig = field(default_factory=BoundaryPolicyConfig)
-    risks: tuple[float, ...] = DEFAULT_RISKS
-    risk_confidence_epsilon: float = 0.1
-    default_max_risk: float = 0.05  # the probe's default threshold is the one certified for this rate
+    risks: tuple[float, ...] = DEFAULT_RISKS  # tolerated harm rates, fixed before any data
+    risk_delta: float = DEFAULT_DELTA  # each certificate fails with probability at most this
+    # The probe's default threshold is the one certified for this harm rate. Accuracy falls by at most the harm
+    # rate, so the certificate itself bounds the default's loss by half a point, which a benchmark of hundreds
+    # of problems cannot tell from no loss.
+    default_max_risk: float = 0.005
     split_seed: int = 0
 
 
@@ -58,6 +64,7 @@ class LabelledBoundaries:
     hidden: torch.Tensor  # (N, H) float32
     correct: np.ndarray  # (N,) bool
     trace: np.ndarray  # (N,) index into the traces list
+    final_correct: np.ndarray  # (T,) bool: each trace's own final answer (thinking to its end) is right
     min_logprob: np.ndarray
     mean_logprob: np.ndarray
     end_prob: np.ndarray
@@ -73,19 +80,23 @@ def run_probe_job(engine, model_dir: Path, problems: list[ProblemRecord], equiva
                            model_identity(model_dir).fingerprint)
     splits = split_by_problem(len(problems), config.split_seed)
     by_split = {name: [t for t in traces if t.problem in members] for name, members in splits.items()}
-    data = {name: label(split, problems, equivalence) for name, split in by_split.items()}
+    think_end = config.boundary_policy.think_end
+    data = {name: label(split, problems, equivalence, think_end) for name, split in by_split.items()}
     best, grid_summary = fit_grid(data["train"].hidden, torch.tensor(data["train"].correct, dtype=torch.float32),
                                   data["validation"].hidden,
                                   torch.tensor(data["validation"].correct, dtype=torch.float32), config.grid)
     recalibration = platt_calibrate(best.model, data["validation"].hidden,
                                     torch.tensor(data["validation"].correct, dtype=torch.float32))
     scores = {name: predict(best.model, split.hidden) for name, split in data.items()}
-    table = calibration_table(trace_scores(data["calibration"], scores["calibration"]), config.risks,
-                              config.risk_confidence_epsilon)
-    metrics = evaluate(data, scores, table, config)
+    requests = {name: trace_scores(data[name], scores[name]) for name in ("calibration", "test")}
+    table = calibration_table(requests["calibration"], config.risks, config.risk_delta)
+    for point in table:
+        point["harm_test"] = outcomes(requests["test"], point["threshold"]).harm_rate
+    metrics = evaluate(data, scores)
     metrics.update(baselines=baseline_aucs(data), grid=grid_summary, chosen=best.summary(), recalibration=recalibration,
                    n_traces=len(traces), n_problems=len(problems), sampling=asdict(config.sampling),
-                   calibration=table, wall_s=round(time.monotonic() - started, 1))
+                   calibration=table, risk=risk_report(table, requests, config.risk_delta),
+                   wall_s=round(time.monotonic() - started, 1))
     reliability_diagram(data["test"].correct.astype(float), scores["test"], out / "reliability.png",
                         f"probe on held-out problems (ECE {metrics['ece']:.3f})")
     default_risk, default_threshold = default_operating_point(table, config.default_max_risk)
@@ -94,8 +105,10 @@ def run_probe_job(engine, model_dir: Path, problems: list[ProblemRecord], equiva
         kind="linear" if best.config.width == 0 else "mlp", hidden_size=data["train"].hidden.shape[1],
         width=best.config.width, model=model_identity(model_dir, model_name),
         boundary_policy=config.boundary_policy, default_threshold=default_threshold,
-        calibration=[CalibrationPoint(p["max_risk"], p["threshold"]) for p in table],
-        calibration_method=f"learn-then-test, binomial p-values, epsilon={config.risk_confidence_epsilon}",
+        calibration=[CalibrationPoint(p["max_risk"], p["threshold"], p["harm_calibration"], p["harm_test"])
+                     for p in table],
+        calibration_method=f"learn-then-test on the harm rate, exact binomial p-values, fixed sequence, "
+                           f"delta={config.risk_delta}",
         training={k: metrics[k] for k in ("roc_auc", "ece", "brier", "n_train", "n_test")},
     )
     Probe(probe_config, best.model.weights()).save(out / "probe")
@@ -132,8 +145,11 @@ def split_by_problem(n_problems: int, seed: int) -> dict[str, set[int]]:
     return splits
 
 
-def label(traces: list[TraceRecord], problems: list[ProblemRecord], equivalence: Equivalence) -> LabelledBoundaries:
+def label(traces: list[TraceRecord], problems: list[ProblemRecord], equivalence: Equivalence,
+          think_end: str = THINK_END) -> LabelledBoundaries:
     hidden, correct, trace_index, min_lp, mean_lp, end_prob, text = [], [], [], [], [], [], []
+    final_correct = [final_right(trace.text, problems[trace.problem].answer, equivalence, think_end)
+                     for trace in traces]
     for index, trace in enumerate(traces):
         previous: list[str] = []
         for boundary in trace.boundaries:
@@ -152,32 +168,56 @@ def label(traces: list[TraceRecord], problems: list[ProblemRecord], equivalence:
                          "boundary policy recognises (check the answer extractors and the thinking markers; a "
                          "real reasoning model wants --extractors reasoning)")
     return LabelledBoundaries(torch.stack(hidden), np.array(correct, dtype=bool), np.array(trace_index),
-                              np.array(min_lp), np.array(mean_lp), np.array(end_prob), np.array(text, dtype=float))
+                              np.array(final_correct, dtype=bool), np.array(min_lp), np.array(mean_lp),
+                              np.array(end_prob), np.array(text, dtype=float))
+
+
+def final_right(text: str, gold: str, equivalence: Equivalence, think_end: str = THINK_END) -> bool:
+    """Whether a trace that thought to its end answered right (a trace cut off inside its thinking has no answer).
+
+    >>> from probexit.probes.equivalence import MathEquivalence
+    >>> final_right("So the answer is 4.\\n\\n</think>\\n\\nThe answer is \\\\boxed{4}.", "4", MathEquivalence())
+    True
+    >>> final_right("So the answer is 4.\\n\\n", "4", MathEquivalence())
+    False
+    """
+    if think_end not in text:
+        return False
+    answer = final_answer(text.split(think_end, 1)[1])
+    return answer is not None and equivalence.same(answer, gold)
 
 
 def trace_scores(data: LabelledBoundaries, scores: np.ndarray) -> list[TraceScores]:
-    return [TraceScores(scores[data.trace == t], data.correct[data.trace == t]) for t in np.unique(data.trace)]
+    """Every trace of a split as one request, those that stated no intermediate answer included."""
+    return [TraceScores(scores[data.trace == t], data.correct[data.trace == t], bool(data.final_correct[t]))
+            for t in range(len(data.final_correct))]
 
 
-def evaluate(data: dict[str, LabelledBoundaries], scores: dict[str, np.ndarray], table: list[dict],
-             config: ProbeJobConfig) -> dict:
+def risk_report(table: list[dict], requests: dict[str, list[TraceScores]], delta: float) -> dict:
+    """Per split: the full traces' accuracy, and at each certified threshold what early exit does to it."""
+    report = {"measure": "harm: the share of requests whose answer early exit turns from right into wrong",
+              "delta": delta}
+    for name, traces in requests.items():
+        report[name] = {"n_traces": len(traces),
+                        "full_trace_accuracy": float(np.mean([t.final_correct for t in traces])) if traces else 0.0,
+                        "at_max_risk": {str(p["max_risk"]): {"threshold": p["threshold"],
+                                                             **outcomes(traces, p["threshold"]).summary()}
+                                        for p in table}}
+    return report
+
+
+def evaluate(data: dict[str, LabelledBoundaries], scores: dict[str, np.ndarray]) -> dict:
     from sklearn.metrics import brier_score_loss, roc_auc_score
 
     test, p = data["test"], scores["test"]
     y = test.correct.astype(float)
     if len(set(y)) < 2:
         raise ValueError("the test split holds only right (or only wrong) intermediate answers: ROC-AUC is undefined")
-    at_risk = {}
-    for point in table:
-        exits, wrong = exit_outcomes(trace_scores(test, p), point["threshold"])
-        at_risk[str(point["max_risk"])] = {"threshold": point["threshold"], "exits": exits,
-                                           "premature_exit_rate": wrong / exits if exits else 0.0}
     return {"roc_auc": float(roc_auc_score(y, p)), "ece": expected_calibration_error(y, p),
             "brier": float(brier_score_loss(y, p)), "accuracy": float(((p >= 0.5) == test.correct).mean()),
             "positive_rate": float(y.mean()), "n_train": int(len(data["train"].correct)),
             "n_validation": int(len(data["validation"].correct)),
-            "n_calibration": int(len(data["calibration"].correct)), "n_test": int(len(y)),
-            "test_premature_exit_rate": at_risk}
+            "n_calibration": int(len(data["calibration"].correct)), "n_test": int(len(y))}
 
 
 def baseline_aucs(data: dict[str, LabelledBoundaries]) -> dict:

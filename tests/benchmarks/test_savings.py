@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from probexit.benchmarks.savings import (BASELINE, Setting, best_at_no_loss, bootstrap_ci, build_report, dominance,
-                                         peer_settings, summarize)
+from probexit.benchmarks.savings import (BASELINE, DEFAULT, PROBE_RISKS, Setting, best_at_no_loss, bootstrap_ci,
+                                         build_report, changed_answers, clopper_pearson, dominance, peer_settings,
+                                         summarize)
 
 
 def results(correct, reasoning, completion=None, wall=1.0):
@@ -51,7 +52,8 @@ def test_dominance_reads_the_probe_curve_at_each_peer_point():
 def test_report_and_sweep():
     settings = peer_settings(120.0)
     assert {s.name for s in settings} == {"probe", "budget", "consistency", "confidence", "first", "oracle"}
-    assert all(s.early_exit is not None for s in settings if s.name != "oracle")
+    assert DEFAULT in settings and DEFAULT.early_exit is None  # the default row sends no early_exit object
+    assert all(s.early_exit is not None for s in settings if s not in (DEFAULT, Setting("oracle", "-", None)))
     runs = {BASELINE.key: (BASELINE, results([1, 1, 0, 1], 100))}
     for setting, correct, tokens in [(Setting("probe", "t", {}), [1, 1, 0, 1], 60), (Setting("oracle", "-", None), [1, 1, 0, 1], 50),
                                      (Setting("first", "-", {}), [1, 0, 0, 1], 40)]:
@@ -81,3 +83,46 @@ def test_cached_runs_are_reused_only_for_the_same_model_probe_problems_and_sampl
     assert "2 earlier runs came from other problems, settings, model or probe" in capsys.readouterr().out
     assert cached_runs(log, sampling, problems[:1], served) == {}
     assert cached_runs(tmp_path / "missing.jsonl", sampling, problems, served) == {}
+
+
+def test_harm_counts_right_answers_turned_wrong_problem_by_problem():
+    baseline = results([1, 1, 0, 0, 1], 100)
+    changed = changed_answers(results([1, 0, 1, 0, 1], 60), baseline)
+    assert (changed["harms"], changed["helps"]) == (1, 1)
+    assert changed["harm_rate"] == pytest.approx(0.2) and changed["help_rate"] == pytest.approx(0.2)
+    low, high = changed["harm_ci"]
+    assert 0.0 < low < 0.2 < high < 1.0
+    # the same accuracy with different problems wrong is still a harm: it is not a difference of accuracies
+    assert changed_answers(results([0, 1, 1, 0, 1], 60), baseline)["harms"] == 1
+
+
+def test_exact_interval_is_honest_at_zero_and_narrows_with_more_problems():
+    assert clopper_pearson(0, 300)[0] == 0.0 and 0.01 < clopper_pearson(0, 300)[1] < 0.013
+    assert clopper_pearson(5, 5)[1] == 1.0
+    assert clopper_pearson(3, 3000)[1] - clopper_pearson(3, 3000)[0] < clopper_pearson(3, 300)[1]
+
+
+def test_report_has_the_default_row_and_harm_rows_with_intervals():
+    runs = {BASELINE.key: (BASELINE, results([1, 1, 0, 1], 100)),
+            "oracle:-": (Setting("oracle", "-", None), results([1, 1, 1, 1], 50)),
+            DEFAULT.key: (DEFAULT, results([1, 1, 0, 1], 70))}
+    for risk in PROBE_RISKS:
+        setting = Setting("probe", f"max_risk={risk}", {"rule": "probe", "max_risk": risk})
+        runs[setting.key] = (setting, results([1, 0, 0, 1], 60))
+    report = build_report(runs, {"seed": 0}, "p.jsonl")
+    default = [r for r in report["policies"] if (r["name"], r["param"]) == ("probe", "default")]
+    assert len(default) == 1 and default[0]["harms"] == 0 and default[0]["harm_ci"][0] == 0.0
+    risk_rows = [r for r in report["policies"] if "max_risk" in r]
+    assert sorted(r["max_risk"] for r in risk_rows) == sorted(PROBE_RISKS)
+    for row in risk_rows:
+        assert row["harms"] == 1 and row["harm_rate"] == pytest.approx(0.25)
+        assert row["harm_ci"][0] <= row["harm_rate"] <= row["harm_ci"][1]
+        assert {"helps", "help_rate", "help_ci", "accuracy_delta_pts"} <= set(row)
+
+
+def test_doctests():
+    import doctest
+
+    from probexit.benchmarks import savings
+
+    assert doctest.testmod(savings).failed == 0

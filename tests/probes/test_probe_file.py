@@ -60,14 +60,16 @@ def test_corrupt_config(tmp_path):
         Probe.load(tmp_path / "p")
 
 
-def test_wrong_format_and_sizes(tmp_path):
+@pytest.mark.parametrize("change, message", [
+    pytest.param({"format": "other"}, "not a probexit-probe", id="format"),
+    pytest.param({"hidden_size": 32}, "disagree", id="sizes"),
+    pytest.param({"risk_measure": "vibes"}, "risk measure 'vibes'", id="risk-measure"),
+])
+def test_a_config_that_does_not_fit_is_refused_in_one_sentence(tmp_path, change, message):
     make_probe().save(tmp_path / "p")
     config = json.loads((tmp_path / "p" / "probe.json").read_text())
-    (tmp_path / "p" / "probe.json").write_text(json.dumps({**config, "format": "other"}))
-    with pytest.raises(ProbeFileError, match="not a probexit-probe"):
-        Probe.load(tmp_path / "p")
-    (tmp_path / "p" / "probe.json").write_text(json.dumps({**config, "hidden_size": 32}))
-    with pytest.raises(ProbeFileError, match="disagree"):
+    (tmp_path / "p" / "probe.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ProbeFileError, match=message):
         Probe.load(tmp_path / "p")
 
 
@@ -91,3 +93,40 @@ def test_threshold_for_risk_takes_the_largest_certified_level():
     assert config.threshold_for_risk(0.01) == 1.01  # stricter than anything certified: never exit
     with pytest.raises(ValueError, match="no calibration table"):
         make_probe().config.threshold_for_risk(0.05)
+
+
+def test_calibration_table_round_trips_with_its_harm_columns(tmp_path):
+    table = [CalibrationPoint(0.01, 0.8, harm_calibration=0.004, harm_test=0.006),
+             CalibrationPoint(0.05, 0.4, 0.03, 0.04)]
+    make_probe(calibration=table).save(tmp_path / "p")
+    written = json.loads((tmp_path / "p" / "probe.json").read_text())
+    assert written["risk_measure"] == "harm"
+    assert written["calibration"][0] == {"max_risk": 0.01, "threshold": 0.8, "harm_calibration": 0.004,
+                                         "harm_test": 0.006}
+    loaded = Probe.load(tmp_path / "p").config
+    assert loaded.calibration == table and loaded.risk_measure == "harm"
+    assert loaded.threshold_for_risk(0.02) == 0.8
+
+
+def test_an_older_probe_file_without_harm_columns_still_loads(tmp_path):
+    make_probe().save(tmp_path / "p")
+    config = json.loads((tmp_path / "p" / "probe.json").read_text())
+    del config["risk_measure"]
+    config["calibration"] = [{"max_risk": 0.05, "threshold": 0.49}, {"max_risk": 0.1, "threshold": 0.29}]
+    (tmp_path / "p" / "probe.json").write_text(json.dumps(config))
+    loaded = Probe.load(tmp_path / "p").config
+    assert loaded.calibration == [CalibrationPoint(0.05, 0.49), CalibrationPoint(0.1, 0.29)]
+    assert loaded.calibration[0].harm_test is None
+    assert loaded.risk_measure == "premature_exit"  # what such a table certified
+    assert loaded.threshold_for_risk(0.05) == 0.49
+
+
+def test_the_embedded_probe_certifies_harm():
+    from probexit.assets import default_paths
+
+    config = Probe.load(default_paths().probe).config
+    assert config.risk_measure == "harm"
+    assert all(point.harm_calibration is not None and point.harm_test is not None for point in config.calibration)
+    from probexit.training.probe_job import ProbeJobConfig
+
+    assert config.default_threshold == config.threshold_for_risk(ProbeJobConfig().default_max_risk)

@@ -123,13 +123,13 @@ def test_report():
         pytest.param("medium", {}, ExitSettings("probe", 0.8, 5), id="medium-is-the-default"),
         pytest.param(
             "high",
-            {"probe": probe([CalibrationPoint(0.01, 0.97), CalibrationPoint(0.1, 0.6)])},
+            {"probe": probe([CalibrationPoint(0.005, 0.97), CalibrationPoint(0.02, 0.6)])},
             ExitSettings("probe", 0.97, 5),
             id="high-is-a-strict-risk",
         ),
         pytest.param(
             "low",
-            {"probe": probe([CalibrationPoint(0.01, 0.97), CalibrationPoint(0.1, 0.6)])},
+            {"probe": probe([CalibrationPoint(0.005, 0.97), CalibrationPoint(0.02, 0.6)])},
             ExitSettings("probe", 0.6, 5),
             id="low-is-a-loose-risk",
         ),
