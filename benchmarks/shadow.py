@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from probexit.benchmarks.savings import BASELINE, Runner, Setting, cached_runs, served_by
 from probexit.probes.equivalence import MathEquivalence
+from probexit.probes.rules import REQUEST_SETTING
 from probexit.training.problem_files import ProblemRecord
 
 PREFIX = "probexit:shadow_"
@@ -135,8 +136,10 @@ def measured_with_early_exit(savings_dir: Path, sampling: dict, problems: list[P
     thinking = sum(r["reasoning_tokens"] for r in baseline)
     for key, results in runs.items():
         name, _, param = key.partition(":")
-        if name != "probe" or not param.startswith("threshold="):
+        if name != "probe" or not (param.startswith("threshold=") or param == "default"):
             continue
+        # the shadow requests ask for nothing but shadow mode: their own setting is the server's default
+        param = REQUEST_SETTING if param == "default" else param
         changed = sum(
             not (a["answer"] and b["answer"] and equivalence.same(a["answer"], b["answer"]))
             for a, b in zip(results, baseline)

@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass
 RULES = ("probe", "consistency", "confidence", "first", "budget", "oracle", "none")
 NEVER = 1.01  # a threshold that no score reaches (scores are probabilities): the rule never exits
 DEFAULT_THRESHOLD = 0.85  # when neither the request, the server nor the probe file names one
+# Shadow mode judges each request's own setting and the probe at these thresholds (from the same scores).
+SHADOW_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
+REQUEST_SETTING = "request"  # the label of a shadow request's own setting
 
 
 class SettingsError(ValueError):

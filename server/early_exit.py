@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from probexit.probes.answers import final_answer
 from probexit.probes.equivalence import MathEquivalence
 from probexit.probes.probe import Probe
-from probexit.probes.rules import ExitSettings, SettingsError, same_answer
+from probexit.probes.rules import REQUEST_SETTING, SHADOW_THRESHOLDS, ExitSettings, SettingsError, same_answer
 from probexit.probes.runtime import Evaluation
 from probexit.server.engine.events import RequestRecord
 from probexit.server.errors import APIError
@@ -45,9 +45,6 @@ EFFORTS = {
 }
 
 
-# Probe thresholds every shadow request is also judged at: what each would have saved and changed.
-SHADOW_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
-REQUEST_SETTING = "request"  # the shadow outcome of the request's own setting
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 
 from probexit.benchmarks import shadow as bench
 from probexit.cli.main import main
-from probexit.probes.rules import ExitSettings
+from probexit.probes.rules import SHADOW_THRESHOLDS, ExitSettings
 from probexit.probes.runtime import Evaluation
 from probexit.server import early_exit
 from probexit.server.engine.events import RequestRecord
@@ -54,7 +54,7 @@ def test_shadow_requests_count_in_the_metrics(server, client):
     counters = bench.difference(bench.read_counters(server.base_url), before)
     assert counters["requests"][""] == 2
     assert counters["would_exit"]["request"] == 2
-    assert {f"threshold={t}" for t in early_exit.SHADOW_THRESHOLDS} <= set(counters["would_exit"])
+    assert {f"threshold={t}" for t in SHADOW_THRESHOLDS} <= set(counters["would_exit"])
     assert counters["saved_tokens"]["request"] == counters["saved_tokens"]["threshold=0.99"] > 0
     evaluations = server.metric("probexit:probe_evaluations_total", decision="would_exit")
     assert evaluations >= 2
