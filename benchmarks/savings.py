@@ -13,11 +13,11 @@ from right into wrong (harm, the risk `max_risk` bounds) and from wrong into rig
 DIR/runs.jsonl as they finish; a rerun skips finished ones, but only those of the same problems,
 sampling, and served model and probe (the fingerprints in /v1/models).
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +26,9 @@ import numpy as np
 from scipy.stats import beta
 from tqdm import tqdm
 
-from probexit.probes.fingerprint import json_digest
 from probexit.probes.equivalence import MathEquivalence
-from probexit.training.problem_files import ProblemRecord, load_problems
+from probexit.probes.fingerprint import json_digest
+from probexit.training.problem_files import ProblemRecord
 from probexit.training.risk import final_answer
 
 PROBE_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
@@ -57,8 +57,9 @@ def peer_settings(baseline_reasoning_tokens: float) -> list[Setting]:
     budgets = sorted({max(1, int(f * baseline_reasoning_tokens)) for f in BUDGET_FRACTIONS})
     settings += [Setting("budget", f"tokens={b}", {"rule": "budget", "budget": b}) for b in budgets]
     settings += [Setting("consistency", f"k={k}", {"rule": "consistency", "k": k}) for k in CONSISTENCY_KS]
-    settings += [Setting("confidence", f"min_prob={c}", {"rule": "confidence", "threshold": c})
-                 for c in CONFIDENCE_THRESHOLDS]
+    settings += [
+        Setting("confidence", f"min_prob={c}", {"rule": "confidence", "threshold": c}) for c in CONFIDENCE_THRESHOLDS
+    ]
     settings += [Setting("first", "-", {"rule": "first"}), Setting("oracle", "-", None)]
     return settings
 
@@ -95,28 +96,44 @@ class Runner:
         early_exit = {"rule": "oracle", "answer": problem.answer} if setting.name == "oracle" else setting.early_exit
         started = time.monotonic()
         response = await self.client.chat.completions.create(
-            model=self.model, messages=[{"role": "user", "content": problem.question}],
-            seed=self.sampling["seed"] + index, temperature=self.sampling["temperature"],
-            top_p=self.sampling["top_p"], max_tokens=self.sampling["max_tokens"],
-            extra_body=None if early_exit is None else {"early_exit": early_exit})
+            model=self.model,
+            messages=[{"role": "user", "content": problem.question}],
+            seed=self.sampling["seed"] + index,
+            temperature=self.sampling["temperature"],
+            top_p=self.sampling["top_p"],
+            max_tokens=self.sampling["max_tokens"],
+            extra_body=None if early_exit is None else {"early_exit": early_exit},
+        )
         wall = time.monotonic() - started
         choice = response.choices[0]
         report = (choice.model_extra or {}).get("early_exit") or {}
         answer = final_answer(choice.message.content or "")
-        return {"problem": index, "correct": bool(answer) and self.equivalence.same(answer, problem.answer),
-                "answer": answer, "reasoning_tokens": int(report.get("reasoning_tokens", 0)),
-                "completion_tokens": response.usage.completion_tokens, "triggered": bool(report.get("triggered")),
-                "wall_s": wall}
+        return {
+            "problem": index,
+            "correct": bool(answer) and self.equivalence.same(answer, problem.answer),
+            "answer": answer,
+            "reasoning_tokens": int(report.get("reasoning_tokens", 0)),
+            "completion_tokens": response.usage.completion_tokens,
+            "triggered": bool(report.get("triggered")),
+            "wall_s": wall,
+        }
 
 
 def summarize(setting: Setting, results: list[dict], baseline: dict | None, seed: int = 0) -> dict:
     correct = np.array([r["correct"] for r in results], dtype=float)
     reasoning = float(np.mean([r["reasoning_tokens"] for r in results]))
     completion = float(np.mean([r["completion_tokens"] for r in results]))
-    row = {"name": setting.name, "param": setting.param, "accuracy": float(correct.mean()),
-           "accuracy_ci": bootstrap_ci(correct, seed), "mean_reasoning_tokens": reasoning,
-           "mean_completion_tokens": completion, "wall_s": float(np.mean([r["wall_s"] for r in results])),
-           "exits": int(sum(r["triggered"] for r in results)), "n": len(results)}
+    row = {
+        "name": setting.name,
+        "param": setting.param,
+        "accuracy": float(correct.mean()),
+        "accuracy_ci": bootstrap_ci(correct, seed),
+        "mean_reasoning_tokens": reasoning,
+        "mean_completion_tokens": completion,
+        "wall_s": float(np.mean([r["wall_s"] for r in results])),
+        "exits": int(sum(r["triggered"] for r in results)),
+        "n": len(results),
+    }
     if setting.early_exit and "max_risk" in setting.early_exit:
         row["max_risk"] = setting.early_exit["max_risk"]
     if baseline is not None:
@@ -134,8 +151,14 @@ def changed_answers(results: list[dict], baseline_results: list[dict]) -> dict:
     harms = sum(before[r["problem"]] and not r["correct"] for r in results)
     helps = sum(r["correct"] and not before[r["problem"]] for r in results)
     n = len(results)
-    return {"harms": harms, "harm_rate": harms / n, "harm_ci": clopper_pearson(harms, n),
-            "helps": helps, "help_rate": helps / n, "help_ci": clopper_pearson(helps, n)}
+    return {
+        "harms": harms,
+        "harm_rate": harms / n,
+        "harm_ci": clopper_pearson(harms, n),
+        "helps": helps,
+        "help_rate": helps / n,
+        "help_ci": clopper_pearson(helps, n),
+    }
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> list[float]:
@@ -166,8 +189,10 @@ def best_at_no_loss(rows: list[dict], baseline: dict) -> dict | None:
 def dominance(rows: list[dict], baseline: dict) -> dict:
     """For each peer point, whether the probe's curve (with the baseline as its last point) reaches at least
     the peer's accuracy at the peer's token level, interpolating linearly between probe points."""
-    probe = sorted([(r["mean_reasoning_tokens"], r["accuracy"]) for r in rows if r["name"] == "probe"]
-                   + [(baseline["mean_reasoning_tokens"], baseline["accuracy"])])
+    probe = sorted(
+        [(r["mean_reasoning_tokens"], r["accuracy"]) for r in rows if r["name"] == "probe"]
+        + [(baseline["mean_reasoning_tokens"], baseline["accuracy"])]
+    )
     xs, ys = [p[0] for p in probe], [p[1] for p in probe]
     # The curve's upper envelope: at a token level, the best accuracy of any probe setting using no more.
     envelope = np.maximum.accumulate(ys)
@@ -180,10 +205,19 @@ def dominance(rows: list[dict], baseline: dict) -> dict:
                 probe_accuracy = None  # below the probe's cheapest setting: not comparable on this sweep
             else:
                 probe_accuracy = float(np.interp(tokens, xs, envelope))
-            checks.append({"param": param, "tokens": tokens, "accuracy": accuracy, "probe_accuracy": probe_accuracy,
-                           "probe_at_least_as_good": None if probe_accuracy is None else probe_accuracy >= accuracy - 1e-9})
-        verdict[family] = {"points": checks,
-                           "probe_above_everywhere": all(c["probe_at_least_as_good"] is not False for c in checks)}
+            checks.append(
+                {
+                    "param": param,
+                    "tokens": tokens,
+                    "accuracy": accuracy,
+                    "probe_accuracy": probe_accuracy,
+                    "probe_at_least_as_good": None if probe_accuracy is None else probe_accuracy >= accuracy - 1e-9,
+                }
+            )
+        verdict[family] = {
+            "points": checks,
+            "probe_above_everywhere": all(c["probe_at_least_as_good"] is not False for c in checks),
+        }
     return verdict
 
 
@@ -194,19 +228,39 @@ def pareto_plot(rows: list[dict], baseline: dict, oracle: dict, path: Path) -> N
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 5))
-    styles = {"probe": ("tab:red", "o-"), "budget": ("tab:grey", "s--"), "consistency": ("tab:blue", "^--"),
-              "confidence": ("tab:green", "v--"), "first": ("tab:purple", "P")}
+    styles = {
+        "probe": ("tab:red", "o-"),
+        "budget": ("tab:grey", "s--"),
+        "consistency": ("tab:blue", "^--"),
+        "confidence": ("tab:green", "v--"),
+        "first": ("tab:purple", "P"),
+    }
     for family, (colour, style) in styles.items():
         points = sorted((r["mean_reasoning_tokens"], r["accuracy"]) for r in rows if r["name"] == family)
         if points:
             axes.plot(*zip(*points), style, color=colour, label=family, markersize=6, linewidth=1.5)
     default = next((r for r in rows if (r["name"], r["param"]) == (DEFAULT.name, DEFAULT.param)), None)
     if default is not None:
-        axes.plot(default["mean_reasoning_tokens"], default["accuracy"], "o", color="tab:red", markersize=13,
-                  markerfacecolor="none", markeredgewidth=2, label="probe: the server's default")
+        axes.plot(
+            default["mean_reasoning_tokens"],
+            default["accuracy"],
+            "o",
+            color="tab:red",
+            markersize=13,
+            markerfacecolor="none",
+            markeredgewidth=2,
+            label="probe: the server's default",
+        )
     axes.plot(baseline["mean_reasoning_tokens"], baseline["accuracy"], "k*", markersize=14, label="no early exit")
-    axes.plot(oracle["mean_reasoning_tokens"], oracle["accuracy"], "D", color="gold", markeredgecolor="black",
-              markersize=10, label="oracle")
+    axes.plot(
+        oracle["mean_reasoning_tokens"],
+        oracle["accuracy"],
+        "D",
+        color="gold",
+        markeredgecolor="black",
+        markersize=10,
+        label="oracle",
+    )
     axes.set_xlabel("mean reasoning tokens per problem")
     axes.set_ylabel("accuracy")
     axes.set_title("Accuracy against thinking tokens (up and left is better)")
@@ -220,17 +274,30 @@ def pareto_plot(rows: list[dict], baseline: dict, oracle: dict, path: Path) -> N
 def build_report(runs: dict[str, tuple[Setting, list[dict]]], sampling: dict, problems_file: str) -> dict:
     baseline_results = runs[BASELINE.key][1]
     baseline = summarize(BASELINE, baseline_results, None, sampling["seed"])
-    rows = [summarize(setting, results, baseline, sampling["seed"]) | changed_answers(results, baseline_results)
-            for key, (setting, results) in runs.items() if key != BASELINE.key]
+    rows = [
+        summarize(setting, results, baseline, sampling["seed"]) | changed_answers(results, baseline_results)
+        for key, (setting, results) in runs.items()
+        if key != BASELINE.key
+    ]
     oracle = next((r for r in rows if r["name"] == "oracle"), None)
     if oracle is None:
         raise ValueError("the oracle run is missing: the report needs it as the upper bound")
     policies = [r for r in rows if r["name"] != "oracle"]
     best = best_at_no_loss(policies, baseline)
-    share = None if not best or oracle["tokens_saved_pct"] <= 0 else best["tokens_saved_pct"] / oracle["tokens_saved_pct"]
-    return {"problems": problems_file, "n_problems": baseline["n"], "sampling": sampling, "baseline": baseline,
-            "policies": policies, "oracle": oracle, "best_at_no_loss": best,
-            "best_share_of_oracle_saving": share, "dominance": dominance(policies, baseline)}
+    share = (
+        None if not best or oracle["tokens_saved_pct"] <= 0 else best["tokens_saved_pct"] / oracle["tokens_saved_pct"]
+    )
+    return {
+        "problems": problems_file,
+        "n_problems": baseline["n"],
+        "sampling": sampling,
+        "baseline": baseline,
+        "policies": policies,
+        "oracle": oracle,
+        "best_at_no_loss": best,
+        "best_share_of_oracle_saving": share,
+        "dominance": dominance(policies, baseline),
+    }
 
 
 def served_by(card) -> dict:
@@ -252,8 +319,12 @@ def cached_runs(log: Path, sampling: dict, problems: list[ProblemRecord], served
     digest = _problems_digest(problems)
     for line in log.read_text().splitlines():
         record = json.loads(line)
-        if (record.get("sampling") == sampling and record.get("n") == len(problems)
-                and record.get("problems") == digest and record.get("served") == served):
+        if (
+            record.get("sampling") == sampling
+            and record.get("n") == len(problems)
+            and record.get("problems") == digest
+            and record.get("served") == served
+        ):
             done[record["key"]] = record["results"]
         else:
             skipped += 1
@@ -266,8 +337,16 @@ def _problems_digest(problems: list[ProblemRecord]) -> str:
     return json_digest([[p.question, p.answer] for p in problems])
 
 
-async def run_benchmark(base_url: str, api_key: str, problems: list[ProblemRecord], out: Path, sampling: dict,
-                        concurrency: int, problems_file: str, settings: list[Setting] | None = None) -> dict:
+async def run_benchmark(
+    base_url: str,
+    api_key: str,
+    problems: list[ProblemRecord],
+    out: Path,
+    sampling: dict,
+    concurrency: int,
+    problems_file: str,
+    settings: list[Setting] | None = None,
+) -> dict:
     """Run the baseline and every setting (default: the full sweep), write report.json and pareto.png."""
     from openai import APIConnectionError, AsyncOpenAI, BadRequestError
 
@@ -275,7 +354,9 @@ async def run_benchmark(base_url: str, api_key: str, problems: list[ProblemRecor
     try:
         card = (await client.models.list()).data[0]
     except APIConnectionError:
-        raise ValueError(f"cannot reach a server at {base_url}; start one with `probexit serve` or drop --server") from None
+        raise ValueError(
+            f"cannot reach a server at {base_url}; start one with `probexit serve` or drop --server"
+        ) from None
     model, served = card.id, served_by(card)
     runner = Runner(client, model, problems, sampling, concurrency)
     out.mkdir(parents=True, exist_ok=True)
@@ -290,9 +371,19 @@ async def run_benchmark(base_url: str, api_key: str, problems: list[ProblemRecor
                 unavailable[setting.key] = error.message
                 return None
             with open(log, "a") as handle:  # kept if the run is interrupted later
-                handle.write(json.dumps({"key": setting.key, "sampling": sampling, "n": len(problems),
-                                         "problems": _problems_digest(problems), "served": served,
-                                         "results": done[setting.key]}) + "\n")
+                handle.write(
+                    json.dumps(
+                        {
+                            "key": setting.key,
+                            "sampling": sampling,
+                            "n": len(problems),
+                            "problems": _problems_digest(problems),
+                            "served": served,
+                            "results": done[setting.key],
+                        }
+                    )
+                    + "\n"
+                )
         return done[setting.key]
 
     unavailable: dict[str, str] = {}

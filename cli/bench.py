@@ -1,4 +1,5 @@
 """`probexit bench savings|shadow|replay|kernel|load`: benchmarks that write their numbers to JSON."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,6 @@ from pathlib import Path
 from probexit.benchmarks import display_path
 from probexit.cli.errors import CLIError
 from probexit.server.config import API_KEY_ENV
-
 
 NAME, HELP = "bench", "benchmarks: savings, shadow, replay, kernel, load"
 
@@ -41,8 +41,12 @@ def _add_kernel_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=20, help="on CPU: timed calls per path and shape (median)")
     parser.add_argument("--rep-ms", type=int, default=100, help="on GPU: do_bench's milliseconds per measurement")
     parser.add_argument("--peak-gbps", type=float, help="peak memory bandwidth in GB/s (default: table by GPU name)")
-    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16",
-                        help="dtype of the hidden states and the probe")
+    parser.add_argument(
+        "--dtype",
+        choices=("bfloat16", "float16", "float32"),
+        default="bfloat16",
+        help="dtype of the hidden states and the probe",
+    )
     parser.add_argument("--batches", type=int, nargs="+", help="rows per step (default: 1 8 64 256)")
     parser.add_argument("--hidden-sizes", type=int, nargs="+", help="default: 1536 3584 4096 5120 8192")
     parser.add_argument("--widths", type=int, nargs="+", help="probe widths, 0 for linear (default: 0 32 256)")
@@ -60,11 +64,18 @@ def _run_kernel(args) -> int:
     sizes = [s for s in (args.batches, args.hidden_sizes, args.widths) if s]
     if any(value < 0 for values in sizes for value in values):
         raise CLIError("--batches, --hidden-sizes and --widths take non-negative integers")
-    shapes = kernel.default_shapes(args.batches or kernel.BATCHES, args.hidden_sizes or kernel.HIDDEN_SIZES,
-                                   args.widths or kernel.WIDTHS)
-    report = kernel.run_kernel_benchmark(args.out, shapes, dtype=getattr(torch, args.dtype), repeats=args.repeats,
-                                         rep_ms=args.rep_ms, peak_gbps=args.peak_gbps,
-                                         compile_reference=not args.no_compile)
+    shapes = kernel.default_shapes(
+        args.batches or kernel.BATCHES, args.hidden_sizes or kernel.HIDDEN_SIZES, args.widths or kernel.WIDTHS
+    )
+    report = kernel.run_kernel_benchmark(
+        args.out,
+        shapes,
+        dtype=getattr(torch, args.dtype),
+        repeats=args.repeats,
+        rep_ms=args.rep_ms,
+        peak_gbps=args.peak_gbps,
+        compile_reference=not args.no_compile,
+    )
     print("\n".join(kernel.summary_lines(report)))
     print(f"wrote {args.out / 'kernel.json'}")
     return 0
@@ -125,7 +136,9 @@ def _api_key(args) -> str | None:
 
 def _add_savings_arguments(parser) -> None:
     _add_problem_arguments(parser, 'JSONL of {"question", "answer"} (default: the tiny world\'s test split)')
-    parser.add_argument("--out", type=Path, required=True, help="writes DIR/report.json, DIR/pareto.png, DIR/runs.jsonl")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="writes DIR/report.json, DIR/pareto.png, DIR/runs.jsonl"
+    )
     parser.set_defaults(run=_run_savings)
 
 
@@ -136,18 +149,33 @@ def _run_savings(args) -> int:
 
     problems_file, problems, sampling = _problems_and_sampling(args)
     with _server(args.server, args.out) as (base_url, _):
-        report = asyncio.run(savings.run_benchmark(base_url + "/v1", _api_key(args) or "none", problems, args.out,
-                                                   sampling, args.concurrency, display_path(problems_file)))
+        report = asyncio.run(
+            savings.run_benchmark(
+                base_url + "/v1",
+                _api_key(args) or "none",
+                problems,
+                args.out,
+                sampling,
+                args.concurrency,
+                display_path(problems_file),
+            )
+        )
     best = report["best_at_no_loss"]
-    print(f"baseline accuracy {report['baseline']['accuracy']:.3f}, {report['baseline']['mean_reasoning_tokens']:.0f} "
-          f"reasoning tokens; oracle saves {report['oracle']['tokens_saved_pct']:.1f}%")
+    print(
+        f"baseline accuracy {report['baseline']['accuracy']:.3f}, {report['baseline']['mean_reasoning_tokens']:.0f} "
+        f"reasoning tokens; oracle saves {report['oracle']['tokens_saved_pct']:.1f}%"
+    )
     if best:
-        print(f"probe at no loss ({best['param']}): saves {best['tokens_saved_pct']:.1f}% of reasoning tokens, "
-              f"accuracy {best['accuracy_delta_pts']:+.1f} points")
+        print(
+            f"probe at no loss ({best['param']}): saves {best['tokens_saved_pct']:.1f}% of reasoning tokens, "
+            f"accuracy {best['accuracy_delta_pts']:+.1f} points"
+        )
     default = next((r for r in report["policies"] if (r["name"], r["param"]) == ("probe", "default")), None)
     if default:
-        print(f"the server's default: saves {default['tokens_saved_pct']:.1f}% of reasoning tokens, accuracy "
-              f"{default['accuracy_delta_pts']:+.1f} points, {default['harms']} answers turned from right into wrong")
+        print(
+            f"the server's default: saves {default['tokens_saved_pct']:.1f}% of reasoning tokens, accuracy "
+            f"{default['accuracy_delta_pts']:+.1f} points, {default['harms']} answers turned from right into wrong"
+        )
     print(f"wrote {args.out / 'report.json'} and {args.out / 'pareto.png'}")
     return 0
 
@@ -163,17 +191,28 @@ def _default_problems() -> Path:
 
 def _add_load_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="writes DIR/load.json")
-    parser.add_argument("--server", default=None, help="base URL of a running server (default: start the embedded "
-                                                       "one, or `probexit serve SERVE_FLAGS`)")
+    parser.add_argument(
+        "--server",
+        default=None,
+        help="base URL of a running server (default: start the embedded one, or `probexit serve SERVE_FLAGS`)",
+    )
     parser.add_argument("--api-key", default=None, help="the server's key (default: $PROBEXIT_API_KEY)")
     parser.add_argument("--concurrency", type=int, default=64, help="streaming requests in flight at once")
-    parser.add_argument("--rounds", type=int, default=5, help="overhead rounds (each: early exit never firing, "
-                                                              "then disabled, in alternating order)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="overhead rounds (each: early exit never firing, then disabled, in alternating order)",
+    )
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("serve_flags", nargs="*", metavar="SERVE_FLAGS",
-                        help="after `--`: flags for the started `probexit serve` (e.g. --model M --probe P)")
+    parser.add_argument(
+        "serve_flags",
+        nargs="*",
+        metavar="SERVE_FLAGS",
+        help="after `--`: flags for the started `probexit serve` (e.g. --model M --probe P)",
+    )
     parser.set_defaults(run=_run_load)
 
 
@@ -188,9 +227,17 @@ def _run_load(args) -> int:
         raise CLIError("flags after `--` configure the server this benchmark starts; drop them or --server")
     with _server(args.server, args.out, args.serve_flags) as (base_url, started):
         pid = started.pop("pid", None)
-        report = asyncio.run(load.run_benchmark(
-            base_url, _api_key(args), concurrency=args.concurrency, rounds=args.rounds, seed=args.seed,
-            sampling={"max_tokens": args.max_tokens, "temperature": args.temperature}, server_pid=pid))
+        report = asyncio.run(
+            load.run_benchmark(
+                base_url,
+                _api_key(args),
+                concurrency=args.concurrency,
+                rounds=args.rounds,
+                seed=args.seed,
+                sampling={"max_tokens": args.max_tokens, "temperature": args.temperature},
+                server_pid=pid,
+            )
+        )
     report["server"] = {"url": base_url, "started_here": args.server is None, **started}
     path = load.write_report(report, args.out)
     print("\n".join(load.summary_lines(report)))
@@ -199,15 +246,27 @@ def _run_load(args) -> int:
 
 
 def _add_replay_arguments(parser) -> None:
-    parser.add_argument("--traces", type=Path, required=True, metavar="FILE",
-                        help='JSONL: {"completion", "answer", "id"?} or chat responses (reasoning_content or '
-                             'reasoning beside content) with the gold "answer"')
+    parser.add_argument(
+        "--traces",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help='JSONL: {"completion", "answer", "id"?} or chat responses (reasoning_content or '
+        'reasoning beside content) with the gold "answer"',
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="writes DIR/report.json, DIR/replay.png")
-    parser.add_argument("--tokenizer", default=None, metavar="NAME_OR_PATH",
-                        help="measure in this tokenizer's tokens (default: characters)")
-    parser.add_argument("--extractors", default="reasoning",
-                        help="answer extractors, in order (comma-separated): reasoning for real reasoning models' "
-                             "prose (default), the tiny world's tinyworld,boxed,answer_is")
+    parser.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="measure in this tokenizer's tokens (default: characters)",
+    )
+    parser.add_argument(
+        "--extractors",
+        default="reasoning",
+        help="answer extractors, in order (comma-separated): reasoning for real reasoning models' "
+        "prose (default), the tiny world's tinyworld,boxed,answer_is",
+    )
     parser.set_defaults(run=_run_replay)
 
 
@@ -227,13 +286,25 @@ def _run_replay(args) -> int:
 
 def _add_shadow_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="writes DIR/shadow.json")
-    parser.add_argument("--url", default=None, help="a server running with --shadow-rate: only read its metrics "
-                                                    "(the estimates cover every shadow request since it started)")
-    _add_problem_arguments(parser, 'without --url: send these problems in shadow mode first (JSONL of {"question", '
-                                   '"answer"}; default: the tiny world\'s test split), with the sampling below')
-    parser.add_argument("--savings", type=Path, default=None, metavar="DIR",
-                        help="a `probexit bench savings` --out folder of the same problems and sampling: put what it "
-                             "measured with early exit on beside the estimates")
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="a server running with --shadow-rate: only read its metrics "
+        "(the estimates cover every shadow request since it started)",
+    )
+    _add_problem_arguments(
+        parser,
+        'without --url: send these problems in shadow mode first (JSONL of {"question", '
+        '"answer"}; default: the tiny world\'s test split), with the sampling below',
+    )
+    parser.add_argument(
+        "--savings",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a `probexit bench savings` --out folder of the same problems and sampling: put what it "
+        "measured with early exit on beside the estimates",
+    )
     parser.set_defaults(run=_run_shadow)
 
 
@@ -253,14 +324,20 @@ def _run_shadow(args) -> int:
             asyncio.run(shadow.send_shadow(base_url, _api_key(args) or "none", problems, sampling, args.concurrency))
             counters = shadow.difference(shadow.read_counters(base_url), before)
             served = asyncio.run(shadow.served(base_url, _api_key(args) or "none"))
-        report = {"problems": display_path(problems_file), "n_problems": len(problems), "sampling": sampling,
-                  "estimates": shadow.estimates(counters)}
+        report = {
+            "problems": display_path(problems_file),
+            "n_problems": len(problems),
+            "sampling": sampling,
+            "estimates": shadow.estimates(counters),
+        }
         if args.savings is not None:
             measured = shadow.measured_with_early_exit(args.savings, sampling, problems, served)
             report["compared_with_early_exit_on"] = shadow.side_by_side(report["estimates"], measured)
     if not report["estimates"]["shadow_requests"]:
-        raise CLIError("no shadow requests in the server's metrics: start it with --shadow-rate R, or send "
-                       'requests with early_exit {"shadow": true}')
+        raise CLIError(
+            "no shadow requests in the server's metrics: start it with --shadow-rate R, or send "
+            'requests with early_exit {"shadow": true}'
+        )
     path = shadow.write_report(report, args.out)
     print("\n".join(shadow.summary_lines(report)))
     print(f"wrote {path}")

@@ -1,16 +1,14 @@
 """`probexit train probe|empo|advrm`: the training jobs. Each writes DIR/metrics.json."""
+
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from probexit.cli.errors import CLIError
 from probexit.cli.flags import add_config_flags, config_values
-
 
 NAME, HELP = "train", "training jobs: probe, empo, advrm"
 
@@ -31,10 +29,16 @@ def add_engine_flags(parser) -> None:
     group.add_argument("--tensor-parallel-size", type=int)
     group.add_argument("--max-model-len", type=int)
     group.add_argument("--gpu-memory-utilization", type=float)
-    group.add_argument("--enforce-eager", action="store_true", default=None,
-                       help="skip torch.compile/CUDA graphs (faster start)")
-    group.add_argument("--engine-arg", action="append", default=[], metavar="KEY=JSON",
-                       help="any other vLLM engine argument, e.g. --engine-arg max_num_seqs=64")
+    group.add_argument(
+        "--enforce-eager", action="store_true", default=None, help="skip torch.compile/CUDA graphs (faster start)"
+    )
+    group.add_argument(
+        "--engine-arg",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="any other vLLM engine argument, e.g. --engine-arg max_num_seqs=64",
+    )
 
 
 ENGINE_FLAGS = ("dtype", "tensor_parallel_size", "max_model_len", "gpu_memory_utilization", "enforce_eager")
@@ -82,24 +86,38 @@ def run_probe(args) -> int:
 
     sampling = SamplingConfig(**config_values(args, SamplingConfig))
     policy = BoundaryPolicyConfig(**config_values(args, BoundaryPolicyConfig))
-    config = ProbeJobConfig(**config_values(args, ProbeJobConfig), sampling=sampling,
-                            grid=QUICK_GRID if args.quick else FitGrid(), boundary_policy=policy,
-                            split_seed=sampling.seed)
-    equivalence = make_equivalence(config.labeler, config.judge_url, config.judge_model,
-                                   os.environ.get(JUDGE_API_KEY_ENV, "EMPTY"))
+    config = ProbeJobConfig(
+        **config_values(args, ProbeJobConfig),
+        sampling=sampling,
+        grid=QUICK_GRID if args.quick else FitGrid(),
+        boundary_policy=policy,
+        split_seed=sampling.seed,
+    )
+    equivalence = make_equivalence(
+        config.labeler, config.judge_url, config.judge_model, os.environ.get(JUDGE_API_KEY_ENV, "EMPTY")
+    )
     model_dir = resolve_model_dir(args.model)
     from probexit.server.engine.offline import OfflineEngine
 
-    with OfflineEngine(model_dir, boundary_policy=policy.to_json(), seed=sampling.seed, **engine_kwargs(args)) as engine:
+    with OfflineEngine(
+        model_dir, boundary_policy=policy.to_json(), seed=sampling.seed, **engine_kwargs(args)
+    ) as engine:
         metrics = run_probe_job(engine, model_dir, problems, equivalence, args.out, config, model_name=args.model)
-    print(f"probe: ROC-AUC {metrics['roc_auc']:.3f}, ECE {metrics['ece']:.3f} on {metrics['n_test']} held-out "
-          f"boundaries; written to {args.out / 'probe'}")
+    print(
+        f"probe: ROC-AUC {metrics['roc_auc']:.3f}, ECE {metrics['ece']:.3f} on {metrics['n_test']} held-out "
+        f"boundaries; written to {args.out / 'probe'}"
+    )
     if metrics["default_threshold_max_risk"] is None:
-        print("probexit: warning: no threshold could be certified for any max_risk (too few calibration traces or "
-              "too much harm), so the probe's default never exits; give more problems", file=sys.stderr)
+        print(
+            "probexit: warning: no threshold could be certified for any max_risk (too few calibration traces or "
+            "too much harm), so the probe's default never exits; give more problems",
+            file=sys.stderr,
+        )
     else:
-        print(f"default threshold {metrics['default_threshold']} (certified for max_risk "
-              f"{metrics['default_threshold_max_risk']}: answers turned from right into wrong)")
+        print(
+            f"default threshold {metrics['default_threshold']} (certified for max_risk "
+            f"{metrics['default_threshold_max_risk']}: answers turned from right into wrong)"
+        )
     return 0
 
 
@@ -107,18 +125,36 @@ def add_empo_parser(jobs) -> None:
     from probexit.training.empo import EMPOConfig
     from probexit.training.empo_eval import EvalConfig
 
-    job = jobs.add_parser("empo", help="EMPO: unsupervised RL that rewards semantic agreement",
-                          description="Train a policy with EMPO (no gold answers), evaluate it before and after "
-                                      "through vLLM, and compare with supervised GRPO at the same settings.")
+    job = jobs.add_parser(
+        "empo",
+        help="EMPO: unsupervised RL that rewards semantic agreement",
+        description="Train a policy with EMPO (no gold answers), evaluate it before and after "
+        "through vLLM, and compare with supervised GRPO at the same settings.",
+    )
     job.add_argument("--model", required=True, help="base policy: model folder (Hugging Face format) or hub id")
-    job.add_argument("--problems", required=True, type=Path,
-                     help='JSONL of {"question"} (answers, when present, only feed the supervised baseline)')
-    job.add_argument("--out", required=True, type=Path,
-                     help="output folder: metrics.json, policy/, checkpoints/ (a rerun resumes), supervised/")
-    job.add_argument("--eval-problems", type=Path,
-                     help='held-out JSONL of {"question", "answer"} for the before/after evaluation (none: skipped)')
-    job.add_argument("--no-supervised-baseline", dest="supervised_baseline", action="store_false",
-                     help="skip the supervised GRPO baseline")
+    job.add_argument(
+        "--problems",
+        required=True,
+        type=Path,
+        help='JSONL of {"question"} (answers, when present, only feed the supervised baseline)',
+    )
+    job.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder: metrics.json, policy/, checkpoints/ (a rerun resumes), supervised/",
+    )
+    job.add_argument(
+        "--eval-problems",
+        type=Path,
+        help='held-out JSONL of {"question", "answer"} for the before/after evaluation (none: skipped)',
+    )
+    job.add_argument(
+        "--no-supervised-baseline",
+        dest="supervised_baseline",
+        action="store_false",
+        help="skip the supervised GRPO baseline",
+    )
     add_config_flags(job.add_argument_group("EMPO"), EMPOConfig)
     add_config_flags(job.add_argument_group("evaluation"), EvalConfig, prefix="eval-", exclude=("seed", "think_end"))
     add_engine_flags(job)
@@ -126,27 +162,38 @@ def add_empo_parser(jobs) -> None:
 
 
 def run_empo(args) -> int:
+    from probexit.probes.equivalence import JUDGE_API_KEY_ENV
     from probexit.training.empo import EMPOConfig, TrainingCollapsed
     from probexit.training.empo_eval import EvalConfig
     from probexit.training.empo_job import EMPOJob
-    from probexit.probes.equivalence import JUDGE_API_KEY_ENV
     from probexit.training.problem_files import load_problems
 
     config = EMPOConfig(**config_values(args, EMPOConfig))
-    eval_config = EvalConfig(**config_values(args, EvalConfig, prefix="eval-"), seed=config.seed,
-                             think_end=config.think_end)
+    eval_config = EvalConfig(
+        **config_values(args, EvalConfig, prefix="eval-"), seed=config.seed, think_end=config.think_end
+    )
     eval_problems = load_problems(args.eval_problems, require_answers=False) if args.eval_problems else None
-    job = EMPOJob(resolve_model_dir(args.model), load_problems(args.problems, require_answers=False), args.out,
-                  config, eval_problems, eval_config, engine_kwargs(args), args.supervised_baseline,
-                  os.environ.get(JUDGE_API_KEY_ENV, "EMPTY"))
+    job = EMPOJob(
+        resolve_model_dir(args.model),
+        load_problems(args.problems, require_answers=False),
+        args.out,
+        config,
+        eval_problems,
+        eval_config,
+        engine_kwargs(args),
+        args.supervised_baseline,
+        os.environ.get(JUDGE_API_KEY_ENV, "EMPTY"),
+    )
     try:
         metrics = job.run()
     except TrainingCollapsed as collapse:
         print(f"probexit: {collapse}", file=sys.stderr)
         return 3
-    print(f"empo: {metrics['steps']} steps; greedy accuracy {_pct(metrics['accuracy_before'])} -> "
-          f"{_pct(metrics['accuracy_after'])} (supervised GRPO {_pct(metrics['accuracy_supervised_grpo'])}); "
-          f"written to {args.out / 'metrics.json'}")
+    print(
+        f"empo: {metrics['steps']} steps; greedy accuracy {_pct(metrics['accuracy_before'])} -> "
+        f"{_pct(metrics['accuracy_after'])} (supervised GRPO {_pct(metrics['accuracy_supervised_grpo'])}); "
+        f"written to {args.out / 'metrics.json'}"
+    )
     for warning in metrics["warnings"]:
         print(f"probexit: warning: {warning}", file=sys.stderr)
     return 0
@@ -172,81 +219,75 @@ def resolve_model_dir(model: str) -> Path:
 
 
 # -- advrm ------------------------------------------------------------------------------------------------------
-ADVRM_GROUPS = (("", "AdvRMConfig"), ("rm-", "reward_models"), ("attack-", "attack"), ("rlhf-", "rlhf"))
+def _advrm_parts():
+    """Each part of an Adv-RM run's settings: its flag prefix, its AdvRMConfig field and its class."""
+    from probexit.training.advrm import AdvRMConfig
+    from probexit.training.advrm_attack import AttackSettings
+    from probexit.training.advrm_rewards import RewardModelSettings
+    from probexit.training.advrm_rlhf import RLHFSettings
+
+    return (
+        ("rm-", "reward_models", RewardModelSettings),
+        ("attack-", "attack", AttackSettings),
+        ("rlhf-", "rlhf", RLHFSettings),
+    ), AdvRMConfig
 
 
 def add_advrm_parser(jobs) -> None:
-    job = jobs.add_parser("advrm", help="Adv-RM: reward models hardened with adversarial examples",
-                          description="Train a target reward model and its ensemble from the policy's graded answers, "
-                                      "attack it with an adversarial policy (GRPO), add what the attack finds as "
-                                      "rejected answers, repeat; then compare RLHF against the standard and the "
-                                      "hardened reward model. Writes DIR/metrics.json, DIR/reward/ and DIR/rlhf.png.")
+    job = jobs.add_parser(
+        "advrm",
+        help="Adv-RM: reward models hardened with adversarial examples",
+        description="Train a target reward model and its ensemble from the policy's graded answers, "
+        "attack it with an adversarial policy (GRPO), add what the attack finds as "
+        "rejected answers, repeat; then compare RLHF against the standard and the "
+        "hardened reward model. Writes DIR/metrics.json, DIR/reward/ and DIR/rlhf.png.",
+    )
     job.add_argument("--policy", required=True, help="the policy: model folder (Hugging Face format) or hub id")
     job.add_argument("--problems", required=True, type=Path, help='train JSONL of {"question", "answer"}')
-    job.add_argument("--eval-problems", required=True, type=Path,
-                     help='held-out JSONL of {"question", "answer"} (accuracy, calibration, attack evaluation)')
-    job.add_argument("--out", required=True, type=Path,
-                     help="output folder: metrics.json, reward/, rlhf.png, work/ (a rerun resumes)")
-    for prefix, name in ADVRM_GROUPS:
-        cls = _advrm_settings_class(name)
-        group = job.add_argument_group(name if prefix else "Adv-RM")
-        for item in fields(cls):
-            if item.name in ("reward_models", "attack", "rlhf", "seed"):
-                continue
-            flag = "--" + prefix + item.name.replace("_", "-")
-            default = item.default
-            if isinstance(default, bool):
-                group.add_argument(flag, dest=prefix + item.name, action=argparse.BooleanOptionalAction,
-                                   default=default, help=_field_doc(cls, item.name))
-            else:
-                group.add_argument(flag, dest=prefix + item.name, type=type(default), default=default,
-                                   metavar=type(default).__name__.upper(),
-                                   help=f"{_field_doc(cls, item.name)} (default: {default})")
+    job.add_argument(
+        "--eval-problems",
+        required=True,
+        type=Path,
+        help='held-out JSONL of {"question", "answer"} (accuracy, calibration, attack evaluation)',
+    )
+    job.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder: metrics.json, reward/, rlhf.png, work/ (a rerun resumes)",
+    )
+    parts, config_class = _advrm_parts()
+    add_config_flags(job.add_argument_group("Adv-RM"), config_class)
+    for prefix, name, cls in parts:
+        add_config_flags(job.add_argument_group(name), cls, prefix=prefix, exclude=("seed",))
     job.add_argument("--seed", type=int, default=0, help="seed of data, sampling and training (every part)")
     add_engine_flags(job)
     job.set_defaults(run=run_advrm)
 
 
 def run_advrm(args) -> int:
-    from probexit.training.advrm import AdvRMConfig
     from probexit.training.advrm import run_advrm as run_job
     from probexit.training.problem_files import load_problems
 
-    parts = {name: _advrm_settings_class(name)(**_values(args, prefix, _advrm_settings_class(name)), seed=args.seed)
-             for prefix, name in ADVRM_GROUPS[1:]}
-    config = AdvRMConfig(**{**_values(args, "", AdvRMConfig), "seed": args.seed}, **parts)
-    metrics = run_job(resolve_model_dir(args.policy), load_problems(args.problems), load_problems(args.eval_problems),
-                      args.out, config, engine_kwargs(args))
+    parts, config_class = _advrm_parts()
+    settings = {name: cls(**config_values(args, cls, prefix=prefix), seed=args.seed) for prefix, name, cls in parts}
+    config = config_class(**config_values(args, config_class), seed=args.seed, **settings)
+    metrics = run_job(
+        resolve_model_dir(args.policy),
+        load_problems(args.problems),
+        load_problems(args.eval_problems),
+        args.out,
+        config,
+        engine_kwargs(args),
+    )
     before, after = metrics["attack_success_before"], metrics["attack_success_after"]
-    print(f"advrm: attack success {_pct(before['standard'])} before, "
-          f"{' -> '.join(_pct(r['standard']) for r in after) or 'n/a'} after hardening; preference accuracy "
-          f"{_pct(metrics['preference_accuracy_before'])} -> {_pct(metrics['preference_accuracy_after'])}; hacking "
-          f"step {metrics['hacking_step_standard']} (standard) vs {metrics['hacking_step_advrm']} (Adv-RM); "
-          f"written to {args.out / 'metrics.json'}")
+    print(
+        f"advrm: attack success {_pct(before['standard'])} before, "
+        f"{' -> '.join(_pct(r['standard']) for r in after) or 'n/a'} after hardening; preference accuracy "
+        f"{_pct(metrics['preference_accuracy_before'])} -> {_pct(metrics['preference_accuracy_after'])}; hacking "
+        f"step {metrics['hacking_step_standard']} (standard) vs {metrics['hacking_step_advrm']} (Adv-RM); "
+        f"written to {args.out / 'metrics.json'}"
+    )
     for warning in metrics["warnings"]:
         print(f"probexit: warning: {warning}", file=sys.stderr)
     return 0
-
-
-def _advrm_settings_class(name: str):
-    from probexit.training.advrm import AdvRMConfig
-
-    return AdvRMConfig if name == "AdvRMConfig" else type(getattr(AdvRMConfig(), name))
-
-
-def _values(args, prefix: str, cls) -> dict:
-    return {item.name: getattr(args, prefix + item.name) for item in fields(cls) if hasattr(args, prefix + item.name)}
-
-
-def _field_doc(cls, name: str) -> str:
-    """The docstring written under a dataclass field (the config classes document every field that way)."""
-    import ast
-    import inspect
-    import textwrap
-
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
-    for statement, following in zip(body, body[1:]):
-        if isinstance(statement, ast.AnnAssign) and getattr(statement.target, "id", None) == name \
-                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
-            return " ".join(str(following.value.value).split()).replace("%", "%%")
-    return ""

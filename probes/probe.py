@@ -6,6 +6,7 @@ that turns a tolerated risk into a threshold). Loading checks it against the ser
 and refuses a mismatch in one sentence, because a probe read from another model's hidden states would
 score noise with confidence.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,7 +64,9 @@ class ProbeConfig:
 
     def __post_init__(self):
         if self.kind not in ("linear", "mlp") or (self.kind == "linear") != (self.width == 0):
-            raise ProbeFileError(f"probe kind {self.kind!r} with width {self.width} is not a linear (0) or mlp (>0) probe")
+            raise ProbeFileError(
+                f"probe kind {self.kind!r} with width {self.width} is not a linear (0) or mlp (>0) probe"
+            )
         if not 0.0 <= self.default_threshold <= NEVER:
             raise ProbeFileError(f"probe default threshold {self.default_threshold} lies outside [0, {NEVER}]")
         if self.risk_measure not in RISK_MEASURES:
@@ -72,7 +75,9 @@ class ProbeConfig:
     def threshold_for_risk(self, max_risk: float) -> float:
         """The threshold certified for a tolerated risk (the largest table risk <= max_risk)."""
         if not self.calibration:
-            raise ValueError("this probe has no calibration table, so early_exit.max_risk cannot be used; give a threshold")
+            raise ValueError(
+                "this probe has no calibration table, so early_exit.max_risk cannot be used; give a threshold"
+            )
         eligible = [point for point in self.calibration if point.max_risk <= max_risk + 1e-12]
         if not eligible:
             return NEVER  # stricter than any certified level
@@ -86,10 +91,15 @@ class ProbeConfig:
     @classmethod
     def from_json(cls, data: dict) -> "ProbeConfig":
         if data.get("format") != FORMAT_NAME or data.get("version") != FORMAT_VERSION:
-            raise ProbeFileError(f"not a {FORMAT_NAME} v{FORMAT_VERSION} file (format={data.get('format')!r}, version={data.get('version')!r})")
+            raise ProbeFileError(
+                f"not a {FORMAT_NAME} v{FORMAT_VERSION} file (format={data.get('format')!r}, "
+                f"version={data.get('version')!r})"
+            )
         try:
             return cls(
-                kind=data["kind"], hidden_size=int(data["hidden_size"]), width=int(data["width"]),
+                kind=data["kind"],
+                hidden_size=int(data["hidden_size"]),
+                width=int(data["width"]),
                 model=ModelIdentity(**data["model"]),
                 boundary_policy=BoundaryPolicyConfig.from_json(data.get("boundary_policy", {})),
                 default_threshold=float(data.get("default_threshold", DEFAULT_THRESHOLD)),
@@ -111,8 +121,10 @@ class ProbeModel(torch.nn.Module):
         self.register_buffer("mean", mean.float().clone())  # (H,)
         self.register_buffer("scale", scale.float().clamp_min(1e-6).clone())  # (H,)
         self.width = width
-        self.net = torch.nn.Linear(hidden_size, 1) if width == 0 else torch.nn.Sequential(
-            torch.nn.Linear(hidden_size, width), torch.nn.ReLU(), torch.nn.Linear(width, 1)
+        self.net = (
+            torch.nn.Linear(hidden_size, 1)
+            if width == 0
+            else torch.nn.Sequential(torch.nn.Linear(hidden_size, width), torch.nn.ReLU(), torch.nn.Linear(width, 1))
         )
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -123,8 +135,14 @@ class ProbeModel(torch.nn.Module):
             layer = self.net
             return ProbeWeights.from_tensors(self.mean, self.scale, layer.weight[0].detach(), layer.bias.detach())
         first, _, second = self.net
-        return ProbeWeights.from_tensors(self.mean, self.scale, first.weight.detach().T, first.bias.detach(),
-                                         second.weight[0].detach(), second.bias.detach())
+        return ProbeWeights.from_tensors(
+            self.mean,
+            self.scale,
+            first.weight.detach().T,
+            first.bias.detach(),
+            second.weight[0].detach(),
+            second.bias.detach(),
+        )
 
 
 @dataclass
@@ -135,8 +153,11 @@ class Probe:
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {name: getattr(self.weights, name).detach().float().cpu().contiguous()
-                   for name in ("mean", "scale", "w1", "b1", "w2", "b2") if getattr(self.weights, name) is not None}
+        tensors = {
+            name: getattr(self.weights, name).detach().float().cpu().contiguous()
+            for name in ("mean", "scale", "w1", "b1", "w2", "b2")
+            if getattr(self.weights, name) is not None
+        }
         save_file(tensors, str(directory / WEIGHTS_FILE))
         (directory / CONFIG_FILE).write_text(json.dumps(self.config.to_json(), indent=2) + "\n")
 
@@ -151,12 +172,16 @@ class Probe:
             raise ProbeFileError(f"probe config {directory / CONFIG_FILE} is not valid JSON: {error}") from error
         try:
             tensors = load_file(str(directory / WEIGHTS_FILE))
-            weights = ProbeWeights.from_tensors(*(tensors.get(name) for name in ("mean", "scale", "w1", "b1", "w2", "b2")))
+            weights = ProbeWeights.from_tensors(
+                *(tensors.get(name) for name in ("mean", "scale", "w1", "b1", "w2", "b2"))
+            )
         except Exception as error:  # safetensors raises its own types for truncated or garbled files
             raise ProbeFileError(f"probe weights {directory / WEIGHTS_FILE} are corrupt: {error}") from error
         if weights.hidden_size != config.hidden_size or weights.width != config.width:
-            raise ProbeFileError(f"probe weights (hidden {weights.hidden_size}, width {weights.width}) disagree with "
-                                 f"{CONFIG_FILE} (hidden {config.hidden_size}, width {config.width})")
+            raise ProbeFileError(
+                f"probe weights (hidden {weights.hidden_size}, width {weights.width}) disagree with "
+                f"{CONFIG_FILE} (hidden {config.hidden_size}, width {config.width})"
+            )
         if not all(math.isfinite(v) for v in torch.cat([t.flatten() for t in tensors.values()]).tolist()):
             raise ProbeFileError(f"probe weights {directory / WEIGHTS_FILE} contain NaN or infinite values")
         return cls(config, weights)
@@ -165,5 +190,7 @@ class Probe:
         """Refuse, in one sentence, a probe trained on another model."""
         problem = self.config.model.mismatch(served)
         if problem:
-            raise ProbeFileError(f"the probe was trained on {self.config.model.name!r} but the served model "
-                                 f"{served.name!r} differs ({problem}); train a probe for this model with `probexit train probe`")
+            raise ProbeFileError(
+                f"the probe was trained on {self.config.model.name!r} but the served model "
+                f"{served.name!r} differs ({problem}); train a probe for this model with `probexit train probe`"
+            )

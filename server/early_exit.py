@@ -45,8 +45,6 @@ EFFORTS = {
 }
 
 
-
-
 @dataclass(frozen=True)
 class ExitDefaults:
     """The server's side of the resolution."""

@@ -16,6 +16,7 @@ checkpoints. A rerun may also extend a finished run: more `--rounds` (until its 
 which read the last round's model) or the RLHF runs a `--no-run-rlhf` run left out. The attack's success rates
 and adversarial examples are defined in `advrm_attack`, the hacking rule in `advrm_rlhf`.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,16 @@ from pathlib import Path
 from probexit.rewards.manifest import read_manifest, write_manifest
 from probexit.training import advrm_attack as attack
 from probexit.training import advrm_rlhf as rlhf
-from probexit.training.advrm_rewards import (Pair, RewardModelSettings, Sample, backbone_source, ensemble_source,
-                                            pair_accuracy, preference_pairs, train_round)
+from probexit.training.advrm_rewards import (
+    Pair,
+    RewardModelSettings,
+    Sample,
+    backbone_source,
+    ensemble_source,
+    pair_accuracy,
+    preference_pairs,
+    train_round,
+)
 from probexit.training.grading import grade
 from probexit.training.problem_files import ProblemRecord
 
@@ -47,34 +56,55 @@ class AdvRMConfig:
     """Settings of a whole Adv-RM run. The defaults take about 20-30 minutes for the tiny world on 2 free
     CPU cores (see the README's Adv-RM section for what each stage costs)."""
 
-    train_questions: int = 240
-    """Train questions the policy answers for the preference pairs (the first ones of the file)."""
-    eval_questions: int = 100
-    """Held-out questions: preference accuracy, calibration, the floor, and attack evaluation."""
-    samples_per_question: int = 4
-    """Policy answers per question."""
-    temperature: float = 1.0
-    """Sampling temperature of those answers (1.0: the policy's honest mix of right and wrong)."""
-    max_tokens: int = 384
-    """Longest sampled answer in tokens."""
-    pairs_per_question: int = 4
-    """At most this many preference pairs per question."""
-    rounds: int = 2
-    """Rounds of adversarial training (attacks: rounds + 1, the last one measuring the hardened model)."""
-    adversarial_repeat: int = 2
-    """Each adversarial pair appears this many times in reward training (they are few beside the others)."""
-    max_adversarial: int = 300
-    """At most this many adversarial examples are kept per round (highest target reward first)."""
-    run_rlhf: bool = True
-    """Run the RLHF stability experiment (two GRPO runs)."""
+    train_questions: int = field(
+        default=240,
+        metadata={"help": "Train questions the policy answers for the preference pairs (the first ones of the file)."},
+    )
+    eval_questions: int = field(
+        default=100,
+        metadata={"help": "Held-out questions: preference accuracy, calibration, the floor, and attack evaluation."},
+    )
+    samples_per_question: int = field(default=4, metadata={"help": "Policy answers per question."})
+    temperature: float = field(
+        default=1.0,
+        metadata={"help": "Sampling temperature of those answers (1.0: the policy's honest mix of right and wrong)."},
+    )
+    max_tokens: int = field(default=384, metadata={"help": "Longest sampled answer in tokens."})
+    pairs_per_question: int = field(default=4, metadata={"help": "At most this many preference pairs per question."})
+    rounds: int = field(
+        default=2,
+        metadata={
+            "help": ("Rounds of adversarial training (attacks: rounds + 1, the last one measuring the hardened model).")
+        },
+    )
+    adversarial_repeat: int = field(
+        default=2,
+        metadata={
+            "help": (
+                "Each adversarial pair appears this many times in reward training (they are few beside the others)."
+            )
+        },
+    )
+    max_adversarial: int = field(
+        default=300,
+        metadata={"help": "At most this many adversarial examples are kept per round (highest target reward first)."},
+    )
+    run_rlhf: bool = field(default=True, metadata={"help": "Run the RLHF stability experiment (two GRPO runs)."})
     seed: int = 0
     reward_models: RewardModelSettings = field(default_factory=RewardModelSettings)
     attack: attack.AttackSettings = field(default_factory=attack.AttackSettings)
     rlhf: rlhf.RLHFSettings = field(default_factory=rlhf.RLHFSettings)
 
     def __post_init__(self):
-        for name in ("train_questions", "eval_questions", "samples_per_question", "max_tokens", "pairs_per_question",
-                     "adversarial_repeat", "max_adversarial"):
+        for name in (
+            "train_questions",
+            "eval_questions",
+            "samples_per_question",
+            "max_tokens",
+            "pairs_per_question",
+            "adversarial_repeat",
+            "max_adversarial",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.samples_per_question < 2:
@@ -84,9 +114,16 @@ class AdvRMConfig:
 
 
 class AdvRMJob:
-    def __init__(self, policy_dir: Path, train_problems: list[ProblemRecord], eval_problems: list[ProblemRecord],
-                 out: Path, config: AdvRMConfig = AdvRMConfig(), engine_kwargs: dict | None = None,
-                 log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        policy_dir: Path,
+        train_problems: list[ProblemRecord],
+        eval_problems: list[ProblemRecord],
+        out: Path,
+        config: AdvRMConfig = AdvRMConfig(),
+        engine_kwargs: dict | None = None,
+        log: Callable[[str], None] = print,
+    ):
         if any(p.answer is None for p in train_problems + eval_problems):
             raise ValueError("Adv-RM needs gold answers for every problem (they grade the preference pairs)")
         if len(train_problems) < 1 or len(eval_problems) < 1:
@@ -111,8 +148,11 @@ class AdvRMJob:
         for k in range(self.config.rounds + 1):
             reward = self.stage(f"round{k}_reward", partial(self.reward_round, k))
             attacked = self.stage(f"round{k}_attack", partial(self.attack_round, k))
-            found = self.stage(f"round{k}_adversarial", partial(self.collect_adversarial, k)) \
-                if k < self.config.rounds else {"n_adversarial": 0, "failure_modes": {}}
+            found = (
+                self.stage(f"round{k}_adversarial", partial(self.collect_adversarial, k))
+                if k < self.config.rounds
+                else {"n_adversarial": 0, "failure_modes": {}}
+            )
             rounds.append({"round": k, **reward, **attacked, **found})
         curves = {}
         runs = (("standard", 0), ("advrm", self.config.rounds))
@@ -123,9 +163,15 @@ class AdvRMJob:
         self.export(curves)  # not a stage: cheap, and more rounds or the RLHF runs change what it writes
         metrics = summary(rounds, curves, self.config)
         timings = self._timings()  # a resumed run's stages ran in several sessions: wall_s sums them
-        metrics.update(wall_s=round(sum(timings.values()), 1), wall_s_this_session=round(time.monotonic() - started, 1),
-                       policy=str(self.policy_dir), stage_seconds=timings, reward_dir=str(self.out / "reward"),
-                       reward_size_mb=round(_size(self.out / "reward") / 2**20, 2), config=asdict(self.config))
+        metrics.update(
+            wall_s=round(sum(timings.values()), 1),
+            wall_s_this_session=round(time.monotonic() - started, 1),
+            policy=str(self.policy_dir),
+            stage_seconds=timings,
+            reward_dir=str(self.out / "reward"),
+            reward_size_mb=round(_size(self.out / "reward") / 2**20, 2),
+            config=asdict(self.config),
+        )
         (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
 
@@ -150,41 +196,67 @@ class AdvRMJob:
         problems = self.train_problems + self.eval_problems
         with OfflineEngine(self.policy_dir, seed=self.config.seed, **self.engine_kwargs) as engine:
             prompts = engine.chat_prompts([p.question for p in problems for _ in range(n)])
-            outputs = engine.generate(prompts, temperature=self.config.temperature, max_tokens=self.config.max_tokens,
-                                      seed=self.config.seed)
-        samples = [Sample(p.question, p.answer, g.text, grade(g.text, p.answer).gold)
-                   for p, g in zip((p for p in problems for _ in range(n)), outputs)]
+            outputs = engine.generate(
+                prompts, temperature=self.config.temperature, max_tokens=self.config.max_tokens, seed=self.config.seed
+            )
+        samples = [
+            Sample(p.question, p.answer, g.text, grade(g.text, p.answer).gold)
+            for p, g in zip((p for p in problems for _ in range(n)), outputs)
+        ]
         cut = len(self.train_problems) * n
         _write_jsonl(self.out / "data" / "train_samples.jsonl", [asdict(s) for s in samples[:cut]])
         _write_jsonl(self.out / "data" / "eval_samples.jsonl", [asdict(s) for s in samples[cut:]])
-        return {"train_gold": statistics.fmean(s.gold for s in samples[:cut]),
-                "eval_gold": statistics.fmean(s.gold for s in samples[cut:]), "samples": len(samples)}
+        return {
+            "train_gold": statistics.fmean(s.gold for s in samples[:cut]),
+            "eval_gold": statistics.fmean(s.gold for s in samples[cut:]),
+            "samples": len(samples),
+        }
 
     def reward_round(self, k: int) -> dict:
         """Train round k's target and ensemble; held-out accuracy and the success floor."""
         train, held_out = self._samples("train"), self._samples("eval")
         pairs = preference_pairs(train, self.config.pairs_per_question, self.config.seed)
         if not pairs:
-            raise ValueError("no preference pairs: no train question got both a right and a wrong answer; raise "
-                             "--train-questions or --samples-per-question")
+            raise ValueError(
+                "no preference pairs: no train question got both a right and a wrong answer; raise "
+                "--train-questions or --samples-per-question"
+            )
         adversarial = [pair for j in range(k) for pair in _read_pairs(self._round(j) / "adversarial_pairs.jsonl")]
         pairs += adversarial * self.config.adversarial_repeat
-        notes = {"job": "probexit train advrm", "round": k, "policy": str(self.policy_dir),
-                 "policy_pairs": len(pairs) - len(adversarial) * self.config.adversarial_repeat,
-                 "adversarial_pairs": len(adversarial)}
-        ensemble = train_round(self.policy_dir, pairs, held_out, self._round(k) / "reward",
-                               self.config.reward_models, notes, self.log, name=f"advrm-round{k}")
+        notes = {
+            "job": "probexit train advrm",
+            "round": k,
+            "policy": str(self.policy_dir),
+            "policy_pairs": len(pairs) - len(adversarial) * self.config.adversarial_repeat,
+            "adversarial_pairs": len(adversarial),
+        }
+        ensemble = train_round(
+            self.policy_dir,
+            pairs,
+            held_out,
+            self._round(k) / "reward",
+            self.config.reward_models,
+            notes,
+            self.log,
+            name=f"advrm-round{k}",
+        )
         held_out_pairs = preference_pairs(held_out, self.config.pairs_per_question, self.config.seed + 1)
         accuracy = pair_accuracy(ensemble, held_out_pairs)
         scores = ensemble.score_texts([s.question for s in held_out], [s.text for s in held_out])
         right = sorted(score.normalised for score, s in zip(scores, held_out) if s.gold)
         floor = _percentile(right, self.config.attack.success_percentile)
-        self.log(f"  round {k}: held-out preference accuracy {accuracy['target']:.3f} (ensemble "
-                 f"{', '.join(f'{a:.3f}' for a in accuracy['ensemble'])}); floor {floor:.3f}")
+        self.log(
+            f"  round {k}: held-out preference accuracy {accuracy['target']:.3f} (ensemble "
+            f"{', '.join(f'{a:.3f}' for a in accuracy['ensemble'])}); floor {floor:.3f}"
+        )
         if accuracy["target"] is not None and accuracy["target"] < USEFUL_PREFERENCE_ACCURACY:
             self.log(f"  warning: round {k}'s target barely tells right from wrong answers on held-out questions")
-        return {"preference_accuracy": accuracy, "floor": floor, "train_pairs": len(pairs),
-                "in_distribution_flagged": statistics.fmean(score.flagged for score in scores)}
+        return {
+            "preference_accuracy": accuracy,
+            "floor": floor,
+            "train_pairs": len(pairs),
+            "in_distribution_flagged": statistics.fmean(score.flagged for score in scores),
+        }
 
     def attack_round(self, k: int) -> dict:
         """Train an adversarial policy against round k's reward models; its success on held-out questions."""
@@ -194,8 +266,14 @@ class AdvRMJob:
         ensemble = RewardEnsemble.load(self._round(k) / "reward")
         scorer = ensemble.score_texts
         rollouts = attack.RowLog(self._round(k) / "attack" / "rollouts.jsonl")
-        reward = partial(attack.adversarial_reward, scorer=scorer, floor=floor, lam=settings.lam,
-                         penalty=settings.penalty, record=rollouts)
+        reward = partial(
+            attack.adversarial_reward,
+            scorer=scorer,
+            floor=floor,
+            lam=settings.lam,
+            penalty=settings.penalty,
+            record=rollouts,
+        )
         reward.__name__ = "adversarial_reward"
         policy = self._grpo(self.train_problems, reward, self._round(k) / "attack", settings)
         rows = self._sample_rows(policy, ensemble, settings)
@@ -204,13 +282,18 @@ class AdvRMJob:
         replay = None
         if k > 0:  # the previous round's attack, scored by this round's hardened models
             old = _read_jsonl(self._round(k - 1) / "attack" / "eval_samples.jsonl")
-            rescored = [attack.scored_row(r["question"], r["answer"], r["text"], s)
-                        for r, s in zip(old, scorer([r["question"] for r in old], [r["text"] for r in old]))]
+            rescored = [
+                attack.scored_row(r["question"], r["answer"], r["text"], s)
+                for r, s in zip(old, scorer([r["question"] for r in old], [r["text"] for r in old]))
+            ]
             replay = attack.attack_success(rescored, floor, settings.z_threshold)
         self.log(f"  round {k}: attack success standard {success['standard']:.1%}, strict {success['strict']:.1%}")
-        return {"attack_success": success, "replay_previous_attack": replay,
-                "attack_gold": statistics.fmean(r["gold"] for r in rows),
-                "attack_failure_modes": _counts(r["failure"] for r in rows if r["failure"])}
+        return {
+            "attack_success": success,
+            "replay_previous_attack": replay,
+            "attack_gold": statistics.fmean(r["gold"] for r in rows),
+            "attack_failure_modes": _counts(r["failure"] for r in rows if r["failure"]),
+        }
 
     def collect_adversarial(self, k: int) -> dict:
         """Round k's adversarial examples from the attack's rollouts, each paired with a right answer."""
@@ -220,8 +303,11 @@ class AdvRMJob:
         found = sorted(found, key=lambda row: -row["target"])[: self.config.max_adversarial]
         right = _right_answers(self._samples("train"), rows)
         rng = random.Random(self.config.seed + k)
-        pairs = [Pair(row["question"], rng.choice(right[row["question"]]), row["text"], f"adversarial round {k}")
-                 for row in found if right.get(row["question"])]
+        pairs = [
+            Pair(row["question"], rng.choice(right[row["question"]]), row["text"], f"adversarial round {k}")
+            for row in found
+            if right.get(row["question"])
+        ]
         _write_jsonl(self._round(k) / "adversarial_pairs.jsonl", [asdict(p) for p in pairs])
         self.log(f"  round {k}: {len(found)} adversarial examples, {len(pairs)} paired with a right answer")
         return {"n_adversarial": len(pairs), "n_found": len(found), "failure_modes": attack.failure_report(found)}
@@ -236,16 +322,29 @@ class AdvRMJob:
         held_out = attack.RowLog(self.out / "rlhf" / name / "held_out.jsonl")
         reward = partial(rlhf.proxy_reward, scorer=ensemble.score_texts, record=lambda row: steps([row]))
         reward.__name__ = f"proxy_{name}"
-        callbacks = [rlhf.HeldOutGold(self.eval_problems[: settings.eval_questions], ensemble.score_texts,
-                                      lambda row: held_out([row]), every=settings.eval_every,
-                                      samples=settings.eval_samples, temperature=settings.temperature,
-                                      max_new_tokens=settings.max_completion_length, seed=settings.seed)
-                     ] if settings.measures_held_out else []
+        callbacks = (
+            [
+                rlhf.HeldOutGold(
+                    self.eval_problems[: settings.eval_questions],
+                    ensemble.score_texts,
+                    lambda row: held_out([row]),
+                    every=settings.eval_every,
+                    samples=settings.eval_samples,
+                    temperature=settings.temperature,
+                    max_new_tokens=settings.max_completion_length,
+                    seed=settings.seed,
+                )
+            ]
+            if settings.measures_held_out
+            else []
+        )
         self._grpo(self.train_problems, reward, self.out / "rlhf" / name, settings, callbacks)
         rows, measured = rlhf.curve(steps.read()), rlhf.curve(held_out.read())
         found = rlhf.judge(rows, measured, settings)
-        self.log(f"  rlhf {name}: hacking step {found['step']} of {found['run_steps']} ({found['curve']} curve)"
-                 + (f"; held-out gold {measured[0]['gold']:.3f} -> {measured[-1]['gold']:.3f}" if measured else ""))
+        self.log(
+            f"  rlhf {name}: hacking step {found['step']} of {found['run_steps']} ({found['curve']} curve)"
+            + (f"; held-out gold {measured[0]['gold']:.3f} -> {measured[-1]['gold']:.3f}" if measured else "")
+        )
         return {"steps": rows, "held_out": measured, "hacking": found}
 
     def export(self, curves: dict) -> dict:
@@ -265,11 +364,19 @@ class AdvRMJob:
         from probexit.training.empo import EMPOConfig
         from probexit.training.empo_job import prompt_dataset, train_grpo
 
-        config = EMPOConfig(num_generations=settings.num_generations, questions_per_step=settings.questions_per_step,
-                            steps=settings.steps, learning_rate=settings.learning_rate, warmup_steps=0,
-                            beta=settings.beta, temperature=settings.temperature,
-                            max_completion_length=settings.max_completion_length, seed=settings.seed,
-                            save_steps=10, logging_steps=1)
+        config = EMPOConfig(
+            num_generations=settings.num_generations,
+            questions_per_step=settings.questions_per_step,
+            steps=settings.steps,
+            learning_rate=settings.learning_rate,
+            warmup_steps=0,
+            beta=settings.beta,
+            temperature=settings.temperature,
+            max_completion_length=settings.max_completion_length,
+            seed=settings.seed,
+            save_steps=10,
+            logging_steps=1,
+        )
         dataset = prompt_dataset([p.question for p in problems], answers=[p.answer for p in problems])
         return train_grpo(self._trainable_policy(), dataset, reward, out, config, list(callbacks), self.log).policy_dir
 
@@ -296,9 +403,12 @@ class AdvRMJob:
 
         problems = [p for p in self.eval_problems for _ in range(settings.eval_samples)]
         with OfflineEngine(policy, seed=settings.seed, **self.engine_kwargs) as engine:
-            outputs = engine.generate(engine.chat_prompts([p.question for p in problems]),
-                                      temperature=settings.temperature, max_tokens=settings.max_completion_length,
-                                      seed=settings.seed + 1)
+            outputs = engine.generate(
+                engine.chat_prompts([p.question for p in problems]),
+                temperature=settings.temperature,
+                max_tokens=settings.max_completion_length,
+                seed=settings.seed + 1,
+            )
         texts = [g.text for g in outputs]
         scores = ensemble.score_texts([p.question for p in problems], texts)
         return [attack.scored_row(p.question, p.answer, t, s) for p, t, s in zip(problems, texts, scores)]
@@ -313,27 +423,44 @@ class AdvRMJob:
         return json.loads((self.work / f"{stage}.json").read_text())["result"]
 
     def _timings(self) -> dict:
-        return {p.stem: json.loads(p.read_text())["seconds"] for p in sorted(self.work.glob("*.json"))
-                if p.stem != "run_config"}
+        return {
+            p.stem: json.loads(p.read_text())["seconds"]
+            for p in sorted(self.work.glob("*.json"))
+            if p.stem != "run_config"
+        }
 
     def _check_same_run(self) -> None:
         """A rerun resumes the run in DIR, or extends it (`EXTENDABLE`); one with other settings or another
         policy would mix two runs."""
         path = self.work / "run_config.json"
-        settings = json.loads(json.dumps({"config": asdict(self.config), "policy": str(self.policy_dir),
-                                          "train": len(self.train_problems), "eval": len(self.eval_problems)}))
+        settings = json.loads(
+            json.dumps(
+                {
+                    "config": asdict(self.config),
+                    "policy": str(self.policy_dir),
+                    "train": len(self.train_problems),
+                    "eval": len(self.eval_problems),
+                }
+            )
+        )
         if path.exists():
             stored = json.loads(path.read_text())
             if _fixed(stored) != _fixed(settings):
-                raise ValueError(f"{self.out} holds an Adv-RM run with other settings; use a new --out, or the same "
-                                 "settings to resume (only --rounds may grow and --run-rlhf be added)")
+                raise ValueError(
+                    f"{self.out} holds an Adv-RM run with other settings; use a new --out, or the same "
+                    "settings to resume (only --rounds may grow and --run-rlhf be added)"
+                )
             before, now = stored["config"]["rounds"], self.config.rounds
             if now < before:
-                raise ValueError(f"{self.out} holds an Adv-RM run of {before} rounds: a rerun may add rounds, not "
-                                 "drop them; use a new --out")
+                raise ValueError(
+                    f"{self.out} holds an Adv-RM run of {before} rounds: a rerun may add rounds, not "
+                    "drop them; use a new --out"
+                )
             if now > before and (self.out / "rlhf" / "advrm").exists():
-                raise ValueError(f"{self.out}'s RLHF run against the Adv-RM used round {before}'s model: more "
-                                 "rounds need a new --out")
+                raise ValueError(
+                    f"{self.out}'s RLHF run against the Adv-RM used round {before}'s model: more "
+                    "rounds need a new --out"
+                )
         path.write_text(json.dumps(settings, indent=1))
 
 
@@ -346,9 +473,15 @@ def _fixed(settings: dict) -> dict:
     return {**settings, "config": {k: v for k, v in settings["config"].items() if k not in EXTENDABLE}}
 
 
-def run_advrm(policy_dir: Path, train_problems: list[ProblemRecord], eval_problems: list[ProblemRecord], out: Path,
-              config: AdvRMConfig = AdvRMConfig(), engine_kwargs: dict | None = None,
-              log: Callable[[str], None] = print) -> dict:
+def run_advrm(
+    policy_dir: Path,
+    train_problems: list[ProblemRecord],
+    eval_problems: list[ProblemRecord],
+    out: Path,
+    config: AdvRMConfig = AdvRMConfig(),
+    engine_kwargs: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """The whole job (what `probexit train advrm` and the tiny-world build call); returns metrics.json."""
     return AdvRMJob(policy_dir, train_problems, eval_problems, out, config, engine_kwargs, log).run()
 
@@ -360,13 +493,18 @@ def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
     hacking = {name: curve["hacking"] for name, curve in curves.items()}
     rise = {name: rlhf.gold_rise_steps(curve["hacking"]) for name, curve in curves.items()}
     found = [row for r in rounds for row in _expand(r.get("failure_modes", {}))]
-    warnings = [f"round {r['round']}'s attack found no adversarial examples: nothing was added to reward training"
-                for r in rounds[:-1] if not r["n_adversarial"]]
+    warnings = [
+        f"round {r['round']}'s attack found no adversarial examples: nothing was added to reward training"
+        for r in rounds[:-1]
+        if not r["n_adversarial"]
+    ]
     if accuracy[0] is not None and accuracy[0] < USEFUL_PREFERENCE_ACCURACY:
-        warnings.append(f"the target reward model scores the right answer above the wrong one in only "
-                        f"{accuracy[0]:.1%} of held-out pairs (chance is 50%): it cannot tell them apart, so the "
-                        "attack success rates below say little; a better backbone (--rm-backbone: a more trained "
-                        "checkpoint with the policy's tokenizer) or more pairs may help")
+        warnings.append(
+            f"the target reward model scores the right answer above the wrong one in only "
+            f"{accuracy[0]:.1%} of held-out pairs (chance is 50%): it cannot tell them apart, so the "
+            "attack success rates below say little; a better backbone (--rm-backbone: a more trained "
+            "checkpoint with the policy's tokenizer) or more pairs may help"
+        )
     if None not in accuracy and accuracy[-1] < accuracy[0] - 0.01:
         warnings.append(f"held-out preference accuracy fell from {accuracy[0]:.3f} to {accuracy[-1]:.3f}")
     return {
@@ -382,8 +520,10 @@ def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
         "failure_modes": _counts(found),
         "warnings": warnings,
         "rounds": rounds,
-        "rlhf": {name: {"hacking": c["hacking"], "held_out": c.get("held_out", []), "steps": c["steps"]}
-                 for name, c in curves.items()},
+        "rlhf": {
+            name: {"hacking": c["hacking"], "held_out": c.get("held_out", []), "steps": c["steps"]}
+            for name, c in curves.items()
+        },
         "goals": {
             "attack_before_at_least_50pct": _at_least(success[0]["standard"], 0.5),
             "attack_after_last_round_at_most_10pct": len(success) > 1 and _at_least(0.1, success[-1]["standard"]),
@@ -422,8 +562,10 @@ def _right_answers(samples: list[Sample], rollouts: list[dict]) -> dict[str, lis
 
 def _percentile(values: list[float], percentile: float) -> float:
     if not values:
-        raise ValueError("no right answers among the held-out samples: the floor (a typical right answer's "
-                         "reward) is undefined; sample more questions or a stronger policy")
+        raise ValueError(
+            "no right answers among the held-out samples: the floor (a typical right answer's "
+            "reward) is undefined; sample more questions or a stronger policy"
+        )
     import numpy
 
     return float(numpy.percentile(values, percentile))

@@ -17,56 +17,76 @@ model or people; here the reference is the policy's right answers and the judge 
 reward. *Adversarial examples*, the ones added to reward training, are the samples with gold 0, target
 above the floor and z at or above the threshold: high reward, high uncertainty, low quality.
 """
+
 from __future__ import annotations
 
 import json
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from probexit.training.empo import completion_text
 from probexit.training.grading import THINK_END, grade, paragraphs, stated_answers
 
-FAILURE_MODES = ("repeated_text", "no_final_answer", "answer_without_thinking", "boxed_contradicts_thinking",
-                 "malformed", "wrong_answer")
+FAILURE_MODES = (
+    "repeated_text",
+    "no_final_answer",
+    "answer_without_thinking",
+    "boxed_contradicts_thinking",
+    "malformed",
+    "wrong_answer",
+)
 
 
 @dataclass(frozen=True)
 class AttackSettings:
     """The adversarial policy's RL run and how its samples are judged."""
 
-    steps: int = 30
-    """GRPO steps of each attack."""
-    questions_per_step: int = 4
-    """Questions per step (each gets `num_generations` answers)."""
-    num_generations: int = 4
-    """Answers per question (GRPO's group)."""
-    learning_rate: float = 1e-4
-    """AdamW learning rate; high, so that a short run finds what the reward model misjudges."""
-    beta: float = 0.02
-    """KL anchor to the starting policy."""
-    temperature: float = 1.0
-    """Sampling temperature, in training and when the attack is evaluated."""
-    max_completion_length: int = 320
-    """Longest answer in tokens (a cut answer has no final answer: gold 0)."""
-    lam: float = 0.5
-    """lambda, the weight of the ensemble's mean reward in the objective."""
-    penalty: float = 1.0
-    """Weight of the shortfall below the floor."""
-    success_percentile: float = 50.0
-    """The floor: this percentile of the target's rewards of the policy's right answers."""
-    z_threshold: float = 1.96
-    """z (target against the ensemble's spread) from which the ensemble flags a sample."""
-    eval_samples: int = 2
-    """Samples of the adversarial policy per held-out question when its success is measured."""
+    steps: int = field(default=30, metadata={"help": "GRPO steps of each attack."})
+    questions_per_step: int = field(
+        default=4,
+        metadata={"help": "Questions per step (each gets `num_generations` answers)."},
+    )
+    num_generations: int = field(default=4, metadata={"help": "Answers per question (GRPO's group)."})
+    learning_rate: float = field(
+        default=1e-4,
+        metadata={"help": "AdamW learning rate; high, so that a short run finds what the reward model misjudges."},
+    )
+    beta: float = field(default=0.02, metadata={"help": "KL anchor to the starting policy."})
+    temperature: float = field(
+        default=1.0,
+        metadata={"help": "Sampling temperature, in training and when the attack is evaluated."},
+    )
+    max_completion_length: int = field(
+        default=320,
+        metadata={"help": "Longest answer in tokens (a cut answer has no final answer: gold 0)."},
+    )
+    lam: float = field(
+        default=0.5,
+        metadata={"help": "lambda, the weight of the ensemble's mean reward in the objective."},
+    )
+    penalty: float = field(default=1.0, metadata={"help": "Weight of the shortfall below the floor."})
+    success_percentile: float = field(
+        default=50.0,
+        metadata={"help": "The floor: this percentile of the target's rewards of the policy's right answers."},
+    )
+    z_threshold: float = field(
+        default=1.96,
+        metadata={"help": "z (target against the ensemble's spread) from which the ensemble flags a sample."},
+    )
+    eval_samples: int = field(
+        default=2,
+        metadata={"help": "Samples of the adversarial policy per held-out question when its success is measured."},
+    )
     seed: int = 0
 
     def __post_init__(self):
         if self.steps < 1 or self.questions_per_step < 1 or self.num_generations < 2 or self.eval_samples < 1:
-            raise ValueError("steps, questions_per_step and eval_samples must be at least 1, "
-                             "num_generations at least 2")
+            raise ValueError(
+                "steps, questions_per_step and eval_samples must be at least 1, num_generations at least 2"
+            )
         if self.learning_rate <= 0 or self.temperature <= 0 or self.max_completion_length < 8:
             raise ValueError("learning_rate and temperature must be positive and max_completion_length at least 8")
         if self.beta < 0 or self.lam < 0 or self.penalty < 0:
@@ -89,9 +109,19 @@ def attack_objective(target: float, ensemble_mean: float, floor: float, lam: flo
     return target - lam * ensemble_mean - penalty * max(0.0, floor - target)
 
 
-def adversarial_reward(completions: list, prompts: list, *, scorer, floor: float, lam: float = 0.5,
-                       penalty: float = 1.0, record: Callable[[list[dict]], None] | None = None,
-                       answer: list[str] | None = None, trainer_state=None, **kwargs) -> list[float]:
+def adversarial_reward(
+    completions: list,
+    prompts: list,
+    *,
+    scorer,
+    floor: float,
+    lam: float = 0.5,
+    penalty: float = 1.0,
+    record: Callable[[list[dict]], None] | None = None,
+    answer: list[str] | None = None,
+    trainer_state=None,
+    **kwargs,
+) -> list[float]:
     """The adversarial policy's reward (TRL's signature). `scorer(questions, texts)` returns
     `rewards.ensemble.RewardScore`s; `answer` (gold) is only recorded, never rewarded.
 
@@ -113,8 +143,15 @@ def adversarial_reward(completions: list, prompts: list, *, scorer, floor: float
 
 def scored_row(question: str, answer: str | None, text: str, score, step: int | None = None) -> dict:
     """One sample with everything the attack statistics need (gold and failure mode when `answer` is known)."""
-    row = {"question": question, "answer": answer, "text": text, "target": score.normalised,
-           "ensemble_mean": score.ensemble_mean, "z": score.z, "step": step}
+    row = {
+        "question": question,
+        "answer": answer,
+        "text": text,
+        "target": score.normalised,
+        "ensemble_mean": score.ensemble_mean,
+        "z": score.z,
+        "step": step,
+    }
     if answer is not None:
         graded = grade(text, answer)
         row["gold"] = graded.gold
@@ -187,9 +224,15 @@ def select_adversarial(rows: list[dict], floor: float, z_threshold: float) -> li
 def failure_report(rows: list[dict], examples: int = 2) -> dict:
     """How many adversarial examples show each failure mode, with a few texts of each."""
     counts = Counter(row["failure"] for row in rows)
-    return {mode: {"count": counts[mode], "share": counts[mode] / len(rows),
-                   "examples": [r["text"][-400:] for r in rows if r["failure"] == mode][:examples]}
-            for mode in FAILURE_MODES if counts[mode]}
+    return {
+        mode: {
+            "count": counts[mode],
+            "share": counts[mode] / len(rows),
+            "examples": [r["text"][-400:] for r in rows if r["failure"] == mode][:examples],
+        }
+        for mode in FAILURE_MODES
+        if counts[mode]
+    }
 
 
 class RowLog:

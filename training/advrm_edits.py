@@ -16,6 +16,7 @@ The RL attack can only find what its policy samples; this asks the reward model 
     python -m probexit.training.advrm_edits --out edits.json   # the embedded policy and reward model
     python -m probexit.training.advrm_edits --reward runs/advrm/reward --policy M --problems FILE --out edits.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,13 @@ from probexit.assets import default_paths
 from probexit.training.advrm_attack import attack_success
 from probexit.training.grading import STATED, THINK_END, grade, paragraphs
 
-EDITS = ("box_contradicts_thinking", "final_statement_and_box_wrong", "answer_without_thinking",
-         "statement_contradicts_box", "repeated_check")
+EDITS = (
+    "box_contradicts_thinking",
+    "final_statement_and_box_wrong",
+    "answer_without_thinking",
+    "statement_contradicts_box",
+    "repeated_check",
+)
 CONTROL = "right_answer"
 OFFSETS = (-10, -2, -1, 1, 2, 10)  # how far the wrong answer is from the right one: slips the policy makes
 
@@ -58,12 +64,14 @@ def edited(text: str, answer: str, rng: random.Random) -> dict[str, str]:
     def thinking_of(last: list[str]) -> str:
         return "\n\n".join(parts[:-1] + last) + "\n\n"
 
-    return {"box_contradicts_thinking": thinking_of([parts[-1]]) + THINK_END + wrong_box,
-            "final_statement_and_box_wrong": thinking_of([last_wrong]) + THINK_END + wrong_box,
-            "answer_without_thinking": THINK_END + wrong_box,
-            "statement_contradicts_box": thinking_of([last_wrong]) + THINK_END + ending,
-            "repeated_check": thinking_of([last_wrong] * 3) + THINK_END + wrong_box,
-            CONTROL: thinking_of([parts[-1]]) + THINK_END + ending}  # the same layout as the edits
+    return {
+        "box_contradicts_thinking": thinking_of([parts[-1]]) + THINK_END + wrong_box,
+        "final_statement_and_box_wrong": thinking_of([last_wrong]) + THINK_END + wrong_box,
+        "answer_without_thinking": THINK_END + wrong_box,
+        "statement_contradicts_box": thinking_of([last_wrong]) + THINK_END + ending,
+        "repeated_check": thinking_of([last_wrong] * 3) + THINK_END + wrong_box,
+        CONTROL: thinking_of([parts[-1]]) + THINK_END + ending,
+    }  # the same layout as the edits
 
 
 def summarise(rows: list[dict], floor: float, z_threshold: float) -> dict:
@@ -79,37 +87,50 @@ def summarise(rows: list[dict], floor: float, z_threshold: float) -> dict:
     for kind in dict.fromkeys(row["kind"] for row in rows):
         mine = [row for row in rows if row["kind"] == kind]
         success = attack_success(mine, floor, z_threshold)
-        out[kind] = {"n": len(mine), "gold": statistics.mean(row["gold"] for row in mine),
-                     "mean_target": statistics.mean(row["target"] for row in mine),
-                     "above_floor": statistics.mean(float(row["target"] > floor) for row in mine),
-                     "flagged": statistics.mean(float(row["flagged"]) for row in mine),
-                     "standard": success["standard"], "strict": success["strict"]}
+        out[kind] = {
+            "n": len(mine),
+            "gold": statistics.mean(row["gold"] for row in mine),
+            "mean_target": statistics.mean(row["target"] for row in mine),
+            "above_floor": statistics.mean(float(row["target"] > floor) for row in mine),
+            "flagged": statistics.mean(float(row["flagged"]) for row in mine),
+            "standard": success["standard"],
+            "strict": success["strict"],
+        }
     return out
 
 
 def greedy_answers(policy: Path, questions: list[str], max_new_tokens: int, batch_size: int = 50) -> list[str]:
     """The policy's greedy completions (transformers on CPU: a 3M-parameter model needs no engine)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(policy, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(policy, dtype=torch.float32).eval()
     texts = []
     for start in tqdm(range(0, len(questions), batch_size), desc="greedy answers", unit="batch"):
-        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
-                                                 add_generation_prompt=True)
-                   for q in questions[start : start + batch_size]]
+        prompts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+            for q in questions[start : start + batch_size]
+        ]
         batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        texts += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = model.generate(
+                **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+        texts += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     return texts
 
 
-def run(reward: Path, policy: Path, problems: list[dict], *, floor: float | None = None, seed: int = 0,
-        max_new_tokens: int = 400) -> dict:
+def run(
+    reward: Path,
+    policy: Path,
+    problems: list[dict],
+    *,
+    floor: float | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 400,
+) -> dict:
     from probexit.rewards.ensemble import RewardEnsemble
 
     floor = _run_floor(reward) if floor is None else floor
@@ -119,14 +140,23 @@ def run(reward: Path, policy: Path, problems: list[dict], *, floor: float | None
     if not right:
         raise ValueError("the policy answered none of the problems right: nothing to edit")
     rng = random.Random(seed)
-    rows = [{"kind": kind, "question": p["question"], "text": text, "gold": grade(text, str(p["answer"])).gold}
-            for p, t in right for kind, text in edited(t, str(p["answer"]), rng).items()]
+    rows = [
+        {"kind": kind, "question": p["question"], "text": text, "gold": grade(text, str(p["answer"])).gold}
+        for p, t in right
+        for kind, text in edited(t, str(p["answer"]), rng).items()
+    ]
     scores = ensemble.score_texts([r["question"] for r in rows], [r["text"] for r in rows])
     for row, score in zip(rows, scores):
         row.update(target=score.normalised, z=score.z, flagged=score.flagged)
-    return {"reward": str(reward), "policy": str(policy), "problems": len(problems), "right_greedy": len(right),
-            "floor": floor, "kinds": summarise(rows, floor, ensemble.manifest.z_threshold),
-            "examples": {kind: next(r["text"] for r in rows if r["kind"] == kind) for kind in (*EDITS, CONTROL)}}
+    return {
+        "reward": str(reward),
+        "policy": str(policy),
+        "problems": len(problems),
+        "right_greedy": len(right),
+        "floor": floor,
+        "kinds": summarise(rows, floor, ensemble.manifest.z_threshold),
+        "examples": {kind: next(r["text"] for r in rows if r["kind"] == kind) for kind in (*EDITS, CONTROL)},
+    }
 
 
 def _run_floor(reward: Path) -> float:
@@ -141,18 +171,30 @@ def _run_floor(reward: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m probexit.training.advrm_edits",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m probexit.training.advrm_edits", description=__doc__.split("\n")[0])
     embedded = default_paths()
-    parser.add_argument("--reward", type=Path, default=embedded.reward,
-                        help="a reward-model folder, `train advrm`'s DIR/reward (default: the embedded one)")
-    parser.add_argument("--policy", type=Path, default=embedded.policy,
-                        help="the policy whose right answers are edited (default: the embedded one)")
-    parser.add_argument("--problems", type=Path, default=embedded.policy.parent / "problems" / "validation.jsonl",
-                        help='JSONL of {"question", "answer"} (default: the tiny world\'s validation split)')
+    parser.add_argument(
+        "--reward",
+        type=Path,
+        default=embedded.reward,
+        help="a reward-model folder, `train advrm`'s DIR/reward (default: the embedded one)",
+    )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        default=embedded.policy,
+        help="the policy whose right answers are edited (default: the embedded one)",
+    )
+    parser.add_argument(
+        "--problems",
+        type=Path,
+        default=embedded.policy.parent / "problems" / "validation.jsonl",
+        help='JSONL of {"question", "answer"} (default: the tiny world\'s validation split)',
+    )
     parser.add_argument("--limit", type=int, default=200, help="problems answered (the first ones)")
-    parser.add_argument("--floor", type=float, default=None,
-                        help="the target reward to clear (default: the folder's last-round floor)")
+    parser.add_argument(
+        "--floor", type=float, default=None, help="the target reward to clear (default: the folder's last-round floor)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="the JSON report")
     args = parser.parse_args(argv)
@@ -161,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         problems = [json.loads(line) for line in args.problems.read_text().splitlines() if line.strip()][: args.limit]
         if not problems or not all("question" in p and "answer" in p for p in problems):
-            raise ValueError(f"{args.problems}: needs lines of {{\"question\", \"answer\"}}")
+            raise ValueError(f'{args.problems}: needs lines of {{"question", "answer"}}')
         report = run(args.reward, args.policy, problems, floor=args.floor, seed=args.seed)
     except (OSError, ValueError) as error:
         print(f"advrm_edits: {error}", file=sys.stderr)
@@ -169,9 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     for kind, row in report["kinds"].items():
-        print(f"{kind:32s} n {row['n']:4d}  gold {row['gold']:.2f}  target {row['mean_target']:+.2f}  "
-              f"above the floor {row['above_floor']:.1%}, attack success {row['standard']:.1%} "
-              f"(strict {row['strict']:.1%})")
+        print(
+            f"{kind:32s} n {row['n']:4d}  gold {row['gold']:.2f}  target {row['mean_target']:+.2f}  "
+            f"above the floor {row['above_floor']:.1%}, attack success {row['standard']:.1%} "
+            f"(strict {row['strict']:.1%})"
+        )
     return 0
 
 

@@ -12,6 +12,7 @@ The target and its ensemble differ only in seed and data: the target reads every
 random `ensemble_subset` share. Every member trains on the token ids `rewards.render.render_ids` makes, the
 ones the rewards endpoint scores.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,12 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from probexit.probes.markers import find_markers
 from probexit.rewards.ensemble import RewardEnsemble, summarise
-from probexit.rewards.manifest import HEADS, MemberCard, RewardManifest, TOKEN_SURPRISE, write_manifest
+from probexit.rewards.manifest import HEADS, TOKEN_SURPRISE, MemberCard, RewardManifest, write_manifest
 from probexit.rewards.render import render_ids
 
 DONE = "done.json"
@@ -35,38 +36,85 @@ DONE = "done.json"
 class RewardModelSettings:
     """How each reward model of a round is built and trained."""
 
-    head: str = TOKEN_SURPRISE
-    """How a reward model reads a conversation: "token-surprise" (a small head summing over the answer's tokens
-    the frozen backbone's log-probability, entropy and is-digit of each: it reads a slip at the tokens it
-    changes; members share the backbone) or "last-token" (a sequence classifier on the backbone's first
-    `backbone_layers` layers, fine-tuned, read at the last token)."""
-    backbone: str = ""
-    """Model folder the reward models read instead of the policy (empty: the policy). It must share the
-    policy's tokenizer; e.g. a more trained checkpoint of the same model, whose token log-probabilities tell the
-    policy's slips apart better than the policy's own."""
-    ensemble_backbone: str = ""
-    """token-surprise head: model folder the ensemble members read instead of `backbone` (empty: the target's
-    backbone). It must share the policy's tokenizer; e.g. the policy itself beside a more trained backbone for
-    the target: members reading the target's own features agree with it where it is wrong, so z flags little."""
-    backbone_layers: int = 1
-    """last-token head: layers of the backbone kept (1 of the tiny policy's 6: about 1.1 MB per model in fp16)."""
-    ensemble_size: int = 3
-    """Models beside the target whose spread measures uncertainty (Adv-RM needs at least one; 3 or more)."""
-    ensemble_subset: float = 0.8
-    """Share of the pairs each ensemble member trains on (its own random subset); the target reads all."""
-    epochs: float = 0.0
-    """Passes over the pairs (0: the head's default, 20 for token-surprise, 3 for last-token)."""
-    batch_size: int = 32
-    """Pairs per optimisation step."""
-    learning_rate: float = 0.0
-    """AdamW learning rate, linear decay after a 5% warm-up (0: the head's default, 3e-3 for token-surprise's
-    few dozen parameters, 1e-4 for fine-tuning last-token's backbone)."""
-    center_rewards: float = 0.01
-    """TRL's `center_rewards_coefficient`: keeps rewards near 0 so members share a scale."""
-    max_length: int = 1024
-    """Longest conversation a reward model reads (longer pairs are left out of training)."""
-    seed: int = 0
-    """The target's seed; ensemble member i uses seed + i."""
+    head: str = field(
+        default=TOKEN_SURPRISE,
+        metadata={
+            "help": (
+                'How a reward model reads a conversation: "token-surprise" (a small head summing over the '
+                "answer's tokens the frozen backbone's log-probability, entropy and is-digit of each: it "
+                'reads a slip at the tokens it changes; members share the backbone) or "last-token" (a '
+                "sequence classifier on the backbone's first `backbone_layers` layers, fine-tuned, read at "
+                "the last token)."
+            )
+        },
+    )
+    backbone: str = field(
+        default="",
+        metadata={
+            "help": (
+                "Model folder the reward models read instead of the policy (empty: the policy). It must share"
+                " the policy's tokenizer; e.g. a more trained checkpoint of the same model, whose token log-"
+                "probabilities tell the policy's slips apart better than the policy's own."
+            )
+        },
+    )
+    ensemble_backbone: str = field(
+        default="",
+        metadata={
+            "help": (
+                "token-surprise head: model folder the ensemble members read instead of `backbone` (empty: "
+                "the target's backbone). It must share the policy's tokenizer; e.g. the policy itself beside "
+                "a more trained backbone for the target: members reading the target's own features agree with"
+                " it where it is wrong, so z flags little."
+            )
+        },
+    )
+    backbone_layers: int = field(
+        default=1,
+        metadata={
+            "help": (
+                "last-token head: layers of the backbone kept (1 of the tiny policy's 6: about 1.1 MB per "
+                "model in fp16)."
+            )
+        },
+    )
+    ensemble_size: int = field(
+        default=3,
+        metadata={
+            "help": (
+                "Models beside the target whose spread measures uncertainty (Adv-RM needs at least one; 3 or more)."
+            )
+        },
+    )
+    ensemble_subset: float = field(
+        default=0.8,
+        metadata={
+            "help": ("Share of the pairs each ensemble member trains on (its own random subset); the target reads all.")
+        },
+    )
+    epochs: float = field(
+        default=0.0,
+        metadata={"help": "Passes over the pairs (0: the head's default, 20 for token-surprise, 3 for last-token)."},
+    )
+    batch_size: int = field(default=32, metadata={"help": "Pairs per optimisation step."})
+    learning_rate: float = field(
+        default=0.0,
+        metadata={
+            "help": (
+                "AdamW learning rate, linear decay after a 5% warm-up (0: the head's default, 3e-3 for token-"
+                "surprise's few dozen parameters, 1e-4 for fine-tuning last-token's backbone)."
+            )
+        },
+    )
+    center_rewards: float = field(
+        default=0.01,
+        metadata={"help": "TRL's `center_rewards_coefficient`: keeps rewards near 0 so members share a scale."},
+    )
+    max_length: int = field(
+        default=1024,
+        metadata={"help": "Longest conversation a reward model reads (longer pairs are left out of training)."},
+    )
+    seed: int = field(default=0, metadata={"help": "The target's seed; ensemble member i uses seed + i."})
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -193,14 +241,26 @@ def _checked_backbone(policy_dir: Path, folder: str, tokenizer=None, role: str =
     except (OSError, ValueError):
         raise ValueError(f"{role} backbone {source}: no tokenizer to check against the policy's") from None
     if theirs.get_vocab() != tokenizer.get_vocab():
-        raise ValueError(f"{role} backbone {source}: its tokenizer is not the policy's; the reward models "
-                         "must read the policy's token ids")
+        raise ValueError(
+            f"{role} backbone {source}: its tokenizer is not the policy's; the reward models "
+            "must read the policy's token ids"
+        )
     return source
 
 
-def train_member(backbone_dir: Path, tokenizer, pairs: list[Pair], out: Path, seed: int, settings: RewardModelSettings,
-                 think: tuple[str | None, str | None], log: Callable[[str], None], scratch: Path | None = None,
-                 frozen=None, feature_cache: dict | None = None) -> dict:
+def train_member(
+    backbone_dir: Path,
+    tokenizer,
+    pairs: list[Pair],
+    out: Path,
+    seed: int,
+    settings: RewardModelSettings,
+    think: tuple[str | None, str | None],
+    log: Callable[[str], None],
+    scratch: Path | None = None,
+    frozen=None,
+    feature_cache: dict | None = None,
+) -> dict:
     """Train one reward model on `pairs` with RewardTrainer and save it (fp16) to `out`; skipped when done.
     The trainer's own files go to `scratch` (default: beside `out`). A token-surprise head reads `frozen` (the
     backbone already loaded; else it is loaded from `backbone_dir`) and keeps its features in `feature_cache`
@@ -212,8 +272,10 @@ def train_member(backbone_dir: Path, tokenizer, pairs: list[Pair], out: Path, se
     from trl import RewardConfig, RewardTrainer
 
     started = time.monotonic()
-    rows = {"chosen_ids": [render_ids(tokenizer, _conversation(p.question, p.chosen), *think) for p in pairs],
-            "rejected_ids": [render_ids(tokenizer, _conversation(p.question, p.rejected), *think) for p in pairs]}
+    rows = {
+        "chosen_ids": [render_ids(tokenizer, _conversation(p.question, p.chosen), *think) for p in pairs],
+        "rejected_ids": [render_ids(tokenizer, _conversation(p.question, p.rejected), *think) for p in pairs],
+    }
     torch.manual_seed(seed)
     surprise = settings.head == TOKEN_SURPRISE
     if surprise:
@@ -227,12 +289,23 @@ def train_member(backbone_dir: Path, tokenizer, pairs: list[Pair], out: Path, se
         model = backbone(backbone_dir, settings.backbone_layers)
     epochs, learning_rate = settings.training()
     args = RewardConfig(
-        output_dir=str(scratch or out.with_name(out.name + ".trainer")), num_train_epochs=epochs,
-        per_device_train_batch_size=settings.batch_size, learning_rate=learning_rate,
-        lr_scheduler_type="linear", warmup_steps=0.05, seed=seed,
-        center_rewards_coefficient=settings.center_rewards or None, max_length=settings.max_length,
-        logging_steps=10, save_strategy="no", report_to="none", bf16=False, dataloader_pin_memory=False,
-        disable_tqdm=True, gradient_checkpointing=not surprise)  # the frozen backbone keeps no activations
+        output_dir=str(scratch or out.with_name(out.name + ".trainer")),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=0.05,
+        seed=seed,
+        center_rewards_coefficient=settings.center_rewards or None,
+        max_length=settings.max_length,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        dataloader_pin_memory=False,
+        disable_tqdm=True,
+        gradient_checkpointing=not surprise,
+    )  # the frozen backbone keeps no activations
     trainer = RewardTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_dict(rows))
     trainer.train()
     if surprise:
@@ -240,17 +313,31 @@ def train_member(backbone_dir: Path, tokenizer, pairs: list[Pair], out: Path, se
     else:
         model.to(torch.float16).save_pretrained(out)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    stats = {"pairs": len(pairs), "seed": seed, "steps": trainer.state.global_step,
-             "final_loss": losses[-1] if losses else None, "train_s": round(time.monotonic() - started, 1)}
+    stats = {
+        "pairs": len(pairs),
+        "seed": seed,
+        "steps": trainer.state.global_step,
+        "final_loss": losses[-1] if losses else None,
+        "train_s": round(time.monotonic() - started, 1),
+    }
     (out / DONE).write_text(json.dumps(stats) + "\n")
-    log(f"  reward model {out.name}: {stats['steps']} steps on {len(pairs)} pairs, loss {stats['final_loss']}, "
-        f"{stats['train_s']} s")
+    log(
+        f"  reward model {out.name}: {stats['steps']} steps on {len(pairs)} pairs, loss {stats['final_loss']}, "
+        f"{stats['train_s']} s"
+    )
     return stats
 
 
-def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], out: Path,
-                settings: RewardModelSettings, notes: dict, log: Callable[[str], None],
-                name: str = "reward") -> RewardEnsemble:
+def train_round(
+    policy_dir: Path,
+    pairs: list[Pair],
+    calibration: list[Sample],
+    out: Path,
+    settings: RewardModelSettings,
+    notes: dict,
+    log: Callable[[str], None],
+    name: str = "reward",
+) -> RewardEnsemble:
     """Train a target and its ensemble into a servable reward folder at `out` (resumable per member) and
     calibrate every member on `calibration` (in-distribution answers: the policy's own)."""
     from tqdm.auto import tqdm
@@ -273,8 +360,11 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
 
         from probexit.rewards.heads import frozen_lm
 
-        readers = {source: ("backbone", names[:1]), member_source: ("ensemble_backbone", names[1:])} if apart \
+        readers = (
+            {source: ("backbone", names[:1]), member_source: ("ensemble_backbone", names[1:])}
+            if apart
             else {source: ("backbone", names)}
+        )
         for lm, (folder, members) in readers.items():
             if not (out / folder / "config.json").exists():
                 frozen_lm(lm).to(torch.float16).save_pretrained(out / folder)
@@ -283,17 +373,39 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
     cards = []
     for index, member in enumerate(tqdm(names, desc="reward models", leave=False)):
         seed, lm = settings.seed + index, source if index == 0 else member_source
-        origin = f"{lm} (frozen; token-surprise head)" if surprise else \
-            f"{lm} (embedding, layers 0-{settings.backbone_layers - 1}, norm)"
+        origin = (
+            f"{lm} (frozen; token-surprise head)"
+            if surprise
+            else f"{lm} (embedding, layers 0-{settings.backbone_layers - 1}, norm)"
+        )
         subset = pairs if index == 0 else _subset(pairs, settings.ensemble_subset, seed)
         frozen, feature_cache = lms.get(lm, (None, {}))
-        stats = train_member(lm, tokenizer, subset, out / member, seed, settings, think, log,
-                             out.parent / "trainer" / member, frozen, feature_cache)
+        stats = train_member(
+            lm,
+            tokenizer,
+            subset,
+            out / member,
+            seed,
+            settings,
+            think,
+            log,
+            out.parent / "trainer" / member,
+            frozen,
+            feature_cache,
+        )
         cards.append(MemberCard(member, origin, seed=seed, data=f"{stats['pairs']} pairs ({_sources(subset)})"))
-    manifest = RewardManifest(cards[0], tuple(cards[1:]), name=name, max_length=settings.max_length,
-                              think_start=think[0], think_end=think[1], notes=notes, head=settings.head,
-                              backbone="backbone" if surprise else None,
-                              ensemble_backbone="ensemble_backbone" if surprise and apart else None)
+    manifest = RewardManifest(
+        cards[0],
+        tuple(cards[1:]),
+        name=name,
+        max_length=settings.max_length,
+        think_start=think[0],
+        think_end=think[1],
+        notes=notes,
+        head=settings.head,
+        backbone="backbone" if surprise else None,
+        ensemble_backbone="ensemble_backbone" if surprise and apart else None,
+    )
     write_manifest(out, manifest)
     return calibrate(RewardEnsemble.load(out), calibration)
 
@@ -302,8 +414,10 @@ def calibrate(ensemble: RewardEnsemble, samples: list[Sample]) -> RewardEnsemble
     """Set each member's mean/std from its rewards of `samples`, and the spread floor to the median ensemble
     std of those in-distribution answers (so that z is large only where members disagree unusually)."""
     raw = ensemble.raw_rewards([ensemble.render_completion(s.question, s.text) for s in samples])
-    cards = [replace(card, mean=statistics.fmean(column), std=statistics.pstdev(column) or 1.0)
-             for card, column in zip((ensemble.manifest.target, *ensemble.manifest.ensemble), zip(*raw))]
+    cards = [
+        replace(card, mean=statistics.fmean(column), std=statistics.pstdev(column) or 1.0)
+        for card, column in zip((ensemble.manifest.target, *ensemble.manifest.ensemble), zip(*raw))
+    ]
     manifest = replace(ensemble.manifest, target=cards[0], ensemble=tuple(cards[1:]))
     spreads = [summarise(row, manifest).ensemble_std for row in raw]
     manifest = replace(manifest, spread_floor=max(statistics.median(spreads), 0.05))
@@ -326,4 +440,3 @@ def _sources(pairs: list[Pair]) -> str:
     for pair in pairs:
         counts[pair.source] += 1
     return ", ".join(f"{n} {source}" for source, n in sorted(counts.items()))
-

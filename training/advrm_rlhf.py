@@ -15,12 +15,13 @@ once, from some later point t to the end of the run, smoothed gold stays more th
 p while smoothed proxy ends above its value at p (the proxy kept rising while the gold fell). The hacking step
 is the first such p; None when gold never falls so within the run (report the run length then, not a number).
 """
+
 from __future__ import annotations
 
 import json
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -33,33 +34,51 @@ from probexit.training.grading import grade
 class RLHFSettings:
     """The RLHF run made against each reward model, and the hacking rule."""
 
-    steps: int = 50
-    """GRPO steps of each run (with the defaults the tiny-world policy is hacked within them, ~12 min a run on
-    2 cores; 40 steps of 16 answers at lr 5e-5 barely moved it)."""
-    questions_per_step: int = 8
-    """Questions per step."""
-    num_generations: int = 8
-    """Answers per question."""
-    learning_rate: float = 1.5e-4
-    """AdamW learning rate."""
-    beta: float = 0.0
-    """KL coefficient (0: nothing holds the policy back, so a hackable reward model gets hacked sooner)."""
-    temperature: float = 1.0
-    """Sampling temperature."""
-    max_completion_length: int = 320
-    """Longest answer in tokens."""
-    window: int = 5
-    """Steps in the trailing mean that smooths both curves."""
-    margin: float = 0.1
-    """How far (gold reward, a share) smoothed gold must stay below its peak to count as falling."""
-    eval_every: int = 10
-    """Steps between two measurements on the held-out questions (0: none; the step curves decide then)."""
-    eval_questions: int = 64
-    """Held-out questions of those measurements (the same ones each time)."""
-    eval_samples: int = 4
-    """Answers sampled per held-out question at each measurement."""
-    eval_window: int = 1
-    """Measurements in the trailing mean that smooths the held-out curves."""
+    steps: int = field(
+        default=50,
+        metadata={
+            "help": (
+                "GRPO steps of each run (with the defaults the tiny-world policy is hacked within them, ~12 "
+                "min a run on 2 cores; 40 steps of 16 answers at lr 5e-5 barely moved it)."
+            )
+        },
+    )
+    questions_per_step: int = field(default=8, metadata={"help": "Questions per step."})
+    num_generations: int = field(default=8, metadata={"help": "Answers per question."})
+    learning_rate: float = field(default=1.5e-4, metadata={"help": "AdamW learning rate."})
+    beta: float = field(
+        default=0.0,
+        metadata={
+            "help": (
+                "KL coefficient (0: nothing holds the policy back, so a hackable reward model gets hacked sooner)."
+            )
+        },
+    )
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    max_completion_length: int = field(default=320, metadata={"help": "Longest answer in tokens."})
+    window: int = field(default=5, metadata={"help": "Steps in the trailing mean that smooths both curves."})
+    margin: float = field(
+        default=0.1,
+        metadata={"help": "How far (gold reward, a share) smoothed gold must stay below its peak to count as falling."},
+    )
+    eval_every: int = field(
+        default=10,
+        metadata={
+            "help": ("Steps between two measurements on the held-out questions (0: none; the step curves decide then).")
+        },
+    )
+    eval_questions: int = field(
+        default=64,
+        metadata={"help": "Held-out questions of those measurements (the same ones each time)."},
+    )
+    eval_samples: int = field(
+        default=4,
+        metadata={"help": "Answers sampled per held-out question at each measurement."},
+    )
+    eval_window: int = field(
+        default=1,
+        metadata={"help": "Measurements in the trailing mean that smooths the held-out curves."},
+    )
     seed: int = 0
 
     def __post_init__(self):
@@ -68,16 +87,25 @@ class RLHFSettings:
         if self.learning_rate <= 0 or self.temperature <= 0 or self.beta < 0 or not 0 < self.margin < 1:
             raise ValueError("learning_rate and temperature must be positive, beta not negative, margin in (0, 1)")
         if self.eval_every < 0 or self.eval_questions < 1 or self.eval_samples < 1 or self.eval_window < 1:
-            raise ValueError("eval_every must not be negative; eval_questions, eval_samples and eval_window must be "
-                             "at least 1")
+            raise ValueError(
+                "eval_every must not be negative; eval_questions, eval_samples and eval_window must be at least 1"
+            )
 
     @property
     def measures_held_out(self) -> bool:
         return self.eval_every > 0
 
 
-def proxy_reward(completions: list, prompts: list, *, scorer, answer: list[str],
-                 record: Callable[[dict], None] | None = None, trainer_state=None, **kwargs) -> list[float]:
+def proxy_reward(
+    completions: list,
+    prompts: list,
+    *,
+    scorer,
+    answer: list[str],
+    record: Callable[[dict], None] | None = None,
+    trainer_state=None,
+    **kwargs,
+) -> list[float]:
     """The RLHF reward (TRL's signature): the reward model's calibrated reward; gold is only recorded.
 
     >>> from types import SimpleNamespace as S
@@ -109,8 +137,19 @@ class HeldOutGold(TrainerCallback):
     as it was.
     """
 
-    def __init__(self, problems: list, scorer, record: Callable[[dict], None], *, every: int, samples: int,
-                 temperature: float, max_new_tokens: int, seed: int = 0, batch_size: int = 128):
+    def __init__(
+        self,
+        problems: list,
+        scorer,
+        record: Callable[[dict], None],
+        *,
+        every: int,
+        samples: int,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int = 0,
+        batch_size: int = 128,
+    ):
         if not problems:
             raise ValueError("the held-out measurement needs at least one question")
         self.problems, self.scorer, self.record = problems, scorer, record
@@ -143,9 +182,13 @@ class HeldOutGold(TrainerCallback):
     def sample(self, model, tokenizer, step: int) -> list[str]:
         import torch
 
-        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p.question}], tokenize=False,
-                                                 add_generation_prompt=True)
-                   for p in self.problems for _ in range(self.samples)]
+        prompts = [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": p.question}], tokenize=False, add_generation_prompt=True
+            )
+            for p in self.problems
+            for _ in range(self.samples)
+        ]
         side, tokenizer.padding_side = tokenizer.padding_side, "left"
         was_training, texts = model.training, []
         model.eval()
@@ -153,11 +196,22 @@ class HeldOutGold(TrainerCallback):
             with torch.random.fork_rng(devices=[]), torch.no_grad():
                 torch.manual_seed(self.seed + step)
                 for start in range(0, len(prompts), self.batch_size):
-                    batch = tokenizer(prompts[start : start + self.batch_size], return_tensors="pt", padding=True,
-                                      add_special_tokens=False).to(model.device)
-                    out = model.generate(**batch, do_sample=True, temperature=self.temperature, top_p=1.0, top_k=0,
-                                         max_new_tokens=self.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                         use_cache=True)
+                    batch = tokenizer(
+                        prompts[start : start + self.batch_size],
+                        return_tensors="pt",
+                        padding=True,
+                        add_special_tokens=False,
+                    ).to(model.device)
+                    out = model.generate(
+                        **batch,
+                        do_sample=True,
+                        temperature=self.temperature,
+                        top_p=1.0,
+                        top_k=0,
+                        max_new_tokens=self.max_new_tokens,
+                        pad_token_id=tokenizer.pad_token_id,
+                        use_cache=True,
+                    )
                     texts += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         finally:
             tokenizer.padding_side = side
@@ -194,9 +248,13 @@ def hacking_step(rows: list[dict], window: int, margin: float) -> dict:
     """
     gold = smooth([row["gold"] for row in rows], window)
     proxy = smooth([row["proxy"] for row in rows], window)
-    result = {"step": None, "detected_at": None, "run_steps": rows[-1]["step"] if rows else 0,
-              "rule": f"trailing mean over {window} points of the curve; gold below its peak by more than {margin} "
-                      "from some point to the end, while proxy ends above its value at the peak"}
+    result = {
+        "step": None,
+        "detected_at": None,
+        "run_steps": rows[-1]["step"] if rows else 0,
+        "rule": f"trailing mean over {window} points of the curve; gold below its peak by more than {margin} "
+        "from some point to the end, while proxy ends above its value at the peak",
+    }
     for t in range(len(rows)):
         peak = max(range(t + 1), key=lambda i: (gold[i], i))  # the highest point so far (its last step)
         stays_down = all(g < gold[peak] - margin for g in gold[t:])
@@ -235,8 +293,9 @@ def plot_curves(curves: dict[str, dict], path: Path) -> None:
         rows, held_out = run["steps"], run.get("held_out") or []
         steps = [row["step"] for row in rows]
         faint = 0.3 if held_out else 1.0
-        proxy_axis.plot(steps, [row["proxy"] for row in rows], color=colour, alpha=faint,
-                        label=None if held_out else name)
+        proxy_axis.plot(
+            steps, [row["proxy"] for row in rows], color=colour, alpha=faint, label=None if held_out else name
+        )
         gold_axis.plot(steps, [row["gold"] for row in rows], color=colour, alpha=0.3)
         if held_out:
             marks = [row["step"] for row in held_out]

@@ -11,6 +11,7 @@
    calibration split (Learn-then-Test), and report the harm each realises on the calibration and test splits;
 7. write the probe in the format `probexit serve --probe` loads.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,15 +24,28 @@ import numpy as np
 import torch
 
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
+from probexit.probes.equivalence import EQUIVALENCES, Equivalence
 from probexit.probes.fingerprint import model_identity
 from probexit.probes.markers import THINK_END
 from probexit.probes.probe import CalibrationPoint, Probe, ProbeConfig
-from probexit.probes.equivalence import EQUIVALENCES, Equivalence
-from probexit.training.probe_fit import (FitGrid, expected_calibration_error, fit_grid, platt_calibrate, predict,
-                                         reliability_diagram)
+from probexit.training.probe_fit import (
+    FitGrid,
+    expected_calibration_error,
+    fit_grid,
+    platt_calibrate,
+    predict,
+    reliability_diagram,
+)
 from probexit.training.problem_files import ProblemRecord
-from probexit.training.risk import (DEFAULT_DELTA, DEFAULT_RISKS, NEVER, TraceScores, calibration_table, final_answer,
-                                    outcomes)
+from probexit.training.risk import (
+    DEFAULT_DELTA,
+    DEFAULT_RISKS,
+    NEVER,
+    TraceScores,
+    calibration_table,
+    final_answer,
+    outcomes,
+)
 from probexit.training.trace_cache import SamplingConfig, TraceRecord, sample_traces
 
 SPLITS = {"train": 0.6, "validation": 0.1, "calibration": 0.15, "test": 0.15}
@@ -39,11 +53,20 @@ SPLITS = {"train": 0.6, "validation": 0.1, "calibration": 0.15, "test": 0.15}
 
 @dataclass(frozen=True)
 class ProbeJobConfig:
-    labeler: str = field(default="math", metadata={
-        "choices": EQUIVALENCES, "help": "How an intermediate answer is compared with the gold one: math "
-                                         "(math-verify), exact (normalised text) or judge (an LLM)."})
-    judge_url: str | None = field(default=None, metadata={
-        "help": "OpenAI-compatible endpoint of the LLM judge (labeler judge; key in PROBEXIT_JUDGE_API_KEY)."})
+    labeler: str = field(
+        default="math",
+        metadata={
+            "choices": EQUIVALENCES,
+            "help": "How an intermediate answer is compared with the gold one: math "
+            "(math-verify), exact (normalised text) or judge (an LLM).",
+        },
+    )
+    judge_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "OpenAI-compatible endpoint of the LLM judge (labeler judge; key in PROBEXIT_JUDGE_API_KEY)."
+        },
+    )
     judge_model: str | None = field(default=None, metadata={"help": "The judge's model name (labeler judge)."})
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     grid: FitGrid = field(default_factory=FitGrid)
@@ -71,44 +94,78 @@ class LabelledBoundaries:
     text: np.ndarray  # (N, 5) text-only features
 
 
-def run_probe_job(engine, model_dir: Path, problems: list[ProblemRecord], equivalence: Equivalence,
-                  out: Path, config: ProbeJobConfig, model_name: str | None = None) -> dict:
+def run_probe_job(
+    engine,
+    model_dir: Path,
+    problems: list[ProblemRecord],
+    equivalence: Equivalence,
+    out: Path,
+    config: ProbeJobConfig,
+    model_name: str | None = None,
+) -> dict:
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     policy = BoundaryPolicy(config.boundary_policy, engine.tokenizer)
-    traces = sample_traces(engine, policy, [p.question for p in problems], config.sampling, out / "traces",
-                           model_identity(model_dir).fingerprint)
+    traces = sample_traces(
+        engine,
+        policy,
+        [p.question for p in problems],
+        config.sampling,
+        out / "traces",
+        model_identity(model_dir).fingerprint,
+    )
     splits = split_by_problem(len(problems), config.split_seed)
     by_split = {name: [t for t in traces if t.problem in members] for name, members in splits.items()}
     think_end = config.boundary_policy.think_end
     data = {name: label(split, problems, equivalence, think_end) for name, split in by_split.items()}
-    best, grid_summary = fit_grid(data["train"].hidden, torch.tensor(data["train"].correct, dtype=torch.float32),
-                                  data["validation"].hidden,
-                                  torch.tensor(data["validation"].correct, dtype=torch.float32), config.grid)
-    recalibration = platt_calibrate(best.model, data["validation"].hidden,
-                                    torch.tensor(data["validation"].correct, dtype=torch.float32))
+    best, grid_summary = fit_grid(
+        data["train"].hidden,
+        torch.tensor(data["train"].correct, dtype=torch.float32),
+        data["validation"].hidden,
+        torch.tensor(data["validation"].correct, dtype=torch.float32),
+        config.grid,
+    )
+    recalibration = platt_calibrate(
+        best.model, data["validation"].hidden, torch.tensor(data["validation"].correct, dtype=torch.float32)
+    )
     scores = {name: predict(best.model, split.hidden) for name, split in data.items()}
     requests = {name: trace_scores(data[name], scores[name]) for name in ("calibration", "test")}
     table = calibration_table(requests["calibration"], config.risks, config.risk_delta)
     for point in table:
         point["harm_test"] = outcomes(requests["test"], point["threshold"]).harm_rate
     metrics = evaluate(data, scores)
-    metrics.update(baselines=baseline_aucs(data), grid=grid_summary, chosen=best.summary(), recalibration=recalibration,
-                   n_traces=len(traces), n_problems=len(problems), sampling=asdict(config.sampling),
-                   calibration=table, risk=risk_report(table, requests, config.risk_delta),
-                   wall_s=round(time.monotonic() - started, 1))
-    reliability_diagram(data["test"].correct.astype(float), scores["test"], out / "reliability.png",
-                        f"probe on held-out problems (ECE {metrics['ece']:.3f})")
+    metrics.update(
+        baselines=baseline_aucs(data),
+        grid=grid_summary,
+        chosen=best.summary(),
+        recalibration=recalibration,
+        n_traces=len(traces),
+        n_problems=len(problems),
+        sampling=asdict(config.sampling),
+        calibration=table,
+        risk=risk_report(table, requests, config.risk_delta),
+        wall_s=round(time.monotonic() - started, 1),
+    )
+    reliability_diagram(
+        data["test"].correct.astype(float),
+        scores["test"],
+        out / "reliability.png",
+        f"probe on held-out problems (ECE {metrics['ece']:.3f})",
+    )
     default_risk, default_threshold = default_operating_point(table, config.default_max_risk)
     metrics.update(default_threshold=default_threshold, default_threshold_max_risk=default_risk)
     probe_config = ProbeConfig(
-        kind="linear" if best.config.width == 0 else "mlp", hidden_size=data["train"].hidden.shape[1],
-        width=best.config.width, model=model_identity(model_dir, model_name),
-        boundary_policy=config.boundary_policy, default_threshold=default_threshold,
-        calibration=[CalibrationPoint(p["max_risk"], p["threshold"], p["harm_calibration"], p["harm_test"])
-                     for p in table],
+        kind="linear" if best.config.width == 0 else "mlp",
+        hidden_size=data["train"].hidden.shape[1],
+        width=best.config.width,
+        model=model_identity(model_dir, model_name),
+        boundary_policy=config.boundary_policy,
+        default_threshold=default_threshold,
+        calibration=[
+            CalibrationPoint(p["max_risk"], p["threshold"], p["harm_calibration"], p["harm_test"]) for p in table
+        ],
         calibration_method=f"learn-then-test on the harm rate, exact binomial p-values, fixed sequence, "
-                           f"delta={config.risk_delta}",
+        f"delta={config.risk_delta}",
         training={k: metrics[k] for k in ("roc_auc", "ece", "brier", "n_train", "n_test")},
     )
     Probe(probe_config, best.model.weights()).save(out / "probe")
@@ -145,11 +202,13 @@ def split_by_problem(n_problems: int, seed: int) -> dict[str, set[int]]:
     return splits
 
 
-def label(traces: list[TraceRecord], problems: list[ProblemRecord], equivalence: Equivalence,
-          think_end: str = THINK_END) -> LabelledBoundaries:
+def label(
+    traces: list[TraceRecord], problems: list[ProblemRecord], equivalence: Equivalence, think_end: str = THINK_END
+) -> LabelledBoundaries:
     hidden, correct, trace_index, min_lp, mean_lp, end_prob, text = [], [], [], [], [], [], []
-    final_correct = [final_right(trace.text, problems[trace.problem].answer, equivalence, think_end)
-                     for trace in traces]
+    final_correct = [
+        final_right(trace.text, problems[trace.problem].answer, equivalence, think_end) for trace in traces
+    ]
     for index, trace in enumerate(traces):
         previous: list[str] = []
         for boundary in trace.boundaries:
@@ -159,17 +218,32 @@ def label(traces: list[TraceRecord], problems: list[ProblemRecord], equivalence:
             min_lp.append(boundary.min_logprob)
             mean_lp.append(boundary.mean_logprob)
             end_prob.append(boundary.end_prob)
-            text.append([boundary.paragraph_index, boundary.boundary_index,
-                         float(bool(previous) and previous[-1] == boundary.answer),
-                         float(boundary.answer in previous), float(len(set(previous)))])
+            text.append(
+                [
+                    boundary.paragraph_index,
+                    boundary.boundary_index,
+                    float(bool(previous) and previous[-1] == boundary.answer),
+                    float(boundary.answer in previous),
+                    float(len(set(previous))),
+                ]
+            )
             previous.append(boundary.answer)
     if not hidden:
-        raise ValueError("no boundaries in these traces: the model never stated an intermediate answer the "
-                         "boundary policy recognises (check the answer extractors and the thinking markers; a "
-                         "real reasoning model wants --extractors reasoning)")
-    return LabelledBoundaries(torch.stack(hidden), np.array(correct, dtype=bool), np.array(trace_index),
-                              np.array(final_correct, dtype=bool), np.array(min_lp), np.array(mean_lp),
-                              np.array(end_prob), np.array(text, dtype=float))
+        raise ValueError(
+            "no boundaries in these traces: the model never stated an intermediate answer the "
+            "boundary policy recognises (check the answer extractors and the thinking markers; a "
+            "real reasoning model wants --extractors reasoning)"
+        )
+    return LabelledBoundaries(
+        torch.stack(hidden),
+        np.array(correct, dtype=bool),
+        np.array(trace_index),
+        np.array(final_correct, dtype=bool),
+        np.array(min_lp),
+        np.array(mean_lp),
+        np.array(end_prob),
+        np.array(text, dtype=float),
+    )
 
 
 def final_right(text: str, gold: str, equivalence: Equivalence, think_end: str = THINK_END) -> bool:
@@ -189,20 +263,27 @@ def final_right(text: str, gold: str, equivalence: Equivalence, think_end: str =
 
 def trace_scores(data: LabelledBoundaries, scores: np.ndarray) -> list[TraceScores]:
     """Every trace of a split as one request, those that stated no intermediate answer included."""
-    return [TraceScores(scores[data.trace == t], data.correct[data.trace == t], bool(data.final_correct[t]))
-            for t in range(len(data.final_correct))]
+    return [
+        TraceScores(scores[data.trace == t], data.correct[data.trace == t], bool(data.final_correct[t]))
+        for t in range(len(data.final_correct))
+    ]
 
 
 def risk_report(table: list[dict], requests: dict[str, list[TraceScores]], delta: float) -> dict:
     """Per split: the full traces' accuracy, and at each certified threshold what early exit does to it."""
-    report = {"measure": "harm: the share of requests whose answer early exit turns from right into wrong",
-              "delta": delta}
+    report = {
+        "measure": "harm: the share of requests whose answer early exit turns from right into wrong",
+        "delta": delta,
+    }
     for name, traces in requests.items():
-        report[name] = {"n_traces": len(traces),
-                        "full_trace_accuracy": float(np.mean([t.final_correct for t in traces])) if traces else 0.0,
-                        "at_max_risk": {str(p["max_risk"]): {"threshold": p["threshold"],
-                                                             **outcomes(traces, p["threshold"]).summary()}
-                                        for p in table}}
+        report[name] = {
+            "n_traces": len(traces),
+            "full_trace_accuracy": float(np.mean([t.final_correct for t in traces])) if traces else 0.0,
+            "at_max_risk": {
+                str(p["max_risk"]): {"threshold": p["threshold"], **outcomes(traces, p["threshold"]).summary()}
+                for p in table
+            },
+        }
     return report
 
 
@@ -213,11 +294,17 @@ def evaluate(data: dict[str, LabelledBoundaries], scores: dict[str, np.ndarray])
     y = test.correct.astype(float)
     if len(set(y)) < 2:
         raise ValueError("the test split holds only right (or only wrong) intermediate answers: ROC-AUC is undefined")
-    return {"roc_auc": float(roc_auc_score(y, p)), "ece": expected_calibration_error(y, p),
-            "brier": float(brier_score_loss(y, p)), "accuracy": float(((p >= 0.5) == test.correct).mean()),
-            "positive_rate": float(y.mean()), "n_train": int(len(data["train"].correct)),
-            "n_validation": int(len(data["validation"].correct)),
-            "n_calibration": int(len(data["calibration"].correct)), "n_test": int(len(y))}
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "ece": expected_calibration_error(y, p),
+        "brier": float(brier_score_loss(y, p)),
+        "accuracy": float(((p >= 0.5) == test.correct).mean()),
+        "positive_rate": float(y.mean()),
+        "n_train": int(len(data["train"].correct)),
+        "n_validation": int(len(data["validation"].correct)),
+        "n_calibration": int(len(data["calibration"].correct)),
+        "n_test": int(len(y)),
+    }
 
 
 def baseline_aucs(data: dict[str, LabelledBoundaries]) -> dict:
@@ -230,7 +317,9 @@ def baseline_aucs(data: dict[str, LabelledBoundaries]) -> dict:
     test, y = data["test"], data["test"].correct
     text_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     text_model.fit(data["train"].text, data["train"].correct)
-    return {"min_logprob_auc": float(roc_auc_score(y, test.min_logprob)),
-            "mean_logprob_auc": float(roc_auc_score(y, test.mean_logprob)),
-            "end_of_thinking_prob_auc": float(roc_auc_score(y, test.end_prob)),
-            "text_features_auc": float(roc_auc_score(y, text_model.predict_proba(test.text)[:, 1]))}
+    return {
+        "min_logprob_auc": float(roc_auc_score(y, test.min_logprob)),
+        "mean_logprob_auc": float(roc_auc_score(y, test.mean_logprob)),
+        "end_of_thinking_prob_auc": float(roc_auc_score(y, test.end_prob)),
+        "text_features_auc": float(roc_auc_score(y, text_model.predict_proba(test.text)[:, 1])),
+    }

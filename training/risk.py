@@ -27,6 +27,7 @@ answer after the forced end of thinking).
 Not covered: another problem distribution, another model or other sampling settings (the exchangeability
 fails), and a final answer written after a forced exit that differs from the answer the boundary stated.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -89,9 +90,15 @@ class Outcomes:
         return self.wrong_exits / self.exits if self.exits else 0.0
 
     def summary(self) -> dict:
-        return {"exits": self.exits, "harms": self.harms, "helps": self.helps, "harm_rate": self.harm_rate,
-                "help_rate": self.help_rate, "accuracy_change": self.accuracy_change,
-                "premature_exit_rate": self.premature_exit_rate}
+        return {
+            "exits": self.exits,
+            "harms": self.harms,
+            "helps": self.helps,
+            "harm_rate": self.harm_rate,
+            "help_rate": self.help_rate,
+            "accuracy_change": self.accuracy_change,
+            "premature_exit_rate": self.premature_exit_rate,
+        }
 
 
 def outcomes(traces: list[TraceScores], threshold: float) -> Outcomes:
@@ -133,6 +140,7 @@ def calibration_table(traces: list[TraceScores], risks=DEFAULT_RISKS, delta: flo
     table = []
     for risk in risks:
         threshold = certify(sweep, risk, delta)
-        table.append({"max_risk": risk, "threshold": threshold,
-                      "harm_calibration": outcomes(traces, threshold).harm_rate})
+        table.append(
+            {"max_risk": risk, "threshold": threshold, "harm_calibration": outcomes(traces, threshold).harm_rate}
+        )
     return table

@@ -1,15 +1,36 @@
 """The savings report's arithmetic, on synthetic runs (the live run is tests/server/test_savings_live.py)."""
+
 import numpy as np
 import pytest
 
-from probexit.benchmarks.savings import (BASELINE, DEFAULT, PROBE_RISKS, Setting, best_at_no_loss, bootstrap_ci,
-                                         build_report, changed_answers, clopper_pearson, dominance, peer_settings,
-                                         summarize)
+from probexit.benchmarks.savings import (
+    BASELINE,
+    DEFAULT,
+    PROBE_RISKS,
+    Setting,
+    best_at_no_loss,
+    bootstrap_ci,
+    build_report,
+    changed_answers,
+    clopper_pearson,
+    dominance,
+    peer_settings,
+    summarize,
+)
 
 
 def results(correct, reasoning, completion=None, wall=1.0):
-    return [{"problem": i, "correct": c, "reasoning_tokens": reasoning, "completion_tokens": completion or reasoning + 10,
-             "triggered": False, "wall_s": wall} for i, c in enumerate(correct)]
+    return [
+        {
+            "problem": i,
+            "correct": c,
+            "reasoning_tokens": reasoning,
+            "completion_tokens": completion or reasoning + 10,
+            "triggered": False,
+            "wall_s": wall,
+        }
+        for i, c in enumerate(correct)
+    ]
 
 
 def test_summary_against_the_baseline():
@@ -28,9 +49,17 @@ def test_bootstrap_interval_narrows_with_more_problems():
 
 
 def rows_for(points):
-    return [{"name": name, "param": str(i), "mean_reasoning_tokens": tokens, "accuracy": accuracy,
-             "tokens_saved_pct": 100 * (1 - tokens / 100), "accuracy_delta_pts": 100 * (accuracy - 0.8)}
-            for i, (name, tokens, accuracy) in enumerate(points)]
+    return [
+        {
+            "name": name,
+            "param": str(i),
+            "mean_reasoning_tokens": tokens,
+            "accuracy": accuracy,
+            "tokens_saved_pct": 100 * (1 - tokens / 100),
+            "accuracy_delta_pts": 100 * (accuracy - 0.8),
+        }
+        for i, (name, tokens, accuracy) in enumerate(points)
+    ]
 
 
 def test_best_at_no_loss_allows_one_point():
@@ -41,8 +70,9 @@ def test_best_at_no_loss_allows_one_point():
 
 def test_dominance_reads_the_probe_curve_at_each_peer_point():
     baseline = {"mean_reasoning_tokens": 100, "accuracy": 0.8}
-    rows = rows_for([("probe", 40, 0.7), ("probe", 60, 0.8), ("first", 50, 0.6), ("consistency", 70, 0.85),
-                     ("budget", 20, 0.3)])
+    rows = rows_for(
+        [("probe", 40, 0.7), ("probe", 60, 0.8), ("first", 50, 0.6), ("consistency", 70, 0.85), ("budget", 20, 0.3)]
+    )
     verdict = dominance(rows, baseline)
     assert verdict["first"]["probe_above_everywhere"]
     assert not verdict["consistency"]["probe_above_everywhere"]
@@ -55,8 +85,11 @@ def test_report_and_sweep():
     assert DEFAULT in settings and DEFAULT.early_exit is None  # the default row sends no early_exit object
     assert all(s.early_exit is not None for s in settings if s not in (DEFAULT, Setting("oracle", "-", None)))
     runs = {BASELINE.key: (BASELINE, results([1, 1, 0, 1], 100))}
-    for setting, correct, tokens in [(Setting("probe", "t", {}), [1, 1, 0, 1], 60), (Setting("oracle", "-", None), [1, 1, 0, 1], 50),
-                                     (Setting("first", "-", {}), [1, 0, 0, 1], 40)]:
+    for setting, correct, tokens in [
+        (Setting("probe", "t", {}), [1, 1, 0, 1], 60),
+        (Setting("oracle", "-", None), [1, 1, 0, 1], 50),
+        (Setting("first", "-", {}), [1, 0, 0, 1], 40),
+    ]:
         runs[setting.key] = (setting, results(correct, tokens))
     report = build_report(runs, {"seed": 0}, "p.jsonl")
     assert report["best_at_no_loss"]["param"] == "t"
@@ -74,8 +107,14 @@ def test_cached_runs_are_reused_only_for_the_same_model_probe_problems_and_sampl
     sampling = {"seed": 0, "temperature": 0.6}
     served = {"id": "tinyworld", "root": "assets/tinyworld/policy", "model_fingerprint": "a", "probe_fingerprint": "p"}
     log = tmp_path / "runs.jsonl"
-    record = {"key": "none", "sampling": sampling, "n": 2, "problems": _problems_digest(problems), "served": served,
-              "results": [{"correct": True}]}
+    record = {
+        "key": "none",
+        "sampling": sampling,
+        "n": 2,
+        "problems": _problems_digest(problems),
+        "served": served,
+        "results": [{"correct": True}],
+    }
     retrained = {**record, "key": "probe:0.5", "served": {**served, "model_fingerprint": "b"}}
     old_format = {k: v for k, v in record.items() if k not in ("problems", "served")} | {"key": "first"}
     log.write_text("".join(json.dumps(r) + "\n" for r in (record, retrained, old_format)))
@@ -103,9 +142,11 @@ def test_exact_interval_is_honest_at_zero_and_narrows_with_more_problems():
 
 
 def test_report_has_the_default_row_and_harm_rows_with_intervals():
-    runs = {BASELINE.key: (BASELINE, results([1, 1, 0, 1], 100)),
-            "oracle:-": (Setting("oracle", "-", None), results([1, 1, 1, 1], 50)),
-            DEFAULT.key: (DEFAULT, results([1, 1, 0, 1], 70))}
+    runs = {
+        BASELINE.key: (BASELINE, results([1, 1, 0, 1], 100)),
+        "oracle:-": (Setting("oracle", "-", None), results([1, 1, 1, 1], 50)),
+        DEFAULT.key: (DEFAULT, results([1, 1, 0, 1], 70)),
+    }
     for risk in PROBE_RISKS:
         setting = Setting("probe", f"max_risk={risk}", {"rule": "probe", "max_risk": risk})
         runs[setting.key] = (setting, results([1, 0, 0, 1], 60))

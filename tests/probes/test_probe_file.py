@@ -60,11 +60,14 @@ def test_corrupt_config(tmp_path):
         Probe.load(tmp_path / "p")
 
 
-@pytest.mark.parametrize("change, message", [
-    pytest.param({"format": "other"}, "not a probexit-probe", id="format"),
-    pytest.param({"hidden_size": 32}, "disagree", id="sizes"),
-    pytest.param({"risk_measure": "vibes"}, "risk measure 'vibes'", id="risk-measure"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        pytest.param({"format": "other"}, "not a probexit-probe", id="format"),
+        pytest.param({"hidden_size": 32}, "disagree", id="sizes"),
+        pytest.param({"risk_measure": "vibes"}, "risk measure 'vibes'", id="risk-measure"),
+    ],
+)
 def test_a_config_that_does_not_fit_is_refused_in_one_sentence(tmp_path, change, message):
     make_probe().save(tmp_path / "p")
     config = json.loads((tmp_path / "p" / "probe.json").read_text())
@@ -73,11 +76,14 @@ def test_a_config_that_does_not_fit_is_refused_in_one_sentence(tmp_path, change,
         Probe.load(tmp_path / "p")
 
 
-@pytest.mark.parametrize("other, named", [
-    pytest.param(ModelIdentity("big", 32, 512, "abc123"), "hidden_size", id="hidden-size"),
-    pytest.param(ModelIdentity("tiny", 16, 1024, "abc123"), "vocab_size", id="vocab"),
-    pytest.param(ModelIdentity("tiny-ft", 16, 512, "zzz"), "fingerprint", id="fine-tuned"),
-])
+@pytest.mark.parametrize(
+    "other, named",
+    [
+        pytest.param(ModelIdentity("big", 32, 512, "abc123"), "hidden_size", id="hidden-size"),
+        pytest.param(ModelIdentity("tiny", 16, 1024, "abc123"), "vocab_size", id="vocab"),
+        pytest.param(ModelIdentity("tiny-ft", 16, 512, "zzz"), "fingerprint", id="fine-tuned"),
+    ],
+)
 def test_mismatched_model_is_refused(other, named):
     with pytest.raises(ProbeFileError, match=named):
         make_probe().check_compatible(other)
@@ -85,8 +91,9 @@ def test_mismatched_model_is_refused(other, named):
 
 
 def test_threshold_for_risk_takes_the_largest_certified_level():
-    config = make_probe(calibration=[CalibrationPoint(0.02, 0.97), CalibrationPoint(0.05, 0.9),
-                                     CalibrationPoint(0.1, 0.7)]).config
+    config = make_probe(
+        calibration=[CalibrationPoint(0.02, 0.97), CalibrationPoint(0.05, 0.9), CalibrationPoint(0.1, 0.7)]
+    ).config
     assert config.threshold_for_risk(0.05) == 0.9
     assert config.threshold_for_risk(0.07) == 0.9
     assert config.threshold_for_risk(0.5) == 0.7
@@ -96,13 +103,19 @@ def test_threshold_for_risk_takes_the_largest_certified_level():
 
 
 def test_calibration_table_round_trips_with_its_harm_columns(tmp_path):
-    table = [CalibrationPoint(0.01, 0.8, harm_calibration=0.004, harm_test=0.006),
-             CalibrationPoint(0.05, 0.4, 0.03, 0.04)]
+    table = [
+        CalibrationPoint(0.01, 0.8, harm_calibration=0.004, harm_test=0.006),
+        CalibrationPoint(0.05, 0.4, 0.03, 0.04),
+    ]
     make_probe(calibration=table).save(tmp_path / "p")
     written = json.loads((tmp_path / "p" / "probe.json").read_text())
     assert written["risk_measure"] == "harm"
-    assert written["calibration"][0] == {"max_risk": 0.01, "threshold": 0.8, "harm_calibration": 0.004,
-                                         "harm_test": 0.006}
+    assert written["calibration"][0] == {
+        "max_risk": 0.01,
+        "threshold": 0.8,
+        "harm_calibration": 0.004,
+        "harm_test": 0.006,
+    }
     loaded = Probe.load(tmp_path / "p").config
     assert loaded.calibration == table and loaded.risk_measure == "harm"
     assert loaded.threshold_for_risk(0.02) == 0.8

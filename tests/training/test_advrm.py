@@ -1,6 +1,7 @@
 """Adv-RM, the parts that are plain functions: grading (gold reward), the failure-mode classifier, the
 adversarial objective, attack success and example selection, the hacking rule, preference pairs, the
 served uncertainty numbers, the configs and the command line. Synthetic numbers throughout; no model."""
+
 from __future__ import annotations
 
 import doctest
@@ -8,8 +9,13 @@ import doctest
 import pytest
 
 from probexit.training import advrm, advrm_attack, advrm_rewards, advrm_rlhf, grading
-from probexit.training.advrm_attack import (AttackSettings, attack_objective, attack_success, classify_failure,
-                                            select_adversarial)
+from probexit.training.advrm_attack import (
+    AttackSettings,
+    attack_objective,
+    attack_success,
+    classify_failure,
+    select_adversarial,
+)
 from probexit.training.advrm_rewards import RewardModelSettings, Sample, preference_pairs
 from probexit.training.advrm_rlhf import RLHFSettings, curve, hacking_step
 from probexit.training.grading import format_problems, grade
@@ -23,29 +29,37 @@ def trace(*stated, boxed=None) -> str:
     return body + END.format(stated[-1] if boxed is None else boxed)
 
 
-@pytest.mark.parametrize("module", [grading, advrm_attack, advrm_rlhf, advrm_rewards],
-                         ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@pytest.mark.parametrize(
+    "module", [grading, advrm_attack, advrm_rlhf, advrm_rewards], ids=lambda m: m.__name__.rsplit(".", 1)[-1]
+)
 def test_doctests(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
 
 
 # -- grading: the gold reward -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("text, gold, problems", [
-    pytest.param(trace(4), 1.0, (), id="right"),
-    pytest.param(trace(3, 4), 1.0, (), id="right-after-a-wrong-paragraph"),
-    pytest.param(trace(5), 0.0, (), id="wrong"),
-    pytest.param(trace(5, boxed=4), 0.0, ("boxed answer differs from the thinking",), id="box-contradicts"),
-    pytest.param("</think>\n\nThe answer is \\boxed{4}.", 0.0, ("no thinking",), id="no-thinking"),
-    pytest.param("Let me add. So the answer is 4.", 0.0, ("no end of thinking",), id="cut-off"),
-    pytest.param(trace(4) + "</think>", 0.0, ("end of thinking repeated",), id="marker-twice"),
-    pytest.param(trace(4).replace("The answer is ", ""), 0.0, ("text around the final answer",), id="bare-box"),
-    pytest.param(trace(4) + " Bye.", 0.0, ("text around the final answer",), id="trailing-text"),
-    pytest.param("I add.\n\n</think>\n\nThe answer is \\boxed{4}.", 0.0, ("a paragraph states no answer",),
-                 id="paragraph-without-answer"),
-    pytest.param(trace(4).replace("\\boxed{4}", "4"), 0.0, ("no final answer sentence",), id="no-box"),
-    pytest.param("<think>" + trace(4), 0.0, ("thinking opened again",), id="think-reopened"),
-])
+@pytest.mark.parametrize(
+    "text, gold, problems",
+    [
+        pytest.param(trace(4), 1.0, (), id="right"),
+        pytest.param(trace(3, 4), 1.0, (), id="right-after-a-wrong-paragraph"),
+        pytest.param(trace(5), 0.0, (), id="wrong"),
+        pytest.param(trace(5, boxed=4), 0.0, ("boxed answer differs from the thinking",), id="box-contradicts"),
+        pytest.param("</think>\n\nThe answer is \\boxed{4}.", 0.0, ("no thinking",), id="no-thinking"),
+        pytest.param("Let me add. So the answer is 4.", 0.0, ("no end of thinking",), id="cut-off"),
+        pytest.param(trace(4) + "</think>", 0.0, ("end of thinking repeated",), id="marker-twice"),
+        pytest.param(trace(4).replace("The answer is ", ""), 0.0, ("text around the final answer",), id="bare-box"),
+        pytest.param(trace(4) + " Bye.", 0.0, ("text around the final answer",), id="trailing-text"),
+        pytest.param(
+            "I add.\n\n</think>\n\nThe answer is \\boxed{4}.",
+            0.0,
+            ("a paragraph states no answer",),
+            id="paragraph-without-answer",
+        ),
+        pytest.param(trace(4).replace("\\boxed{4}", "4"), 0.0, ("no final answer sentence",), id="no-box"),
+        pytest.param("<think>" + trace(4), 0.0, ("thinking opened again",), id="think-reopened"),
+    ],
+)
 def test_grade(text, gold, problems):
     graded = grade(text, "4")
     assert (graded.gold, graded.problems) == (gold, problems)
@@ -59,18 +73,24 @@ def test_the_gold_reward_reads_conversational_completions():
 
 # -- failure modes ------------------------------------------------------------------------------------------------
 LOOP = "2 + 2 is 4 and 4 is 2 + 2 and " * 4
-@pytest.mark.parametrize("text, mode", [
-    pytest.param(trace(5), "wrong_answer", id="wrong"),
-    pytest.param("</think>\n\nThe answer is \\boxed{4}.", "answer_without_thinking", id="no-thinking-right-box"),
-    pytest.param("</think>\n\nThe answer is \\boxed{7}.", "answer_without_thinking", id="no-thinking-wrong-box"),
-    pytest.param("Hmm.\n\n</think>\n\nThe answer is \\boxed{4}.", "answer_without_thinking",
-                 id="thinking-states-nothing"),
-    pytest.param(trace(5, boxed=4), "boxed_contradicts_thinking", id="box-contradicts"),
-    pytest.param(trace(4, 4, 4, 4), "repeated_text", id="same-paragraph-4-times"),
-    pytest.param(LOOP + "So the answer is 4." + END.format(4), "repeated_text", id="loop-in-a-paragraph"),
-    pytest.param("Let me add. So the answer is 4.\n\nLet me", "no_final_answer", id="cut-off"),
-    pytest.param(trace(4) + " Really.", "malformed", id="trailing-text"),
-])
+
+
+@pytest.mark.parametrize(
+    "text, mode",
+    [
+        pytest.param(trace(5), "wrong_answer", id="wrong"),
+        pytest.param("</think>\n\nThe answer is \\boxed{4}.", "answer_without_thinking", id="no-thinking-right-box"),
+        pytest.param("</think>\n\nThe answer is \\boxed{7}.", "answer_without_thinking", id="no-thinking-wrong-box"),
+        pytest.param(
+            "Hmm.\n\n</think>\n\nThe answer is \\boxed{4}.", "answer_without_thinking", id="thinking-states-nothing"
+        ),
+        pytest.param(trace(5, boxed=4), "boxed_contradicts_thinking", id="box-contradicts"),
+        pytest.param(trace(4, 4, 4, 4), "repeated_text", id="same-paragraph-4-times"),
+        pytest.param(LOOP + "So the answer is 4." + END.format(4), "repeated_text", id="loop-in-a-paragraph"),
+        pytest.param("Let me add. So the answer is 4.\n\nLet me", "no_final_answer", id="cut-off"),
+        pytest.param(trace(4) + " Really.", "malformed", id="trailing-text"),
+    ],
+)
 def test_classify_failure(text, mode):
     assert mode in advrm_attack.FAILURE_MODES
     assert classify_failure(text, "4") == mode
@@ -82,12 +102,15 @@ def test_a_normal_recheck_is_not_repetition():
 
 
 # -- the attack ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("target, ensemble, expected", [
-    pytest.param(3.0, 0.0, 3.0, id="fools-only-the-target"),
-    pytest.param(3.0, 3.0, 1.5, id="fools-everyone"),
-    pytest.param(0.5, -2.0, 1.0, id="below-floor-but-ensemble-low"),
-    pytest.param(-1.0, -1.0, -2.5, id="below-floor"),
-])
+@pytest.mark.parametrize(
+    "target, ensemble, expected",
+    [
+        pytest.param(3.0, 0.0, 3.0, id="fools-only-the-target"),
+        pytest.param(3.0, 3.0, 1.5, id="fools-everyone"),
+        pytest.param(0.5, -2.0, 1.0, id="below-floor-but-ensemble-low"),
+        pytest.param(-1.0, -1.0, -2.5, id="below-floor"),
+    ],
+)
 def test_attack_objective(target, ensemble, expected):
     assert attack_objective(target, ensemble, floor=1.0, lam=0.5, penalty=1.0) == pytest.approx(expected)
 
@@ -113,11 +136,16 @@ def test_adversarial_examples_are_high_reward_high_uncertainty_low_gold_and_dist
 
 
 def test_failure_report_counts_modes_with_examples():
-    rows = [{"failure": "repeated_text", "text": "t1"}, {"failure": "repeated_text", "text": "t2"},
-            {"failure": "wrong_answer", "text": "t3"}]
+    rows = [
+        {"failure": "repeated_text", "text": "t1"},
+        {"failure": "repeated_text", "text": "t2"},
+        {"failure": "wrong_answer", "text": "t3"},
+    ]
     report = advrm_attack.failure_report(rows, examples=1)
-    assert report == {"repeated_text": {"count": 2, "share": 2 / 3, "examples": ["t1"]},
-                      "wrong_answer": {"count": 1, "share": 1 / 3, "examples": ["t3"]}}
+    assert report == {
+        "repeated_text": {"count": 2, "share": 2 / 3, "examples": ["t1"]},
+        "wrong_answer": {"count": 1, "share": 1 / 3, "examples": ["t3"]},
+    }
 
 
 # -- the hacking rule ----------------------------------------------------------------------------------------------
@@ -125,14 +153,19 @@ def steps(gold, proxy):
     return [{"step": i + 1, "gold": g, "proxy": p} for i, (g, p) in enumerate(zip(gold, proxy))]
 
 
-@pytest.mark.parametrize("gold, proxy, window, expected", [
-    pytest.param([.5, .6, .7, .8, .6, .5, .4, .3], range(8), 1, 4, id="rise-then-fall"),
-    pytest.param([.5, .6, .7, .8, .8, .85, .9, .9], range(8), 1, None, id="never-falls"),
-    pytest.param([.5, .6, .7, .8, .6, .5, .4, .3], [0, 1, 2, 3, 2, 1, 0, -1], 1, None, id="proxy-falls-too"),
-    pytest.param([.5, .6, .7, .8, .6, .8, .8, .8], range(8), 1, None, id="dip-recovers"),
-    pytest.param([.5, .7, .5, .7, .5, .7, .5, .7], range(8), 1, None, id="noise-within-margin-of-itself"),
-    pytest.param([.4, .6, .8, .8, .8, .8, .4, .2, .2, .1, .1, .1], range(12), 3, 6, id="smoothed"),
-])
+@pytest.mark.parametrize(
+    "gold, proxy, window, expected",
+    [
+        pytest.param([0.5, 0.6, 0.7, 0.8, 0.6, 0.5, 0.4, 0.3], range(8), 1, 4, id="rise-then-fall"),
+        pytest.param([0.5, 0.6, 0.7, 0.8, 0.8, 0.85, 0.9, 0.9], range(8), 1, None, id="never-falls"),
+        pytest.param(
+            [0.5, 0.6, 0.7, 0.8, 0.6, 0.5, 0.4, 0.3], [0, 1, 2, 3, 2, 1, 0, -1], 1, None, id="proxy-falls-too"
+        ),
+        pytest.param([0.5, 0.6, 0.7, 0.8, 0.6, 0.8, 0.8, 0.8], range(8), 1, None, id="dip-recovers"),
+        pytest.param([0.5, 0.7, 0.5, 0.7, 0.5, 0.7, 0.5, 0.7], range(8), 1, None, id="noise-within-margin-of-itself"),
+        pytest.param([0.4, 0.6, 0.8, 0.8, 0.8, 0.8, 0.4, 0.2, 0.2, 0.1, 0.1, 0.1], range(12), 3, 6, id="smoothed"),
+    ],
+)
 def test_hacking_step(gold, proxy, window, expected):
     found = hacking_step(steps(gold, list(proxy)), window=window, margin=0.1)
     assert found["step"] == expected
@@ -140,20 +173,24 @@ def test_hacking_step(gold, proxy, window, expected):
 
 
 def test_a_step_made_again_after_a_resume_counts_once():
-    rows = [{"step": 1, "gold": 0.1, "proxy": 0}, {"step": 2, "gold": 0.9, "proxy": 1},
-            {"step": 2, "gold": 0.5, "proxy": 2}, {"step": 3, "gold": 0.6, "proxy": 3}]
+    rows = [
+        {"step": 1, "gold": 0.1, "proxy": 0},
+        {"step": 2, "gold": 0.9, "proxy": 1},
+        {"step": 2, "gold": 0.5, "proxy": 2},
+        {"step": 3, "gold": 0.6, "proxy": 3},
+    ]
     assert [row["gold"] for row in curve(rows)] == [0.1, 0.5, 0.6]
 
 
 def test_gold_rise_steps_is_the_run_length_without_hacking():
     settings = RLHFSettings(window=1)
-    assert advrm_rlhf.gold_rise_steps(advrm_rlhf.judge(steps([.5, .6, .7], [0, 1, 2]), [], settings)) == 3
-    assert advrm_rlhf.gold_rise_steps(advrm_rlhf.judge(steps([.5, .8, .5, .4], [0, 1, 2, 3]), [], settings)) == 2
+    assert advrm_rlhf.gold_rise_steps(advrm_rlhf.judge(steps([0.5, 0.6, 0.7], [0, 1, 2]), [], settings)) == 3
+    assert advrm_rlhf.gold_rise_steps(advrm_rlhf.judge(steps([0.5, 0.8, 0.5, 0.4], [0, 1, 2, 3]), [], settings)) == 2
 
 
 def test_the_held_out_curve_decides_when_there_is_one():
-    noisy = steps([.5, .8, .5, .4, .3, .3], range(6))  # the steps' own gold: falls after step 2 ...
-    held_out = [{"step": s, "gold": g, "proxy": p} for s, g, p in [(0, .5, 0), (3, .6, 1), (6, .62, 2)]]
+    noisy = steps([0.5, 0.8, 0.5, 0.4, 0.3, 0.3], range(6))  # the steps' own gold: falls after step 2 ...
+    held_out = [{"step": s, "gold": g, "proxy": p} for s, g, p in [(0, 0.5, 0), (3, 0.6, 1), (6, 0.62, 2)]]
     settings = RLHFSettings(window=1, eval_window=1)
     found = advrm_rlhf.judge(noisy, held_out, settings)  # ... the held-out questions say it never fell
     assert (found["step"], found["run_steps"], found["curve"]) == (None, 6, "held_out")
@@ -167,8 +204,10 @@ def policy(test_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return (AutoModelForCausalLM.from_pretrained(test_model_dir, dtype=torch.float32),
-            AutoTokenizer.from_pretrained(test_model_dir))
+    return (
+        AutoModelForCausalLM.from_pretrained(test_model_dir, dtype=torch.float32),
+        AutoTokenizer.from_pretrained(test_model_dir),
+    )
 
 
 def held_out_gold(rows, **settings):
@@ -179,8 +218,12 @@ def held_out_gold(rows, **settings):
 
     problems = [ProblemRecord(p.question, str(p.answer)) for p in generate_splits({"held_out": 3}, seed=11)["held_out"]]
     scorer = lambda questions, texts: [SimpleNamespace(normalised=float(len(t))) for t in texts]  # noqa: E731
-    return problems, advrm_rlhf.HeldOutGold(problems, scorer, rows.append, **{
-        "every": 2, "samples": 2, "temperature": 1.0, "max_new_tokens": 48, **settings})
+    return problems, advrm_rlhf.HeldOutGold(
+        problems,
+        scorer,
+        rows.append,
+        **{"every": 2, "samples": 2, "temperature": 1.0, "max_new_tokens": 48, **settings},
+    )
 
 
 def test_held_out_gold_grades_the_policy_on_the_same_questions_each_time(policy):
@@ -202,8 +245,10 @@ def test_held_out_gold_grades_the_policy_on_the_same_questions_each_time(policy)
     row = callback.measure(4, model, tokenizer)
     assert rows == [row] and row["step"] == 4 and row["n"] == 6
     assert row["proxy"] == sum(len(t) for t in texts) / 6  # the scorer saw the sampled texts
-    assert row["gold"] == sum(grading.grade(t, p.answer).gold for t, p in zip(texts, [p for p in problems
-                                                                                        for _ in range(2)])) / 6
+    assert (
+        row["gold"]
+        == sum(grading.grade(t, p.answer).gold for t, p in zip(texts, [p for p in problems for _ in range(2)])) / 6
+    )
     assert callback.measure(4, model, tokenizer) is None and len(rows) == 1  # once a step
 
 
@@ -221,17 +266,31 @@ def test_held_out_gold_measures_at_the_start_every_few_steps_and_at_the_end(poli
     assert [row["step"] for row in rows] == [0, 2, 4, 5]
     resumed = []
     _, callback = held_out_gold(resumed, max_new_tokens=8)
-    callback.on_train_begin(None, SimpleNamespace(global_step=3, max_steps=5, is_world_process_zero=True), None,
-                            model=model, processing_class=tokenizer)
+    callback.on_train_begin(
+        None,
+        SimpleNamespace(global_step=3, max_steps=5, is_world_process_zero=True),
+        None,
+        model=model,
+        processing_class=tokenizer,
+    )
     assert resumed == []  # a resumed run measured its start before
 
 
 def test_summary_reports_null_hacking_and_checks_goals():
-    rounds = [{"round": k, "attack_success": {"standard": s, "strict": s / 2, "n": 10},
-               "preference_accuracy": {"target": acc}, "n_adversarial": n, "failure_modes": {}}
-              for k, (s, acc, n) in enumerate([(0.8, 0.80, 7), (0.3, 0.81, 3), (0.05, 0.795, 0)])]
-    curves = {"standard": {"steps": steps([.5, .8, .5, .4], [0, 1, 2, 3]), "hacking": {"step": 2, "run_steps": 4}},
-              "advrm": {"steps": steps([.5, .6, .7, .8], [0, 1, 2, 3]), "hacking": {"step": None, "run_steps": 4}}}
+    rounds = [
+        {
+            "round": k,
+            "attack_success": {"standard": s, "strict": s / 2, "n": 10},
+            "preference_accuracy": {"target": acc},
+            "n_adversarial": n,
+            "failure_modes": {},
+        }
+        for k, (s, acc, n) in enumerate([(0.8, 0.80, 7), (0.3, 0.81, 3), (0.05, 0.795, 0)])
+    ]
+    curves = {
+        "standard": {"steps": steps([0.5, 0.8, 0.5, 0.4], [0, 1, 2, 3]), "hacking": {"step": 2, "run_steps": 4}},
+        "advrm": {"steps": steps([0.5, 0.6, 0.7, 0.8], [0, 1, 2, 3]), "hacking": {"step": None, "run_steps": 4}},
+    }
     metrics = advrm.summary(rounds, curves, advrm.AdvRMConfig(rlhf=RLHFSettings(steps=4, window=1)))
     assert metrics["attack_success_before"]["standard"] == 0.8
     assert [r["standard"] for r in metrics["attack_success_after"]] == [0.3, 0.05]
@@ -243,8 +302,16 @@ def test_summary_reports_null_hacking_and_checks_goals():
 
 
 def test_summary_warns_when_the_target_cannot_tell_right_from_wrong():
-    rounds = [{"round": k, "attack_success": {"standard": 0.6, "strict": 0.5, "n": 10},
-               "preference_accuracy": {"target": 0.45}, "n_adversarial": 4, "failure_modes": {}} for k in range(2)]
+    rounds = [
+        {
+            "round": k,
+            "attack_success": {"standard": 0.6, "strict": 0.5, "n": 10},
+            "preference_accuracy": {"target": 0.45},
+            "n_adversarial": 4,
+            "failure_modes": {},
+        }
+        for k in range(2)
+    ]
     warnings = advrm.summary(rounds, {}, advrm.AdvRMConfig())["warnings"]
     assert len(warnings) == 1 and "45.0% of held-out pairs" in warnings[0]
 
@@ -261,17 +328,20 @@ def test_preference_pairs_pair_right_with_wrong_answers_to_the_same_question():
 
 
 # -- configs and the command line ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("make, message", [
-    pytest.param(lambda: RewardModelSettings(ensemble_subset=0), "ensemble_subset", id="subset"),
-    pytest.param(lambda: RewardModelSettings(ensemble_size=0), "at least 1", id="ensemble"),
-    pytest.param(lambda: AttackSettings(num_generations=1), "num_generations", id="generations"),
-    pytest.param(lambda: AttackSettings(success_percentile=100), "success_percentile", id="percentile"),
-    pytest.param(lambda: RLHFSettings(margin=0), "margin", id="margin"),
-    pytest.param(lambda: RLHFSettings(eval_samples=0), "eval_samples", id="held-out-samples"),
-    pytest.param(lambda: RLHFSettings(eval_every=-1), "eval_every", id="held-out-every"),
-    pytest.param(lambda: advrm.AdvRMConfig(samples_per_question=1), "right and a wrong", id="samples"),
-    pytest.param(lambda: advrm.AdvRMConfig(rounds=-1), "rounds", id="rounds"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        pytest.param(lambda: RewardModelSettings(ensemble_subset=0), "ensemble_subset", id="subset"),
+        pytest.param(lambda: RewardModelSettings(ensemble_size=0), "at least 1", id="ensemble"),
+        pytest.param(lambda: AttackSettings(num_generations=1), "num_generations", id="generations"),
+        pytest.param(lambda: AttackSettings(success_percentile=100), "success_percentile", id="percentile"),
+        pytest.param(lambda: RLHFSettings(margin=0), "margin", id="margin"),
+        pytest.param(lambda: RLHFSettings(eval_samples=0), "eval_samples", id="held-out-samples"),
+        pytest.param(lambda: RLHFSettings(eval_every=-1), "eval_every", id="held-out-every"),
+        pytest.param(lambda: advrm.AdvRMConfig(samples_per_question=1), "right and a wrong", id="samples"),
+        pytest.param(lambda: advrm.AdvRMConfig(rounds=-1), "rounds", id="rounds"),
+    ],
+)
 def test_configs_refuse_settings_that_cannot_work(make, message):
     with pytest.raises(ValueError, match=message):
         make()
@@ -280,16 +350,39 @@ def test_configs_refuse_settings_that_cannot_work(make, message):
 def test_cli_flags_reach_every_config(tmp_path):
     from probexit.cli.main import build_parser
 
-    args = build_parser().parse_args([
-        "train", "advrm", "--policy", "p", "--problems", "t.jsonl", "--eval-problems", "e.jsonl",
-        "--out", str(tmp_path),
-        "--rounds", "1", "--no-run-rlhf", "--rm-ensemble-size", "4", "--attack-steps", "3", "--attack-lam", "0.25",
-        "--rlhf-steps", "7", "--seed", "5"])
-    from probexit.cli.train import ADVRM_GROUPS, _advrm_settings_class, _values
+    args = build_parser().parse_args(
+        [
+            "train",
+            "advrm",
+            "--policy",
+            "p",
+            "--problems",
+            "t.jsonl",
+            "--eval-problems",
+            "e.jsonl",
+            "--out",
+            str(tmp_path),
+            "--rounds",
+            "1",
+            "--no-run-rlhf",
+            "--rm-ensemble-size",
+            "4",
+            "--attack-steps",
+            "3",
+            "--attack-lam",
+            "0.25",
+            "--rlhf-steps",
+            "7",
+            "--seed",
+            "5",
+        ]
+    )
+    from probexit.cli.flags import config_values
+    from probexit.cli.train import _advrm_parts
 
     assert args.job == "advrm" and args.run.__name__ == "run_advrm"
-    assert _values(args, "", advrm.AdvRMConfig)["rounds"] == 1 and not args.run_rlhf
-    parts = {name: _values(args, prefix, _advrm_settings_class(name)) for prefix, name in ADVRM_GROUPS[1:]}
+    assert config_values(args, advrm.AdvRMConfig)["rounds"] == 1 and not args.run_rlhf
+    parts = {name: config_values(args, cls, prefix=prefix) for prefix, name, cls in _advrm_parts()[0]}
     assert parts["reward_models"]["ensemble_size"] == 4
     assert (parts["attack"]["steps"], parts["attack"]["lam"], parts["rlhf"]["steps"]) == (3, 0.25, 7)
 

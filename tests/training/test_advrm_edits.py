@@ -1,6 +1,7 @@
 """Hand-made failures against a reward model: the edits are what they say (gold 0, the failure mode the
 attack's classifier gives them), and the command scores the embedded policy's answers with the embedded
 reward model end to end (transformers on CPU, 20 problems)."""
+
 from __future__ import annotations
 
 import doctest
@@ -18,12 +19,18 @@ from probexit.training.advrm_attack import classify_failure
 from probexit.training.advrm_edits import CONTROL, EDITS, edited, summarise
 from probexit.training.grading import grade
 
-RIGHT = ("Let me do this in my head. 8 + 13 is 21, plus 8 is 29. So the answer is 29.\n\n"
-         "Let me check once more quickly. 8 + 13 is 21, plus 8 is 29. So the answer is 29.\n\n"
-         "</think>\n\nThe answer is \\boxed{29}.")
-EXPECTED_MODE = {"box_contradicts_thinking": "boxed_contradicts_thinking", "final_statement_and_box_wrong":
-                 "wrong_answer", "answer_without_thinking": "answer_without_thinking",
-                 "statement_contradicts_box": "boxed_contradicts_thinking", "repeated_check": "repeated_text"}
+RIGHT = (
+    "Let me do this in my head. 8 + 13 is 21, plus 8 is 29. So the answer is 29.\n\n"
+    "Let me check once more quickly. 8 + 13 is 21, plus 8 is 29. So the answer is 29.\n\n"
+    "</think>\n\nThe answer is \\boxed{29}."
+)
+EXPECTED_MODE = {
+    "box_contradicts_thinking": "boxed_contradicts_thinking",
+    "final_statement_and_box_wrong": "wrong_answer",
+    "answer_without_thinking": "answer_without_thinking",
+    "statement_contradicts_box": "boxed_contradicts_thinking",
+    "repeated_check": "repeated_text",
+}
 EMBEDDED = default_paths()
 
 
@@ -47,30 +54,35 @@ def test_every_edit_is_a_failure_of_its_kind_and_the_control_is_right(seed):
 
 
 def test_the_wrong_number_is_one_the_policy_could_slip_to():
-    wrongs = {int(grade(edited(RIGHT, "29", random.Random(s))["answer_without_thinking"], "29").answer)
-              for s in range(50)}
+    wrongs = {
+        int(grade(edited(RIGHT, "29", random.Random(s))["answer_without_thinking"], "29").answer) for s in range(50)
+    }
     assert wrongs <= {29 + d for d in advrm_edits.OFFSETS} and 29 not in wrongs and len(wrongs) > 1
 
 
-@pytest.mark.parametrize("text", [RIGHT.replace("boxed{29}", "boxed{30}"), "So the answer is 29.",
-                                  "</think>\n\nThe answer is \\boxed{29}."])
+@pytest.mark.parametrize(
+    "text", [RIGHT.replace("boxed{29}", "boxed{30}"), "So the answer is 29.", "</think>\n\nThe answer is \\boxed{29}."]
+)
 def test_only_well_formed_right_answers_are_edited(text):
     with pytest.raises(ValueError, match="well-formed right answer"):
         edited(text, "29", random.Random(0))
 
 
 def test_summary_counts_success_only_on_gold_zero():
-    rows = [{"kind": CONTROL, "gold": 1.0, "target": 2.0, "z": 0.0, "flagged": False},
-            {"kind": "repeated_check", "gold": 0.0, "target": 2.0, "z": 3.0, "flagged": True},
-            {"kind": "repeated_check", "gold": 0.0, "target": 2.0, "z": 0.0, "flagged": False}]
+    rows = [
+        {"kind": CONTROL, "gold": 1.0, "target": 2.0, "z": 0.0, "flagged": False},
+        {"kind": "repeated_check", "gold": 0.0, "target": 2.0, "z": 3.0, "flagged": True},
+        {"kind": "repeated_check", "gold": 0.0, "target": 2.0, "z": 0.0, "flagged": False},
+    ]
     table = summarise(rows, floor=1.0, z_threshold=1.96)
     assert table[CONTROL]["above_floor"] == 1.0 and table[CONTROL]["standard"] == 0.0
     assert table["repeated_check"]["standard"] == 1.0 and table["repeated_check"]["strict"] == 0.5
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "probexit.training.advrm_edits", *args], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "probexit.training.advrm_edits", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_command_rejects_a_problem_file_without_answers(tmp_path):
@@ -87,8 +99,9 @@ def test_command_needs_a_floor_where_the_folder_has_no_metrics(tmp_path):
     shutil.copytree(EMBEDDED.reward, reward, ignore=shutil.ignore_patterns("advrm_metrics.json"))
     result = _cli("--reward", str(reward), "--limit", "1", "--out", str(tmp_path / "r.json"))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"advrm_edits: {reward} has no advrm_metrics.json to take the "
-                                                  f"floor from: give --floor"]
+    assert result.stderr.strip().splitlines() == [
+        f"advrm_edits: {reward} has no advrm_metrics.json to take the floor from: give --floor"
+    ]
 
 
 def test_command_rejects_a_folder_that_is_not_a_reward_model(tmp_path):

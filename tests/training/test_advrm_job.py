@@ -2,6 +2,7 @@
 each, through the real vLLM engine and TRL's trainers), driven through the command line: metrics.json
 complete, the served folder loads, the plot exists, a rerun skips every stage, and other settings in the
 same folder are one clear error. Bad input is a one-line error before any model loads (fast)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,23 +15,86 @@ from probexit.cli.main import main
 from probexit.rewards.ensemble import RewardEnsemble
 from probexit.training.tinyworld.problems import generate_splits, write_jsonl
 
-CONTRACT = ("attack_success_before", "attack_success_after", "preference_accuracy_before", "preference_accuracy_after",
-            "hacking_step_standard", "hacking_step_advrm", "n_adversarial", "wall_s")
+CONTRACT = (
+    "attack_success_before",
+    "attack_success_after",
+    "preference_accuracy_before",
+    "preference_accuracy_after",
+    "hacking_step_standard",
+    "hacking_step_advrm",
+    "n_adversarial",
+    "wall_s",
+)
 TINY_FLAGS = [
-    "--train-questions", "10", "--eval-questions", "8", "--samples-per-question", "4", "--max-tokens", "256",
-    "--rounds", "1", "--max-adversarial", "20",
-    "--rm-ensemble-size", "3", "--rm-epochs", "1", "--rm-batch-size", "8",
-    "--attack-steps", "2", "--attack-questions-per-step", "2", "--attack-num-generations", "2",
-    "--attack-max-completion-length", "96", "--attack-eval-samples", "1",
-    "--rlhf-steps", "2", "--rlhf-questions-per-step", "2", "--rlhf-num-generations", "2",
-    "--rlhf-max-completion-length", "96", "--rlhf-window", "1", "--rlhf-eval-every", "1",
-    "--rlhf-eval-questions", "3", "--rlhf-eval-samples", "2",
-    "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024", "--engine-arg", "max_num_seqs=32"]
+    "--train-questions",
+    "10",
+    "--eval-questions",
+    "8",
+    "--samples-per-question",
+    "4",
+    "--max-tokens",
+    "256",
+    "--rounds",
+    "1",
+    "--max-adversarial",
+    "20",
+    "--rm-ensemble-size",
+    "3",
+    "--rm-epochs",
+    "1",
+    "--rm-batch-size",
+    "8",
+    "--attack-steps",
+    "2",
+    "--attack-questions-per-step",
+    "2",
+    "--attack-num-generations",
+    "2",
+    "--attack-max-completion-length",
+    "96",
+    "--attack-eval-samples",
+    "1",
+    "--rlhf-steps",
+    "2",
+    "--rlhf-questions-per-step",
+    "2",
+    "--rlhf-num-generations",
+    "2",
+    "--rlhf-max-completion-length",
+    "96",
+    "--rlhf-window",
+    "1",
+    "--rlhf-eval-every",
+    "1",
+    "--rlhf-eval-questions",
+    "3",
+    "--rlhf-eval-samples",
+    "2",
+    "--dtype",
+    "float32",
+    "--enforce-eager",
+    "--max-model-len",
+    "1024",
+    "--engine-arg",
+    "max_num_seqs=32",
+]
 
 
 def command(model, folder, *extra) -> list[str]:
-    return ["train", "advrm", "--policy", str(model), "--problems", str(folder / "train.jsonl"),
-            "--eval-problems", str(folder / "validation.jsonl"), "--out", str(folder / "out"), *TINY_FLAGS, *extra]
+    return [
+        "train",
+        "advrm",
+        "--policy",
+        str(model),
+        "--problems",
+        str(folder / "train.jsonl"),
+        "--eval-problems",
+        str(folder / "validation.jsonl"),
+        "--out",
+        str(folder / "out"),
+        *TINY_FLAGS,
+        *extra,
+    ]
 
 
 # -- bad input: one line, exit 2, before anything heavy ------------------------------------------------------------
@@ -43,13 +107,19 @@ def files(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("change, message", [
-    pytest.param(lambda f: (f / "train.jsonl").unlink(), "does not exist", id="no-problem-file"),
-    pytest.param(lambda f: (f / "validation.jsonl").write_text('{"question": "What is 2 + 2?"}\n'), "no 'answer'",
-                 id="no-gold-answers"),
-    pytest.param(lambda f: (f / "train.jsonl").write_text("{nope\n"), "not a JSON object", id="bad-json"),
-    pytest.param(lambda f: (f / "m" / "config.json").unlink(), "not a model folder", id="no-model"),
-], )
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        pytest.param(lambda f: (f / "train.jsonl").unlink(), "does not exist", id="no-problem-file"),
+        pytest.param(
+            lambda f: (f / "validation.jsonl").write_text('{"question": "What is 2 + 2?"}\n'),
+            "no 'answer'",
+            id="no-gold-answers",
+        ),
+        pytest.param(lambda f: (f / "train.jsonl").write_text("{nope\n"), "not a JSON object", id="bad-json"),
+        pytest.param(lambda f: (f / "m" / "config.json").unlink(), "not a model folder", id="no-model"),
+    ],
+)
 def test_bad_files_are_one_line_errors(files, capsys, change, message):
     change(files)
     assert main(command(files / "m", files)) == 2
@@ -57,22 +127,34 @@ def test_bad_files_are_one_line_errors(files, capsys, change, message):
     assert err.count("\n") == 1 and err.startswith("probexit: error:") and message in err
 
 
-@pytest.mark.parametrize("flags, message", [
-    pytest.param(["--rounds", "-1"], "rounds", id="rounds"),
-    pytest.param(["--samples-per-question", "1"], "right and a wrong", id="samples"),
-    pytest.param(["--rm-ensemble-subset", "0"], "ensemble_subset", id="subset"),
-    pytest.param(["--attack-num-generations", "1"], "num_generations", id="generations"),
-    pytest.param(["--rlhf-margin", "2"], "margin", id="margin"),
-    pytest.param(["--rlhf-eval-samples", "0"], "eval_samples", id="held-out-samples"),
-    pytest.param(["--rm-backbone", "/nonexistent"], "reward-model backbone /nonexistent: not a model folder",
-                 id="backbone"),
-    pytest.param(["--rm-head", "mean"], "unknown reward head 'mean' (known: last-token, token-surprise)", id="head"),
-    pytest.param(["--rm-ensemble-backbone", "/nonexistent"], "ensemble backbone /nonexistent: not a model folder",
-                 id="ensemble-backbone"),
-    pytest.param(["--rm-head", "last-token", "--rm-ensemble-backbone", "/x"], "read by token-surprise heads only",
-                 id="ensemble-backbone-head"),
-    pytest.param(["--rm-epochs", "-1"], "must not be negative", id="epochs"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        pytest.param(["--rounds", "-1"], "rounds", id="rounds"),
+        pytest.param(["--samples-per-question", "1"], "right and a wrong", id="samples"),
+        pytest.param(["--rm-ensemble-subset", "0"], "ensemble_subset", id="subset"),
+        pytest.param(["--attack-num-generations", "1"], "num_generations", id="generations"),
+        pytest.param(["--rlhf-margin", "2"], "margin", id="margin"),
+        pytest.param(["--rlhf-eval-samples", "0"], "eval_samples", id="held-out-samples"),
+        pytest.param(
+            ["--rm-backbone", "/nonexistent"], "reward-model backbone /nonexistent: not a model folder", id="backbone"
+        ),
+        pytest.param(
+            ["--rm-head", "mean"], "unknown reward head 'mean' (known: last-token, token-surprise)", id="head"
+        ),
+        pytest.param(
+            ["--rm-ensemble-backbone", "/nonexistent"],
+            "ensemble backbone /nonexistent: not a model folder",
+            id="ensemble-backbone",
+        ),
+        pytest.param(
+            ["--rm-head", "last-token", "--rm-ensemble-backbone", "/x"],
+            "read by token-surprise heads only",
+            id="ensemble-backbone-head",
+        ),
+        pytest.param(["--rm-epochs", "-1"], "must not be negative", id="epochs"),
+    ],
+)
 def test_settings_that_cannot_work_are_one_line_errors(files, capsys, flags, message):
     assert main(command(files / "m", files, *flags)) == 2
     err = capsys.readouterr().err
@@ -100,8 +182,12 @@ def run(test_model_dir, tmp_path_factory):
     for extra in (["--rounds", "0", "--no-run-rlhf"], ["--no-run-rlhf"], []):
         with contextlib.redirect_stdout(io.StringIO()) as printed:
             assert main(command(test_model_dir, folder, *extra)) == 0
-        CALLS.append({"log": [line for line in printed.getvalue().splitlines() if line.startswith("advrm:")],
-                      "metrics": json.loads((folder / "out" / "metrics.json").read_text())})
+        CALLS.append(
+            {
+                "log": [line for line in printed.getvalue().splitlines() if line.startswith("advrm:")],
+                "metrics": json.loads((folder / "out" / "metrics.json").read_text()),
+            }
+        )
     return CALLS[-1]["metrics"], folder, test_model_dir
 
 
@@ -120,11 +206,14 @@ def test_a_run_extended_by_a_round_and_the_rlhf_runs_redoes_nothing(run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flags, message", [
-    pytest.param(["--rounds", "0"], "a rerun may add rounds, not drop them", id="fewer-rounds"),
-    pytest.param(["--rounds", "2"], "used round 1's model: more rounds need a new --out", id="rounds-after-rlhf"),
-    pytest.param(["--attack-steps", "3"], "other settings", id="other-settings"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        pytest.param(["--rounds", "0"], "a rerun may add rounds, not drop them", id="fewer-rounds"),
+        pytest.param(["--rounds", "2"], "used round 1's model: more rounds need a new --out", id="rounds-after-rlhf"),
+        pytest.param(["--attack-steps", "3"], "other settings", id="other-settings"),
+    ],
+)
 def test_a_rerun_that_would_mix_two_runs_is_refused(run, capsys, flags, message):
     _, folder, model = run
     assert main(command(model, folder, *flags)) == 2
@@ -162,7 +251,12 @@ def test_every_stage_left_its_outputs(run):
     assert (out / "rounds" / "0" / "adversarial_pairs.jsonl").is_file()
     assert (out / "rlhf.png").stat().st_size > 1000
     assert sorted(p.stem for p in (out / "work").glob("round*.json")) == [
-        "round0_adversarial", "round0_attack", "round0_reward", "round1_attack", "round1_reward"]
+        "round0_adversarial",
+        "round0_attack",
+        "round0_reward",
+        "round1_attack",
+        "round1_reward",
+    ]
 
 
 @pytest.mark.slow
@@ -172,8 +266,14 @@ def test_the_served_folder_is_the_last_rounds_and_loads(run):
     assert ensemble.manifest.name == "advrm"
     assert ensemble.manifest.notes["round"] == 1 and len(ensemble.manifest.ensemble) == 3
     assert not list((folder / "out" / "reward").rglob("done.json"))
-    score = ensemble.score([[{"role": "user", "content": "What is 1 + 2 + 3?"},
-                             {"role": "assistant", "content": "</think>\n\nThe answer is \\boxed{6}."}]])[0]
+    score = ensemble.score(
+        [
+            [
+                {"role": "user", "content": "What is 1 + 2 + 3?"},
+                {"role": "assistant", "content": "</think>\n\nThe answer is \\boxed{6}."},
+            ]
+        ]
+    )[0]
     assert score.tokens > 10
 
 
@@ -186,6 +286,6 @@ def test_a_rerun_skips_every_stage(run, capsys):
     assert logged and all(line.endswith("done already, skipped") for line in logged[:-2])
     assert logged[-2].startswith("advrm: export: round 1's reward models ->")
     again = json.loads((folder / "out" / "metrics.json").read_text())
-    assert {k: v for k, v in again.items() if k != "wall_s_this_session"} == \
-        {k: v for k, v in metrics.items() if k != "wall_s_this_session"}
-
+    assert {k: v for k, v in again.items() if k != "wall_s_this_session"} == {
+        k: v for k, v in metrics.items() if k != "wall_s_this_session"
+    }

@@ -1,6 +1,7 @@
 """Adv-RM's reward models on the tiny-world policy: a round trained with TRL's RewardTrainer on synthetic
 tiny-world traces (2 steps a model), with either head, becomes a servable folder; the folder loads, scores
 batch-invariantly on the ids training used, is calibrated, small, and every broken folder is one clear error."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,16 @@ import shutil
 import pytest
 
 from probexit.rewards.ensemble import RewardEnsemble
-from probexit.rewards.manifest import HEADS, LAST_TOKEN, RewardModelError, TOKEN_SURPRISE, read_manifest
+from probexit.rewards.manifest import HEADS, LAST_TOKEN, TOKEN_SURPRISE, RewardModelError, read_manifest
 from probexit.rewards.render import render_ids
-from probexit.training.advrm_rewards import (RewardModelSettings, Sample, backbone, pair_accuracy, preference_pairs,
-                                            train_round)
+from probexit.training.advrm_rewards import (
+    RewardModelSettings,
+    Sample,
+    backbone,
+    pair_accuracy,
+    preference_pairs,
+    train_round,
+)
 from probexit.training.grading import grade
 from probexit.training.tinyworld.problems import random_problem
 from probexit.training.tinyworld.traces import TraceStyle, sample_trace
@@ -133,11 +140,14 @@ def test_the_served_rendering_is_the_trained_one(trained):
     """The endpoint receives chat messages (reasoning split off or not); they render to the ids training used."""
     ensemble, pairs, _, _ = trained
     pair = pairs[0]
-    trained_ids = render_ids(ensemble.tokenizer, [{"role": "user", "content": pair.question},
-                                                  {"role": "assistant", "content": pair.chosen}])
+    trained_ids = render_ids(
+        ensemble.tokenizer, [{"role": "user", "content": pair.question}, {"role": "assistant", "content": pair.chosen}]
+    )
     reasoning, content = pair.chosen.split("</think>")
-    split = [{"role": "user", "content": pair.question},
-             {"role": "assistant", "reasoning_content": reasoning, "content": content}]
+    split = [
+        {"role": "user", "content": pair.question},
+        {"role": "assistant", "reasoning_content": reasoning, "content": content},
+    ]
     reopened = [{"role": "user", "content": pair.question}, {"role": "assistant", "content": "<think>\n" + pair.chosen}]
     assert ensemble.render_ids(split) == ensemble.render_ids(reopened) == trained_ids
     assert trained_ids[-1] == ensemble.tokenizer.eos_token_id
@@ -147,8 +157,15 @@ def test_the_served_rendering_is_the_trained_one(trained):
 def test_a_rerun_reuses_trained_members(trained, test_model_dir):
     ensemble, pairs, samples, _ = trained
     logged: list[str] = []
-    again = train_round(test_model_dir, pairs, samples[:48], ensemble.folder, SETTINGS[ensemble.manifest.head],
-                        {"test": True}, logged.append)
+    again = train_round(
+        test_model_dir,
+        pairs,
+        samples[:48],
+        ensemble.folder,
+        SETTINGS[ensemble.manifest.head],
+        {"test": True},
+        logged.append,
+    )
     assert not logged and again.manifest == ensemble.manifest
 
 
@@ -177,31 +194,61 @@ def _corrupt_weights(folder, member):
     (path if path.exists() else folder / member / "head.safetensors").write_bytes(b"garbage")
 
 
-@pytest.mark.parametrize("breakage, message, only", [
-    pytest.param(lambda f: (f / "manifest.json").unlink(), "no manifest.json", None, id="no-manifest"),
-    pytest.param(lambda f: (f / "manifest.json").write_text("{not json"), "not a valid reward manifest", None,
-                 id="bad-json"),
-    pytest.param(lambda f: _set_manifest(f, format="other/2"), "unknown format", None, id="format"),
-    pytest.param(lambda f: _set_manifest(f, ensemble=[]), "ensemble is empty", None, id="no-ensemble"),
-    pytest.param(lambda f: _set_manifest(f, head="mean"), "unknown head 'mean'", None, id="unknown-head"),
-    pytest.param(lambda f: shutil.rmtree(f / "member2"), "cannot load reward (model|head)", None, id="missing-member"),
-    pytest.param(lambda f: _corrupt_weights(f, "target"), "cannot load reward (model|head)", None,
-                 id="corrupt-weights"),
-    pytest.param(lambda f: shutil.rmtree(f / "tokenizer"), "cannot load the reward tokenizer", None, id="no-tokenizer"),
-    pytest.param(lambda f: _edit_config(f, "member3", pad_token_id=5), "pad_token_id", None, id="pad-mismatch"),
-    pytest.param(lambda f: _edit_config(f, "member1", num_labels=2, id2label={"0": "a", "1": "b"}), "outputs",
-                 "last_token", id="two-outputs"),
-    pytest.param(lambda f: shutil.rmtree(f / "backbone"), "cannot load the reward backbone", "token_surprise",
-                 id="no-backbone"),
-    pytest.param(lambda f: _set_manifest(f, backbone=None), "needs a backbone", "token_surprise",
-                 id="backbone-unnamed"),
-    pytest.param(lambda f: _set_manifest(f, ensemble_backbone="nowhere"), "cannot load the reward backbone",
-                 "token_surprise", id="no-ensemble-backbone"),
-    pytest.param(lambda f: _set_manifest(f, ensemble_backbone="target"), f"only {TOKEN_SURPRISE} heads",
-                 "last_token", id="ensemble-backbone-last-token"),
-    pytest.param(lambda f: _edit_config(f, "member2", marker_token_id=3), "read the reward tokenizer's tokens",
-                 "token_surprise", id="heads-disagree"),
-])
+@pytest.mark.parametrize(
+    "breakage, message, only",
+    [
+        pytest.param(lambda f: (f / "manifest.json").unlink(), "no manifest.json", None, id="no-manifest"),
+        pytest.param(
+            lambda f: (f / "manifest.json").write_text("{not json"), "not a valid reward manifest", None, id="bad-json"
+        ),
+        pytest.param(lambda f: _set_manifest(f, format="other/2"), "unknown format", None, id="format"),
+        pytest.param(lambda f: _set_manifest(f, ensemble=[]), "ensemble is empty", None, id="no-ensemble"),
+        pytest.param(lambda f: _set_manifest(f, head="mean"), "unknown head 'mean'", None, id="unknown-head"),
+        pytest.param(
+            lambda f: shutil.rmtree(f / "member2"), "cannot load reward (model|head)", None, id="missing-member"
+        ),
+        pytest.param(
+            lambda f: _corrupt_weights(f, "target"), "cannot load reward (model|head)", None, id="corrupt-weights"
+        ),
+        pytest.param(
+            lambda f: shutil.rmtree(f / "tokenizer"), "cannot load the reward tokenizer", None, id="no-tokenizer"
+        ),
+        pytest.param(lambda f: _edit_config(f, "member3", pad_token_id=5), "pad_token_id", None, id="pad-mismatch"),
+        pytest.param(
+            lambda f: _edit_config(f, "member1", num_labels=2, id2label={"0": "a", "1": "b"}),
+            "outputs",
+            "last_token",
+            id="two-outputs",
+        ),
+        pytest.param(
+            lambda f: shutil.rmtree(f / "backbone"),
+            "cannot load the reward backbone",
+            "token_surprise",
+            id="no-backbone",
+        ),
+        pytest.param(
+            lambda f: _set_manifest(f, backbone=None), "needs a backbone", "token_surprise", id="backbone-unnamed"
+        ),
+        pytest.param(
+            lambda f: _set_manifest(f, ensemble_backbone="nowhere"),
+            "cannot load the reward backbone",
+            "token_surprise",
+            id="no-ensemble-backbone",
+        ),
+        pytest.param(
+            lambda f: _set_manifest(f, ensemble_backbone="target"),
+            f"only {TOKEN_SURPRISE} heads",
+            "last_token",
+            id="ensemble-backbone-last-token",
+        ),
+        pytest.param(
+            lambda f: _edit_config(f, "member2", marker_token_id=3),
+            "read the reward tokenizer's tokens",
+            "token_surprise",
+            id="heads-disagree",
+        ),
+    ],
+)
 def test_broken_folders_are_one_clear_error(trained, request, tmp_path, breakage, message, only):
     """Every breakage on each head's folder, but one that only one head's folder can have on that head's."""
     folder = _copy(request.getfixturevalue(only) if only else trained, tmp_path)
@@ -267,8 +314,9 @@ def test_the_ensemble_can_read_its_own_backbone(token_surprise, test_model_dir, 
     assert same.manifest.ensemble_backbone is None and same.ensemble_backbone is same.backbone
     other = _other_backbone(test_model_dir, tmp_path / "other")
     settings = RewardModelSettings(ensemble_backbone=str(other), ensemble_size=2, epochs=1, batch_size=16)
-    folder = train_round(test_model_dir, pairs[:16], samples[:16], tmp_path / "reward", settings, {},
-                         lambda _: None).folder
+    folder = train_round(
+        test_model_dir, pairs[:16], samples[:16], tmp_path / "reward", settings, {}, lambda _: None
+    ).folder
     manifest = read_manifest(folder)
     assert manifest.ensemble_backbone == "ensemble_backbone"
     assert (folder / "ensemble_backbone" / "config.json").is_file()

@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from probexit.training.risk import (GRID, NEVER, TraceScores, calibration_table, certify_threshold, final_answer,
-                                    outcomes)
+from probexit.training.risk import (
+    GRID,
+    NEVER,
+    TraceScores,
+    calibration_table,
+    certify_threshold,
+    final_answer,
+    outcomes,
+)
 
 
 def trace(scores, correct, final_correct=True):
@@ -21,15 +28,18 @@ def synthetic_traces(n, seed=0, slip=0.4, final_right=0.97):
     return traces
 
 
-@pytest.mark.parametrize("scores, correct, final_correct, counts", [
-    pytest.param([0.9], [False], True, (1, 1, 1, 0), id="wrong-exit-on-a-right-trace-harms"),
-    pytest.param([0.9], [False], False, (1, 1, 0, 0), id="wrong-exit-on-a-wrong-trace-is-no-harm"),
-    pytest.param([0.9], [True], False, (1, 0, 0, 1), id="right-exit-on-a-wrong-trace-helps"),
-    pytest.param([0.9], [True], True, (1, 0, 0, 0), id="right-exit-on-a-right-trace-changes-nothing"),
-    pytest.param([0.2, 0.95], [False, True], True, (1, 0, 0, 0), id="the-first-boundary-over-threshold-decides"),
-    pytest.param([0.2, 0.3], [False, False], True, (0, 0, 0, 0), id="no-exit-no-harm"),
-    pytest.param([], [], True, (0, 0, 0, 0), id="no-boundary-at-all"),
-])
+@pytest.mark.parametrize(
+    "scores, correct, final_correct, counts",
+    [
+        pytest.param([0.9], [False], True, (1, 1, 1, 0), id="wrong-exit-on-a-right-trace-harms"),
+        pytest.param([0.9], [False], False, (1, 1, 0, 0), id="wrong-exit-on-a-wrong-trace-is-no-harm"),
+        pytest.param([0.9], [True], False, (1, 0, 0, 1), id="right-exit-on-a-wrong-trace-helps"),
+        pytest.param([0.9], [True], True, (1, 0, 0, 0), id="right-exit-on-a-right-trace-changes-nothing"),
+        pytest.param([0.2, 0.95], [False, True], True, (1, 0, 0, 0), id="the-first-boundary-over-threshold-decides"),
+        pytest.param([0.2, 0.3], [False, False], True, (0, 0, 0, 0), id="no-exit-no-harm"),
+        pytest.param([], [], True, (0, 0, 0, 0), id="no-boundary-at-all"),
+    ],
+)
 def test_harm_is_right_turned_wrong_against_the_full_trace(scores, correct, final_correct, counts):
     result = outcomes([trace(scores, correct, final_correct)], 0.9)
     assert (result.exits, result.wrong_exits, result.harms, result.helps) == counts
@@ -121,9 +131,11 @@ def test_every_sampled_trace_is_a_request_even_one_without_an_intermediate_answe
         return BoundaryRecord(3, 0, 0, 4, answer, torch.zeros(4, dtype=torch.float16), 0.5, -0.1, -0.05)
 
     ending = "\n\n</think>\n\nThe answer is \\boxed{{{}}}."
-    traces = [TraceRecord(0, 0, [], [], "So the answer is 5." + ending.format(4), "stop", [boundary("5")]),
-              TraceRecord(0, 1, [], [], "No answer stated." + ending.format(4), "stop", []),
-              TraceRecord(1, 0, [], [], "So the answer is 7.\n\nSo the answer is 7.", "length", [boundary("7")])]
+    traces = [
+        TraceRecord(0, 0, [], [], "So the answer is 5." + ending.format(4), "stop", [boundary("5")]),
+        TraceRecord(0, 1, [], [], "No answer stated." + ending.format(4), "stop", []),
+        TraceRecord(1, 0, [], [], "So the answer is 7.\n\nSo the answer is 7.", "length", [boundary("7")]),
+    ]
     data = label(traces, [ProblemRecord("q0", "4"), ProblemRecord("q1", "7")], MathEquivalence())
     assert data.final_correct.tolist() == [True, True, False]  # the third was cut off inside its thinking
     requests = trace_scores(data, np.array([0.9, 0.9]))

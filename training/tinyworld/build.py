@@ -8,6 +8,7 @@ stage that runs again invalidates every later one (their inputs changed). The ma
 the versions, how long each stage took and a checksum of every file, so that anyone can see how each served
 artifact was made.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,8 @@ class BuildConfig:
     # SFT stops at step 740 of its 750-step schedule, in fp32 (a bf16 run of it ends elsewhere; compiled fp32 is
     # no faster): greedy 17.5% but sampled 82.8% right on 200 validation problems, its majority answer 93.5%.
     # EMPO's sampled gain is about 2m - 1 of the supervised baseline's (m: how often the majority answer is
-    # right), so it wants a base whose majority is right ~90% of the time while greedy still slips (docs/training-empo.md).
+    # right), so it wants a base whose majority is right ~90% of the time while greedy still slips
+    # (docs/training-empo.md).
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(stop_at=740, compile=False, bf16=False))
     empo: EMPOConfig = TINY_EMPO
     empo_questions: int = 1000  # the train split's last questions (the probe samples its first ones)
@@ -83,7 +85,9 @@ class Build:
         from probexit.training.tinyworld.policy import train_policy
 
         tokenizer = AutoTokenizer.from_pretrained(self.out / "policy")
-        model, stats = train_policy(tokenizer, self.load_split("train"), self.config.style, self.config.policy, self.work)
+        model, stats = train_policy(
+            tokenizer, self.load_split("train"), self.config.style, self.config.policy, self.work
+        )
         self._save_policy(model)
         (self.out / "policy_sft.json").write_text(json.dumps(stats, indent=2) + "\n")
         self._earlier_seconds["sft"] = stats["resumed_after_seconds"]  # an interrupted run's time counts too
@@ -100,14 +104,21 @@ class Build:
         base = self.work / "empo_base"  # the SFT policy, kept: EMPO resumes from it and is scored against it
         if not base.exists():
             shutil.copytree(self.out / "policy", base)
-        train = self.load_split("train")[-self.config.empo_questions:]
+        train = self.load_split("train")[-self.config.empo_questions :]
         validation = self.load_split("validation")[: self.config.empo_eval_problems]
         job_dir = self.work / "empo_job"
         # EMPO itself reads only the questions; the answers are there for the supervised baseline alone.
         answers = [str(p.answer) if self.config.empo_baseline else None for p in train]
-        job = EMPOJob(base, [ProblemRecord(p.question, a) for p, a in zip(train, answers)], job_dir, self.config.empo,
-                      eval_problems=[ProblemRecord(p.question, str(p.answer)) for p in validation],
-                      engine_kwargs=tiny_engine_kwargs(), supervised_baseline=self.config.empo_baseline, log=self.log)
+        job = EMPOJob(
+            base,
+            [ProblemRecord(p.question, a) for p, a in zip(train, answers)],
+            job_dir,
+            self.config.empo,
+            eval_problems=[ProblemRecord(p.question, str(p.answer)) for p in validation],
+            engine_kwargs=tiny_engine_kwargs(),
+            supervised_baseline=self.config.empo_baseline,
+            log=self.log,
+        )
         metrics = job.run()
         self._save_policy(AutoModelForCausalLM.from_pretrained(job_dir / "policy", dtype="float32"))
         (self.out / "empo_metrics.json").write_text(json.dumps(_relative(metrics, self.out), indent=2) + "\n")
@@ -123,8 +134,9 @@ class Build:
         model.to(torch.float16).save_pretrained(self.out / "policy")
         tokenizer = AutoTokenizer.from_pretrained(self.out / "policy")
         stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in (IM_END, END_OF_TEXT)]
-        GenerationConfig(eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
-                         temperature=0.6, top_p=0.95, do_sample=True).save_pretrained(self.out / "policy")
+        GenerationConfig(
+            eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, temperature=0.6, top_p=0.95, do_sample=True
+        ).save_pretrained(self.out / "policy")
 
     def card(self) -> None:
         from probexit.server.engine.offline import OfflineEngine
@@ -134,28 +146,40 @@ class Build:
         with OfflineEngine(self.out / "policy", **tiny_engine_kwargs()) as engine:
             validation = sample_problems(engine, self.load_split("validation")[:n], seed=self.config.seed + 11)
             test = sample_problems(engine, self.load_split("test")[:n], seed=self.config.seed + 12)
-        card = {"sampling": {"temperature": 0.6, "top_p": 0.95, "engine": "vllm"}, **behaviour_metrics(test),
-                **signal_metrics(validation, test)}
+        card = {
+            "sampling": {"temperature": 0.6, "top_p": 0.95, "engine": "vllm"},
+            **behaviour_metrics(test),
+            **signal_metrics(validation, test),
+        }
         (self.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
 
     def probe(self) -> None:
         """The embedded probe, trained on the served policy's own traces (`probexit train probe`)."""
         import shutil
 
-        from probexit.server.engine.offline import OfflineEngine
         from probexit.probes.equivalence import MathEquivalence
+        from probexit.server.engine.offline import OfflineEngine
         from probexit.training.probe_job import ProbeJobConfig, run_probe_job
         from probexit.training.problem_files import ProblemRecord
         from probexit.training.trace_cache import SamplingConfig
 
-        problems = [ProblemRecord(p.question, str(p.answer))
-                    for p in self.load_split("train")[: self.config.probe_problems]]
-        sampling = SamplingConfig(samples_per_problem=self.config.probe_samples, max_tokens=700,
-                                  seed=self.config.seed + 21)
+        problems = [
+            ProblemRecord(p.question, str(p.answer)) for p in self.load_split("train")[: self.config.probe_problems]
+        ]
+        sampling = SamplingConfig(
+            samples_per_problem=self.config.probe_samples, max_tokens=700, seed=self.config.seed + 21
+        )
         job_dir = self.work / "probe_job"
         with OfflineEngine(self.out / "policy", **tiny_engine_kwargs()) as engine:
-            run_probe_job(engine, self.out / "policy", problems, MathEquivalence(), job_dir,
-                          ProbeJobConfig(sampling=sampling, split_seed=self.config.seed), model_name="tinyworld")
+            run_probe_job(
+                engine,
+                self.out / "policy",
+                problems,
+                MathEquivalence(),
+                job_dir,
+                ProbeJobConfig(sampling=sampling, split_seed=self.config.seed),
+                model_name="tinyworld",
+            )
         target = self.out / "probe"
         if target.exists():
             shutil.rmtree(target)
@@ -190,7 +214,7 @@ class Build:
         """Forget every stage after `stage`: it is about to (re)run, so their inputs change."""
         import shutil
 
-        for later in self.STAGES[self.STAGES.index(stage) + 1:]:
+        for later in self.STAGES[self.STAGES.index(stage) + 1 :]:
             (self.work / f"{later}.done").unlink(missing_ok=True)
             for name in self.WORK.get(later, ()):
                 path = self.work / name
@@ -205,15 +229,22 @@ class Build:
 
         from probexit.server.engine.adapter import vllm_version
 
-        files = sorted(p for p in self.out.rglob("*") if p.is_file() and "work" not in p.relative_to(self.out).parts
-                       and p.name != "manifest.json")
+        files = sorted(
+            p
+            for p in self.out.rglob("*")
+            if p.is_file() and "work" not in p.relative_to(self.out).parts and p.name != "manifest.json"
+        )
         manifest = {
             "command": "probexit tinyworld build",
             "config": _jsonable(asdict(self.config)),
             "stage_seconds": self.timings,
             "total_seconds": round(sum(self.timings.values()), 1),
-            "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                         "transformers": transformers.__version__, "vllm": vllm_version()},
+            "versions": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "vllm": vllm_version(),
+            },
             "files": {str(p.relative_to(self.out)): _sha256(p) for p in files},
         }
         (self.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
