@@ -110,6 +110,7 @@ def test_command_rejects_a_folder_that_is_not_a_reward_model(tmp_path):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_command_scores_the_embedded_policys_edited_answers(tmp_path):
     out = tmp_path / "edits.json"
     result = _cli("--limit", "20", "--out", str(out))

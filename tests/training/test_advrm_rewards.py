@@ -219,12 +219,14 @@ def _corrupt_weights(folder, member):
             "outputs",
             "last_token",
             id="two-outputs",
+            marks=pytest.mark.slow,
         ),
         pytest.param(
             lambda f: shutil.rmtree(f / "backbone"),
             "cannot load the reward backbone",
             "token_surprise",
             id="no-backbone",
+            marks=pytest.mark.slow,
         ),
         pytest.param(
             lambda f: _set_manifest(f, backbone=None), "needs a backbone", "token_surprise", id="backbone-unnamed"
@@ -304,6 +306,7 @@ def test_reward_models_can_be_cut_from_another_backbone(trained, test_model_dir,
     assert torch.allclose(served, policy + 0.5, atol=0.05) and not torch.allclose(served, policy, atol=0.05)
 
 
+@pytest.mark.slow
 def test_the_ensemble_can_read_its_own_backbone(token_surprise, test_model_dir, tmp_path):
     """Members on another LM than the target's: stored once beside it, each head scored from its own LM."""
     import torch

@@ -335,6 +335,7 @@ def test_gold_free_job_trains_and_writes_every_metric(test_model_dir, problem_fi
     assert (out / "policy" / "tokenizer.json").is_file() and (out / "policy" / "generation_config.json").is_file()
 
 
+@pytest.mark.slow
 def test_rerun_with_more_steps_resumes_from_the_checkpoint(test_model_dir, problem_file, tmp_path):
     out = tmp_path / "run"
     tiny_job(test_model_dir, problem_file, out, steps=1).run()
