@@ -189,12 +189,18 @@ def run_empo(args) -> int:
     except TrainingCollapsed as collapse:
         print(f"probexit: {collapse}", file=sys.stderr)
         return 3
-    print(
+    return _summary(
         f"empo: {metrics['steps']} steps; greedy accuracy {_pct(metrics['accuracy_before'])} -> "
         f"{_pct(metrics['accuracy_after'])} (supervised GRPO {_pct(metrics['accuracy_supervised_grpo'])}); "
-        f"written to {args.out / 'metrics.json'}"
+        f"written to {args.out / 'metrics.json'}",
+        metrics["warnings"],
     )
-    for warning in metrics["warnings"]:
+
+
+def _summary(line: str, warnings: list[str]) -> int:
+    """A job's one-line summary, then its warnings on standard error."""
+    print(line)
+    for warning in warnings:
         print(f"probexit: warning: {warning}", file=sys.stderr)
     return 0
 
@@ -281,13 +287,11 @@ def run_advrm(args) -> int:
         engine_kwargs(args),
     )
     before, after = metrics["attack_success_before"], metrics["attack_success_after"]
-    print(
+    return _summary(
         f"advrm: attack success {_pct(before['standard'])} before, "
         f"{' -> '.join(_pct(r['standard']) for r in after) or 'n/a'} after hardening; preference accuracy "
         f"{_pct(metrics['preference_accuracy_before'])} -> {_pct(metrics['preference_accuracy_after'])}; hacking "
         f"step {metrics['hacking_step_standard']} (standard) vs {metrics['hacking_step_advrm']} (Adv-RM); "
-        f"written to {args.out / 'metrics.json'}"
+        f"written to {args.out / 'metrics.json'}",
+        metrics["warnings"],
     )
-    for warning in metrics["warnings"]:
-        print(f"probexit: warning: {warning}", file=sys.stderr)
-    return 0

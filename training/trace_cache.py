@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm import tqdm
@@ -20,7 +21,9 @@ from tqdm import tqdm
 from probexit.probes.boundary import BoundaryPolicy
 from probexit.probes.fingerprint import json_digest
 from probexit.probes.rules import ExitSettings
-from probexit.server.engine.offline import OfflineCompletion, OfflineEngine
+
+if TYPE_CHECKING:  # the engine (vLLM) is imported by whoever makes one, not by reading this module
+    from probexit.server.engine.offline import OfflineCompletion, OfflineEngine
 
 
 @dataclass

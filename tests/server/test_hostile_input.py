@@ -205,6 +205,42 @@ def cheap(case, context: int = CONTEXT) -> None:
         value = case.body[key]
         if type(value) is int and 1 <= value <= context:
             case.body[key] = min(value, FUZZ_TOKENS)
+    if "messages" in case.body:  # a chat request
+        answerable(case.body)
+
+
+def answerable(body: dict) -> None:
+    """A chat request the schema accepts is made one the handler answers (the schema cannot say that it refuses
+    tools, a JSON response format, audio or non-text parts by design, which fields each role may carry, or that
+    a thinking budget must leave room for the answer), so that fuzzed text reaches the chat template and the
+    engine; a body the schema refuses is left alone."""
+    from pydantic import ValidationError
+
+    from probexit.server.messages import ROLE_FIELDS
+    from probexit.server.protocol import REASONING_EFFORTS, ChatCompletionRequest
+    from probexit.server.serving_chat import UNSUPPORTED
+
+    try:
+        ChatCompletionRequest.model_validate(body)
+    except ValidationError:
+        return
+    for key in (*UNSUPPORTED, "response_format", "modalities", "tool_choice", "top_logprobs", "logit_bias"):
+        body.pop(key, None)
+    if body.get("reasoning_effort") not in (None, *REASONING_EFFORTS):
+        del body["reasoning_effort"]
+    if body.get("thinking_token_budget") is not None:
+        body["thinking_token_budget"] = 1
+        body["max_tokens"] = max(body.get("max_tokens") or 0, 2)
+        body.pop("max_completion_tokens", None)
+    for message in body["messages"]:
+        for name in [name for name in message if name not in ("role", "content", *ROLE_FIELDS[message["role"]])]:
+            del message[name]
+        if message["role"] == "tool":
+            message["tool_call_id"] = "call-0"
+        if isinstance(message.get("content"), list):
+            message["content"] = [{"type": "text", "text": str(part.get("text") or "")} for part in message["content"]]
+        if message.get("reasoning") is not None and message.get("reasoning_content") is not None:
+            message["reasoning"] = message["reasoning_content"]
 
 
 def scoreable(case) -> None:
