@@ -249,9 +249,10 @@ def train_member(backbone_dir: Path, tokenizer, pairs: list[Pair], out: Path, se
 
 def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], out: Path,
                 settings: RewardModelSettings, notes: dict, log: Callable[[str], None],
-                name: str = "reward") -> RewardEnsemble:
-    """Train a target and its ensemble into a servable reward folder at `out` (resumable per member) and
-    calibrate every member on `calibration` (in-distribution answers: the policy's own)."""
+                name: str = "reward", ensemble_pairs: list[Pair] | None = None) -> RewardEnsemble:
+    """Train a target on `pairs` and its ensemble on `ensemble_pairs` (default: the same pairs; each member a
+    random share of them) into a servable reward folder at `out` (resumable per member), and calibrate every
+    member on `calibration` (in-distribution answers: the policy's own)."""
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
 
@@ -284,7 +285,8 @@ def train_round(policy_dir: Path, pairs: list[Pair], calibration: list[Sample], 
         seed, lm = settings.seed + index, source if index == 0 else member_source
         origin = f"{lm} (frozen; token-surprise head)" if surprise else \
             f"{lm} (embedding, layers 0-{settings.backbone_layers - 1}, norm)"
-        subset = pairs if index == 0 else _subset(pairs, settings.ensemble_subset, seed)
+        subset = pairs if index == 0 else _subset(pairs if ensemble_pairs is None else ensemble_pairs,
+                                                  settings.ensemble_subset, seed)
         frozen, feature_cache = lms.get(lm, (None, {}))
         stats = train_member(lm, tokenizer, subset, out / member, seed, settings, think, log,
                              out.parent / "trainer" / member, frozen, feature_cache)
