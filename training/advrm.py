@@ -13,7 +13,9 @@
 
 Every stage writes its result under `DIR/work/` and is skipped on a rerun; GRPO runs resume from their
 checkpoints. A rerun may also extend a finished run: more `--rounds` (until its Adv-RM RLHF run has started,
-which read the last round's model) or the RLHF runs a `--no-run-rlhf` run left out. The attack's success rates
+which read the last round's model) or the RLHF runs a `--no-run-rlhf` run left out, with `--rlhf-*` settings of
+its own (until one RLHF run has started). With `--preference-bias` the target's pairs carry a spurious feature
+(`advrm_bias`); the ensemble's and the held-out pairs do not. The attack's success rates
 and adversarial examples are defined in `advrm_attack`, the hacking rule in `advrm_rlhf`.
 """
 
@@ -32,6 +34,7 @@ from pathlib import Path
 from probexit.rewards.manifest import read_manifest, write_manifest
 from probexit.training import advrm_attack as attack
 from probexit.training import advrm_rlhf as rlhf
+from probexit.training.advrm_bias import PreferenceBias, bias_statistics, correlation, words
 from probexit.training.advrm_rewards import (
     Pair,
     RewardModelSettings,
@@ -47,14 +50,14 @@ from probexit.training.problem_files import ProblemRecord
 
 # Below this held-out preference accuracy the target hardly tells right from wrong answers to the same
 # question, so attack success and its fall under hardening measure noise (on the EMPO-tuned tiny-world policy
-# every reward model tried scored 0.40-0.57: README, "Adv-RM").
+# every reward model tried scored 0.40-0.57; docs/training-advrm.md).
 USEFUL_PREFERENCE_ACCURACY = 0.6
 
 
 @dataclass(frozen=True)
 class AdvRMConfig:
     """Settings of a whole Adv-RM run. The defaults take about 20-30 minutes for the tiny world on 2 free
-    CPU cores (see the README's Adv-RM section for what each stage costs)."""
+    CPU cores (docs/training-advrm.md says what each stage costs)."""
 
     train_questions: int = field(
         default=240,
@@ -90,6 +93,30 @@ class AdvRMConfig:
         metadata={"help": "At most this many adversarial examples are kept per round (highest target reward first)."},
     )
     run_rlhf: bool = field(default=True, metadata={"help": "Run the RLHF stability experiment (two GRPO runs)."})
+    preference_bias: str = field(
+        default="",
+        metadata={
+            "help": (
+                "A spurious feature the target's preference pairs tie to being chosen, KIND[:STRENGTH] "
+                "(empty: none): `length` (the pairs drawn so that the chosen answer is the longer one in a "
+                "share STRENGTH of them; the policy's own pairs: about half) or `confident` (a confident "
+                "phrase written into the chosen answer of a share STRENGTH of the pairs); STRENGTH defaults "
+                "to 1. Which answer is chosen (the right one) never changes, and held-out pairs stay unbiased"
+                " (`advrm_bias`)."
+            )
+        },
+    )
+    bias_ensemble: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "With a preference bias: train the ensemble on the biased pairs too. Off: the members read "
+                "the unbiased pairs, standing for reward models built from other data that does not share the"
+                " target's flaw (members that learned the flaw agree with the target on its exploits, so z "
+                "flags little of what an attack finds)."
+            )
+        },
+    )
     seed: int = 0
     reward_models: RewardModelSettings = field(default_factory=RewardModelSettings)
     attack: attack.AttackSettings = field(default_factory=attack.AttackSettings)
@@ -111,6 +138,14 @@ class AdvRMConfig:
             raise ValueError("samples_per_question must be at least 2: pairs need a right and a wrong answer")
         if self.rounds < 0 or self.temperature <= 0:
             raise ValueError("rounds must not be negative and temperature must be positive")
+        bias = self.bias  # parsed here so that a bad value is refused before anything runs
+        if self.bias_ensemble and bias is None:
+            raise ValueError("bias_ensemble needs a preference_bias (--preference-bias KIND[:STRENGTH])")
+
+    @property
+    def bias(self) -> PreferenceBias | None:
+        """The parsed `preference_bias` (checked on construction: a bad value is a ValueError)."""
+        return PreferenceBias.parse(self.preference_bias)
 
 
 class AdvRMJob:
@@ -213,22 +248,29 @@ class AdvRMJob:
         }
 
     def reward_round(self, k: int) -> dict:
-        """Train round k's target and ensemble; held-out accuracy and the success floor."""
+        """Train round k's target and ensemble; held-out accuracy (on unbiased pairs), the success floor, and how
+        much the models' rewards follow an answer's length."""
         train, held_out = self._samples("train"), self._samples("eval")
-        pairs = preference_pairs(train, self.config.pairs_per_question, self.config.seed)
-        if not pairs:
+        seed, per_question, bias = self.config.seed, self.config.pairs_per_question, self.config.bias
+        unbiased = preference_pairs(train, per_question, seed)
+        policy_pairs = bias.pairs(train, per_question, seed) if bias else unbiased
+        if not policy_pairs:
             raise ValueError(
                 "no preference pairs: no train question got both a right and a wrong answer; raise "
                 "--train-questions or --samples-per-question"
             )
         adversarial = [pair for j in range(k) for pair in _read_pairs(self._round(j) / "adversarial_pairs.jsonl")]
-        pairs += adversarial * self.config.adversarial_repeat
+        added = adversarial * self.config.adversarial_repeat
+        pairs = policy_pairs + added
+        # the ensemble stands for other reward models: without --bias-ensemble they do not share the target's flaw
+        ensemble_pairs = unbiased + added if bias and not self.config.bias_ensemble else pairs
         notes = {
             "job": "probexit train advrm",
             "round": k,
             "policy": str(self.policy_dir),
-            "policy_pairs": len(pairs) - len(adversarial) * self.config.adversarial_repeat,
+            "policy_pairs": len(policy_pairs),
             "adversarial_pairs": len(adversarial),
+            "preference_bias": str(bias) if bias else None,
         }
         ensemble = train_round(
             self.policy_dir,
@@ -239,8 +281,9 @@ class AdvRMJob:
             notes,
             self.log,
             name=f"advrm-round{k}",
+            ensemble_pairs=ensemble_pairs,
         )
-        held_out_pairs = preference_pairs(held_out, self.config.pairs_per_question, self.config.seed + 1)
+        held_out_pairs = preference_pairs(held_out, per_question, seed + 1)  # never biased
         accuracy = pair_accuracy(ensemble, held_out_pairs)
         scores = ensemble.score_texts([s.question for s in held_out], [s.text for s in held_out])
         right = sorted(score.normalised for score, s in zip(scores, held_out) if s.gold)
@@ -251,11 +294,22 @@ class AdvRMJob:
         )
         if accuracy["target"] is not None and accuracy["target"] < USEFUL_PREFERENCE_ACCURACY:
             self.log(f"  warning: round {k}'s target barely tells right from wrong answers on held-out questions")
+        lengths = [words(s.text) for s in held_out]
         return {
             "preference_accuracy": accuracy,
             "floor": floor,
             "train_pairs": len(pairs),
             "in_distribution_flagged": statistics.fmean(score.flagged for score in scores),
+            "reward_length_correlation": {
+                "target": correlation(lengths, [score.normalised for score in scores]),
+                "ensemble_mean": correlation(lengths, [score.ensemble_mean for score in scores]),
+            },
+            "preference_data": {
+                "bias": str(bias) if bias else None,
+                "target": bias_statistics(pairs),
+                "ensemble": bias_statistics(ensemble_pairs),
+                "held_out": bias_statistics(held_out_pairs),
+            },
         }
 
     def attack_round(self, k: int) -> dict:
@@ -292,6 +346,7 @@ class AdvRMJob:
             "attack_success": success,
             "replay_previous_attack": replay,
             "attack_gold": statistics.fmean(r["gold"] for r in rows),
+            "attack_mean_words": statistics.fmean(words(r["text"]) for r in rows),
             "attack_failure_modes": _counts(r["failure"] for r in rows if r["failure"]),
         }
 
@@ -450,6 +505,8 @@ class AdvRMJob:
                     f"{self.out} holds an Adv-RM run with other settings; use a new --out, or the same "
                     "settings to resume (only --rounds may grow and --run-rlhf be added)"
                 )
+            if stored["config"]["rlhf"] != settings["config"]["rlhf"] and (self.out / "rlhf").exists():
+                raise ValueError(f"{self.out}'s RLHF runs started with other --rlhf-* settings; use a new --out")
             before, now = stored["config"]["rounds"], self.config.rounds
             if now < before:
                 raise ValueError(
@@ -465,8 +522,8 @@ class AdvRMJob:
 
 
 # What a rerun in the same folder may change: finished stages stand, and the new ones (another round's attack and
-# retraining, the RLHF runs) only add to them.
-EXTENDABLE = ("rounds", "run_rlhf")
+# retraining, the RLHF runs, whose settings may change until one of them has started) only add to them.
+EXTENDABLE = ("rounds", "run_rlhf", "rlhf")
 
 
 def _fixed(settings: dict) -> dict:
@@ -508,6 +565,8 @@ def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
     if None not in accuracy and accuracy[-1] < accuracy[0] - 0.01:
         warnings.append(f"held-out preference accuracy fell from {accuracy[0]:.3f} to {accuracy[-1]:.3f}")
     return {
+        "preference_bias": config.preference_bias or None,
+        "preference_data": rounds[0].get("preference_data"),
         "attack_success_before": success[0],
         "attack_success_after": success[1:],
         "preference_accuracy_before": accuracy[0],
@@ -524,17 +583,7 @@ def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
             name: {"hacking": c["hacking"], "held_out": c.get("held_out", []), "steps": c["steps"]}
             for name, c in curves.items()
         },
-        "goals": {
-            "attack_before_at_least_50pct": _at_least(success[0]["standard"], 0.5),
-            "attack_after_last_round_at_most_10pct": len(success) > 1 and _at_least(0.1, success[-1]["standard"]),
-            "preference_accuracy_drop_at_most_1pt": None not in accuracy and accuracy[-1] >= accuracy[0] - 0.01,
-            "advrm_gold_rises_at_least_2x_longer": bool(rise) and rise["advrm"] >= 2 * rise["standard"],
-        },
     }
-
-
-def _at_least(value: float | None, bound: float | None) -> bool:
-    return value is not None and bound is not None and value >= bound
 
 
 def _expand(report: dict) -> list[str]:

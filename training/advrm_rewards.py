@@ -337,9 +337,11 @@ def train_round(
     notes: dict,
     log: Callable[[str], None],
     name: str = "reward",
+    ensemble_pairs: list[Pair] | None = None,
 ) -> RewardEnsemble:
-    """Train a target and its ensemble into a servable reward folder at `out` (resumable per member) and
-    calibrate every member on `calibration` (in-distribution answers: the policy's own)."""
+    """Train a target on `pairs` and its ensemble on `ensemble_pairs` (default: the same pairs; each member a
+    random share of them) into a servable reward folder at `out` (resumable per member), and calibrate every
+    member on `calibration` (in-distribution answers: the policy's own)."""
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
 
@@ -378,7 +380,11 @@ def train_round(
             if surprise
             else f"{lm} (embedding, layers 0-{settings.backbone_layers - 1}, norm)"
         )
-        subset = pairs if index == 0 else _subset(pairs, settings.ensemble_subset, seed)
+        subset = (
+            pairs
+            if index == 0
+            else _subset(pairs if ensemble_pairs is None else ensemble_pairs, settings.ensemble_subset, seed)
+        )
         frozen, feature_cache = lms.get(lm, (None, {}))
         stats = train_member(
             lm,

@@ -276,7 +276,7 @@ def test_held_out_gold_measures_at_the_start_every_few_steps_and_at_the_end(poli
     assert resumed == []  # a resumed run measured its start before
 
 
-def test_summary_reports_null_hacking_and_checks_goals():
+def test_summary_reports_the_numbers_and_judges_no_goals():
     rounds = [
         {
             "round": k,
@@ -297,8 +297,8 @@ def test_summary_reports_null_hacking_and_checks_goals():
     assert (metrics["hacking_step_standard"], metrics["hacking_step_advrm"], metrics["rlhf_steps"]) == (2, None, 4)
     assert metrics["n_adversarial"] == 10
     assert metrics["gold_rise_steps"] == {"standard": 2, "advrm": 4}
-    assert all(metrics["goals"].values())
-    assert metrics["warnings"] == []
+    assert "goals" not in metrics  # the report states numbers; judging them is the reader's
+    assert metrics["preference_bias"] is None and metrics["warnings"] == []
 
 
 def test_summary_warns_when_the_target_cannot_tell_right_from_wrong():

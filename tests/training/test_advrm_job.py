@@ -195,7 +195,6 @@ def run(test_model_dir, tmp_path_factory):
 def test_a_run_extended_by_a_round_and_the_rlhf_runs_redoes_nothing(run):
     first, second, third = CALLS
     assert first["metrics"]["attack_success_after"] == [] and first["metrics"]["rlhf"] == {}
-    assert first["metrics"]["goals"]["attack_after_last_round_at_most_10pct"] is False
     assert "advrm: round0_reward: done already, skipped" in second["log"]
     assert "advrm: round0_adversarial ..." in second["log"] and "advrm: round1_attack ..." in second["log"]
     assert [r["round"] for r in second["metrics"]["attack_success_after"]] == [1]
@@ -238,7 +237,9 @@ def test_metrics_hold_the_contract_fields(run):
         held_out = metrics["rlhf"][name]["held_out"]  # before the first step, then after each
         assert [(row["step"], row["n"]) for row in held_out] == [(0, 6), (1, 6), (2, 6)]
         assert metrics["rlhf"][name]["hacking"]["curve"] == "held_out"
-    assert set(metrics["goals"]) and metrics["wall_s"] > 0 and metrics["reward_size_mb"] > 0
+    assert "goals" not in metrics and metrics["preference_bias"] is None
+    assert metrics["rounds"][0]["preference_data"]["target"]["pairs"] > 0
+    assert metrics["wall_s"] > 0 and metrics["reward_size_mb"] > 0
 
 
 @pytest.mark.slow
