@@ -216,7 +216,6 @@ def answerable(body: dict) -> None:
     engine; a body the schema refuses is left alone."""
     from pydantic import ValidationError
 
-    from probexit.server.messages import ROLE_FIELDS
     from probexit.server.protocol import REASONING_EFFORTS, ChatCompletionRequest
     from probexit.server.serving_chat import UNSUPPORTED
 
@@ -232,7 +231,14 @@ def answerable(body: dict) -> None:
         body["thinking_token_budget"] = 1
         body["max_tokens"] = max(body.get("max_tokens") or 0, 2)
         body.pop("max_completion_tokens", None)
-    for message in body["messages"]:
+    well_formed(body["messages"])
+
+
+def well_formed(messages: list[dict]) -> None:
+    """Each message keeps only the fields its role may carry and text parts, as the handlers require."""
+    from probexit.server.messages import ROLE_FIELDS
+
+    for message in messages:
         for name in [name for name in message if name not in ("role", "content", *ROLE_FIELDS[message["role"]])]:
             del message[name]
         if message["role"] == "tool":
@@ -245,8 +251,9 @@ def answerable(body: dict) -> None:
 
 def scoreable(case) -> None:
     """A rewards request that the schema accepts is made one the reward model can score (the schema cannot
-    say that a conversation ends with the assistant's answer, nor which model names exist), so that the
-    fuzzed text reaches the chat template and the ensemble; anything invalid is left alone."""
+    say that a conversation ends with the assistant's answer, which fields each role may carry, nor which model
+    names exist), so that the fuzzed text reaches the chat template and the ensemble; anything invalid is left
+    alone."""
     from pydantic import ValidationError
 
     from probexit.server.protocol_rewards import RewardRequest
@@ -256,11 +263,14 @@ def scoreable(case) -> None:
     except ValidationError:
         return
     case.body.pop("model", None)
+    if case.body.get("messages") is not None:
+        case.body.pop("conversations", None)  # one of the two, as the handler requires
     for key in ("messages", "conversations"):
         value = case.body.get(key)
         conversations = [value] if key == "messages" and value is not None else (value or [])[:FUZZ_N]
         for messages in conversations:
             if messages and isinstance(messages[0], dict):
+                well_formed(messages)
                 messages[:0] = [{"role": "user", "content": "What is 1 + 2?"}]
                 messages.append({"role": "assistant", "content": "1 + 2 = 3. So the answer is 3."})
         if key == "conversations" and value is not None:
