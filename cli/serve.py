@@ -2,7 +2,7 @@
 
 The subcommand collects its arguments unparsed (its parser has no options of its own), and `run` parses
 them with a parser that holds probexit's flags plus vLLM's engine arguments: adding vLLM's arguments
-needs `import vllm` (seconds), which `probexit --help` and the other subcommands must not pay.
+means importing vLLM (seconds), which `probexit --help` and the other subcommands must not pay.
 """
 
 from __future__ import annotations

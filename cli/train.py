@@ -272,20 +272,20 @@ def add_advrm_parser(jobs) -> None:
 
 
 def run_advrm(args) -> int:
-    from probexit.training.advrm import run_advrm as run_job
+    from probexit.training.advrm import AdvRMJob
     from probexit.training.problem_files import load_problems
 
     parts, config_class = _advrm_parts()
     settings = {name: cls(**config_values(args, cls, prefix=prefix), seed=args.seed) for prefix, name, cls in parts}
     config = config_class(**config_values(args, config_class), seed=args.seed, **settings)
-    metrics = run_job(
+    metrics = AdvRMJob(
         resolve_model_dir(args.policy),
         load_problems(args.problems),
         load_problems(args.eval_problems),
         args.out,
         config,
         engine_kwargs(args),
-    )
+    ).run()
     before, after = metrics["attack_success_before"], metrics["attack_success_after"]
     return _summary(
         f"advrm: attack success {_pct(before['standard'])} before, "

@@ -530,19 +530,6 @@ def _fixed(settings: dict) -> dict:
     return {**settings, "config": {k: v for k, v in settings["config"].items() if k not in EXTENDABLE}}
 
 
-def run_advrm(
-    policy_dir: Path,
-    train_problems: list[ProblemRecord],
-    eval_problems: list[ProblemRecord],
-    out: Path,
-    config: AdvRMConfig = AdvRMConfig(),
-    engine_kwargs: dict | None = None,
-    log: Callable[[str], None] = print,
-) -> dict:
-    """The whole job (what `probexit train advrm` and the tiny-world build call); returns metrics.json."""
-    return AdvRMJob(policy_dir, train_problems, eval_problems, out, config, engine_kwargs, log).run()
-
-
 def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
     """metrics.json: the contract's fields first, then the detail behind them."""
     success = [{"round": r["round"], **r["attack_success"]} for r in rounds]

@@ -227,7 +227,7 @@ class Build:
         import torch
         import transformers
 
-        from probexit.server.engine.adapter import vllm_version
+        from probexit.server.engine import adapter
 
         files = sorted(
             p
@@ -243,7 +243,7 @@ class Build:
                 "python": platform.python_version(),
                 "torch": torch.__version__,
                 "transformers": transformers.__version__,
-                "vllm": vllm_version(),
+                "vllm": adapter.vllm_version(),
             },
             "files": {str(p.relative_to(self.out)): _sha256(p) for p in files},
         }
