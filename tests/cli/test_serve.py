@@ -119,6 +119,7 @@ def test_busy_port_fails_fast(tmp_path, capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_serve_help_lists_probexit_flags():
     done = subprocess.run(
         [sys.executable, "-m", "probexit.cli", "serve", "--help=probexit"], capture_output=True, text=True, timeout=600

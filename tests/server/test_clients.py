@@ -66,6 +66,7 @@ def test_langchain_reads_answers_and_reasoning(server):
     assert "".join(chunk.additional_kwargs.get("reasoning_content", "") for chunk in chunks) == own["reasoning"]
 
 
+@pytest.mark.slow
 def test_lm_evaluation_harness_scores_the_tiny_world_task_as_the_server_answers(server, monkeypatch, tmp_path):
     import json
 

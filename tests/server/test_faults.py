@@ -149,6 +149,7 @@ def serve_until_exit(args: list[str], tmp_path, timeout: float = 300) -> tuple[i
     return process.returncode, "".join(stderr), opened
 
 
+@pytest.mark.slow
 def test_start_up_failure_exits_non_zero_before_the_port_opens(test_model_dir, tmp_path):
     probe = damaged_probe(test_model_dir, tmp_path, "weights")
     status, stderr, opened = serve_until_exit(["--model", str(test_model_dir), "--probe", str(probe)], tmp_path)
@@ -164,6 +165,7 @@ def engine_cores(api: psutil.Process) -> list[psutil.Process]:
 
 
 @pytest.mark.kills_server
+@pytest.mark.slow
 def test_engine_death_gives_503_and_fast_errors(server):
     api = psutil.Process(server.process.pid)
     cores = engine_cores(api)

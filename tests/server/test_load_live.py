@@ -4,9 +4,12 @@ that every request completed (what it measures is in the report, not checked her
 import asyncio
 import json
 
+import pytest
+
 from probexit.benchmarks.load import run_benchmark, summary_lines, write_report
 
 
+@pytest.mark.slow
 def test_load_report_end_to_end(server, tmp_path):
     report = asyncio.run(
         run_benchmark(

@@ -3,6 +3,8 @@
 import asyncio
 import json
 
+import pytest
+
 from probexit.benchmarks.savings import Setting, run_benchmark
 from probexit.training.problem_files import ProblemRecord
 from probexit.training.tinyworld.problems import generate_splits
@@ -18,6 +20,7 @@ SETTINGS = [
 ]
 
 
+@pytest.mark.slow
 def test_savings_report_end_to_end(server, tmp_path):
     problems = [ProblemRecord(p.question, str(p.answer)) for p in generate_splits({"bench": 6}, seed=3)["bench"]]
     sampling = {"seed": 0, "temperature": 0.6, "top_p": 0.95, "max_tokens": 400}

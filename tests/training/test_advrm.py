@@ -226,6 +226,7 @@ def held_out_gold(rows, **settings):
     )
 
 
+@pytest.mark.slow
 def test_held_out_gold_grades_the_policy_on_the_same_questions_each_time(policy):
     import torch
 

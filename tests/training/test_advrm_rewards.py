@@ -73,6 +73,7 @@ def test_synthetic_traces_are_well_formed_and_graded_by_their_answer():
         assert graded.well_formed and graded.gold == float(graded.answer == sample.answer)
 
 
+@pytest.mark.slow
 def test_a_round_is_a_servable_folder(trained, test_model_dir):
     ensemble, _, _, logged = trained
     folder = ensemble.folder
@@ -98,6 +99,7 @@ def test_a_round_is_a_servable_folder(trained, test_model_dir):
     assert reloaded.manifest == manifest
 
 
+@pytest.mark.slow
 def test_members_learned_something_of_their_own(trained, test_model_dir):
     import torch
 
@@ -116,6 +118,7 @@ def test_members_learned_something_of_their_own(trained, test_model_dir):
     assert 0.0 <= accuracy["target"] <= 1.0
 
 
+@pytest.mark.slow
 def test_calibration_puts_members_on_one_scale(trained):
     ensemble, _, samples, _ = trained
     scores = ensemble.score_texts([s.question for s in samples[:48]], [s.text for s in samples[:48]])
@@ -126,6 +129,7 @@ def test_calibration_puts_members_on_one_scale(trained):
     assert ensemble.manifest.spread_floor >= 0.05
 
 
+@pytest.mark.slow
 def test_scores_do_not_depend_on_the_batch(trained):
     ensemble, _, samples, _ = trained
     questions, texts = [s.question for s in samples[:9]], [s.text[: 40 + 30 * i] for i, s in enumerate(samples[:9])]
@@ -136,6 +140,7 @@ def test_scores_do_not_depend_on_the_batch(trained):
         assert one.members == pytest.approx(many.members, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_the_served_rendering_is_the_trained_one(trained):
     """The endpoint receives chat messages (reasoning split off or not); they render to the ids training used."""
     ensemble, pairs, _, _ = trained
@@ -154,6 +159,7 @@ def test_the_served_rendering_is_the_trained_one(trained):
     assert ensemble.tokenizer.decode(trained_ids).startswith("<|im_start|>user\n" + pair.question)
 
 
+@pytest.mark.slow
 def test_a_rerun_reuses_trained_members(trained, test_model_dir):
     ensemble, pairs, samples, _ = trained
     logged: list[str] = []
@@ -251,6 +257,7 @@ def _corrupt_weights(folder, member):
         ),
     ],
 )
+@pytest.mark.slow
 def test_broken_folders_are_one_clear_error(trained, request, tmp_path, breakage, message, only):
     """Every breakage on each head's folder, but one that only one head's folder can have on that head's."""
     folder = _copy(request.getfixturevalue(only) if only else trained, tmp_path)
@@ -260,6 +267,7 @@ def test_broken_folders_are_one_clear_error(trained, request, tmp_path, breakage
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_a_tokenizer_larger_than_the_models_is_a_mismatch(trained, tmp_path):
     from transformers import AutoTokenizer
 
@@ -284,6 +292,7 @@ def _other_backbone(test_model_dir, folder, shift: float = 0.5):
     return folder
 
 
+@pytest.mark.slow
 def test_reward_models_can_be_cut_from_another_backbone(trained, test_model_dir, tmp_path):
     import torch
     from safetensors.torch import load_file
@@ -346,6 +355,7 @@ def test_the_ensemble_can_read_its_own_backbone(token_surprise, test_model_dir, 
             assert raw[row][column] != pytest.approx(by_hand(model, target_lm, one), rel=1e-3, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_an_ensemble_backbone_is_checked_like_the_backbone(token_surprise, test_model_dir, tmp_path):
     _, pairs, samples, _ = token_surprise
     with pytest.raises(ValueError, match="ensemble_backbone is read by token-surprise heads only"):
@@ -355,6 +365,7 @@ def test_an_ensemble_backbone_is_checked_like_the_backbone(token_surprise, test_
         train_round(test_model_dir, pairs, samples, tmp_path / "reward", settings, {}, lambda _: None)
 
 
+@pytest.mark.slow
 def test_a_backbone_must_share_the_policys_tokenizer(trained, test_model_dir, tmp_path):
     from transformers import AutoTokenizer
 

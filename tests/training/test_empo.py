@@ -308,6 +308,7 @@ def tiny_job(model_dir, problems_path, out, steps, **overrides):
     return EMPOJob(model_dir, load_problems(problems_path, require_answers=False), out, config, log=lambda line: None)
 
 
+@pytest.mark.slow
 def test_gold_free_job_trains_and_writes_every_metric(test_model_dir, problem_file, tmp_path, monkeypatch):
     """No answer in the file, none in any reward call; the policy moves; metrics.json has every field."""
     import torch

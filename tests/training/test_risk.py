@@ -54,6 +54,7 @@ def test_rates_count_every_request_not_only_the_exits():
     assert result.accuracy_change == pytest.approx(0.0) and result.premature_exit_rate == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_certified_thresholds_hold_on_fresh_data():
     calibration, fresh = synthetic_traces(2000, seed=1), synthetic_traces(20000, seed=2)
     for risk in (0.01, 0.02, 0.05, 0.1):

@@ -8,6 +8,7 @@ from probexit.training.tinyworld.card import behaviour_metrics, label_sample, sa
 from probexit.training.tinyworld.problems import generate_splits, parse_question
 
 
+@pytest.mark.slow
 def test_metrics_of_a_known_trace(offline_engine):
     tokenizer = offline_engine.tokenizer
     policy = BoundaryPolicy(BoundaryPolicyConfig(), tokenizer)
@@ -33,6 +34,7 @@ def test_metrics_of_a_known_trace(offline_engine):
     assert metrics["oracle_savings_pct"] == pytest.approx(100 * saved / sample.thinking_tokens)
 
 
+@pytest.mark.slow
 def test_card_on_the_engine(offline_engine):
     splits = generate_splits({"a": 40, "b": 40}, seed=9)
     first = sample_problems(offline_engine, splits["a"], seed=1)

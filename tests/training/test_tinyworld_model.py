@@ -2,6 +2,7 @@
 
 import random
 
+import pytest
 import torch
 
 from probexit.training.tinyworld.problems import random_problem
@@ -45,6 +46,7 @@ def test_think_markers_are_single_tokens_that_survive_skip_special_tokens(test_m
         assert tokenizer.decode(ids, skip_special_tokens=True) == marker
 
 
+@pytest.mark.slow
 def test_greedy_generations_match_transformers(offline_engine, reference_model):
     rng = random.Random(11)
     questions = [random_problem(rng).question for _ in range(20)]

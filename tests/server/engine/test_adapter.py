@@ -38,6 +38,7 @@ def last_hidden(reference_model, generation) -> torch.Tensor:
         return reference_model(ids, output_hidden_states=True).hidden_states[-1][0]  # (T, H)
 
 
+@pytest.mark.slow
 def test_boundary_hidden_state_equals_transformers(engine, reference_model):
     generations = engine.generate(
         engine.chat_prompts(QUESTIONS[:4]),
@@ -60,6 +61,7 @@ def test_boundary_hidden_state_equals_transformers(engine, reference_model):
     assert compared >= 4
 
 
+@pytest.mark.slow
 def test_threshold_zero_exits_at_first_boundary_and_the_model_answers(engine):
     generations = engine.generate(
         engine.chat_prompts(QUESTIONS[:4]), **SAMPLING, seed=2, settings=ExitSettings(threshold=0.0), progress=False
@@ -74,6 +76,7 @@ def test_threshold_zero_exits_at_first_boundary_and_the_model_answers(engine):
         assert generation.finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_threshold_above_one_never_fires_and_changes_no_token(engine):
     prompts = engine.chat_prompts(QUESTIONS)
     never = engine.generate(prompts, **SAMPLING, seed=3, settings=ExitSettings(threshold=1.01), progress=False)
@@ -84,6 +87,7 @@ def test_threshold_above_one_never_fires_and_changes_no_token(engine):
     assert all(g.evaluations == [] for g in plain)  # requests without early exit are not touched
 
 
+@pytest.mark.slow
 def test_concurrent_requests_get_their_own_decisions(engine, reference_model):
     """16 requests in one batch with different thresholds, some off; each decision matches an offline
     replay of its own trace: the first boundary whose reference score reaches the request's threshold."""
