@@ -185,60 +185,9 @@ def _probe_score_kernel(
     readable = in_batch & (rows >= 0) & (rows < batch)
     h_lo = pid_s * split_size
     h_hi = tl.minimum(h_lo + split_size, hidden_size)
-    acc = _partial_preactivation(
-        hidden_ptr + rows * stride_row,
-        readable,
-        stride_col,
-        mean_ptr,
-        scale_ptr,
-        w1_ptr,
-        h_lo,
-        h_hi,
-        WIDTH,
-        BLOCK_W,
-        BLOCK_N,
-        BLOCK_H,
-        DOT_F32,
-    )
-    is_last = pid_s == 0
-    if tl.num_programs(1) > 1:
-        acc, is_last = _combine_splits(
-            acc, partials_ptr, tickets_ptr + pid_n, pid_s, n_rows, offs_n, in_batch, WIDTH, BLOCK_W
-        )
-    if is_last:
-        _score_and_decide(
-            acc,
-            readable,
-            in_batch,
-            offs_n,
-            b1_ptr,
-            w2_ptr,
-            b2_ptr,
-            thresholds_ptr,
-            scores_ptr,
-            exits_ptr,
-            WIDTH,
-            BLOCK_W,
-        )
-
-
-@triton.jit
-def _partial_preactivation(
-    row_ptrs,
-    readable,
-    stride_col,
-    mean_ptr,
-    scale_ptr,
-    w1_ptr,
-    h_lo,
-    h_hi,
-    WIDTH: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    DOT_F32: tl.constexpr,
-):
-    """z @ w1 over hidden columns [h_lo, h_hi): (BLOCK_N,) for a linear probe, (BLOCK_N, BLOCK_W) for an MLP."""
+    row_ptrs = hidden_ptr + rows * stride_row
+    # z @ w1 over this program's hidden columns [h_lo, h_hi): (BLOCK_N,) for a linear probe, (BLOCK_N, BLOCK_W)
+    # for an MLP.
     if WIDTH == 0:
         acc = tl.zeros((BLOCK_N,), tl.float32)
     else:
@@ -266,7 +215,17 @@ def _partial_preactivation(
                 acc = tl.dot(z, w.to(tl.float32), acc)
             else:
                 acc = tl.dot(z.to(w.dtype), w, acc)
-    return acc
+    is_last = pid_s == 0
+    if tl.num_programs(1) > 1:
+        acc, is_last = _combine_splits(
+            acc, partials_ptr, tickets_ptr + pid_n, pid_s, n_rows, offs_n, in_batch, WIDTH, BLOCK_W
+        )
+    if is_last:
+        logits = _probe_logits(acc, b1_ptr, w2_ptr, b2_ptr, WIDTH, BLOCK_W)  # (BLOCK_N,)
+        scores = tl.where(readable, tl.sigmoid(logits), float("nan"))
+        thresholds = tl.load(thresholds_ptr + offs_n, mask=in_batch, other=0.0)
+        tl.store(scores_ptr + offs_n, scores, mask=in_batch)
+        tl.store(exits_ptr + offs_n, (scores >= thresholds).to(tl.uint8), mask=in_batch)
 
 
 @triton.jit
@@ -296,22 +255,10 @@ def _combine_splits(
 
 
 @triton.jit
-def _score_and_decide(
-    acc,
-    readable,
-    in_batch,
-    offs_n,
-    b1_ptr,
-    w2_ptr,
-    b2_ptr,
-    thresholds_ptr,
-    scores_ptr,
-    exits_ptr,
-    WIDTH: tl.constexpr,
-    BLOCK_W: tl.constexpr,
-):
+def _probe_logits(acc, b1_ptr, w2_ptr, b2_ptr, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr):
+    """The probe's logits from the summed z @ w1: add b1 (linear), or relu(. + b1) @ w2 + b2 (MLP)."""
     if WIDTH == 0:
-        logits = acc + tl.load(b1_ptr).to(tl.float32)  # (BLOCK_N,)
+        logits = acc + tl.load(b1_ptr).to(tl.float32)
     else:
         offs_w = tl.arange(0, BLOCK_W)
         in_w = offs_w < WIDTH
@@ -319,10 +266,7 @@ def _score_and_decide(
         w2 = tl.load(w2_ptr + offs_w, mask=in_w, other=0.0).to(tl.float32)
         activations = tl.maximum(acc + b1[None, :], 0.0)  # (BLOCK_N, BLOCK_W)
         logits = tl.sum(activations * w2[None, :], axis=1) + tl.load(b2_ptr).to(tl.float32)
-    scores = tl.where(readable, tl.sigmoid(logits), float("nan"))
-    thresholds = tl.load(thresholds_ptr + offs_n, mask=in_batch, other=0.0)
-    tl.store(scores_ptr + offs_n, scores, mask=in_batch)
-    tl.store(exits_ptr + offs_n, (scores >= thresholds).to(tl.uint8), mask=in_batch)
+    return logits
 
 
 # ----------------------------------------------------------------------------------------------------------
