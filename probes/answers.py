@@ -129,6 +129,16 @@ _TURN = re.compile(
     r"|we should|to (?:confirm|verify|be sure)|alternatively|is (?:that|this|it)|does (?:that|this)"
     r"|that (?:seems|looks|makes)|this (?:seems|looks)|right|okay)\b"
 )
+# Remarks that doubt the result or announce a re-check anywhere in them ("But that seems too small.", "Maybe I
+# missed some triples?", "so maybe I need to verify."); a paragraph may close on several. Plans ("Maybe I can
+# use that to find the height.") and refutations ("Clearly I made a mistake earlier.") are not among them.
+_DOUBT = re.compile(
+    r"(?i)\b(?:verify|(?:double-|re-?)?check|confirm|make sure|(?:maybe|perhaps) (?:i|we)"
+    r" (?:made|missed|mis\w+|overlooked|forgot|skipped)"
+    r"|(?:is|maybe|perhaps) (?:that|this|it)(?:'s| is)? (?:the (?:answer|result)|our answer|correct|right)"
+    r"|(?:that|this|it) seems)\b"
+)
+_MAX_REMARKS = 3
 _THEN = re.compile(r"(?i)[,;]\s*then\b")  # "If b + 7 = 28, then b = 21" concludes
 _ESTIMATES = ("approx", "roughly", "about", "around", "≈")  # "approximately", "\\approx"
 # An equation after one of these words names a case or a condition ("stepping by m=1", "more than D=48"),
@@ -221,15 +231,18 @@ def _choice_or_value(text: str) -> str | None:
 
 
 def _closing_statement(paragraph: str) -> str | None:
-    """The paragraph's last statement (a formula closing it stays whole), before a closing remark that turns
-    to re-checking; None for a question, a lead-in, or a statement that does not end on a number."""
+    """The paragraph's last statement (a formula closing it stays whole), before the closing remarks that turn
+    to re-checking or doubt it; None for a question, a lead-in, or a statement that does not end on a number."""
     text = paragraph.rstrip().rstrip(".;!").rstrip()
     digit = _LAST_DIGIT.match(text)
     if digit is None:
         return None  # most paragraphs end here, at the cost of one scan from the end
     last_digit = digit.end() - 1
-    remark = _last_sentence(text, len(text), last_digit)
-    if remark > last_digit and _TURN.match(text, remark):
+    for count in range(_MAX_REMARKS):
+        remark = _last_sentence(text, len(text), last_digit)
+        turns = count == 0 and _TURN.match(text, remark)  # only the last remark may be a bare turn ("Hmm.")
+        if remark <= last_digit or not (turns or _DOUBT.search(text, remark)):
+            break
         text = text[:remark].rstrip().rstrip(".;!").rstrip()
     if not text or text.endswith(("?", ":")) or len(text) - last_digit > _AFTER_VALUE:
         return None

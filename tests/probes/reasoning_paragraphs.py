@@ -239,3 +239,47 @@ SECOND_BATCH = [
         id="b2-explanation",
     ),
 ]
+# Paragraphs that close on remarks after their statement: doubts and announced re-checks are skipped, plans and
+# refutations are not.
+CLOSING_REMARKS = [
+    pytest.param(
+        "So the total comes to 2016, and 2016 mod 1000 is 16. But that seems too small. Maybe I overlooked some cases?",
+        "16",
+        id="remarks-doubt-then-question",
+    ),
+    pytest.param(
+        "Then the sum is 21 + 49 = 70. Hmm, is that the answer? Wait, I may have skipped the negative divisors.",
+        "70",
+        id="remarks-question-then-turn",
+    ),
+    pytest.param(
+        "So m + n = 31 + 6 = 37. But the problem may have extra conditions, so maybe I need to verify.",
+        "37",
+        id="remarks-verify-inside",
+    ),
+    pytest.param(
+        "Adding up, the count is 117. That seems straightforward, but perhaps I made an error. Let me check once more.",
+        "117",
+        id="remarks-three",
+    ),
+    pytest.param("The height is 2 * 3 = 6. Yes, that seems right.", "6", id="remarks-affirmation"),
+    pytest.param(
+        "The area of the trapezoid is 72 and its inradius is 3. I need to find the sum of the squares of the bases. "
+        "Okay, let me think it through.",
+        None,
+        id="remarks-data-then-plan",
+    ),
+    pytest.param("Earlier I thought the count was 9. Clearly I made a mistake there.", None, id="remarks-refutation"),
+    pytest.param("So DEGF has area 288. Maybe I can use that to find the height.", None, id="remarks-plan-maybe"),
+    pytest.param(
+        "Each square then has C(4, 2) = 6 choices. The trouble is that the squares share edges, so the choices are "
+        "not independent.",
+        None,
+        id="remarks-objection-is-that-the",
+    ),
+    pytest.param("The perimeter is 84. Not sure how that helps.", None, id="remarks-not-sure-how"),
+    pytest.param(
+        "So the probability is 2/15. Perhaps we can model this with coordinates instead.", None, id="remarks-plan"
+    ),
+    pytest.param("So m + n = 106?", None, id="remarks-question-only"),
+]

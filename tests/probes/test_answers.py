@@ -33,10 +33,10 @@ def test_registry_names_match_keys():
 
 
 # -- the `reasoning` extractor, on paragraphs written in the style of real reasoning traces ---------------------
-from tests.probes.reasoning_paragraphs import FORMS, HARD, NOT_ANSWERS, SECOND_BATCH  # noqa: E402
+from tests.probes.reasoning_paragraphs import CLOSING_REMARKS, FORMS, HARD, NOT_ANSWERS, SECOND_BATCH  # noqa: E402
 
 
-@pytest.mark.parametrize("paragraph, expected", FORMS + NOT_ANSWERS)
+@pytest.mark.parametrize("paragraph, expected", FORMS + NOT_ANSWERS + CLOSING_REMARKS)
 def test_reasoning_reads_the_conclusion_a_paragraph_states(paragraph, expected):
     # The tracker hands the extractor the chunk as it stands at a paragraph break.
     assert get_extractor(["reasoning"]).extract(paragraph + "\n\n") == expected
@@ -45,7 +45,10 @@ def test_reasoning_reads_the_conclusion_a_paragraph_states(paragraph, expected):
 def test_reasoning_precision_on_hand_labelled_paragraphs():
     """Of the answers it reads, at least 95% are the conclusion the paragraph states (hard cases included)."""
     extractor = get_extractor(["reasoning"])
-    read = [(extractor.extract(p.values[0] + "\n\n"), p.values[1]) for p in FORMS + NOT_ANSWERS + HARD + SECOND_BATCH]
+    read = [
+        (extractor.extract(p.values[0] + "\n\n"), p.values[1])
+        for p in FORMS + NOT_ANSWERS + HARD + SECOND_BATCH + CLOSING_REMARKS
+    ]
     read = [(answer, label) for answer, label in read if answer is not None]
     assert sum(answer == label for answer, label in read) / len(read) >= 0.95
 
