@@ -240,8 +240,10 @@ def _closing_statement(paragraph: str) -> str | None:
     last_digit = digit.end() - 1
     for count in range(_MAX_REMARKS):
         remark = _last_sentence(text, len(text), last_digit)
-        turns = count == 0 and _TURN.match(text, remark)  # only the last remark may be a bare turn ("Hmm.")
-        if remark <= last_digit or not (turns or _DOUBT.search(text, remark)):
+        if remark <= last_digit:
+            break  # the usual case: the paragraph ends on its value
+        bare_turn = count == 0 and _TURN.match(text, remark)  # only the last remark may be a bare turn ("Hmm.")
+        if not (bare_turn or _DOUBT.search(text, remark)):
             break
         text = text[:remark].rstrip().rstrip(".;!").rstrip()
     if not text or text.endswith(("?", ":")) or len(text) - last_digit > _AFTER_VALUE:
