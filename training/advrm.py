@@ -14,9 +14,10 @@
 Every stage writes its result under `DIR/work/` and is skipped on a rerun; GRPO runs resume from their
 checkpoints. A rerun may also extend a finished run: more `--rounds` (until its Adv-RM RLHF run has started,
 which read the last round's model) or the RLHF runs a `--no-run-rlhf` run left out, with `--rlhf-*` settings of
-its own (until one RLHF run has started). With `--preference-bias` the target's pairs carry a spurious feature
-(`advrm_bias`); the ensemble's and the held-out pairs do not. The attack's success rates
-and adversarial examples are defined in `advrm_attack`, the hacking rule in `advrm_rlhf`.
+its own (until one RLHF run has started; then only more `--rlhf-steps`, which both runs resume to). With
+`--preference-bias` the target's pairs carry a spurious feature (`advrm_bias`); the ensemble's and the held-out
+pairs do not. The attack's success rates and adversarial examples are defined in `advrm_attack`, the hacking
+rule in `advrm_rlhf`.
 """
 
 from __future__ import annotations
@@ -194,7 +195,11 @@ class AdvRMJob:
         # A --no-run-rlhf rerun of a run whose RLHF runs are done still reports them.
         if self.config.run_rlhf or all((self.work / f"rlhf_{name}.json").exists() for name, _ in runs):
             for name, k in runs:
-                curves[name] = self.stage(f"rlhf_{name}", partial(self.rlhf_run, name, k))
+                curves[name] = self.stage(
+                    f"rlhf_{name}",
+                    partial(self.rlhf_run, name, k),
+                    extends=lambda curve: curve["hacking"]["run_steps"] < self.config.rlhf.steps,
+                )
         self.export(curves)  # not a stage: cheap, and more rounds or the RLHF runs change what it writes
         metrics = summary(rounds, curves, self.config)
         timings = self._timings()  # a resumed run's stages ran in several sessions: wall_s sums them
@@ -210,16 +215,24 @@ class AdvRMJob:
         (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
 
-    def stage(self, name: str, work: Callable[[], dict]) -> dict:
-        """Run a stage once: its result is stored in DIR/work/NAME.json, which marks it done."""
+    def stage(self, name: str, work: Callable[[], dict], extends: Callable[[dict], bool] | None = None) -> dict:
+        """Run a stage once: its result is stored in DIR/work/NAME.json, which marks it done. A done stage whose
+        result `extends` finds short of the settings runs again (it resumes its own outputs); its seconds add up."""
         path = self.work / f"{name}.json"
+        spent = 0.0
         if path.exists():
-            self.log(f"advrm: {name}: done already, skipped")
-            return json.loads(path.read_text())["result"]
-        self.log(f"advrm: {name} ...")
+            stored = json.loads(path.read_text())
+            if extends is None or not extends(stored["result"]):
+                self.log(f"advrm: {name}: done already, skipped")
+                return stored["result"]
+            spent = stored["seconds"]
+            self.log(f"advrm: {name}: extending ...")
+        else:
+            self.log(f"advrm: {name} ...")
         started = time.monotonic()
         result = work()
-        path.write_text(json.dumps({"seconds": round(time.monotonic() - started, 1), "result": result}, indent=1))
+        seconds = round(spent + time.monotonic() - started, 1)
+        path.write_text(json.dumps({"seconds": seconds, "result": result}, indent=1))
         return result
 
     # -- stages ------------------------------------------------------------------------------------------------
@@ -503,10 +516,20 @@ class AdvRMJob:
             if _fixed(stored) != _fixed(settings):
                 raise ValueError(
                     f"{self.out} holds an Adv-RM run with other settings; use a new --out, or the same "
-                    "settings to resume (only --rounds may grow and --run-rlhf be added)"
+                    "settings to resume (only --rounds and --rlhf-steps may grow and --run-rlhf be added)"
                 )
-            if stored["config"]["rlhf"] != settings["config"]["rlhf"] and (self.out / "rlhf").exists():
-                raise ValueError(f"{self.out}'s RLHF runs started with other --rlhf-* settings; use a new --out")
+            if (self.out / "rlhf").exists():
+                ran, asked = stored["config"]["rlhf"], settings["config"]["rlhf"]
+                if {**ran, "steps": 0} != {**asked, "steps": 0}:
+                    raise ValueError(
+                        f"{self.out}'s RLHF runs started with other --rlhf-* settings (only --rlhf-steps may "
+                        "grow); use a new --out"
+                    )
+                if asked["steps"] < ran["steps"]:
+                    raise ValueError(
+                        f"{self.out}'s RLHF runs were set to {ran['steps']} steps: a rerun may add steps, not "
+                        "drop them; use a new --out"
+                    )
             before, now = stored["config"]["rounds"], self.config.rounds
             if now < before:
                 raise ValueError(
@@ -522,7 +545,8 @@ class AdvRMJob:
 
 
 # What a rerun in the same folder may change: finished stages stand, and the new ones (another round's attack and
-# retraining, the RLHF runs, whose settings may change until one of them has started) only add to them.
+# retraining, the RLHF runs, whose settings may change until one of them has started, and then only to more
+# steps, which resume both runs from their last checkpoints) only add to them.
 EXTENDABLE = ("rounds", "run_rlhf", "rlhf")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 
 import pytest
 
@@ -211,6 +212,8 @@ def test_a_run_extended_by_a_round_and_the_rlhf_runs_redoes_nothing(run):
         pytest.param(["--rounds", "0"], "a rerun may add rounds, not drop them", id="fewer-rounds"),
         pytest.param(["--rounds", "2"], "used round 1's model: more rounds need a new --out", id="rounds-after-rlhf"),
         pytest.param(["--attack-steps", "3"], "other settings", id="other-settings"),
+        pytest.param(["--rlhf-beta", "0.5"], "other --rlhf-* settings", id="other-rlhf-settings"),
+        pytest.param(["--rlhf-steps", "1"], "may add steps, not drop them", id="fewer-rlhf-steps"),
     ],
 )
 def test_a_rerun_that_would_mix_two_runs_is_refused(run, capsys, flags, message):
@@ -290,3 +293,27 @@ def test_a_rerun_skips_every_stage(run, capsys):
     assert {k: v for k, v in again.items() if k != "wall_s_this_session"} == {
         k: v for k, v in metrics.items() if k != "wall_s_this_session"
     }
+
+
+@pytest.mark.slow
+def test_more_rlhf_steps_extend_both_runs_from_their_checkpoints(run, tmp_path):
+    metrics, folder, model = run
+    copy = tmp_path / "extended"
+    shutil.copytree(folder, copy)
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(command(model, copy, "--rlhf-steps", "3")) == 0
+    logged = [line for line in printed.getvalue().splitlines() if line.startswith("advrm:")]
+    assert [line for line in logged if "..." in line] == [
+        "advrm: rlhf_standard: extending ...",
+        "advrm: rlhf_advrm: extending ...",
+    ]
+    assert "resuming from" in printed.getvalue() and "checkpoint-2" in printed.getvalue()
+    extended = json.loads((copy / "out" / "metrics.json").read_text())
+    assert extended["rlhf_steps"] == 3 and extended["rounds"] == metrics["rounds"]
+    for name in ("standard", "advrm"):
+        run_then, run_now = metrics["rlhf"][name], extended["rlhf"][name]
+        assert [row["step"] for row in run_now["steps"]] == [1, 2, 3]
+        assert run_now["steps"][:2] == run_then["steps"] and run_now["held_out"][:3] == run_then["held_out"]
+        assert [row["step"] for row in run_now["held_out"]] == [0, 1, 2, 3]
+        assert run_now["hacking"]["run_steps"] == 3
+    assert extended["stage_seconds"]["rlhf_advrm"] > metrics["stage_seconds"]["rlhf_advrm"]
