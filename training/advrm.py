@@ -192,13 +192,14 @@ class AdvRMJob:
             rounds.append({"round": k, **reward, **attacked, **found})
         curves = {}
         runs = (("standard", 0), ("advrm", self.config.rounds))
-        # A --no-run-rlhf rerun of a run whose RLHF runs are done still reports them.
+        # A --no-run-rlhf rerun of a run whose RLHF runs are done still reports them, as they are.
         if self.config.run_rlhf or all((self.work / f"rlhf_{name}.json").exists() for name, _ in runs):
+            asked_steps = self.config.rlhf.steps if self.config.run_rlhf else 0
             for name, k in runs:
                 curves[name] = self.stage(
                     f"rlhf_{name}",
                     partial(self.rlhf_run, name, k),
-                    extends=lambda curve: curve["hacking"]["run_steps"] < self.config.rlhf.steps,
+                    extends=lambda curve: curve["hacking"]["run_steps"] < asked_steps,
                 )
         self.export(curves)  # not a stage: cheap, and more rounds or the RLHF runs change what it writes
         metrics = summary(rounds, curves, self.config)
@@ -339,6 +340,7 @@ class AdvRMJob:
             floor=floor,
             lam=settings.lam,
             penalty=settings.penalty,
+            ensemble_clip=settings.ensemble_clip,
             record=rollouts,
         )
         reward.__name__ = "adversarial_reward"
@@ -513,6 +515,8 @@ class AdvRMJob:
         )
         if path.exists():
             stored = json.loads(path.read_text())
+            # a setting added since the run began counts as its default
+            stored["config"] = _merged(json.loads(json.dumps(asdict(AdvRMConfig()))), stored["config"])
             if _fixed(stored) != _fixed(settings):
                 raise ValueError(
                     f"{self.out} holds an Adv-RM run with other settings; use a new --out, or the same "
@@ -550,6 +554,18 @@ class AdvRMJob:
 EXTENDABLE = ("rounds", "run_rlhf", "rlhf")
 
 
+def _merged(defaults: dict, given: dict) -> dict:
+    """`given` with what it lacks taken from `defaults`, in nested sections too.
+
+    >>> _merged({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": 4}})
+    {'a': 1, 'b': {'c': 4, 'd': 3}}
+    """
+    return {
+        key: _merged(value, given.get(key, {})) if isinstance(value, dict) else given.get(key, value)
+        for key, value in defaults.items()
+    } | {key: value for key, value in given.items() if key not in defaults}
+
+
 def _fixed(settings: dict) -> dict:
     return {**settings, "config": {k: v for k, v in settings["config"].items() if k not in EXTENDABLE}}
 
@@ -584,7 +600,7 @@ def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
         "preference_accuracy_after": accuracy[-1],
         "hacking_step_standard": hacking.get("standard", {}).get("step"),
         "hacking_step_advrm": hacking.get("advrm", {}).get("step"),
-        "rlhf_steps": config.rlhf.steps if curves else None,
+        "rlhf_steps": max((c["hacking"]["run_steps"] for c in curves.values()), default=None),
         "n_adversarial": sum(r["n_adversarial"] for r in rounds),
         "gold_rise_steps": rise,
         "failure_modes": _counts(found),

@@ -6,6 +6,10 @@ target's reward held above a floor), on calibrated rewards (`rewards.ensemble`):
 
     r_adv = target - lambda * ensemble_mean - penalty * max(0, floor - target)
 
+with, optionally (`ensemble_clip`), the ensemble's mean counted no lower than a bound: unbounded, the term pays
+the attack for text every model rejects (the ensemble's calibrated mean falls far below anything in
+distribution), which pulls it away from the target's exploit.
+
 where `floor` is the target's reward of a typical right answer (the `success_percentile` of its rewards of
 the policy's own right answers). GRPO (TRL) optimises it from the policy with a KL anchor (`beta`).
 
@@ -68,6 +72,14 @@ class AttackSettings:
         metadata={"help": "lambda, the weight of the ensemble's mean reward in the objective."},
     )
     penalty: float = field(default=1.0, metadata={"help": "Weight of the shortfall below the floor."})
+    ensemble_clip: float | None = field(
+        default=None,
+        metadata={
+            "help": "Lowest ensemble mean reward (calibrated) the objective counts: a sample the ensemble scores "
+            "lower earns no more for it, so the attack cannot gain by writing what every model rejects "
+            "(none: no bound, the paper's objective)"
+        },
+    )
     success_percentile: float = field(
         default=50.0,
         metadata={"help": "The floor: this percentile of the target's rewards of the policy's right answers."},
@@ -96,8 +108,10 @@ class AttackSettings:
 
 
 # -- the objective ---------------------------------------------------------------------------------------------
-def attack_objective(target: float, ensemble_mean: float, floor: float, lam: float, penalty: float) -> float:
-    """r_adv for calibrated rewards.
+def attack_objective(
+    target: float, ensemble_mean: float, floor: float, lam: float, penalty: float, ensemble_clip: float | None = None
+) -> float:
+    """r_adv for calibrated rewards; the ensemble's mean counts down to `ensemble_clip` when one is set.
 
     >>> attack_objective(2.0, 0.0, 1.0, 0.5, 1.0)  # above the floor, the ensemble unconvinced: high
     2.0
@@ -105,7 +119,11 @@ def attack_objective(target: float, ensemble_mean: float, floor: float, lam: flo
     1.0
     >>> attack_objective(0.0, -2.0, 1.0, 0.5, 1.0)  # below the floor: the shortfall costs
     0.0
+    >>> attack_objective(0.0, -20.0, 1.0, 0.5, 1.0), attack_objective(0.0, -20.0, 1.0, 0.5, 1.0, ensemble_clip=-2.0)
+    (9.0, 0.0)
     """
+    if ensemble_clip is not None:
+        ensemble_mean = max(ensemble_mean, ensemble_clip)
     return target - lam * ensemble_mean - penalty * max(0.0, floor - target)
 
 
@@ -117,6 +135,7 @@ def adversarial_reward(
     floor: float,
     lam: float = 0.5,
     penalty: float = 1.0,
+    ensemble_clip: float | None = None,
     record: Callable[[list[dict]], None] | None = None,
     answer: list[str] | None = None,
     trainer_state=None,
@@ -133,7 +152,7 @@ def adversarial_reward(
     questions = [prompt[-1]["content"] if isinstance(prompt, list) else prompt for prompt in prompts]
     texts = [completion_text(c) for c in completions]
     scores = scorer(questions, texts)
-    rewards = [attack_objective(s.normalised, s.ensemble_mean, floor, lam, penalty) for s in scores]
+    rewards = [attack_objective(s.normalised, s.ensemble_mean, floor, lam, penalty, ensemble_clip) for s in scores]
     if record is not None:
         step = trainer_state.global_step if trainer_state is not None else None
         answers = answer or [None] * len(texts)

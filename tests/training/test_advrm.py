@@ -5,6 +5,7 @@ served uncertainty numbers, the configs and the command line. Synthetic numbers 
 from __future__ import annotations
 
 import doctest
+from types import SimpleNamespace
 
 import pytest
 
@@ -113,6 +114,20 @@ def test_a_normal_recheck_is_not_repetition():
 )
 def test_attack_objective(target, ensemble, expected):
     assert attack_objective(target, ensemble, floor=1.0, lam=0.5, penalty=1.0) == pytest.approx(expected)
+
+
+def test_a_clipped_ensemble_term_pays_nothing_for_text_every_model_rejects():
+    scores = [SimpleNamespace(normalised=-1.0, ensemble_mean=-20.0, z=0.0)] * 2 + [
+        SimpleNamespace(normalised=2.0, ensemble_mean=0.0, z=3.0)
+    ]
+    texts, prompts = (
+        ["garbage", "more garbage", "a long, confident wrong answer"],
+        [[{"role": "user", "content": "q"}]] * 3,
+    )
+    unbounded = advrm_attack.adversarial_reward(texts, prompts, scorer=lambda q, t: scores, floor=1.0)
+    clipped = advrm_attack.adversarial_reward(texts, prompts, scorer=lambda q, t: scores, floor=1.0, ensemble_clip=-2.0)
+    assert unbounded[0] > unbounded[2]  # unbounded, rejected text outscores the target's exploit
+    assert clipped == [-2.0, -2.0, 2.0]
 
 
 ROWS = [  # gold, target (calibrated), z

@@ -295,19 +295,22 @@ def test_a_rerun_skips_every_stage(run, capsys):
     }
 
 
+def rerun(model, folder, *extra) -> tuple[list[str], str]:
+    """Run the job again in `folder`: the stages it started or extended, and all it printed."""
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(command(model, folder, *extra)) == 0
+    lines = printed.getvalue().splitlines()
+    return [line for line in lines if line.startswith("advrm:") and "..." in line], printed.getvalue()
+
+
 @pytest.mark.slow
 def test_more_rlhf_steps_extend_both_runs_from_their_checkpoints(run, tmp_path):
     metrics, folder, model = run
     copy = tmp_path / "extended"
     shutil.copytree(folder, copy)
-    with contextlib.redirect_stdout(io.StringIO()) as printed:
-        assert main(command(model, copy, "--rlhf-steps", "3")) == 0
-    logged = [line for line in printed.getvalue().splitlines() if line.startswith("advrm:")]
-    assert [line for line in logged if "..." in line] == [
-        "advrm: rlhf_standard: extending ...",
-        "advrm: rlhf_advrm: extending ...",
-    ]
-    assert "resuming from" in printed.getvalue() and "checkpoint-2" in printed.getvalue()
+    started, printed = rerun(model, copy, "--rlhf-steps", "3")
+    assert started == ["advrm: rlhf_standard: extending ...", "advrm: rlhf_advrm: extending ..."]
+    assert "resuming from" in printed and "checkpoint-2" in printed
     extended = json.loads((copy / "out" / "metrics.json").read_text())
     assert extended["rlhf_steps"] == 3 and extended["rounds"] == metrics["rounds"]
     for name in ("standard", "advrm"):
@@ -317,3 +320,27 @@ def test_more_rlhf_steps_extend_both_runs_from_their_checkpoints(run, tmp_path):
         assert [row["step"] for row in run_now["held_out"]] == [0, 1, 2, 3]
         assert run_now["hacking"]["run_steps"] == 3
     assert extended["stage_seconds"]["rlhf_advrm"] > metrics["stage_seconds"]["rlhf_advrm"]
+
+
+@pytest.mark.slow
+def test_more_rlhf_steps_without_run_rlhf_extend_nothing(run, tmp_path):
+    metrics, folder, model = run
+    copy = tmp_path / "reported"
+    shutil.copytree(folder, copy)
+    assert rerun(model, copy, "--rlhf-steps", "3", "--no-run-rlhf")[0] == []
+    reported = json.loads((copy / "out" / "metrics.json").read_text())
+    assert reported["rlhf_steps"] == metrics["rlhf_steps"] == 2
+    assert reported["rlhf"] == metrics["rlhf"]
+
+
+@pytest.mark.slow
+def test_a_run_made_before_a_setting_existed_resumes_with_its_default(run, tmp_path):
+    metrics, folder, model = run
+    copy = tmp_path / "older"
+    shutil.copytree(folder, copy)
+    stored = copy / "out" / "work" / "run_config.json"
+    settings = json.loads(stored.read_text())
+    del settings["config"]["attack"]["ensemble_clip"]
+    stored.write_text(json.dumps(settings))
+    assert rerun(model, copy)[0] == []
+    assert main(command(model, copy, "--attack-ensemble-clip", "-2")) == 2  # another objective: refused
