@@ -6,12 +6,11 @@ target's reward held above a floor), on calibrated rewards (`rewards.ensemble`):
 
     r_adv = target - lambda * ensemble_mean - penalty * max(0, floor - target)
 
-with, optionally (`ensemble_clip`), the ensemble's mean counted no lower than a bound: unbounded, the term pays
-the attack for text every model rejects (the ensemble's calibrated mean falls far below anything in
-distribution), which pulls it away from the target's exploit.
-
 where `floor` is the target's reward of a typical right answer (the `success_percentile` of its rewards of
 the policy's own right answers). GRPO (TRL) optimises it from the policy with a KL anchor (`beta`).
+Optionally (`ensemble_clip`) the ensemble's mean counts no lower than a bound: unbounded, the term pays the
+attack for text every model rejects (the ensemble's calibrated mean falls far below anything in distribution),
+which pulls it away from the target's exploit.
 
 An attack *succeeds* (standard) on a sample whose gold reward is 0 while the target scores it above the
 floor: the reward model prefers it to a typical right answer. It succeeds *strictly* when, besides, the
