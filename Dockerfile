@@ -13,6 +13,7 @@ WORKDIR /opt/probexit
 COPY pyproject.toml README.md ./
 COPY cli/ cli/
 COPY server/ server/
+COPY engine/ engine/
 COPY kernels/ kernels/
 COPY probes/ probes/
 COPY rewards/ rewards/

@@ -34,8 +34,8 @@ def run_engine_overhead(
     seed: int = 0,
     engine_kwargs: dict | None = None,
 ) -> dict:
+    from probexit.engine.offline import OfflineEngine
     from probexit.probes.rules import NEVER, ExitSettings
-    from probexit.server.engine.offline import OfflineEngine
 
     step_seconds: list[float] = []
     never = ExitSettings(rule="probe", threshold=NEVER)

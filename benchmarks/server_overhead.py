@@ -36,8 +36,8 @@ from pathlib import Path
 import httpx
 
 from probexit.benchmarks.servers import free_port, start, stop
+from probexit.engine.constants import PROCESSOR_FQCN
 from probexit.probes.rules import NEVER
-from probexit.server.engine.adapter import PROCESSOR_FQCN
 
 MODEL_NAME = "bench"
 # --control: vLLM's own server with probexit's logits processor loaded but unconfigured (a no-op), which

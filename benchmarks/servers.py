@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from probexit.server.engine.adapter import CPU_KV_CACHE_ENV, CPU_KV_CACHE_GIB
+from probexit.engine.constants import CPU_KV_CACHE_ENV, CPU_KV_CACHE_GIB
 
 
 def free_port() -> int:

@@ -50,8 +50,8 @@ def run(args) -> int:
 
 
 def build_serve_parser():
+    from probexit.engine.cli_args import add_engine_flags, engine_flag_parser
     from probexit.server.config import ServerConfig
-    from probexit.server.engine.cli_args import add_engine_flags, engine_flag_parser
 
     parser = engine_flag_parser(
         prog="probexit serve",
@@ -72,8 +72,8 @@ def build_serve_parser():
 def config_from_args(options):
     """The parsed flags -> ServerConfig (the embedded default filled in where --model is absent)."""
     from probexit.assets import EMBEDDED_ENGINE_DEFAULTS, EMBEDDED_NAME, MissingAssetsError, require_default_paths
+    from probexit.engine.cli_args import engine_args_from_flags, engine_flag_defaults
     from probexit.server.config import API_KEY_ENV, ConfigError, ServerConfig
-    from probexit.server.engine.cli_args import engine_args_from_flags, engine_flag_defaults
 
     values = config_values(options, ServerConfig)
     name = options.served_model_name

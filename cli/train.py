@@ -97,7 +97,7 @@ def run_probe(args) -> int:
         config.labeler, config.judge_url, config.judge_model, os.environ.get(JUDGE_API_KEY_ENV, "EMPTY")
     )
     model_dir = resolve_model_dir(args.model)
-    from probexit.server.engine.offline import OfflineEngine
+    from probexit.engine.offline import OfflineEngine
 
     with OfflineEngine(
         model_dir, boundary_policy=policy.to_json(), seed=sampling.seed, **engine_kwargs(args)

@@ -17,13 +17,13 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from probexit.engine.client import engine_metrics, start_engine
+from probexit.engine.constants import EVENTS_ADDRESS_ENV
+from probexit.engine.events import EventCollector
+from probexit.engine.setup import prepare
 from probexit.probes.rules import DEFAULT_THRESHOLD
 from probexit.server import early_exit
 from probexit.server.config import ServerConfig
-from probexit.server.engine.adapter import EVENTS_ADDRESS_ENV
-from probexit.server.engine.client import engine_metrics, start_engine
-from probexit.server.engine.events import EventCollector
-from probexit.server.engine.setup import prepare
 from probexit.server.errors import APIError, engine_unavailable, to_api_error
 from probexit.server.generation import GenerationCore
 from probexit.server.metrics import ServerMetrics

@@ -2,7 +2,7 @@
 
 The command line (`cli/serve.py`) is the only place that parses flags; tests and embedding code build a
 `ServerConfig` directly. vLLM's own engine arguments travel as an `AsyncEngineArgs` object, untouched
-except for what early exit must add to it (see `server/engine/setup.py`).
+except for what early exit must add to it (see `engine/setup.py`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probexit.engine.config import ConfigError, EngineConfig
 from probexit.kernels import BACKENDS as KERNEL_BACKENDS  # the dispatcher's own list
 from probexit.probes.rules import NEVER
-from probexit.server.engine.config import ConfigError, EngineConfig
 
 API_KEY_ENV = "PROBEXIT_API_KEY"  # read by the CLI when --api-key is not given
 MAX_REQUEST_BYTES = 1 << 20  # 1 MiB: about 250k tokens of text; raise it for longer contexts

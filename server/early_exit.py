@@ -21,12 +21,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
+from probexit.engine.events import RequestRecord
 from probexit.probes.answers import final_answer
 from probexit.probes.equivalence import MathEquivalence
 from probexit.probes.probe import Probe
 from probexit.probes.rules import REQUEST_SETTING, SHADOW_THRESHOLDS, ExitSettings, SettingsError, same_answer
 from probexit.probes.runtime import Evaluation
-from probexit.server.engine.events import RequestRecord
 from probexit.server.errors import APIError
 from probexit.server.protocol import REASONING_EFFORTS, EarlyExitReport, EarlyExitRequest
 

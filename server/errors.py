@@ -8,7 +8,8 @@ import logging
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from probexit.server.engine.client import CLIENT_ERROR, ENGINE_DEAD, NOT_FOUND, engine_error_kind
+from probexit.engine.client import engine_error_kind
+from probexit.engine.constants import CLIENT_ERROR, ENGINE_DEAD, NOT_FOUND
 from probexit.server.protocol import ErrorDetail, ErrorResponse
 
 logger = logging.getLogger("probexit.server")

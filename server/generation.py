@@ -14,12 +14,12 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from probexit.engine.client import token_prompt
+from probexit.engine.events import EventCollector, RequestRecord
+from probexit.engine.requests import sampling_params
+from probexit.engine.setup import EngineSetup
 from probexit.probes.rules import ExitSettings
 from probexit.server import early_exit
-from probexit.server.engine.adapter import request_extra_args
-from probexit.server.engine.client import sampling_params, token_prompt
-from probexit.server.engine.events import EventCollector, RequestRecord
-from probexit.server.engine.setup import EngineSetup
 from probexit.server.errors import APIError
 from probexit.server.metrics import ServerMetrics
 from probexit.server.protocol import CompletionTokensDetails, EarlyExitReport, SamplingRequest, Usage
@@ -166,8 +166,7 @@ class GenerationCore:
                 index = prompt_index * request.n + sample
                 engine_id = f"{job.request_id}-{index}"
                 seed = None if request.seed is None else request.seed + sample
-                extra_args = request_extra_args(engine_id, settings) if settings is not None else None
-                params = self._sampling_params(request, limit, seed, extra_args, logprobs)
+                params = self._sampling_params(request, limit, seed, engine_id, settings, logprobs)
                 job.choices.append(
                     Choice(index, engine_id, ReasoningSplitter(self.setup.markers, prompt_ids), params, prompt_ids)
                 )
@@ -201,7 +200,13 @@ class GenerationCore:
         return min(wanted, room)  # as vLLM's server: a request never fails for asking too much
 
     def _sampling_params(
-        self, request: SamplingRequest, max_tokens: int, seed: int | None, extra_args, logprobs: int | None
+        self,
+        request: SamplingRequest,
+        max_tokens: int,
+        seed: int | None,
+        engine_id: str,
+        settings: ExitSettings | None,
+        logprobs: int | None,
     ):
         defaults = self.setup.default_sampling
         values = {
@@ -211,13 +216,14 @@ class GenerationCore:
         markers = self.setup.markers
         try:
             return sampling_params(
+                rid=engine_id,
+                settings=settings,
                 **values,
                 max_tokens=max_tokens,
                 min_tokens=request.min_tokens,
                 stop=request.stop,
                 seed=seed,
                 ignore_eos=request.ignore_eos,
-                extra_args=extra_args,
                 logprobs=logprobs,
                 logit_bias=self._logit_bias(request.logit_bias),
                 # a marker the tokenizer calls special would vanish from the text, and the split needs it

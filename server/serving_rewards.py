@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
+from probexit.engine.config import ConfigError
 from probexit.rewards.ensemble import RewardEnsemble
 from probexit.rewards.manifest import RewardModelError
 from probexit.server.config import ServerConfig
-from probexit.server.engine.config import ConfigError
 from probexit.server.errors import APIError
 from probexit.server.messages import template_messages
 from probexit.server.protocol import ChatMessage

@@ -56,8 +56,8 @@ def random_linear_probe(model_dir, out, seed=0):
 def offline_engine(test_model_dir, tmp_path_factory):
     """One real vLLM CPU engine for the session, with the early-exit processor and a random probe
     (`engine.probe`); requests without early-exit settings are untouched by it (tested)."""
+    from probexit.engine.offline import OfflineEngine
     from probexit.probes.probe import Probe
-    from probexit.server.engine.offline import OfflineEngine
     from probexit.training.tinyworld.build import tiny_engine_kwargs
 
     probe_dir = tmp_path_factory.mktemp("probe")

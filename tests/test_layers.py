@@ -16,7 +16,7 @@ LAYERS = {
     "probexit.kernels": "kernels",
     "probexit.probes": "probes",
     "probexit.rewards": "rewards",
-    "probexit.server.engine": "engine",
+    "probexit.engine": "engine",
     "probexit.server": "http",
     "probexit.training": "training",
     "probexit.benchmarks": "benchmarks",
@@ -28,7 +28,7 @@ ALLOWED = {
     "kernels": set(),
     "probes": {"kernels"},
     "rewards": {"kernels", "probes"},
-    "engine": {"kernels", "probes"},
+    "engine": {"kernels", "probes", "rewards"},
     "http": {"kernels", "probes", "rewards", "engine"},
     "training": {"kernels", "probes", "rewards", "engine"},
     "benchmarks": {"kernels", "probes", "rewards", "engine", "training"},
@@ -39,7 +39,7 @@ FOLDERS = {
     "kernels": "kernels",
     "probes": "probes",
     "rewards": "rewards",
-    "engine": "server/engine",
+    "engine": "engine",
     "http": "server",
     "training": "training",
     "benchmarks": "benchmarks",
@@ -65,11 +65,7 @@ def imports(path: Path) -> set[str]:
 
 
 def source_files(layer: str) -> list[Path]:
-    folder = ROOT / FOLDERS[layer]
-    files = sorted(folder.rglob("*.py"))
-    if layer == "http":  # the engine layer is its own
-        files = [f for f in files if (ROOT / FOLDERS["engine"]) not in f.parents]
-    return files
+    return sorted((ROOT / FOLDERS[layer]).rglob("*.py"))
 
 
 @pytest.mark.parametrize("layer", list(ALLOWED))
@@ -109,7 +105,7 @@ def test_every_package_is_installed():
     "module, layer",
     [
         ("probexit.server.app", "http"),
-        ("probexit.server.engine.offline", "engine"),
+        ("probexit.engine.offline", "engine"),
         ("probexit.server", "http"),
         ("probexit.rewards.ensemble", "rewards"),
         ("probexit.training.tinyworld.build", "training"),
@@ -124,3 +120,22 @@ def test_a_wrong_import_is_found(tmp_path):
     (tmp_path / "job.py").write_text("def run():\n    from probexit.server.app import build_app\n")
     assert "probexit.server.app" in imports(tmp_path / "job.py")
     assert layer_of("probexit.server.app") not in ALLOWED["training"]
+
+
+def test_the_engine_layers_public_surface_imports_neither_vllm_nor_torch():
+    """Benchmarks and the command line read the engine's constants and build request arguments without paying
+    for vLLM's or torch's import (seconds), so that surface must stay light."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import probexit.engine\n"
+        "from probexit.engine import EXTRA_ARGS_KEY, PROCESSOR_FQCN, EngineConfig, request_extra_args\n"
+        "from probexit.engine.constants import ENGINE_DEAD, ensure_cpu_kv_cache\n"
+        "from probexit.engine.requests import early_exit_engine_options, parse_request_args\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('vllm', 'torch'))\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "", f"importing the engine's surface loaded: {result.stdout.strip()[:200]}"

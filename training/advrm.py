@@ -239,7 +239,7 @@ class AdvRMJob:
     # -- stages ------------------------------------------------------------------------------------------------
     def sample(self) -> dict:
         """The policy's graded answers to the train and held-out questions, in one engine session."""
-        from probexit.server.engine.offline import OfflineEngine
+        from probexit.engine.offline import OfflineEngine
 
         n = self.config.samples_per_question
         problems = self.train_problems + self.eval_problems
@@ -469,7 +469,7 @@ class AdvRMJob:
 
     def _sample_rows(self, policy: Path, ensemble, settings: attack.AttackSettings) -> list[dict]:
         """The adversarial policy's graded, scored samples on the held-out questions (through the engine)."""
-        from probexit.server.engine.offline import OfflineEngine
+        from probexit.engine.offline import OfflineEngine
 
         problems = [p for p in self.eval_problems for _ in range(settings.eval_samples)]
         with OfflineEngine(policy, seed=settings.seed, **self.engine_kwargs) as engine:

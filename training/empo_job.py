@@ -195,7 +195,7 @@ class EMPOJob:
             return json.loads(path.read_text())["card"]
         card = None
         if _is_main():
-            from probexit.server.engine.offline import OfflineEngine
+            from probexit.engine.offline import OfflineEngine
 
             self.log(
                 f"evaluation {name}: {model_dir} on {min(len(self.eval_problems), self.eval_config.limit or 10**9)} "

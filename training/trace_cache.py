@@ -23,7 +23,7 @@ from probexit.probes.fingerprint import json_digest
 from probexit.probes.rules import ExitSettings
 
 if TYPE_CHECKING:  # the engine (vLLM) is imported by whoever makes one, not by reading this module
-    from probexit.server.engine.offline import OfflineCompletion, OfflineEngine
+    from probexit.engine.offline import OfflineCompletion, OfflineEngine
 
 
 @dataclass

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
+from probexit.engine.events import RequestRecord
 from probexit.probes.fingerprint import ModelIdentity
 from probexit.probes.probe import CalibrationPoint, Probe, ProbeConfig, ProbeModel
 from probexit.probes.rules import ExitSettings
 from probexit.probes.runtime import Evaluation
 from probexit.server import early_exit
-from probexit.server.engine.events import RequestRecord
 from probexit.server.errors import APIError
 from probexit.server.protocol import EarlyExitRequest
 

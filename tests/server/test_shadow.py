@@ -13,10 +13,10 @@ import pytest
 
 from probexit.benchmarks import shadow as bench
 from probexit.cli.main import main
+from probexit.engine.events import RequestRecord
 from probexit.probes.rules import SHADOW_THRESHOLDS, ExitSettings
 from probexit.probes.runtime import Evaluation
 from probexit.server import early_exit
-from probexit.server.engine.events import RequestRecord
 from probexit.server.protocol import EarlyExitRequest
 from tests.server.test_early_exit_settings import defaults
 from tests.server.test_server import chat

@@ -2,8 +2,8 @@
 
 import pytest
 
+from probexit.engine.offline import OfflineCompletion
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
-from probexit.server.engine.offline import OfflineCompletion
 from probexit.training.tinyworld.card import behaviour_metrics, label_sample, sample_problems, signal_metrics
 from probexit.training.tinyworld.problems import generate_splits, parse_question
 

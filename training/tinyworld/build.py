@@ -139,7 +139,7 @@ class Build:
         ).save_pretrained(self.out / "policy")
 
     def card(self) -> None:
-        from probexit.server.engine.offline import OfflineEngine
+        from probexit.engine.offline import OfflineEngine
         from probexit.training.tinyworld.card import behaviour_metrics, sample_problems, signal_metrics
 
         n = self.config.card_problems
@@ -157,8 +157,8 @@ class Build:
         """The embedded probe, trained on the served policy's own traces (`probexit train probe`)."""
         import shutil
 
+        from probexit.engine.offline import OfflineEngine
         from probexit.probes.equivalence import MathEquivalence
-        from probexit.server.engine.offline import OfflineEngine
         from probexit.training.probe_job import ProbeJobConfig, run_probe_job
         from probexit.training.problem_files import ProblemRecord
         from probexit.training.trace_cache import SamplingConfig
@@ -227,7 +227,7 @@ class Build:
         import torch
         import transformers
 
-        from probexit.server.engine import adapter
+        from probexit.engine import adapter
 
         files = sorted(
             p

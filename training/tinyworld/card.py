@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from probexit.engine.offline import OfflineCompletion, OfflineEngine
 from probexit.probes.boundary import Boundary, BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.markers import THINK_END
 from probexit.probes.rules import ExitSettings
-from probexit.server.engine.offline import OfflineCompletion, OfflineEngine
 from probexit.training.tinyworld.problems import Problem
 
 SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 700}

@@ -26,23 +26,12 @@ import time
 
 import torch
 
-SUPPORTED_VLLM_VERSION = "0.32.0"
-EXTRA_ARGS_KEY = "probexit"  # SamplingParams.extra_args key, and additional_config key
-EVENTS_ADDRESS_ENV = "PROBEXIT_EVENTS_ADDRESS"  # not in additional_config: it would change vLLM's compile-cache hash
-PROCESSOR_FQCN = "probexit.server.engine.adapter:EarlyExitLogitsProcessor"
-
-
-# vLLM on CPU refuses to start without a KV-cache size; 1 GiB serves small models well.
-CPU_KV_CACHE_ENV, CPU_KV_CACHE_GIB = "VLLM_CPU_KVCACHE_SPACE", "1"
+from probexit.engine.constants import EVENTS_ADDRESS_ENV, EXTRA_ARGS_KEY, SUPPORTED_VLLM_VERSION
+from probexit.engine.requests import parse_request_args
 
 
 class UnsupportedVLLMError(RuntimeError):
     pass
-
-
-def ensure_cpu_kv_cache() -> None:
-    """Give vLLM's CPU platform its KV-cache size unless the user set one (GPU platforms never read it)."""
-    os.environ.setdefault(CPU_KV_CACHE_ENV, CPU_KV_CACHE_GIB)
 
 
 def vllm_version() -> str:
@@ -122,7 +111,7 @@ class EarlyExitLogitsProcessor(_processor_base()):
         self.runtime = _build_runtime(vllm_config, options, device)
         address = os.environ.get(EVENTS_ADDRESS_ENV)
         if address and _is_reporting_rank():
-            from probexit.server.engine.events import EventPublisher
+            from probexit.engine.events import EventPublisher
 
             self.publisher = EventPublisher(address)
 
@@ -168,15 +157,6 @@ class EarlyExitLogitsProcessor(_processor_base()):
         return logits
 
 
-def parse_request_args(request: dict):
-    """extra_args["probexit"] = {"rid": str, "settings": {...ExitSettings}} -> (rid, ExitSettings)."""
-    from probexit.probes.rules import ExitSettings
-
-    if not isinstance(request, dict) or not isinstance(request.get("rid"), str):
-        raise ValueError("extra_args.probexit must be an object with a string 'rid' and a 'settings' object")
-    return request["rid"], ExitSettings.from_json(dict(request.get("settings") or {}))
-
-
 def _build_runtime(vllm_config, options: dict, device: torch.device):
     from transformers import AutoTokenizer
 
@@ -208,21 +188,6 @@ def _is_reporting_rank() -> bool:
 
 
 # -- 3. engine construction --------------------------------------------------------------------------------
-def early_exit_engine_options(probe_dir: str | None, boundary_policy: dict, kernel_backend: str = "auto") -> dict:
-    """The keyword arguments that turn a vLLM engine into an early-exit engine."""
-    options = {
-        "probe": str(probe_dir) if probe_dir else None,
-        "boundary_policy": boundary_policy,
-        "kernel_backend": kernel_backend,
-    }
-    return {"logits_processors": [PROCESSOR_FQCN], "additional_config": {EXTRA_ARGS_KEY: options}}
-
-
-def request_extra_args(rid: str, settings) -> dict:
-    """What a request carries in SamplingParams.extra_args to ask for early exit."""
-    return {EXTRA_ARGS_KEY: {"rid": rid, "settings": settings.to_json()}}
-
-
 def shutdown_offline_engine(llm) -> None:
     """Stop an offline `LLM`'s engine processes now (vLLM 0.32 has no public call for it)."""
     engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)

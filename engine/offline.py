@@ -14,20 +14,14 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from probexit.engine.adapter import platform_engine_defaults, require_supported_vllm, shutdown_offline_engine
+from probexit.engine.constants import EVENTS_ADDRESS_ENV, ensure_cpu_kv_cache
+from probexit.engine.events import EventCollector
+from probexit.engine.requests import early_exit_engine_options, sampling_params
 from probexit.probes.fingerprint import model_identity
 from probexit.probes.probe import Probe
 from probexit.probes.rules import ExitSettings
 from probexit.probes.runtime import Evaluation
-from probexit.server.engine.adapter import (
-    EVENTS_ADDRESS_ENV,
-    early_exit_engine_options,
-    ensure_cpu_kv_cache,
-    platform_engine_defaults,
-    request_extra_args,
-    require_supported_vllm,
-    shutdown_offline_engine,
-)
-from probexit.server.engine.events import EventCollector
 
 
 @dataclass
@@ -97,26 +91,24 @@ class OfflineEngine:
     ) -> list[OfflineCompletion]:
         """One generation per prompt, all in one batch. `settings` (one for all, or one per prompt, None
         meaning untouched) turn early exit or record mode on; request `i` gets seed `seed + i`."""
-        from vllm import SamplingParams
-
         per_prompt = settings if isinstance(settings, list) else [settings] * len(prompts)
         if len(per_prompt) != len(prompts):
             raise ValueError(f"{len(per_prompt)} settings for {len(prompts)} prompts")
         rids, params = [], []
         for index, request_settings in enumerate(per_prompt):
             rid = uuid.uuid4().hex
-            extra = request_extra_args(rid, request_settings) if request_settings is not None else None
-            if extra is not None:
+            if request_settings is not None:
                 self.collector.expect(rid)
             rids.append(rid)
             params.append(
-                SamplingParams(
+                sampling_params(
+                    rid=rid,
+                    settings=request_settings,
                     temperature=temperature,
                     top_p=top_p,
                     max_tokens=max_tokens,
                     seed=None if seed is None else seed + index,
                     logprobs=0 if logprobs else None,
-                    extra_args=extra,
                 )
             )
         outputs = self.llm.generate(prompts, params, use_tqdm=progress)

@@ -3,8 +3,8 @@ import time
 
 import pytest
 
+from probexit.engine.events import EventCollector, EventPublisher
 from probexit.probes.runtime import Evaluation
-from probexit.server.engine.events import EventCollector, EventPublisher
 
 
 def test_published_evaluations_reach_the_record_and_the_callbacks():
@@ -60,7 +60,7 @@ def test_evaluations_are_batched_into_few_messages(monkeypatch):
 
     import zmq
 
-    from probexit.server.engine import events
+    from probexit.engine import events
 
     monkeypatch.setattr(events, "FLUSH_AFTER_SECONDS", 0.5)
     receiver = zmq.Context.instance().socket(zmq.PULL)
@@ -84,7 +84,7 @@ def test_evaluations_are_batched_into_few_messages(monkeypatch):
 @pytest.fixture
 def channel(monkeypatch, request):
     """A connected collector and publisher; an indirect parameter sets FLUSH_AFTER_SECONDS."""
-    from probexit.server.engine import events
+    from probexit.engine import events
 
     if hasattr(request, "param"):
         monkeypatch.setattr(events, "FLUSH_AFTER_SECONDS", request.param)

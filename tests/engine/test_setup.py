@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from probexit.engine import setup as engine_setup
+from probexit.engine.config import EngineConfig
 from probexit.probes.fingerprint import model_identity
-from probexit.server.engine import setup as engine_setup
-from probexit.server.engine.config import EngineConfig
 from tests.server.harness import find_test_model, make_probe
 
 

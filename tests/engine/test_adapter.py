@@ -121,8 +121,8 @@ def test_concurrent_requests_get_their_own_decisions(engine, reference_model):
 
 
 def test_probe_for_another_hidden_size_is_refused_before_the_engine_starts(model_dir, tmp_path):
+    from probexit.engine.offline import OfflineEngine
     from probexit.probes.fingerprint import ModelIdentity
-    from probexit.server.engine.offline import OfflineEngine
 
     module = ProbeModel(64, 0, torch.zeros(64), torch.ones(64))
     identity = model_identity(model_dir)
@@ -133,7 +133,7 @@ def test_probe_for_another_hidden_size_is_refused_before_the_engine_starts(model
 
 
 def test_corrupt_probe_is_refused(model_dir, tmp_path):
-    from probexit.server.engine.offline import OfflineEngine
+    from probexit.engine.offline import OfflineEngine
 
     random_linear_probe(model_dir, tmp_path / "p")
     (tmp_path / "p" / "probe.safetensors").write_bytes(b"\x01" * 20)
@@ -144,7 +144,7 @@ def test_corrupt_probe_is_refused(model_dir, tmp_path):
 def test_unsupported_vllm_version_is_one_sentence(monkeypatch):
     import vllm
 
-    from probexit.server.engine.adapter import UnsupportedVLLMError, require_supported_vllm
+    from probexit.engine.adapter import UnsupportedVLLMError, require_supported_vllm
 
     monkeypatch.setattr(vllm, "__version__", "0.99.0")
     with pytest.raises(UnsupportedVLLMError, match=r"needs vLLM 0\.32\.0 .* but vLLM 0\.99\.0 is installed"):
@@ -160,6 +160,6 @@ def test_adapter_touch_points_exist_in_this_vllm():
 
     assert issubclass(LogitsProcessor, PluggableLayer) and hasattr(LogitsProcessor, "register_oot")
     assert {"removed", "added", "moved"} <= set(BatchUpdate.__dataclass_fields__)
-    from probexit.server.engine.adapter import EarlyExitLogitsProcessor
+    from probexit.engine.adapter import EarlyExitLogitsProcessor
 
     assert issubclass(EarlyExitLogitsProcessor, V1LogitsProcessor)

@@ -3,10 +3,8 @@ a request's sampling parameters and token prompt, read the engine's metrics, and
 
 from __future__ import annotations
 
-from probexit.server.engine.setup import EngineSetup
-
-# What `engine_error_kind` names.
-ENGINE_DEAD, NOT_FOUND, CLIENT_ERROR = "engine_dead", "not_found", "client_error"
+from probexit.engine.constants import CLIENT_ERROR, ENGINE_DEAD, NOT_FOUND
+from probexit.engine.setup import EngineSetup
 
 
 def start_engine(setup: EngineSetup):
@@ -28,16 +26,6 @@ def engine_metrics() -> bytes:
     from vllm.v1.metrics.prometheus import get_prometheus_registry
 
     return generate_latest(get_prometheus_registry())
-
-
-def sampling_params(*, stream: bool, **values):
-    """vLLM's `SamplingParams` from keyword values; `stream` asks for each step's new tokens only. vLLM's own
-    checks raise ValueError or TypeError with a message fit for the client."""
-    from vllm import SamplingParams
-    from vllm.sampling_params import RequestOutputKind
-
-    kind = RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY
-    return SamplingParams(**values, output_kind=kind)
 
 
 def token_prompt(token_ids: list[int]):

@@ -13,18 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probexit.engine.adapter import UnsupportedVLLMError, platform_engine_defaults, require_supported_vllm
+from probexit.engine.config import ConfigError, EngineConfig
+from probexit.engine.constants import ensure_cpu_kv_cache
+from probexit.engine.requests import early_exit_engine_options
 from probexit.probes.boundary import BoundaryPolicyConfig
 from probexit.probes.fingerprint import ModelIdentity, model_identity
 from probexit.probes.markers import ThinkingMarkers, find_markers
 from probexit.probes.probe import Probe, ProbeFileError
-from probexit.server.engine.adapter import (
-    UnsupportedVLLMError,
-    early_exit_engine_options,
-    ensure_cpu_kv_cache,
-    platform_engine_defaults,
-    require_supported_vllm,
-)
-from probexit.server.engine.config import ConfigError, EngineConfig
 
 
 @dataclass

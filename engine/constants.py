@@ -1,0 +1,21 @@
+"""The engine layer's names that other layers use without starting, or even importing, vLLM or torch."""
+
+from __future__ import annotations
+
+import os
+
+SUPPORTED_VLLM_VERSION = "0.32.0"
+EXTRA_ARGS_KEY = "probexit"  # SamplingParams.extra_args key, and additional_config key
+EVENTS_ADDRESS_ENV = "PROBEXIT_EVENTS_ADDRESS"  # not in additional_config: it would change vLLM's compile-cache hash
+PROCESSOR_FQCN = "probexit.engine.adapter:EarlyExitLogitsProcessor"
+
+# vLLM on CPU refuses to start without a KV-cache size; 1 GiB serves small models well.
+CPU_KV_CACHE_ENV, CPU_KV_CACHE_GIB = "VLLM_CPU_KVCACHE_SPACE", "1"
+
+# What `engine.client.engine_error_kind` names.
+ENGINE_DEAD, NOT_FOUND, CLIENT_ERROR = "engine_dead", "not_found", "client_error"
+
+
+def ensure_cpu_kv_cache() -> None:
+    """Give vLLM's CPU platform its KV-cache size unless the user set one (GPU platforms never read it)."""
+    os.environ.setdefault(CPU_KV_CACHE_ENV, CPU_KV_CACHE_GIB)
