@@ -23,13 +23,15 @@ from pathlib import Path
 from probexit.training.empo import EMPOConfig
 from probexit.training.tinyworld.policy import PolicyConfig
 from probexit.training.tinyworld.problems import Problem, generate_splits, parse_question, write_jsonl
-from probexit.training.tinyworld.traces import TraceStyle, sample_trace
+from probexit.training.tinyworld.traces import TRACE_MAX_TOKENS, TraceStyle, sample_trace
 
 SPLIT_SIZES = {"train": 50_000, "validation": 1_000, "test": 1_000}
 CARD_PROBLEMS = 500
 # EMPO for the tiny world: 60 steps of 8 questions x 8 answers, sampled at the evaluation's temperature (0.6;
 # about 30 s a step on 2 AVX2 cores; docs/training-empo.md).
-TINY_EMPO = EMPOConfig(steps=60, learning_rate=3e-5, warmup_steps=3, temperature=0.6, save_steps=5)
+TINY_EMPO = EMPOConfig(
+    steps=60, learning_rate=3e-5, warmup_steps=3, temperature=0.6, save_steps=5, max_completion_length=768
+)
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ class BuildConfig:
     # EMPO's sampled gain is about 2m - 1 of the supervised baseline's (m: how often the majority answer is
     # right), so it wants a base whose majority is right ~90% of the time while greedy still slips
     # (docs/training-empo.md).
-    policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(stop_at=740, compile=False, bf16=False))
+    policy: PolicyConfig = field(
+        default_factory=lambda: PolicyConfig(steps=900, batch_size=64, compile=False, bf16=False)
+    )
     empo: EMPOConfig = TINY_EMPO
     empo_questions: int = 1000  # the train split's last questions (the probe samples its first ones)
     empo_eval_problems: int = 200  # the validation split's first problems: the scorecards before and after
@@ -167,7 +171,7 @@ class Build:
             ProblemRecord(p.question, str(p.answer)) for p in self.load_split("train")[: self.config.probe_problems]
         ]
         sampling = SamplingConfig(
-            samples_per_problem=self.config.probe_samples, max_tokens=700, seed=self.config.seed + 21
+            samples_per_problem=self.config.probe_samples, max_tokens=TRACE_MAX_TOKENS, seed=self.config.seed + 21
         )
         job_dir = self.work / "probe_job"
         with OfflineEngine(self.out / "policy", **tiny_engine_kwargs()) as engine:

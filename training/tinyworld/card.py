@@ -18,8 +18,9 @@ from probexit.probes.boundary import Boundary, BoundaryPolicy, BoundaryPolicyCon
 from probexit.probes.markers import THINK_END
 from probexit.probes.rules import ExitSettings
 from probexit.training.tinyworld.problems import Problem
+from probexit.training.tinyworld.traces import TRACE_MAX_TOKENS
 
-SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 700}
+SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": TRACE_MAX_TOKENS}
 BOXED_RE = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
