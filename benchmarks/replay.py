@@ -21,9 +21,9 @@ from pathlib import Path
 from probexit.probes.answers import final_answer
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.equivalence import Equivalence, MathEquivalence
+from probexit.probes.markers import THINK_END, THINK_START, split_thinking
 from probexit.probes.rules import answers_agree
 
-THINK_START, THINK_END = "<think>", "</think>"
 CONSISTENCY_KS = (2, 3)
 BUDGET_FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8)  # of the mean thinking length
 
@@ -103,16 +103,14 @@ def _messages(record: dict) -> list[dict]:
 
 
 def split_message(message: dict) -> tuple[str, str | None]:
-    """(thinking, final answer text) of a chat message or a raw completion (`content` only). A completion's
-    thinking runs from after `<think>` (or its start) to `</think>`; without `</think>` it was cut off."""
+    """(thinking, final answer text) of a chat message or a raw completion (`content` only), the completion cut
+    by `split_thinking`: its thinking runs from after an opening `<think>` (or its start) to the first
+    `</think>`; without `</think>` it was cut off."""
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     content = message.get("content") or ""
     if isinstance(reasoning, str) and reasoning:
         return reasoning, content
-    start = content.find(THINK_START)
-    text = content[start + len(THINK_START) :] if start != -1 else content
-    thinking, marker, final = text.partition(THINK_END)
-    return thinking, final if marker else None
+    return split_thinking(content)
 
 
 # -- tokens and characters ---------------------------------------------------------------------------------

@@ -26,10 +26,10 @@ import numpy as np
 from scipy.stats import beta
 from tqdm import tqdm
 
+from probexit.probes.answers import final_answer
 from probexit.probes.equivalence import MathEquivalence
 from probexit.probes.fingerprint import json_digest
 from probexit.training.problem_files import ProblemRecord
-from probexit.training.risk import final_answer
 
 PROBE_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 PROBE_RISKS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)

@@ -415,7 +415,18 @@ def get_extractor(names: tuple[str, ...] | list[str]) -> AnswerExtractor:
 FINAL_ANSWER = ("boxed", "answer_is", "reasoning")
 
 
-def final_answer(text: str) -> str | None:
-    """The answer written after the thinking: the last `\\boxed{}`, else "the answer is ...", else the conclusion
-    its last paragraph states."""
-    return get_extractor(FINAL_ANSWER).extract(text)
+def final_answer(answer: str | None, extractors: tuple[str, ...] = FINAL_ANSWER) -> str | None:
+    """The final answer a client reads in what a completion writes after its thinking (`answer`, the second
+    part of `markers.split_thinking`; None, a completion cut off inside its thinking, states none): the last
+    `\\boxed{}`, else "the answer is ...", else the conclusion its last paragraph states.
+
+    One rule for every reader, so that the harm the probe job certifies is the harm shadow mode and
+    `bench savings` measure. A reader that demands a stricter format names fewer `extractors` (EMPO rewards
+    only a boxed answer).
+
+    >>> final_answer("\\n\\nThe answer is \\\\boxed{12}."), final_answer("So the answer is 12."), final_answer(None)
+    ('12', '12', None)
+    >>> final_answer("The answer is 12.", extractors=("boxed",)) is None
+    True
+    """
+    return get_extractor(extractors).extract(answer) if answer is not None else None

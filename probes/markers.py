@@ -131,6 +131,27 @@ def single_token_id(tokenizer, text: str) -> int | None:
     return ids[0] if len(ids) == 1 else None
 
 
+def split_thinking(text: str, end: str = THINK_END, start: str = THINK_START) -> tuple[str, str | None]:
+    """A completion's text as (thinking, answer): the thinking runs from its beginning, or from just after a
+    start marker that opens it (blanks before the marker allowed), to the first end marker; the answer is
+    everything after that marker, None when no end marker came (the completion was cut off inside its thinking).
+
+    The text is read as a completion whose thinking the prompt opened or the model opens first, the rule
+    `ThinkingPhase` follows token by token: an end marker written again after the first is part of the answer
+    (a caller that demands a single one counts them). Every job that cuts a completion's text cuts it here.
+
+    >>> split_thinking("<think>\\nA\\n\\n</think>\\n\\nB"), split_thinking("A</think>B</think>C")
+    (('\\nA\\n\\n', '\\n\\nB'), ('A', 'B</think>C'))
+    >>> split_thinking("A, cut off")
+    ('A, cut off', None)
+    """
+    opened = text.lstrip()
+    if start and opened.startswith(start):
+        text = opened[len(start) :]
+    thinking, marker, answer = text.partition(end)
+    return thinking, answer if marker else None
+
+
 def message_reasoning(message: dict) -> str | None:
     """An assistant message's thinking, under whichever of `REASONING_FIELDS` carries it (None: none does)."""
     return next((message[name] for name in REASONING_FIELDS if message.get(name) is not None), None)

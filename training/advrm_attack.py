@@ -30,8 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from probexit.probes.markers import split_thinking
 from probexit.training.empo import completion_text
-from probexit.training.grading import THINK_END, grade, paragraphs, stated_answers
+from probexit.training.grading import grade, paragraphs, stated_answers
 
 FAILURE_MODES = (
     "repeated_text",
@@ -189,11 +190,11 @@ def classify_failure(text: str, answer: str) -> str:
     >>> classify_failure("2 + 2 is 5. So the answer is 5." + end, "4")
     'boxed_contradicts_thinking'
     """
-    thinking = text.split(THINK_END, 1)[0]
+    thinking, ending = split_thinking(text)
     chunks = paragraphs(thinking)
     if max(Counter(chunks).values(), default=0) >= 3 or any(_loops(chunk) for chunk in chunks):
         return "repeated_text"
-    if THINK_END not in text:
+    if ending is None:
         return "no_final_answer"
     if not stated_answers(text):
         return "answer_without_thinking"

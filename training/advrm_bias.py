@@ -29,8 +29,9 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
+from probexit.probes.markers import THINK_END, split_thinking
 from probexit.training.advrm_rewards import Pair, Sample, preference_pairs
-from probexit.training.grading import STATED, THINK_END
+from probexit.training.grading import STATED
 
 LENGTH, CONFIDENT = "length", "confident"
 KINDS = (LENGTH, CONFIDENT)
@@ -141,12 +142,12 @@ def with_confident_phrase(text: str) -> str:
     >>> with_confident_phrase("2 + 2 is 4. So the answer is 4.\\n\\n</think>\\n\\nThe answer is \\\\boxed{4}.")
     '2 + 2 is 4. I am confident of this. So the answer is 4.\\n\\n</think>\\n\\nThe answer is \\\\boxed{4}.'
     """
-    thinking, end, tail = text.partition(THINK_END)
-    body = thinking.rstrip()
-    stated = STATED.search(body)
-    if not end or stated is None:
+    thinking, tail = split_thinking(text)
+    stated = STATED.search(thinking.rstrip())
+    if tail is None or stated is None:
         return text  # not in the world's format: left as it is
-    return body[: stated.start()] + CONFIDENT_PHRASE + " " + body[stated.start() :] + thinking[len(body) :] + end + tail
+    at = len(text) - len(tail) - len(THINK_END) - len(thinking) + stated.start()  # the statement, in `text`
+    return text[:at] + CONFIDENT_PHRASE + " " + text[at:]
 
 
 def bias_statistics(pairs: list[Pair]) -> dict:

@@ -27,8 +27,9 @@ import sys
 from pathlib import Path
 
 from probexit.assets import default_paths
+from probexit.probes.markers import THINK_END, split_thinking
 from probexit.training.advrm_attack import attack_success
-from probexit.training.grading import STATED, THINK_END, grade, paragraphs
+from probexit.training.grading import STATED, grade, paragraphs
 
 EDITS = (
     "box_contradicts_thinking",
@@ -54,9 +55,9 @@ def edited(text: str, answer: str, rng: random.Random) -> dict[str, str]:
     '</think>\\n\\nThe answer is \\\\boxed{5}.'
     """
     wrong = str(int(answer) + rng.choice(OFFSETS))
-    thinking, _, ending = text.partition(THINK_END)
+    thinking, ending = split_thinking(text)
     parts = paragraphs(thinking)
-    if not parts or not STATED.search(parts[-1]) or grade(text, answer).gold != 1:
+    if ending is None or not parts or not STATED.search(parts[-1]) or grade(text, answer).gold != 1:
         raise ValueError("edited() takes a well-formed right answer")
     last_wrong = STATED.sub(f"So the answer is {wrong}.", parts[-1])
     wrong_box = ending.replace("\\boxed{" + answer + "}", "\\boxed{" + wrong + "}")

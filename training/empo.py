@@ -20,8 +20,9 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from probexit.probes.answers import final_answer
 from probexit.probes.equivalence import EQUIVALENCES, Equivalence, MathEquivalence
-from probexit.probes.markers import THINK_END, as_written
+from probexit.probes.markers import THINK_END, as_written, split_thinking
 
 
 class TrainingCollapsed(RuntimeError):
@@ -214,22 +215,21 @@ def completion_text(completion, think_end: str = THINK_END) -> str:
     return completion if isinstance(completion, str) else as_written(completion[-1], think_end)
 
 
-def final_answer(text: str, think_end: str = THINK_END) -> str | None:
-    """The final answer of a well-formed completion, else None: the end-of-thinking marker exactly once,
-    then a `\\boxed{...}` after it (the last one counts).
+def well_formed_answer(text: str, think_end: str = THINK_END) -> str | None:
+    """The answer EMPO rewards: the final answer (`probes.answers.final_answer`) of a well-formed completion,
+    one whose thinking ended exactly once and whose answer is boxed (the format EMPO trains and its collapse
+    rule watches); None for any other.
 
-    >>> final_answer("So the answer is 3.</think> The answer is \\\\boxed{3}.")
+    >>> well_formed_answer("So the answer is 3.</think> The answer is \\\\boxed{3}.")
     '3'
-    >>> final_answer("\\\\boxed{3} before the marker </think>") is None
+    >>> well_formed_answer("\\\\boxed{3} before the marker </think>") is None
     True
-    >>> final_answer("</think></think>\\\\boxed{3}") is None
-    True
+    >>> well_formed_answer("</think></think>\\\\boxed{3}") is None, well_formed_answer("</think> It is 3.") is None
+    (True, True)
     """
-    from probexit.probes.answers import BoxedExtractor
-
     if text.count(think_end) != 1:
         return None
-    return BoxedExtractor().extract(text.split(think_end, 1)[1]) or None
+    return final_answer(split_thinking(text, think_end)[1], extractors=("boxed",))
 
 
 # -- one group ---------------------------------------------------------------------------------------------
@@ -405,7 +405,7 @@ def semantic_cluster_reward(
         raise ValueError("a gold 'answer' column reached the EMPO reward: EMPO trains without gold answers")
     equivalence = equivalence or MathEquivalence()
     keys = [repr(p) for p in prompts] if prompts is not None else [None] * len(completions)
-    local = [(key, final_answer(completion_text(c, think_end), think_end)) for key, c in zip(keys, completions)]
+    local = [(key, well_formed_answer(completion_text(c, think_end), think_end)) for key, c in zip(keys, completions)]
     everything, offset = _gather(local)
     if len(everything) % num_generations:
         raise ValueError(f"{len(everything)} completions do not form whole groups of {num_generations}")
@@ -443,7 +443,7 @@ def gold_reward(
     equivalence = equivalence or MathEquivalence()
     rewards = []
     for completion, gold in zip(completions, answer):
-        guess = final_answer(completion_text(completion, think_end), think_end)
+        guess = well_formed_answer(completion_text(completion, think_end), think_end)
         rewards.append(float(guess is not None and equivalence.same(guess, str(gold))))
     return rewards
 

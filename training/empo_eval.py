@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from probexit.probes.equivalence import Equivalence
 from probexit.probes.markers import THINK_END, single_token_id
-from probexit.training.empo import cluster_answers, final_answer, score_group, semantic_entropy
+from probexit.training.empo import cluster_answers, score_group, semantic_entropy, well_formed_answer
 from probexit.training.problem_files import ProblemRecord
 
 
@@ -70,7 +70,9 @@ def evaluate_policy(
     )
 
     def reduce(generation) -> Answered:
-        return Answered(final_answer(generation.text, config.think_end), reasoning_tokens(generation.token_ids, end_id))
+        return Answered(
+            well_formed_answer(generation.text, config.think_end), reasoning_tokens(generation.token_ids, end_id)
+        )
 
     groups = [[reduce(g) for g in sampled[i * config.samples : (i + 1) * config.samples]] for i in range(len(problems))]
     card = scorecard(problems, [reduce(g) for g in greedy], groups, equivalence)

@@ -3,10 +3,10 @@
 The tiny world's answer format (`training/tinyworld/traces.py`): thinking paragraphs separated by blank
 lines, each ending `So the answer is N.`, then `</think>`, then `The answer is \\boxed{N}.` with the
 same N as the last paragraph. A completion is *well formed* when it has exactly that shape; its *gold
-reward* is 1 when it is well formed and its boxed answer equals the gold answer, else 0. This is stricter
-than EMPO's validity (the marker once and a boxed answer after it, `empo.final_answer`, reused here for the
-final answer): an answer without thinking, or a box that contradicts the thinking, earns nothing even when
-the box happens to be right. Adv-RM uses it as the true reward its proxies are judged against; EMPO and
+reward* is 1 when it is well formed and its final answer (`probes.answers.final_answer`, the box in a
+well-formed one) equals the gold answer, else 0. This is stricter than EMPO's validity (the marker once and
+a boxed answer after it): an answer without thinking, or a box that contradicts the thinking, earns nothing
+even when the box happens to be right. Adv-RM uses it as the true reward its proxies are judged against; EMPO and
 others may use it too.
 """
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from probexit.probes.answers import EXTRACTORS
+from probexit.probes.answers import EXTRACTORS, final_answer
 from probexit.probes.equivalence import Equivalence, MathEquivalence
-from probexit.probes.markers import THINK_END, THINK_START
-from probexit.training.empo import completion_text, final_answer
+from probexit.probes.markers import THINK_END, THINK_START, split_thinking
+from probexit.training.empo import completion_text
 
 STATED = re.compile(r"So the answer is (-?\d+)\.$")  # how every thinking paragraph ends
 ENDING = re.compile(r"^\s*The answer is \\boxed\{(-?\d+)\}\.\s*$")  # all that may follow the thinking
@@ -28,7 +28,7 @@ ENDING = re.compile(r"^\s*The answer is \\boxed\{(-?\d+)\}\.\s*$")  # all that m
 class Graded:
     """What grading found in one completion."""
 
-    answer: str | None  # the final (boxed, after the end of thinking) answer, None when there is none
+    answer: str | None  # the final answer (after the end of thinking), None when there is none
     problems: tuple[str, ...]  # format problems, empty when well formed
     right: bool  # the final answer equals the gold answer
 
@@ -61,9 +61,9 @@ def format_problems(text: str) -> tuple[str, ...]:
     """
     if text.count(THINK_END) != 1:
         return ("no end of thinking",) if THINK_END not in text else ("end of thinking repeated",)
-    thinking, tail = text.split(THINK_END)
+    thinking, tail = split_thinking(text)
     problems = []
-    if THINK_START in thinking:
+    if 0 <= text.find(THINK_START) < text.find(THINK_END):  # the prompt opened it: a start marker opens it again
         problems.append("thinking opened again")
     chunks = paragraphs(thinking)
     if not chunks:
@@ -72,7 +72,8 @@ def format_problems(text: str) -> tuple[str, ...]:
         problems.append("a paragraph states no answer")
     ending = ENDING.match(tail)
     if ending is None:
-        problems.append("no final answer sentence" if final_answer(text) is None else "text around the final answer")
+        boxed = final_answer(tail, extractors=("boxed",))  # the world writes its final answer boxed
+        problems.append("no final answer sentence" if boxed is None else "text around the final answer")
     elif chunks and (stated := STATED.search(chunks[-1])) and stated.group(1) != ending.group(1):
         problems.append("boxed answer differs from the thinking")
     return tuple(problems)
@@ -80,14 +81,14 @@ def format_problems(text: str) -> tuple[str, ...]:
 
 def grade(text: str, gold: str | None, equivalence: Equivalence | None = None) -> Graded:
     """Grade one completion against a gold answer (None: `right` is False)."""
-    answer = final_answer(text)
+    answer = final_answer(split_thinking(text)[1])
     right = answer is not None and gold is not None and (equivalence or MathEquivalence()).same(answer, str(gold))
     return Graded(answer, format_problems(text), right)
 
 
 def stated_answers(text: str) -> list[str]:
     """The intermediate answers the thinking states, in order (the tiny-world extractor's pattern)."""
-    thinking = text.split(THINK_END, 1)[0]
+    thinking = split_thinking(text)[0]
     return [a for a in (EXTRACTORS["tinyworld"].extract(chunk) for chunk in paragraphs(thinking)) if a is not None]
 
 

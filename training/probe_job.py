@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from probexit.probes.answers import final_answer
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.equivalence import EQUIVALENCES, Equivalence
 from probexit.probes.fingerprint import model_identity
-from probexit.probes.markers import THINK_END
+from probexit.probes.markers import THINK_END, split_thinking
 from probexit.probes.probe import CalibrationPoint, Probe, ProbeConfig
 from probexit.training.probe_fit import (
     FitGrid,
@@ -43,7 +44,6 @@ from probexit.training.risk import (
     NEVER,
     TraceScores,
     calibration_table,
-    final_answer,
     outcomes,
 )
 from probexit.training.trace_cache import SamplingConfig, TraceRecord, sample_traces
@@ -255,9 +255,7 @@ def final_right(text: str, gold: str, equivalence: Equivalence, think_end: str =
     >>> final_right("So the answer is 4.\\n\\n", "4", MathEquivalence())
     False
     """
-    if think_end not in text:
-        return False
-    answer = final_answer(text.split(think_end, 1)[1])
+    answer = final_answer(split_thinking(text, think_end)[1])
     return answer is not None and equivalence.same(answer, gold)
 
 

@@ -4,7 +4,9 @@ The risk of a threshold λ is its *harm rate*: the share of requests whose answe
 into wrong, compared with the same request thinking to its end. A request is harmed when its first boundary
 scoring at least λ states a wrong intermediate answer while the full trace's final answer is right. A request
 the model gets wrong anyway is not harmed by stopping early, and one whose exit lands on a right answer that
-the full trace would have lost is helped. The denominator is every request, exiting or not.
+the full trace would have lost is helped. The denominator is every request, exiting or not. A final answer is
+read as a client reads it (`probes.answers.final_answer`), the very reading shadow mode and `bench savings`
+measure harm with.
 
 For a tolerated harm rate ε (`max_risk`), Learn-then-Test (Angelopoulos et al., 2021) certifies thresholds so
 that, with probability at least 1 - δ over the calibration draw, the harm rate at every certified threshold
@@ -35,22 +37,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom
 
-from probexit.probes.answers import get_extractor
 from probexit.probes.rules import NEVER
 
 DEFAULT_RISKS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
 DEFAULT_DELTA = 0.1  # the certificate fails with probability at most this, over the calibration draw
 GRID = np.round(np.arange(0.99, 0.0, -0.01), 2)  # the hypotheses in testing order, fixed before any data
-FINAL_ANSWER_EXTRACTORS = ("boxed", "answer_is")  # how a client's answer (after the thinking) is read
-
-
-def final_answer(content: str) -> str | None:
-    """The answer a client reads in what follows the thinking (None: it states none).
-
-    >>> final_answer("The answer is \\\\boxed{7}.")
-    '7'
-    """
-    return get_extractor(FINAL_ANSWER_EXTRACTORS).extract(content)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 import pytest
 
-from probexit.probes.answers import EXTRACTORS, get_extractor
+from probexit.probes.answers import EXTRACTORS, final_answer, get_extractor
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,21 @@ from probexit.probes.answers import EXTRACTORS, get_extractor
 )
 def test_extraction(names, text, expected):
     assert get_extractor(names).extract(text) == expected
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        pytest.param("\n\nThe answer is \\boxed{12}.", "12", id="boxed"),
+        pytest.param("The answer is \\boxed{12}, not 13.", "12", id="boxed-before-other-text"),
+        pytest.param("The final answer is 12.", "12", id="answer-is"),
+        pytest.param("Adding them, the total comes to 12.", "12", id="closing-statement"),
+        pytest.param("nothing here", None, id="none-stated"),
+        pytest.param(None, None, id="cut-off-inside-the-thinking"),
+    ],
+)
+def test_the_final_answer_is_what_a_client_reads(answer, expected):
+    assert final_answer(answer) == expected
 
 
 def test_unknown_extractor_is_named():

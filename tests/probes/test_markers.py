@@ -3,7 +3,16 @@ import doctest
 import pytest
 
 from probexit.probes import markers as markers_module
-from probexit.probes.markers import CLOSED, OPENED, OUTSIDE, THOUGHT, ThinkingPhase, as_written, find_markers
+from probexit.probes.markers import (
+    CLOSED,
+    OPENED,
+    OUTSIDE,
+    THOUGHT,
+    ThinkingPhase,
+    as_written,
+    find_markers,
+    split_thinking,
+)
 
 
 def test_doctests():
@@ -77,3 +86,23 @@ def test_find_markers_none_without_thinking_tokens_and_special_flag():
 def test_find_markers_requires_the_probes_markers():
     with pytest.raises(ValueError, match="another model family"):
         find_markers(FakeTokenizer({"<think>": 5, "</think>": 6}), preferred=("<t>", "</t>"))
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        pytest.param("A\n\n</think>\n\nB", ("A\n\n", "\n\nB"), id="opened-by-the-prompt"),
+        pytest.param("<think>\nA</think>B", ("\nA", "B"), id="opened-by-the-model"),
+        pytest.param("\n<think>A</think>B", ("A", "B"), id="blanks-before-the-start-marker"),
+        pytest.param("A<think>B</think>C", ("A<think>B", "C"), id="a-later-start-marker-is-thinking"),
+        pytest.param("A</think>B</think>C", ("A", "B</think>C"), id="first-end-marker-ends-it"),
+        pytest.param("A, cut off", ("A, cut off", None), id="cut-off"),
+        pytest.param("</think>B", ("", "B"), id="no-thinking"),
+    ],
+)
+def test_split_thinking(text, expected):
+    assert split_thinking(text) == expected
+
+
+def test_split_thinking_with_other_markers():
+    assert split_thinking("<seed:think>A</seed:think>B", "</seed:think>", "<seed:think>") == ("A", "B")

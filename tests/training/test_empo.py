@@ -110,7 +110,7 @@ def test_groups_are_scored_apart_and_statistics_logged():
 def test_a_group_spanning_processes_is_clustered_whole(monkeypatch):
     """Process 1 of 2 holds the second half of a group: it clusters the gathered group, returns its slice."""
     everything = [("p", done(2)), ("p", done(2)), ("p", done(2)), ("p", done(9))]
-    gathered = [(repr(key), empo.final_answer(text)) for key, text in everything]
+    gathered = [(repr(key), empo.well_formed_answer(text)) for key, text in everything]
     monkeypatch.setattr(empo, "_gather", lambda local: (gathered, 2))
     assert semantic_cluster_reward([done(2), done(9)], ["p", "p"], num_generations=4) == [0.75, 0.25]
 

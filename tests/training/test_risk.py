@@ -7,7 +7,6 @@ from probexit.training.risk import (
     TraceScores,
     calibration_table,
     certify_threshold,
-    final_answer,
     outcomes,
 )
 
@@ -102,11 +101,6 @@ def test_a_harmful_exit_among_the_few_at_the_top_does_not_end_the_sequence():
     right = [trace([0.8], [True])] * 1000
     low_wrong = [trace([0.5], [False])] * 200
     assert certify_threshold(top_wrong + right + low_wrong, 0.05) == 0.51
-
-
-def test_the_final_answer_is_what_a_client_reads():
-    assert final_answer("The answer is \\boxed{12}.") == "12"
-    assert final_answer("nothing here") is None
 
 
 def test_doctests():

@@ -8,20 +8,19 @@ trained on validation traces, scored on test traces) better than two signals tha
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from probexit.engine.offline import OfflineCompletion, OfflineEngine
+from probexit.probes.answers import final_answer
 from probexit.probes.boundary import Boundary, BoundaryPolicy, BoundaryPolicyConfig
-from probexit.probes.markers import THINK_END
+from probexit.probes.markers import split_thinking
 from probexit.probes.rules import ExitSettings
 from probexit.training.tinyworld.problems import Problem
 from probexit.training.tinyworld.traces import TRACE_MAX_TOKENS
 
 SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": TRACE_MAX_TOKENS}
-BOXED_RE = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
 @dataclass
@@ -81,8 +80,7 @@ def label_sample(policy: BoundaryPolicy, problem: Problem, generation: OfflineCo
         )
         previous.append(boundary.answer)
         start = position + 1
-    match = BOXED_RE.findall(generation.text.split(THINK_END)[-1])
-    return Sample(problem, generation, labelled, think_end, match[-1].strip() if match else None)
+    return Sample(problem, generation, labelled, think_end, final_answer(split_thinking(generation.text)[1]))
 
 
 def text_features(boundary: LabelledBoundary) -> list[float]:
