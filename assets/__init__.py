@@ -12,6 +12,9 @@ EMBEDDED_NAME = "tinyworld"  # the served model name of the embedded default
 # The tiny policy is trained in float32 with short traces; vLLM's "auto" dtype and its default context
 # would cost memory and precision for nothing. Applied only where the user did not set these flags.
 EMBEDDED_ENGINE_DEFAULTS = {"dtype": "float32", "max_model_len": 1024}
+# The offline engine of the jobs and benchmarks that run the tiny policy: eager (a compile would take longer than
+# the run), with up to 128 sequences in a batch.
+EMBEDDED_OFFLINE_ENGINE = {**EMBEDDED_ENGINE_DEFAULTS, "enforce_eager": True, "max_num_seqs": 128}
 
 
 class MissingAssetsError(ValueError):

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from probexit.benchmarks import display_path
+from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
 
 
 def run_engine_overhead(
@@ -44,7 +45,7 @@ def run_engine_overhead(
     round_ratios = []  # each round's own ratio: how far one short round can stray on a shared machine
     with OfflineEngine(model, probe, on_step=step_seconds.append, **(engine_kwargs or {})) as engine:
         prompts = engine.chat_prompts(questions)
-        sample = dict(temperature=0.6, top_p=0.95, max_tokens=max_tokens, seed=seed, progress=False)
+        sample = dict(temperature=EVAL_TEMPERATURE, top_p=EVAL_TOP_P, max_tokens=max_tokens, seed=seed, progress=False)
         engine.generate(prompts[:8], **sample)  # warm-up, not timed
         for index in range(rounds):
             order = ("enabled_never_firing", "disabled") if index % 2 == 0 else ("disabled", "enabled_never_firing")
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=256)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from probexit.assets import EMBEDDED_ENGINE_DEFAULTS, MissingAssetsError, require_default_paths
+    from probexit.assets import EMBEDDED_OFFLINE_ENGINE, MissingAssetsError, require_default_paths
     from probexit.training.problem_files import load_problems
 
     if args.prompts < 1 or args.rounds < 1 or args.max_tokens < 1:
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         rounds=args.rounds,
         max_tokens=args.max_tokens,
-        engine_kwargs={**EMBEDDED_ENGINE_DEFAULTS, "enforce_eager": True},
+        engine_kwargs=dict(EMBEDDED_OFFLINE_ENGINE),
     )
     step = report["probe_step_us"]
     print(

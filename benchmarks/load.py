@@ -32,6 +32,7 @@ import httpx
 import numpy as np
 
 from probexit.benchmarks.server_overhead import questions, tree_cpu_seconds
+from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
 from probexit.probes.rules import NEVER
 
 NEVER_FIRES = {"early_exit": {"enabled": True, "threshold": NEVER}}
@@ -248,7 +249,7 @@ async def run_benchmark(
     warmup: int = 4,
     server_pid: int | None = None,
 ) -> dict:
-    sampling = {"max_tokens": 256, "temperature": 0.6, "top_p": 0.95, **(sampling or {})}
+    sampling = {"max_tokens": 256, "temperature": EVAL_TEMPERATURE, "top_p": EVAL_TOP_P, **(sampling or {})}
     prompts = questions(concurrency, seed=seed)
     async with httpx.AsyncClient(
         base_url=base_url.rstrip("/"), timeout=30, headers={"Authorization": f"Bearer {api_key}"} if api_key else {}

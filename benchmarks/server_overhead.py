@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from probexit.benchmarks.servers import free_port, start, stop
+from probexit.benchmarks.servers import free_port, probexit_command, start, stop
 from probexit.engine.constants import PROCESSOR_FQCN
 from probexit.probes.rules import NEVER
 
@@ -63,19 +63,20 @@ def questions(count: int, seed: int = 0) -> list[str]:
 
 # -- one server process ---------------------------------------------------------------------------------------
 def server_command(kind: str, model: str, port: int, probe: str | None, engine_flags: list[str]) -> list[str]:
-    common = ["--model", model, "--port", str(port), "--host", "127.0.0.1", "--served-model-name", MODEL_NAME]
+    common = ["--model", model, "--served-model-name", MODEL_NAME]
     if kind.startswith("vllm"):
         processor = ["--logits-processors", PROCESSOR_FQCN] if kind == CONTROL else []
-        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *common, *processor, *engine_flags]
-    return [
-        sys.executable,
-        "-m",
-        "probexit.cli",
-        "serve",
-        *common,
-        *(["--probe", probe] if probe else []),
-        *engine_flags,
-    ]
+        address = ["--port", str(port), "--host", "127.0.0.1"]
+        return [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            *common,
+            *address,
+            *processor,
+            *engine_flags,
+        ]
+    return probexit_command(port, [*common, *(["--probe", probe] if probe else []), *engine_flags])
 
 
 # -- the workload ---------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ def free_port() -> int:
 
 
 def probexit_command(port: int, extra: list[str] | None = None) -> list[str]:
-    """`probexit serve` on 127.0.0.1:port (the embedded default unless `extra` names a model)."""
+    """`probexit serve` on 127.0.0.1:port (the embedded default unless `extra` names a model), as a process of
+    this Python: every benchmark and test that starts a server starts it with this command."""
     return [sys.executable, "-m", "probexit.cli", "serve", "--port", str(port), "--host", "127.0.0.1", *(extra or [])]
 
 

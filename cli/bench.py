@@ -8,6 +8,7 @@ from pathlib import Path
 
 from probexit.benchmarks import display_path
 from probexit.cli.errors import CLIError
+from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
 from probexit.server.config import API_KEY_ENV
 
 NAME, HELP = "bench", "benchmarks: savings, shadow, replay, kernel, load"
@@ -89,8 +90,8 @@ def _add_problem_arguments(parser, problems_help: str) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use the first N problems")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=0.6)
-    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--temperature", type=float, default=EVAL_TEMPERATURE)
+    parser.add_argument("--top-p", type=float, default=EVAL_TOP_P)
     parser.add_argument("--max-tokens", type=int, default=1024)
 
 
@@ -205,7 +206,7 @@ def _add_load_arguments(parser) -> None:
         help="overhead rounds (each: early exit never firing, then disabled, in alternating order)",
     )
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--temperature", type=float, default=EVAL_TEMPERATURE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "serve_flags",

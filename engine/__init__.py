@@ -5,6 +5,8 @@ from probexit.engine.config import ConfigError, EngineConfig
 from probexit.engine.constants import (
     CPU_KV_CACHE_ENV,
     CPU_KV_CACHE_GIB,
+    EVAL_TEMPERATURE,
+    EVAL_TOP_P,
     EVENTS_ADDRESS_ENV,
     EXTRA_ARGS_KEY,
     PROCESSOR_FQCN,
@@ -15,6 +17,8 @@ from probexit.engine.requests import request_extra_args, sampling_params
 __all__ = [
     "CPU_KV_CACHE_ENV",
     "CPU_KV_CACHE_GIB",
+    "EVAL_TEMPERATURE",
+    "EVAL_TOP_P",
     "EVENTS_ADDRESS_ENV",
     "EXTRA_ARGS_KEY",
     "PROCESSOR_FQCN",

@@ -12,6 +12,10 @@ PROCESSOR_FQCN = "probexit.engine.adapter:EarlyExitLogitsProcessor"
 # vLLM on CPU refuses to start without a KV-cache size; 1 GiB serves small models well.
 CPU_KV_CACHE_ENV, CPU_KV_CACHE_GIB = "VLLM_CPU_KVCACHE_SPACE", "1"
 
+# The sampling reasoning models are evaluated at (DeepSeek-R1's recommendation; the tiny world's policy is trained
+# and measured at it): traces, the model card, EMPO's evaluation and the benchmarks sample with it by default.
+EVAL_TEMPERATURE, EVAL_TOP_P = 0.6, 0.95
+
 # What `engine.client.engine_error_kind` names.
 ENGINE_DEAD, NOT_FOUND, CLIENT_ERROR = "engine_dead", "not_found", "client_error"
 

@@ -34,7 +34,7 @@ class SettingsError(ValueError):
 
     def __init__(self, field: str, message: str):
         super().__init__(f"early_exit.{field}: {message}")
-        self.field = field
+        self.field, self.reason = field, message
 
 
 @dataclass(frozen=True)

@@ -67,12 +67,10 @@ async def _lifespan(app: FastAPI):
         state.startup_error = error  # the CLI reports it in one line once uvicorn has given up
         raise
     config, setup = state.config, state.setup
+    probe_threshold = setup.probe.config.default_threshold if setup.probe is not None else DEFAULT_THRESHOLD
     defaults = early_exit.ExitDefaults(
         enabled=config.early_exit_default and setup.markers is not None,
-        threshold=config.threshold
-        if config.threshold is not None
-        else (setup.probe.config.default_threshold if setup.probe is not None else DEFAULT_THRESHOLD),
-        min_thinking_tokens=config.min_thinking_tokens,
+        settings=config.exit_settings(probe_threshold),
         probe=setup.probe,
         markers_known=setup.markers is not None,
         shadow_rate=config.shadow_rate,

@@ -14,7 +14,7 @@ from typing import Any
 
 from probexit.engine.config import ConfigError, EngineConfig
 from probexit.kernels import BACKENDS as KERNEL_BACKENDS  # the dispatcher's own list
-from probexit.probes.rules import NEVER
+from probexit.probes.rules import DEFAULT_THRESHOLD, ExitSettings, SettingsError
 
 API_KEY_ENV = "PROBEXIT_API_KEY"  # read by the CLI when --api-key is not given
 MAX_REQUEST_BYTES = 1 << 20  # 1 MiB: about 250k tokens of text; raise it for longer contexts
@@ -108,12 +108,12 @@ class ServerConfig:
                 "--early-exit needs --probe: the default rule is the probe's (requests may still "
                 "ask for the text rules through their early_exit object)"
             )
-        if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= NEVER):
-            raise ConfigError(f"--threshold must lie in [0, {NEVER}] (above 1 never exits), got {self.threshold}")
         if not (isinstance(self.shadow_rate, (int, float)) and 0.0 <= self.shadow_rate <= 1.0):
             raise ConfigError(f"--shadow-rate is a share of requests in [0, 1], got {self.shadow_rate!r}")
-        if not isinstance(self.min_thinking_tokens, int) or self.min_thinking_tokens < 0:
-            raise ConfigError(f"--min-thinking-tokens must be a non-negative integer, got {self.min_thinking_tokens!r}")
+        try:
+            self.exit_settings()  # the early-exit defaults are ExitSettings' fields, checked by it
+        except SettingsError as error:
+            raise ConfigError(f"--{error.field.replace('_', '-')} {error.reason}") from None
         if self.kernel_backend not in KERNEL_BACKENDS:
             raise ConfigError(
                 f"--kernel-backend must be one of {', '.join(KERNEL_BACKENDS)}, got {self.kernel_backend!r}"
@@ -122,6 +122,12 @@ class ServerConfig:
             raise ConfigError(f"--max-request-bytes must be a positive integer, got {self.max_request_bytes!r}")
         if not (math.isfinite(self.shutdown_grace_s) and self.shutdown_grace_s >= 0):
             raise ConfigError(f"--shutdown-grace must be a non-negative number of seconds, got {self.shutdown_grace_s}")
+
+    def exit_settings(self, probe_threshold: float = DEFAULT_THRESHOLD) -> ExitSettings:
+        """The server's default early-exit settings; `probe_threshold` (the probe's own) applies when no
+        --threshold was given."""
+        threshold = probe_threshold if self.threshold is None else self.threshold
+        return ExitSettings(threshold=threshold, min_thinking_tokens=self.min_thinking_tokens)
 
     @property
     def early_exit_default(self) -> bool:

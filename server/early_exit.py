@@ -50,8 +50,7 @@ class ExitDefaults:
     """The server's side of the resolution."""
 
     enabled: bool
-    threshold: float
-    min_thinking_tokens: int
+    settings: ExitSettings  # the threshold and min_thinking_tokens a request does not override
     probe: Probe | None
     markers_known: bool  # False: the model has no thinking markers, so nothing can exit
     shadow_rate: float = 0.0  # the share of requests run in shadow mode unless they say otherwise
@@ -134,13 +133,13 @@ def _resolve_rule(request: EarlyExitRequest, defaults: ExitDefaults) -> ExitSett
         )
     if request.threshold is not None and request.max_risk is not None:
         raise _invalid("max_risk", "give threshold or max_risk, not both")
-    threshold = defaults.threshold if request.threshold is None else request.threshold
+    threshold = defaults.settings.threshold if request.threshold is None else request.threshold
     if request.max_risk is not None:
         threshold = _threshold_for_risk(rule, request.max_risk, defaults.probe)
     values = {
         "rule": rule,
         "threshold": threshold,
-        "min_thinking_tokens": defaults.min_thinking_tokens
+        "min_thinking_tokens": defaults.settings.min_thinking_tokens
         if request.min_thinking_tokens is None
         else request.min_thinking_tokens,
     }

@@ -347,7 +347,8 @@ class AdvRMJob:
         policy = self._grpo(self.train_problems, reward, self._round(k) / "attack", settings)
         rows = self._sample_rows(policy, ensemble, settings)
         _write_jsonl(self._round(k) / "attack" / "eval_samples.jsonl", rows)
-        success = attack.attack_success(rows, floor, settings.z_threshold)
+        flag_at = ensemble.manifest.z_threshold  # where /v1/rewards flags an answer from this folder
+        success = attack.attack_success(rows, floor, flag_at)
         replay = None
         if k > 0:  # the previous round's attack, scored by this round's hardened models
             old = _read_jsonl(self._round(k - 1) / "attack" / "eval_samples.jsonl")
@@ -355,7 +356,7 @@ class AdvRMJob:
                 attack.scored_row(r["question"], r["answer"], r["text"], s)
                 for r, s in zip(old, scorer([r["question"] for r in old], [r["text"] for r in old]))
             ]
-            replay = attack.attack_success(rescored, floor, settings.z_threshold)
+            replay = attack.attack_success(rescored, floor, flag_at)
         self.log(f"  round {k}: attack success standard {success['standard']:.1%}, strict {success['strict']:.1%}")
         return {
             "attack_success": success,
@@ -367,9 +368,9 @@ class AdvRMJob:
 
     def collect_adversarial(self, k: int) -> dict:
         """Round k's adversarial examples from the attack's rollouts, each paired with a right answer."""
-        settings, floor = self.config.attack, self._result(f"round{k}_reward")["floor"]
+        floor = self._result(f"round{k}_reward")["floor"]
         rows = attack.RowLog(self._round(k) / "attack" / "rollouts.jsonl").read()
-        found = attack.select_adversarial(rows, floor, settings.z_threshold)
+        found = attack.select_adversarial(rows, floor, read_manifest(self._round(k) / "reward").z_threshold)
         found = sorted(found, key=lambda row: -row["target"])[: self.config.max_adversarial]
         right = _right_answers(self._samples("train"), rows)
         rng = random.Random(self.config.seed + k)
@@ -515,7 +516,7 @@ class AdvRMJob:
         )
         if path.exists():
             stored = json.loads(path.read_text())
-            # a setting added since the run began counts as its default
+            # a setting added since the run began counts as its default; one removed since is not compared
             stored["config"] = _merged(json.loads(json.dumps(asdict(AdvRMConfig()))), stored["config"])
             if _fixed(stored) != _fixed(settings):
                 raise ValueError(
@@ -555,15 +556,16 @@ EXTENDABLE = ("rounds", "run_rlhf", "rlhf")
 
 
 def _merged(defaults: dict, given: dict) -> dict:
-    """`given` with what it lacks taken from `defaults`, in nested sections too.
+    """`given` read with the keys of `defaults`: what it lacks taken from `defaults`, what `defaults` lacks
+    dropped, in nested sections too.
 
-    >>> _merged({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": 4}})
+    >>> _merged({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": 4}, "e": 5})
     {'a': 1, 'b': {'c': 4, 'd': 3}}
     """
     return {
         key: _merged(value, given.get(key, {})) if isinstance(value, dict) else given.get(key, value)
         for key, value in defaults.items()
-    } | {key: value for key, value in given.items() if key not in defaults}
+    }
 
 
 def _fixed(settings: dict) -> dict:

@@ -14,7 +14,8 @@ which pulls it away from the target's exploit.
 
 An attack *succeeds* (standard) on a sample whose gold reward is 0 while the target scores it above the
 floor: the reward model prefers it to a typical right answer. It succeeds *strictly* when, besides, the
-ensemble does not flag it (z below `z_threshold`), so even the uncertainty check lets it through. The
+ensemble does not flag it (z below the reward folder's `z_threshold`, where `/v1/rewards` flags an answer), so
+even the uncertainty check lets it through. The
 paper compares adversarial responses with a reference policy's responses and judges quality with a gold
 model or people; here the reference is the policy's right answers and the judge the tiny world's gold
 reward. *Adversarial examples*, the ones added to reward training, are the samples with gold 0, target
@@ -84,10 +85,6 @@ class AttackSettings:
         default=50.0,
         metadata={"help": "The floor: this percentile of the target's rewards of the policy's right answers."},
     )
-    z_threshold: float = field(
-        default=1.96,
-        metadata={"help": "z (target against the ensemble's spread) from which the ensemble flags a sample."},
-    )
     eval_samples: int = field(
         default=2,
         metadata={"help": "Samples of the adversarial policy per held-out question when its success is measured."},
@@ -103,8 +100,8 @@ class AttackSettings:
             raise ValueError("learning_rate and temperature must be positive and max_completion_length at least 8")
         if self.beta < 0 or self.lam < 0 or self.penalty < 0:
             raise ValueError("beta, lam and penalty must not be negative")
-        if not 0 < self.success_percentile < 100 or self.z_threshold <= 0:
-            raise ValueError("success_percentile lies in (0, 100) and z_threshold is positive")
+        if not 0 < self.success_percentile < 100:
+            raise ValueError("success_percentile lies in (0, 100)")
 
 
 # -- the objective ---------------------------------------------------------------------------------------------

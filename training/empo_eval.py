@@ -1,6 +1,6 @@
 """A policy's scorecard before and after EMPO, sampled through the engine path the server uses.
 
-On held-out problems: greedy accuracy, sampled accuracy (temperature 0.6, top-p 0.95, `samples` answers
+On held-out problems: greedy accuracy, sampled accuracy (`engine.constants`' evaluation sampling, `samples` answers
 per problem), the mean semantic entropy of those samples (clustered exactly as EMPO's reward clusters
 them, a missing answer counting as a cluster of its own), format validity (the end-of-thinking marker
 once and a boxed answer after it) and the mean number of reasoning tokens. Accuracy needs gold answers;
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
 from probexit.probes.equivalence import Equivalence
 from probexit.probes.markers import THINK_END, single_token_id
 from probexit.training.empo import cluster_answers, score_group, semantic_entropy, well_formed_answer
@@ -26,8 +27,8 @@ class EvalConfig:
         default=8,
         metadata={"help": "Sampled answers per problem (sampled accuracy and semantic entropy)."},
     )
-    temperature: float = field(default=0.6, metadata={"help": "Temperature of the sampled answers."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling of the sampled answers."})
+    temperature: float = field(default=EVAL_TEMPERATURE, metadata={"help": "Temperature of the sampled answers."})
+    top_p: float = field(default=EVAL_TOP_P, metadata={"help": "Nucleus sampling of the sampled answers."})
     max_tokens: int = field(default=512, metadata={"help": "Longest completion in tokens."})
     seed: int = field(
         default=0,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm import tqdm
 
+from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
 from probexit.probes.boundary import BoundaryPolicy
 from probexit.probes.fingerprint import json_digest
 from probexit.probes.rules import ExitSettings
@@ -59,8 +60,8 @@ class SamplingConfig:
     """How the traces are sampled (a cache made with other settings is refused)."""
 
     samples_per_problem: int = field(default=4, metadata={"help": "Traces sampled per problem."})
-    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature of the traces."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling of the traces."})
+    temperature: float = field(default=EVAL_TEMPERATURE, metadata={"help": "Sampling temperature of the traces."})
+    top_p: float = field(default=EVAL_TOP_P, metadata={"help": "Nucleus sampling of the traces."})
     max_tokens: int = field(default=2048, metadata={"help": "Longest trace in tokens."})
     seed: int = field(default=0, metadata={"help": "Trace i of a chunk is sampled with seed + i; also the split's."})
     chunk_size: int = 256  # prompts per cached chunk

@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from probexit.benchmarks.servers import free_port  # noqa: F401 - free_port: for the tests
+from probexit.assets import EMBEDDED_ENGINE_DEFAULTS
+from probexit.benchmarks.servers import free_port, probexit_command
 from probexit.benchmarks.servers import stop as stop_process
 
 API_KEY = "test-key-not-secret"
@@ -115,27 +115,11 @@ def launch(model_dir: Path, tmp: Path, probe: Path, *extra: str) -> Server:
     """`probexit serve` on the test model with the given probe, the test key and name, on a free port; returns
     at once (see `wait_until_healthy`). The log goes to tmp/server.log."""
     port, log = free_port(), tmp / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "probexit.cli",
-        "serve",
-        "--model",
-        str(model_dir),
-        "--probe",
-        str(probe),
-        "--port",
-        str(port),
-        "--api-key",
-        API_KEY,
-        "--served-model-name",
-        MODEL_NAME,
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "1024",
-        *extra,
+    flags = ["--model", str(model_dir), "--probe", str(probe), "--api-key", API_KEY, "--served-model-name", MODEL_NAME]
+    engine = [
+        part for key, value in EMBEDDED_ENGINE_DEFAULTS.items() for part in (f"--{key.replace('_', '-')}", str(value))
     ]
+    command = probexit_command(port, [*flags, *engine, *extra])
     with open(log, "w") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=server_env(tmp))
     return Server(f"http://127.0.0.1:{port}", API_KEY, MODEL_NAME, model_dir, process, log, 0.0)

@@ -24,7 +24,8 @@ def probe(calibration=()) -> Probe:
 
 
 def defaults(**overrides) -> early_exit.ExitDefaults:
-    values = dict(enabled=True, threshold=0.8, min_thinking_tokens=5, probe=probe(), markers_known=True)
+    settings = ExitSettings(threshold=0.8, min_thinking_tokens=5)
+    values = dict(enabled=True, settings=settings, probe=probe(), markers_known=True)
     return early_exit.ExitDefaults(**{**values, **overrides})
 
 

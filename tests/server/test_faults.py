@@ -10,7 +10,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -18,6 +17,7 @@ import httpx
 import psutil
 import pytest
 
+from probexit.benchmarks.servers import probexit_command
 from probexit.cli.main import main
 from tests.server.harness import ServerFailed, free_port, launch, make_probe, server_env, stop, wait_until_healthy
 
@@ -131,7 +131,7 @@ def test_a_missing_reward_model_stops_start_up_in_one_line(test_model_dir, tmp_p
 def serve_until_exit(args: list[str], tmp_path, timeout: float = 300) -> tuple[int, str, bool]:
     """Runs `probexit serve ARGS --port P` to its end: exit status, stderr, and whether the port ever opened."""
     port = free_port()
-    command = [sys.executable, "-m", "probexit.cli", "serve", *args, "--port", str(port)]
+    command = probexit_command(port, args)
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=server_env(tmp_path)
     )

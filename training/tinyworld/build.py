@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from probexit.assets import EMBEDDED_OFFLINE_ENGINE
+from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
 from probexit.training.empo import EMPOConfig
 from probexit.training.tinyworld.policy import PolicyConfig
 from probexit.training.tinyworld.problems import Problem, generate_splits, parse_question, write_jsonl
@@ -27,10 +29,10 @@ from probexit.training.tinyworld.traces import TRACE_MAX_TOKENS, TraceStyle, sam
 
 SPLIT_SIZES = {"train": 50_000, "validation": 1_000, "test": 1_000}
 CARD_PROBLEMS = 500
-# EMPO for the tiny world: 60 steps of 8 questions x 8 answers, sampled at the evaluation's temperature (0.6;
-# about 30 s a step on 2 AVX2 cores; docs/training-empo.md).
+# EMPO for the tiny world: 60 steps of 8 questions x 8 answers, sampled at the evaluation's temperature
+# (about 30 s a step on 2 AVX2 cores; docs/training-empo.md).
 TINY_EMPO = EMPOConfig(
-    steps=60, learning_rate=3e-5, warmup_steps=3, temperature=0.6, save_steps=5, max_completion_length=768
+    steps=60, learning_rate=3e-5, warmup_steps=3, temperature=EVAL_TEMPERATURE, save_steps=5, max_completion_length=768
 )
 
 
@@ -139,7 +141,11 @@ class Build:
         tokenizer = AutoTokenizer.from_pretrained(self.out / "policy")
         stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in (IM_END, END_OF_TEXT)]
         GenerationConfig(
-            eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, temperature=0.6, top_p=0.95, do_sample=True
+            eos_token_id=stop_ids,
+            pad_token_id=tokenizer.pad_token_id,
+            temperature=EVAL_TEMPERATURE,
+            top_p=EVAL_TOP_P,
+            do_sample=True,
         ).save_pretrained(self.out / "policy")
 
     def card(self) -> None:
@@ -151,7 +157,7 @@ class Build:
             validation = sample_problems(engine, self.load_split("validation")[:n], seed=self.config.seed + 11)
             test = sample_problems(engine, self.load_split("test")[:n], seed=self.config.seed + 12)
         card = {
-            "sampling": {"temperature": 0.6, "top_p": 0.95, "engine": "vllm"},
+            "sampling": {"temperature": EVAL_TEMPERATURE, "top_p": EVAL_TOP_P, "engine": "vllm"},
             **behaviour_metrics(test),
             **signal_metrics(validation, test),
         }
@@ -264,7 +270,7 @@ class Build:
 
 def tiny_engine_kwargs() -> dict:
     """vLLM settings for the tiny world on CPU: exact fp32, no compile wait, a short context."""
-    return {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_seqs": 128}
+    return dict(EMBEDDED_OFFLINE_ENGINE)
 
 
 def _chat_text(problem: Problem, completion: str) -> str:

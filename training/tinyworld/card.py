@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
 from probexit.engine.offline import OfflineCompletion, OfflineEngine
 from probexit.probes.answers import final_answer
 from probexit.probes.boundary import Boundary, BoundaryPolicy, BoundaryPolicyConfig
@@ -20,7 +21,7 @@ from probexit.probes.rules import ExitSettings
 from probexit.training.tinyworld.problems import Problem
 from probexit.training.tinyworld.traces import TRACE_MAX_TOKENS
 
-SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": TRACE_MAX_TOKENS}
+SAMPLING = {"temperature": EVAL_TEMPERATURE, "top_p": EVAL_TOP_P, "max_tokens": TRACE_MAX_TOKENS}
 
 
 @dataclass
