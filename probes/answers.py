@@ -375,10 +375,72 @@ class ReasoningExtractor:
         return len(paragraph), value
 
 
+# -- the tiny world's own conclusions ----------------------------------------------------------------------
+_SMALL_WORDS = {
+    word: value
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen".split()
+    )
+}
+_TENS_WORDS = {
+    word: 10 * value
+    for value, word in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split())
+    if value > 1
+}
+_NUMBER_WORD = "|".join(sorted([*_SMALL_WORDS, *_TENS_WORDS, "hundred", "thousand"], key=len, reverse=True))
+_WORDED = rf"(?:minus )?(?:{_NUMBER_WORD})(?:[ -](?:{_NUMBER_WORD}))*"
+
+
+def words_value(text: str) -> int | None:
+    """An integer written in English words (`minus fifty-six`, `four hundred fifteen`), or None.
+
+    >>> words_value("fifty-six"), words_value("minus twelve"), words_value("four hundred fifteen"), words_value("x")
+    (56, -12, 415, None)
+    """
+    words = text.lower().replace("-", " ").split()
+    sign = -1 if words[:1] == ["minus"] else 1
+    total = group = 0
+    for word in words[1:] if sign < 0 else words:
+        if word in _SMALL_WORDS or word in _TENS_WORDS:
+            group += _SMALL_WORDS.get(word, _TENS_WORDS.get(word, 0))
+        elif word == "hundred":
+            group *= 100
+        elif word == "thousand":
+            total, group = total + group * 1000, 0
+        else:
+            return None
+    return sign * (total + group) if words else None
+
+
+class TinyWorldExtractor:
+    """The embedded tiny world's conclusions, in every form its traces state them: plainly (`So the answer is 56.`,
+    `That gives 56.`) or obliquely (in words, `So I get fifty-six.`; inside another sentence, `56 is where the
+    running total lands.`). A general reader is not meant to read the oblique ones; this one knows the world."""
+
+    name = "tinyworld"
+    _LEADS = (
+        "So the answer is|So the result is|That gives|So we get|So it comes to|Therefore the total is|"
+        "So the answer should be|So I get|That makes it|I end up with"
+    )
+    _VALUE = rf"(-?\d+|{_WORDED})"
+    _PATTERN = re.compile(
+        rf"(?:(?:{_LEADS}) {_VALUE}(?: in the end| after the last operation, which is what the question wants)?"
+        rf"|{_VALUE} is where the running total lands)\."
+    )
+
+    def extract(self, text: str) -> str | None:
+        matches = self._PATTERN.findall(text)
+        if not matches:
+            return None
+        value = next(group for group in matches[-1] if group)
+        return value if value.lstrip("-").isdigit() else str(words_value(value))
+
+
 EXTRACTORS: dict[str, AnswerExtractor] = {
     extractor.name: extractor
     for extractor in (
-        PatternExtractor("tinyworld", r"So the answer is (-?\d+)\."),
+        TinyWorldExtractor(),
         BoxedExtractor(),
         # "the answer is 42." / "The final answer is: x = 3" up to the end of the sentence or line.
         PatternExtractor("answer_is", r"(?i)\bthe (?:final )?answer is:?\s*\$?([^\n$]+?)\$?\s*(?:\.(?:\s|$)|\n|$)"),

@@ -145,3 +145,14 @@ def test_style_validation():
         TraceStyle(first_quick=1.5)
     with pytest.raises(ValueError):
         TraceStyle(max_attempts=0)
+
+
+def test_the_worlds_own_reader_reads_every_conclusion_and_nothing_else():
+    """The `tinyworld` extractor knows every form the traces state a result in (plain or oblique, digits or words),
+    and reads nothing in the paragraphs that state none (the opening, the first half of a broken attempt)."""
+    reader = get_extractor(("tinyworld",))
+    rng = random.Random(7)
+    for _ in range(500):
+        for paragraph in sample_trace(random_problem(rng), TraceStyle(), rng).paragraphs:
+            stated = reader.extract(paragraph.text + "\n\n")
+            assert stated == (None if paragraph.answer is None else str(paragraph.answer)), paragraph.text
