@@ -15,10 +15,11 @@ def test_metrics_of_a_known_trace(offline_engine):
     problem = parse_question("What is 3 - 14 + 7?")  # -4; the quick slip gives 18
     prompt = tokenizer.encode(offline_engine.chat_prompts([problem.question])[0])
     text = (
+        "Okay, let's figure out 3 - 14 + 7.\n\n"
         "Quick mental math. 3 - 14 is 11, plus 7 is 18. So the answer is 18.\n\n"
         "Wait, that doesn't look right. Let me redo it step by step. 3 - 14 = -11. -11 + 7 = -4. "
         "So the answer is -4.\n\n"
-        "Let me double-check quickly. 3 - 14 = -11. -11 + 7 = -4. So the answer is -4.\n\n"
+        "Let me double-check quickly. 3 - 14 = -11. -11 + 7 = -4. So I get minus four.\n\n"
         "</think>\n\nThe answer is \\boxed{-4}."
     )
     ids = tokenizer.encode(text)
@@ -30,6 +31,8 @@ def test_metrics_of_a_known_trace(offline_engine):
     assert metrics["accuracy"] == 1.0 and metrics["frac_traces_with_wrong_intermediate"] == 1.0
     assert metrics["frac_traces_with_redundant_checks"] == 1.0
     assert metrics["recheck_rate_after_wrong"] == 1.0 and metrics["recheck_rate_after_right"] == 0.5
+    assert metrics["mean_paragraphs"] == 4 and metrics["frac_paragraphs_without_result"] == 0.25
+    assert metrics["frac_results_missed_by_reasoning_reader"] == pytest.approx(1 / 3)  # the result in words
     saved = sample.thinking_tokens - (sample.boundaries[1].boundary.token_index + 1)
     assert metrics["oracle_savings_pct"] == pytest.approx(100 * saved / sample.thinking_tokens)
 

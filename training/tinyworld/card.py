@@ -14,12 +14,12 @@ import numpy as np
 
 from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
 from probexit.engine.offline import OfflineCompletion, OfflineEngine
-from probexit.probes.answers import final_answer
+from probexit.probes.answers import final_answer, get_extractor
 from probexit.probes.boundary import Boundary, BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.markers import split_thinking
 from probexit.probes.rules import ExitSettings
 from probexit.training.tinyworld.problems import Problem
-from probexit.training.tinyworld.traces import TRACE_MAX_TOKENS
+from probexit.training.tinyworld.traces import PARAGRAPH_BREAK, TRACE_MAX_TOKENS
 
 SAMPLING = {"temperature": EVAL_TEMPERATURE, "top_p": EVAL_TOP_P, "max_tokens": TRACE_MAX_TOKENS}
 
@@ -96,6 +96,14 @@ def text_features(boundary: LabelledBoundary) -> list[float]:
     ]
 
 
+# The general reader of reasoning prose: the results it misses are where only an exit at any paragraph can help.
+_GENERAL_READER = get_extractor(("reasoning",))
+
+
+def _last_paragraph(chunk: str) -> str:
+    return chunk.rstrip("\n").rsplit(PARAGRAPH_BREAK, 1)[-1] + PARAGRAPH_BREAK
+
+
 def behaviour_metrics(samples: list[Sample]) -> dict:
     n = len(samples)
     after_wrong = [b.continued for s in samples for b in s.boundaries if not b.correct]
@@ -109,9 +117,17 @@ def behaviour_metrics(samples: list[Sample]) -> dict:
         if sample.correct and first_right is not None:
             saved += max(0, sample.thinking_tokens - (first_right.boundary.token_index + 1))
             total += sample.thinking_tokens
+    stated = [b for s in samples for b in s.boundaries]
+    missed = sum(_GENERAL_READER.extract(_last_paragraph(b.boundary.chunk_text)) != b.boundary.answer for b in stated)
+    paragraphs = sum(split_thinking(s.generation.text)[0].count(PARAGRAPH_BREAK) for s in samples)
     return {
         "n_problems": n,
         "accuracy": sum(s.correct for s in samples) / n,
+        # How the thinking reads: paragraphs in all, the share that state no result for the whole problem (an
+        # opening, the first half of an attempt), and the share of stated results a general prose reader misses.
+        "mean_paragraphs": paragraphs / n,
+        "frac_paragraphs_without_result": 1.0 - len(stated) / max(1, paragraphs),
+        "frac_results_missed_by_reasoning_reader": missed / max(1, len(stated)),
         "mean_reasoning_tokens": float(np.mean([s.thinking_tokens for s in samples])),
         "frac_traces_with_wrong_intermediate": sum(any(not b.correct for b in s.boundaries) for s in samples) / n,
         "frac_traces_with_redundant_checks": redundant / n,
