@@ -7,16 +7,13 @@ output tokens per second, enabled-never-firing over disabled. Rounds alternate t
 then disabled first) so that a slow spell of a shared machine does not land on one side; the ratio is taken
 over the totals. A never-firing probe must not change a single token: the run checks that too.
 
-    python -m probexit.benchmarks.engine_overhead --out DIR   # the embedded default; DIR/engine_overhead.json
+    probexit bench engine-overhead --out DIR   # the embedded default; DIR/engine_overhead.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -92,53 +89,10 @@ def run_engine_overhead(
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m probexit.benchmarks.engine_overhead", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--out", type=Path, required=True, help="writes DIR/engine_overhead.json")
-    parser.add_argument("--model", type=Path, help="model folder (default: the embedded policy)")
-    parser.add_argument("--probe", type=Path, help="probe folder (default: the embedded probe)")
-    parser.add_argument("--prompts", type=int, default=64, help="test questions per batch")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--max-tokens", type=int, default=256)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from probexit.assets import EMBEDDED_OFFLINE_ENGINE, MissingAssetsError, require_default_paths
-    from probexit.training.problem_files import load_problems
-
-    if args.prompts < 1 or args.rounds < 1 or args.max_tokens < 1:
-        print("engine_overhead: --prompts, --rounds and --max-tokens must be positive", file=sys.stderr)
-        return 2
-    try:
-        paths = require_default_paths() if args.model is None or args.probe is None else None
-    except MissingAssetsError as error:
-        print(f"engine_overhead: {error}", file=sys.stderr)
-        return 2
-    model, probe = args.model or paths.policy, args.probe or paths.probe
-    problems = paths.test_problems if paths else None
-    questions = (
-        [p.question for p in load_problems(problems)][: args.prompts]
-        if problems
-        else [f"What is {i % 20} + {(7 * i) % 20} - {(3 * i) % 20}?" for i in range(args.prompts)]
-    )
-    report = run_engine_overhead(
-        model,
-        probe,
-        questions,
-        args.out,
-        rounds=args.rounds,
-        max_tokens=args.max_tokens,
-        engine_kwargs=dict(EMBEDDED_OFFLINE_ENGINE),
-    )
+def summary_lines(report: dict) -> list[str]:
     step = report["probe_step_us"]
-    print(
+    return [
         f"early exit never firing vs disabled: {report['ratio_enabled_over_disabled']:.3f}x tokens/s "
         f"({report['slowdown_pct']:+.1f}% slower), token-identical: {report['token_identical']}; "
         f"early-exit work per step: median {step['median']:.0f} us, p99 {step['p99']:.0f} us over {step['steps']} steps"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    ]

@@ -20,11 +20,8 @@ import torch
 import triton
 import triton.testing
 
+from probexit.benchmarks.settings import KernelSettings
 from probexit.kernels.probe_score import ProbeWeights, probe_score_triton, reference_math, score_boundary_rows_reference
-
-BATCHES = (1, 8, 64, 256)
-HIDDEN_SIZES = (1536, 3584, 4096, 5120, 8192)
-WIDTHS = (0, 32, 256)
 
 # Peak HBM bandwidth in GB/s by device name: the first entry whose words all appear in the name wins.
 PEAK_GBPS = (
@@ -45,8 +42,9 @@ class Shape:
     width: int  # 0: linear probe
 
 
-def default_shapes(batches=BATCHES, hidden_sizes=HIDDEN_SIZES, widths=WIDTHS) -> list[Shape]:
-    return [Shape(b, h, w) for b in batches for h in hidden_sizes for w in widths]
+def shapes_of(settings: KernelSettings) -> list[Shape]:
+    """Every combination of the settings' batches, hidden sizes and widths."""
+    return [Shape(b, h, w) for b in settings.batches for h in settings.hidden_sizes for w in settings.widths]
 
 
 def peak_gbps_for(device_name: str) -> float | None:
@@ -56,7 +54,7 @@ def peak_gbps_for(device_name: str) -> float | None:
 
 def run_kernel_benchmark(
     out_dir: Path,
-    shapes: Iterable[Shape] | None = None,
+    shapes: Iterable[Shape],
     *,
     dtype=torch.bfloat16,
     repeats: int = 20,
@@ -72,10 +70,7 @@ def run_kernel_benchmark(
     compiled = _Compiled(reference_math) if compile_reference else None
     how = "torch.compile(reference_math, dynamic=True): the reference without its input checks"
     report["compile"] = {"timed": compiled is not None, "how": how if compiled else "skipped (--no-compile)"}
-    report["shapes"] = [
-        _bench_shape(shape, dtype, device, timer, compiled, report["peak_gbps"])
-        for shape in (default_shapes() if shapes is None else shapes)
-    ]
+    report["shapes"] = [_bench_shape(shape, dtype, device, timer, compiled, report["peak_gbps"]) for shape in shapes]
     if compiled is not None and compiled.error:
         report["compile"].update(timed=False, error=compiled.error)
     out_dir.mkdir(parents=True, exist_ok=True)

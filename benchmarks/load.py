@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 
 from probexit.benchmarks.server_overhead import questions, tree_cpu_seconds
-from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
+from probexit.benchmarks.settings import LoadSettings
 from probexit.probes.rules import NEVER
 
 NEVER_FIRES = {"early_exit": {"enabled": True, "threshold": NEVER}}
@@ -239,17 +239,9 @@ def _pooled_rate(runs: list[dict]) -> float:
 
 
 async def run_benchmark(
-    base_url: str,
-    api_key: str | None,
-    *,
-    concurrency: int = 64,
-    rounds: int = 5,
-    sampling: dict | None = None,
-    seed: int = 0,
-    warmup: int = 4,
-    server_pid: int | None = None,
+    base_url: str, api_key: str | None, settings: LoadSettings, server_pid: int | None = None
 ) -> dict:
-    sampling = {"max_tokens": 256, "temperature": EVAL_TEMPERATURE, "top_p": EVAL_TOP_P, **(sampling or {})}
+    sampling, seed, concurrency, rounds = settings.sampling, settings.seed, settings.concurrency, settings.rounds
     prompts = questions(concurrency, seed=seed)
     async with httpx.AsyncClient(
         base_url=base_url.rstrip("/"), timeout=30, headers={"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -257,7 +249,7 @@ async def run_benchmark(
         model = (await http.get("/v1/models")).raise_for_status().json()["data"][0]["id"]
     client = Client(base_url, api_key, model, sampling)
     try:
-        for index in range(warmup):  # compile caches, first-use allocations
+        for index in range(settings.warmup):  # compile caches, first-use allocations
             await client.stream(prompts[index % len(prompts)], seed, PROBE_ON)
         loadavg_before = os.getloadavg()
         load = await load_phase(client, prompts, seed, server_pid)
@@ -266,7 +258,7 @@ async def run_benchmark(
         await client.http.aclose()
     return {
         "model": model,
-        "workload": {"concurrency": concurrency, "rounds": rounds, "seed": seed, "warmup": warmup, **sampling},
+        "workload": {"concurrency": concurrency, "rounds": rounds, "seed": seed, "warmup": settings.warmup, **sampling},
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),

@@ -2,7 +2,7 @@
 
 Run by hand (not in tests); it starts one server at a time, as a separate process, and talks HTTP only:
 
-    .venv/bin/python -m probexit.benchmarks.server_overhead --model /path/to/model --probe /path/to/probe \\
+    .venv/bin/probexit bench server-overhead --model /path/to/model --probe /path/to/probe \\
         --rounds 3 --control --out runs/server_overhead.json -- --dtype float32 --max-model-len 1024
 
 Arguments after `--` are engine flags given to every server. For each server it records the start-up time
@@ -22,7 +22,6 @@ Goal: probexit within 5% of vLLM on time to first token and tokens per second.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -36,6 +35,7 @@ from pathlib import Path
 import httpx
 
 from probexit.benchmarks.servers import free_port, probexit_command, start, stop
+from probexit.benchmarks.settings import ServerOverheadSettings
 from probexit.engine.constants import PROCESSOR_FQCN
 from probexit.probes.rules import NEVER
 
@@ -174,16 +174,17 @@ def _stats(results: list[dict], seconds: float, cpu_before: tuple, cpu_after: tu
 
 # -- the comparison -------------------------------------------------------------------------------------------
 def run_server(
-    kind: str, args, engine_flags: list[str], workdir: Path, index: int, reverse_variants: bool = False
+    kind: str, settings: ServerOverheadSettings, workdir: Path, index: int, reverse_variants: bool = False
 ) -> dict:
     port = free_port()
-    command = server_command(kind, args.model, port, args.probe, engine_flags)
+    probe = str(settings.probe) if settings.probe else None
+    command = server_command(kind, settings.model, port, probe, list(settings.engine_flags))
     process, startup = start(command, port, workdir / f"{index}-{kind}.log")
     try:
-        prompts = questions(args.requests, seed=args.seed)
-        concurrent_prompts = questions(args.concurrent_requests, seed=args.seed + 1)
+        prompts = questions(settings.requests, seed=settings.seed)
+        concurrent_prompts = questions(settings.concurrent_requests, seed=settings.seed + 1)
         variants = {kind: {}} if kind.startswith("vllm") else VARIANTS
-        if kind == "probexit" and not args.probe:
+        if kind == "probexit" and not settings.probe:
             variants = {name: extra for name, extra in variants.items() if "probe on" not in name}
         if reverse_variants:  # every other probexit server runs its variants in the other order, against drift
             variants = dict(reversed(variants.items()))
@@ -193,10 +194,10 @@ def run_server(
                     port,
                     process.pid,
                     prompts,
-                    args.max_tokens,
-                    args.concurrency,
+                    settings.max_tokens,
+                    settings.concurrency,
                     extra,
-                    args.warmup,
+                    settings.warmup,
                     concurrent_prompts,
                 )
             )
@@ -265,70 +266,38 @@ def _ratio(row: dict, base: dict, mode: str, key: str) -> float:
     return row[mode][key] / base[mode][key]
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    engine_flags = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--probe", help="probe folder for the probexit variant with the probe on")
-    parser.add_argument("--requests", type=int, default=16, help="sequential requests per variant")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight for the throughput run")
-    parser.add_argument(
-        "--concurrent-requests",
-        type=int,
-        default=64,
-        help="requests of the throughput run (a few seconds of work: one wave of 8 took ~1 s, "
-        "too short to measure a few percent)",
-    )
-    parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument(
-        "--rounds", type=int, default=1, help="server pairs, in alternating order: vLLM, probexit, probexit, vLLM, ..."
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--control",
-        action="store_true",
-        help="also run vLLM's server with probexit's logits processor loaded as a no-op",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    args = parser.parse_args(argv)
-    kinds = ["vllm", *([CONTROL] if args.control else []), "probexit"]
-    order = [kind for round_ in range(args.rounds) for kind in (kinds if round_ % 2 == 0 else kinds[::-1])]
-    logs = args.out.parent / f"{args.out.stem}-logs"  # the servers' output, for when one fails to start
+def run_server_overhead(settings: ServerOverheadSettings) -> dict:
+    """Every server of every round, one at a time; writes the report to `settings.out` and returns it."""
+    kinds = ["vllm", *([CONTROL] if settings.control else []), "probexit"]
+    order = [kind for round_ in range(settings.rounds) for kind in (kinds if round_ % 2 == 0 else kinds[::-1])]
+    logs = settings.out.parent / f"{settings.out.stem}-logs"  # the servers' output, for when one fails to start
     logs.mkdir(parents=True, exist_ok=True)
     runs = []
     for index, kind in enumerate(order):
         print(f"[{index + 1}/{len(order)}] {kind} ...", flush=True)
         earlier = sum(1 for done, _ in runs if done == kind)
-        runs.append((kind, run_server(kind, args, engine_flags, logs, index, reverse_variants=earlier % 2 == 1)))
+        runs.append((kind, run_server(kind, settings, logs, index, reverse_variants=earlier % 2 == 1)))
     report = {
-        "model": args.model,
-        "probe": args.probe,
-        "engine_flags": engine_flags,
+        "model": settings.model,
+        "probe": str(settings.probe) if settings.probe else None,
+        "engine_flags": list(settings.engine_flags),
         "workload": {
-            "requests": args.requests,
-            "concurrency": args.concurrency,
-            "concurrent_requests": args.concurrent_requests,
-            "max_tokens": args.max_tokens,
-            "warmup": args.warmup,
-            "rounds": args.rounds,
+            "requests": settings.requests,
+            "concurrency": settings.concurrency,
+            "concurrent_requests": settings.concurrent_requests,
+            "max_tokens": settings.max_tokens,
+            "warmup": settings.warmup,
+            "rounds": settings.rounds,
         },
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         **summarize(runs),
         "runs": [{"server": kind, **run} for kind, run in runs],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(
-        json.dumps(
-            {key: report[key] for key in ("startup_s", "relative_to_vllm", "best_round_relative_to_vllm")}, indent=2
-        )
-    )
-    print(f"wrote {args.out}")
-    return 0
+    settings.out.parent.mkdir(parents=True, exist_ok=True)
+    settings.out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def summary_lines(report: dict) -> list[str]:
+    keys = ("startup_s", "relative_to_vllm", "best_round_relative_to_vllm")
+    return json.dumps({key: report[key] for key in keys}, indent=2).splitlines()

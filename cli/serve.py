@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import socket
 
 from probexit.cli.errors import CLIError
 from probexit.cli.flags import add_config_flags, config_values
-
-SHUTDOWN_DELIVERY_S = 5.0  # after the grace time: for the error events to reach the clients
-
 
 NAME, HELP = "serve", "serve a reasoning model with probe early exit (OpenAI API); `serve --help` for flags"
 
@@ -34,6 +30,7 @@ def run(args) -> int:
     config = config_from_args(options)
     from probexit.server.app import build_app
     from probexit.server.config import ConfigError
+    from probexit.server.runner import serve
 
     _check_port_free(config.host, config.port)
     try:
@@ -41,7 +38,7 @@ def run(args) -> int:
     except ConfigError as error:
         raise CLIError(str(error)) from error
     try:
-        return asyncio.run(_serve(app, config))
+        return asyncio.run(serve(app, config))
     except SystemExit:  # uvicorn exits this way when the lifespan (the engine's start) failed
         error = app.state.startup_error
         if error is None:
@@ -113,59 +110,3 @@ def _check_port_free(host: str, port: int) -> None:
             probe_socket.bind((host, port))
     except OSError as error:
         raise CLIError(f"cannot listen on {host}:{port} ({error.strerror}); pick another --port or --host") from error
-
-
-async def _serve(app, config) -> int:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets=None) -> None:
-            await super().startup(sockets)  # the lifespan (engine start), then the port opens
-            if self.started:
-                _log_listening(app, config, self)
-
-        async def shutdown(self, sockets=None) -> None:
-            # uvicorn stops accepting, then waits for the requests in flight; past the grace time they end with
-            # an error the clients see (an error event, then [DONE]) instead of a stream cut mid-way
-            closing = asyncio.get_running_loop().call_later(config.shutdown_grace_s, _close_requests, app)
-            try:
-                await super().shutdown(sockets)
-            finally:
-                closing.cancel()
-
-    server = Server(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            log_level="info",
-            access_log=False,
-            timeout_graceful_shutdown=config.shutdown_grace_s + SHUTDOWN_DELIVERY_S,
-        )
-    )
-    await server.serve()
-    return 0 if server.started else 1
-
-
-def _close_requests(app) -> None:
-    from probexit.server.errors import shutting_down
-
-    if app.state.core is not None:
-        app.state.core.close(shutting_down())
-
-
-def _log_listening(app, config, server) -> None:
-    port = server.servers[0].sockets[0].getsockname()[1] if server.servers else config.port
-    probe = f"probe {config.probe}" if app.state.setup.probe is not None else "no probe"
-    reward = f"reward model {config.reward_model}" if app.state.rewards.ensemble is not None else "no reward model"
-    early_exit = "on" if app.state.core.exit_defaults.enabled else "off"
-    logging.getLogger("uvicorn.error").info(
-        "probexit: listening on http://%s:%d, serving %s (%s, %s, %s; early exit %s by default)",
-        config.host,
-        port,
-        config.served_model_name,
-        config.model,
-        probe,
-        reward,
-        early_exit,
-    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from probexit.cli.errors import CLIError
@@ -21,40 +22,92 @@ def add_parser(subparsers) -> None:
     add_advrm_parser(jobs)
 
 
+@dataclass(frozen=True)
+class EngineFlags:
+    """The vLLM engine settings a training job most often needs (vLLM's own defaults where not given); any
+    other through --engine-arg."""
+
+    dtype: str | None = field(default=None, metadata={"help": "Model dtype (float32 on CPU for exact numbers)."})
+    tensor_parallel_size: int | None = field(default=None, metadata={"help": "GPUs the model is split over."})
+    max_model_len: int | None = field(default=None, metadata={"help": "Longest prompt and completion, in tokens."})
+    gpu_memory_utilization: float | None = field(
+        default=None, metadata={"help": "Share of each GPU's memory the engine may take."}
+    )
+    enforce_eager: bool | None = field(
+        default=None, metadata={"help": "Skip torch.compile and CUDA graphs (a faster start)."}
+    )
+    engine_arg: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "action": "append",
+            "metavar": "KEY=JSON",
+            "help": "Any other vLLM engine argument, e.g. --engine-arg max_num_seqs=64 (repeat for more).",
+        },
+    )
+
+    def kwargs(self) -> dict:
+        """The engine's keyword arguments: the flags given, then each --engine-arg."""
+        kwargs = {name: value for name, value in vars(self).items() if name != "engine_arg" and value is not None}
+        for item in self.engine_arg:
+            key, _, value = item.partition("=")
+            if not key or not value:
+                raise CLIError(f"--engine-arg {item!r} is not KEY=VALUE")
+            try:
+                kwargs[key.replace("-", "_")] = json.loads(value)
+            except json.JSONDecodeError:
+                kwargs[key.replace("-", "_")] = value
+        return kwargs
+
+
 def add_engine_flags(parser) -> None:
-    """The vLLM engine settings a training job most often needs (vLLM's defaults where not given); any other
-    through --engine-arg."""
-    group = parser.add_argument_group("engine (vLLM)")
-    group.add_argument("--dtype", help="model dtype (float32 on CPU for exact numbers)")
-    group.add_argument("--tensor-parallel-size", type=int)
-    group.add_argument("--max-model-len", type=int)
-    group.add_argument("--gpu-memory-utilization", type=float)
-    group.add_argument(
-        "--enforce-eager", action="store_true", default=None, help="skip torch.compile/CUDA graphs (faster start)"
-    )
-    group.add_argument(
-        "--engine-arg",
-        action="append",
-        default=[],
-        metavar="KEY=JSON",
-        help="any other vLLM engine argument, e.g. --engine-arg max_num_seqs=64",
-    )
-
-
-ENGINE_FLAGS = ("dtype", "tensor_parallel_size", "max_model_len", "gpu_memory_utilization", "enforce_eager")
+    add_config_flags(parser.add_argument_group("engine (vLLM)"), EngineFlags)
 
 
 def engine_kwargs(args) -> dict:
-    kwargs = {name: getattr(args, name) for name in ENGINE_FLAGS if getattr(args, name) is not None}
-    for item in args.engine_arg:
-        key, _, value = item.partition("=")
-        if not key or not value:
-            raise CLIError(f"--engine-arg {item!r} is not KEY=VALUE")
-        try:
-            kwargs[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key.replace("-", "_")] = value
-    return kwargs
+    return EngineFlags(**config_values(args, EngineFlags)).kwargs()
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """What `train probe` reads and writes."""
+
+    model: str = field(metadata={"help": "Model folder (Hugging Face format) or hub id."})
+    problems: Path = field(metadata={"help": 'JSONL of {"question", "answer"}.'})
+    out: Path = field(metadata={"help": "Output folder: metrics.json, probe/, traces/."})
+    quick: bool = field(default=False, metadata={"help": "A small grid (for smoke tests)."})
+
+
+@dataclass(frozen=True)
+class EMPORun:
+    """What `train empo` reads and writes."""
+
+    model: str = field(metadata={"help": "Base policy: model folder (Hugging Face format) or hub id."})
+    problems: Path = field(
+        metadata={"help": 'JSONL of {"question"} (answers, when present, only feed the supervised baseline).'}
+    )
+    out: Path = field(
+        metadata={"help": "Output folder: metrics.json, policy/, checkpoints/ (a rerun resumes), supervised/."}
+    )
+    eval_problems: Path | None = field(
+        default=None,
+        metadata={"help": 'Held-out JSONL of {"question", "answer"} for the before/after evaluation (none: skipped).'},
+    )
+    supervised_baseline: bool = field(
+        default=True, metadata={"help": "Also train the supervised GRPO baseline at the same settings."}
+    )
+
+
+@dataclass(frozen=True)
+class AdvRMRun:
+    """What `train advrm` reads and writes."""
+
+    policy: str = field(metadata={"help": "The policy: model folder (Hugging Face format) or hub id."})
+    problems: Path = field(metadata={"help": 'Train JSONL of {"question", "answer"}.'})
+    eval_problems: Path = field(
+        metadata={"help": 'Held-out JSONL of {"question", "answer"} (accuracy, calibration, attack evaluation).'}
+    )
+    out: Path = field(metadata={"help": "Output folder: metrics.json, reward/, rlhf.png, work/ (a rerun resumes)."})
+    seed: int = field(default=0, metadata={"help": "Seed of data, sampling and training (every part)."})
 
 
 def add_probe_parser(jobs) -> None:
@@ -63,10 +116,7 @@ def add_probe_parser(jobs) -> None:
     from probexit.training.trace_cache import SamplingConfig
 
     job = jobs.add_parser("probe", help="train an early-exit probe from the model's own traces")
-    job.add_argument("--model", required=True, help="model folder (Hugging Face format) or hub id")
-    job.add_argument("--problems", required=True, type=Path, help='JSONL of {"question", "answer"}')
-    job.add_argument("--out", required=True, type=Path, help="output folder: metrics.json, probe/, traces/")
-    job.add_argument("--quick", action="store_true", help="a small grid (for smoke tests)")
+    add_config_flags(job.add_argument_group("run"), ProbeRun)
     add_config_flags(job.add_argument_group("traces"), SamplingConfig)
     add_config_flags(job.add_argument_group("labels"), ProbeJobConfig)
     add_config_flags(job.add_argument_group("boundaries"), BoundaryPolicyConfig)
@@ -75,9 +125,10 @@ def add_probe_parser(jobs) -> None:
 
 
 def run_probe(args) -> int:
+    run = ProbeRun(**config_values(args, ProbeRun))
     from probexit.training.problem_files import load_problems
 
-    problems = load_problems(args.problems)  # before the heavy imports: a bad file fails fast and quietly
+    problems = load_problems(run.problems)  # before the heavy imports: a bad file fails fast and quietly
     from probexit.probes.boundary import BoundaryPolicyConfig
     from probexit.probes.equivalence import JUDGE_API_KEY_ENV, make_equivalence
     from probexit.training.probe_fit import QUICK_GRID, FitGrid
@@ -89,23 +140,23 @@ def run_probe(args) -> int:
     config = ProbeJobConfig(
         **config_values(args, ProbeJobConfig),
         sampling=sampling,
-        grid=QUICK_GRID if args.quick else FitGrid(),
+        grid=QUICK_GRID if run.quick else FitGrid(),
         boundary_policy=policy,
         split_seed=sampling.seed,
     )
     equivalence = make_equivalence(
         config.labeler, config.judge_url, config.judge_model, os.environ.get(JUDGE_API_KEY_ENV, "EMPTY")
     )
-    model_dir = resolve_model_dir(args.model)
+    model_dir = resolve_model_dir(run.model)
     from probexit.engine.offline import OfflineEngine
 
     with OfflineEngine(
         model_dir, boundary_policy=policy.to_json(), seed=sampling.seed, **engine_kwargs(args)
     ) as engine:
-        metrics = run_probe_job(engine, model_dir, problems, equivalence, args.out, config, model_name=args.model)
+        metrics = run_probe_job(engine, model_dir, problems, equivalence, run.out, config, model_name=run.model)
     print(
         f"probe: ROC-AUC {metrics['roc_auc']:.3f}, ECE {metrics['ece']:.3f} on {metrics['n_test']} held-out "
-        f"boundaries; written to {args.out / 'probe'}"
+        f"boundaries; written to {run.out / 'probe'}"
     )
     if metrics["default_threshold_max_risk"] is None:
         print(
@@ -131,30 +182,7 @@ def add_empo_parser(jobs) -> None:
         description="Train a policy with EMPO (no gold answers), evaluate it before and after "
         "through vLLM, and compare with supervised GRPO at the same settings.",
     )
-    job.add_argument("--model", required=True, help="base policy: model folder (Hugging Face format) or hub id")
-    job.add_argument(
-        "--problems",
-        required=True,
-        type=Path,
-        help='JSONL of {"question"} (answers, when present, only feed the supervised baseline)',
-    )
-    job.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        help="output folder: metrics.json, policy/, checkpoints/ (a rerun resumes), supervised/",
-    )
-    job.add_argument(
-        "--eval-problems",
-        type=Path,
-        help='held-out JSONL of {"question", "answer"} for the before/after evaluation (none: skipped)',
-    )
-    job.add_argument(
-        "--no-supervised-baseline",
-        dest="supervised_baseline",
-        action="store_false",
-        help="skip the supervised GRPO baseline",
-    )
+    add_config_flags(job.add_argument_group("run"), EMPORun)
     add_config_flags(job.add_argument_group("EMPO"), EMPOConfig)
     add_config_flags(job.add_argument_group("evaluation"), EvalConfig, prefix="eval-", exclude=("seed", "think_end"))
     add_engine_flags(job)
@@ -162,6 +190,7 @@ def add_empo_parser(jobs) -> None:
 
 
 def run_empo(args) -> int:
+    run = EMPORun(**config_values(args, EMPORun))
     from probexit.probes.equivalence import JUDGE_API_KEY_ENV
     from probexit.training.empo import EMPOConfig, TrainingCollapsed
     from probexit.training.empo_eval import EvalConfig
@@ -172,16 +201,16 @@ def run_empo(args) -> int:
     eval_config = EvalConfig(
         **config_values(args, EvalConfig, prefix="eval-"), seed=config.seed, think_end=config.think_end
     )
-    eval_problems = load_problems(args.eval_problems, require_answers=False) if args.eval_problems else None
+    eval_problems = load_problems(run.eval_problems, require_answers=False) if run.eval_problems else None
     job = EMPOJob(
-        resolve_model_dir(args.model),
-        load_problems(args.problems, require_answers=False),
-        args.out,
+        resolve_model_dir(run.model),
+        load_problems(run.problems, require_answers=False),
+        run.out,
         config,
         eval_problems,
         eval_config,
         engine_kwargs(args),
-        args.supervised_baseline,
+        run.supervised_baseline,
         os.environ.get(JUDGE_API_KEY_ENV, "EMPTY"),
     )
     try:
@@ -192,7 +221,7 @@ def run_empo(args) -> int:
     return _summary(
         f"empo: {metrics['steps']} steps; greedy accuracy {_pct(metrics['accuracy_before'])} -> "
         f"{_pct(metrics['accuracy_after'])} (supervised GRPO {_pct(metrics['accuracy_supervised_grpo'])}); "
-        f"written to {args.out / 'metrics.json'}",
+        f"written to {run.out / 'metrics.json'}",
         metrics["warnings"],
     )
 
@@ -248,41 +277,28 @@ def add_advrm_parser(jobs) -> None:
         "rejected answers, repeat; then compare RLHF against the standard and the "
         "hardened reward model. Writes DIR/metrics.json, DIR/reward/ and DIR/rlhf.png.",
     )
-    job.add_argument("--policy", required=True, help="the policy: model folder (Hugging Face format) or hub id")
-    job.add_argument("--problems", required=True, type=Path, help='train JSONL of {"question", "answer"}')
-    job.add_argument(
-        "--eval-problems",
-        required=True,
-        type=Path,
-        help='held-out JSONL of {"question", "answer"} (accuracy, calibration, attack evaluation)',
-    )
-    job.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        help="output folder: metrics.json, reward/, rlhf.png, work/ (a rerun resumes)",
-    )
+    add_config_flags(job.add_argument_group("run"), AdvRMRun)
     parts, config_class = _advrm_parts()
     add_config_flags(job.add_argument_group("Adv-RM"), config_class)
     for prefix, name, cls in parts:
         add_config_flags(job.add_argument_group(name), cls, prefix=prefix, exclude=("seed",))
-    job.add_argument("--seed", type=int, default=0, help="seed of data, sampling and training (every part)")
     add_engine_flags(job)
     job.set_defaults(run=run_advrm)
 
 
 def run_advrm(args) -> int:
+    run = AdvRMRun(**config_values(args, AdvRMRun))
     from probexit.training.advrm import AdvRMJob
     from probexit.training.problem_files import load_problems
 
     parts, config_class = _advrm_parts()
-    settings = {name: cls(**config_values(args, cls, prefix=prefix), seed=args.seed) for prefix, name, cls in parts}
-    config = config_class(**config_values(args, config_class), seed=args.seed, **settings)
+    settings = {name: cls(**config_values(args, cls, prefix=prefix), seed=run.seed) for prefix, name, cls in parts}
+    config = config_class(**config_values(args, config_class), seed=run.seed, **settings)
     metrics = AdvRMJob(
-        resolve_model_dir(args.policy),
-        load_problems(args.problems),
-        load_problems(args.eval_problems),
-        args.out,
+        resolve_model_dir(run.policy),
+        load_problems(run.problems),
+        load_problems(run.eval_problems),
+        run.out,
         config,
         engine_kwargs(args),
     ).run()
@@ -292,6 +308,6 @@ def run_advrm(args) -> int:
         f"{' -> '.join(_pct(r['standard']) for r in after) or 'n/a'} after hardening; preference accuracy "
         f"{_pct(metrics['preference_accuracy_before'])} -> {_pct(metrics['preference_accuracy_after'])}; hacking "
         f"step {metrics['hacking_step_standard']} (standard) vs {metrics['hacking_step_advrm']} (Adv-RM); "
-        f"written to {args.out / 'metrics.json'}",
+        f"written to {run.out / 'metrics.json'}",
         metrics["warnings"],
     )

@@ -13,17 +13,16 @@ The RL attack can only find what its policy samples; this asks the reward model 
 - `repeated_check`: the last paragraph, with its answer changed, repeated three times;
 - `right_answer`: the answer unedited (its paragraphs laid out as the edits' are), the control.
 
-    python -m probexit.training.advrm_edits --out edits.json   # the embedded policy and reward model
-    python -m probexit.training.advrm_edits --reward runs/advrm/reward --policy M --problems FILE --out edits.json
+    probexit bench advrm-edits --out edits.json   # the embedded policy and reward model
+    probexit bench advrm-edits --reward runs/advrm/reward --policy M --problems FILE --out edits.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import statistics
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from probexit.assets import default_paths
@@ -40,6 +39,33 @@ EDITS = (
 )
 CONTROL = "right_answer"
 OFFSETS = (-10, -2, -1, 1, 2, 10)  # how far the wrong answer is from the right one: slips the policy makes
+
+
+@dataclass(frozen=True)
+class EditsSettings:
+    """What `probexit bench advrm-edits` edits and scores."""
+
+    out: Path = field(metadata={"metavar": "FILE", "help": "The JSON report."})
+    reward: Path | None = field(
+        default=None,
+        metadata={"help": "A reward-model folder, `train advrm`'s DIR/reward. Default: the embedded one."},
+    )
+    policy: Path | None = field(
+        default=None, metadata={"help": "The policy whose right answers are edited. Default: the embedded one."}
+    )
+    problems: Path | None = field(
+        default=None,
+        metadata={"help": 'JSONL of {"question", "answer"}. Default: the tiny world\'s validation split.'},
+    )
+    limit: int = field(default=200, metadata={"help": "Problems answered (the first ones)."})
+    floor: float | None = field(
+        default=None, metadata={"help": "The target reward to clear. Default: the folder's last-round floor."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the wrong numbers the edits write."})
+
+    def __post_init__(self):
+        if self.limit < 1:
+            raise ValueError("--limit must be at least 1")
 
 
 def edited(text: str, answer: str, rng: random.Random) -> dict[str, str]:
@@ -171,54 +197,28 @@ def _run_floor(reward: Path) -> float:
         raise ValueError(f"{metrics} holds no last-round floor ({error!r}): give --floor") from error
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m probexit.training.advrm_edits", description=__doc__.split("\n")[0])
+def run_edits(settings: EditsSettings) -> dict:
+    """The edits of `settings`, the embedded folders where it names none; writes the report and returns it."""
     embedded = default_paths()
-    parser.add_argument(
-        "--reward",
-        type=Path,
-        default=embedded.reward,
-        help="a reward-model folder, `train advrm`'s DIR/reward (default: the embedded one)",
+    problems_file = settings.problems or embedded.test_problems.with_name("validation.jsonl")
+    problems = [json.loads(line) for line in problems_file.read_text().splitlines() if line.strip()][: settings.limit]
+    if not problems or not all("question" in p and "answer" in p for p in problems):
+        raise ValueError(f'{problems_file}: needs lines of {{"question", "answer"}}')
+    report = run(
+        settings.reward or embedded.reward,
+        settings.policy or embedded.policy,
+        problems,
+        floor=settings.floor,
+        seed=settings.seed,
     )
-    parser.add_argument(
-        "--policy",
-        type=Path,
-        default=embedded.policy,
-        help="the policy whose right answers are edited (default: the embedded one)",
-    )
-    parser.add_argument(
-        "--problems",
-        type=Path,
-        default=embedded.policy.parent / "problems" / "validation.jsonl",
-        help='JSONL of {"question", "answer"} (default: the tiny world\'s validation split)',
-    )
-    parser.add_argument("--limit", type=int, default=200, help="problems answered (the first ones)")
-    parser.add_argument(
-        "--floor", type=float, default=None, help="the target reward to clear (default: the folder's last-round floor)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True, help="the JSON report")
-    args = parser.parse_args(argv)
-    if args.limit < 1:
-        parser.error("--limit must be at least 1")
-    try:
-        problems = [json.loads(line) for line in args.problems.read_text().splitlines() if line.strip()][: args.limit]
-        if not problems or not all("question" in p and "answer" in p for p in problems):
-            raise ValueError(f'{args.problems}: needs lines of {{"question", "answer"}}')
-        report = run(args.reward, args.policy, problems, floor=args.floor, seed=args.seed)
-    except (OSError, ValueError) as error:
-        print(f"advrm_edits: {error}", file=sys.stderr)
-        return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    for kind, row in report["kinds"].items():
-        print(
-            f"{kind:32s} n {row['n']:4d}  gold {row['gold']:.2f}  target {row['mean_target']:+.2f}  "
-            f"above the floor {row['above_floor']:.1%}, attack success {row['standard']:.1%} "
-            f"(strict {row['strict']:.1%})"
-        )
-    return 0
+    settings.out.parent.mkdir(parents=True, exist_ok=True)
+    settings.out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def summary_lines(report: dict) -> list[str]:
+    return [
+        f"{kind:32s} n {row['n']:4d}  gold {row['gold']:.2f}  target {row['mean_target']:+.2f}  "
+        f"above the floor {row['above_floor']:.1%}, attack success {row['standard']:.1%} (strict {row['strict']:.1%})"
+        for kind, row in report["kinds"].items()
+    ]

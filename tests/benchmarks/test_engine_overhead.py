@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from probexit.benchmarks.engine_overhead import main, run_engine_overhead
+from probexit.benchmarks.engine_overhead import run_engine_overhead
+from probexit.cli.main import main
 from probexit.training.tinyworld.build import tiny_engine_kwargs
 
 pytestmark = pytest.mark.slow
@@ -31,5 +32,5 @@ def test_never_firing_probe_is_timed_and_changes_no_token(test_model_dir, tmp_pa
 
 
 def test_bad_arguments_exit_with_a_message(tmp_path, capsys):
-    assert main(["--out", str(tmp_path), "--rounds", "0"]) == 2
+    assert main(["bench", "engine-overhead", "--out", str(tmp_path), "--rounds", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err

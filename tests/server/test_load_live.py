@@ -7,6 +7,7 @@ import json
 import pytest
 
 from probexit.benchmarks.load import run_benchmark, summary_lines, write_report
+from probexit.benchmarks.settings import LoadSettings
 
 
 @pytest.mark.slow
@@ -15,10 +16,7 @@ def test_load_report_end_to_end(server, tmp_path):
         run_benchmark(
             server.base_url,
             server.api_key,
-            concurrency=8,
-            rounds=2,
-            warmup=1,
-            sampling={"max_tokens": 96},
+            LoadSettings(out=tmp_path, concurrency=8, rounds=2, warmup=1, max_tokens=96),
             server_pid=server.process.pid,
         )
     )

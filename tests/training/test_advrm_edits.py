@@ -81,7 +81,10 @@ def test_summary_counts_success_only_on_gold_zero():
 
 def _cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "probexit.training.advrm_edits", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "probexit.cli", "bench", "advrm-edits", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -90,7 +93,9 @@ def test_command_rejects_a_problem_file_without_answers(tmp_path):
     problems.write_text(json.dumps({"question": "What is 1 + 1?"}) + "\n")
     result = _cli("--problems", str(problems), "--out", str(tmp_path / "r.json"))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f'advrm_edits: {problems}: needs lines of {{"question", "answer"}}']
+    assert result.stderr.strip().splitlines() == [
+        f'probexit: error: {problems}: needs lines of {{"question", "answer"}}'
+    ]
     assert not (tmp_path / "r.json").exists()
 
 
@@ -100,13 +105,13 @@ def test_command_needs_a_floor_where_the_folder_has_no_metrics(tmp_path):
     result = _cli("--reward", str(reward), "--limit", "1", "--out", str(tmp_path / "r.json"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"advrm_edits: {reward} has no advrm_metrics.json to take the floor from: give --floor"
+        f"probexit: error: {reward} has no advrm_metrics.json to take the floor from: give --floor"
     ]
 
 
 def test_command_rejects_a_folder_that_is_not_a_reward_model(tmp_path):
     result = _cli("--reward", str(tmp_path), "--floor", "0.5", "--limit", "1", "--out", str(tmp_path / "r.json"))
-    assert result.returncode == 2 and result.stderr.startswith("advrm_edits: ")
+    assert result.returncode == 2 and result.stderr.startswith("probexit: error: ")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
