@@ -21,7 +21,9 @@ import triton
 import triton.testing
 
 from probexit.benchmarks.settings import KernelSettings
-from probexit.kernels.probe_score import ProbeWeights, probe_score_triton, reference_math, score_boundary_rows_reference
+from probexit.kernels.reference import reference_math, score_boundary_rows_reference
+from probexit.kernels.triton_kernel import probe_score_triton
+from probexit.kernels.weights import ProbeWeights
 
 # Peak HBM bandwidth in GB/s by device name: the first entry whose words all appear in the name wins.
 PEAK_GBPS = (

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from probexit.kernels.probe_score import ProbeWeights
+from probexit.kernels.weights import ProbeWeights
 from probexit.probes.boundary import BoundaryPolicyConfig
 from probexit.probes.fingerprint import ModelIdentity
 from probexit.probes.rules import DEFAULT_THRESHOLD, NEVER

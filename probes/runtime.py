@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from probexit.kernels.probe_score import float32_values, resolve_backend, score_boundary_rows
+from probexit.kernels.probe_score import resolve_backend, score_boundary_rows
+from probexit.kernels.reference import float32_values
 from probexit.probes.boundary import Boundary, BoundaryPolicy, BoundaryTracker
 from probexit.probes.probe import Probe
 from probexit.probes.rules import ExitSettings, answers_agree, same_answer

@@ -139,3 +139,33 @@ def test_the_engine_layers_public_surface_imports_neither_vllm_nor_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "", f"importing the engine's surface loaded: {result.stdout.strip()[:200]}"
+
+
+def test_loading_a_probe_and_scoring_on_the_host_imports_no_triton(tmp_path):
+    """A probe file is read and a CPU decode step scores its rows without Triton (the kernel's import is for GPUs
+    and the interpreter only)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import random_linear_probe
+
+    model = ROOT / "assets" / "tinyworld" / "policy"
+    if not (model / "config.json").is_file():
+        pytest.skip("the embedded policy is not built")
+    random_linear_probe(model, tmp_path / "probe")
+    code = (
+        "import sys, torch\n"
+        "from probexit.probes.probe import Probe\n"
+        "from probexit.kernels.probe_score import score_boundary_rows\n"
+        f"probe = Probe.load({str(tmp_path / 'probe')!r})\n"
+        "weights = probe.weights\n"
+        "hidden = torch.zeros(3, weights.hidden_size)\n"
+        "scores, _ = score_boundary_rows(hidden, torch.tensor([0, 2]), weights, torch.full((2,), 0.5))\n"
+        "assert scores.shape == (2,)\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] == 'triton')))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "", f"loading a probe imported: {result.stdout.strip()[:200]}"

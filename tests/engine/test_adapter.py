@@ -91,7 +91,7 @@ def test_threshold_above_one_never_fires_and_changes_no_token(engine):
 def test_concurrent_requests_get_their_own_decisions(engine, reference_model):
     """16 requests in one batch with different thresholds, some off; each decision matches an offline
     replay of its own trace: the first boundary whose reference score reaches the request's threshold."""
-    from probexit.kernels.probe_score import score_boundary_rows_reference
+    from probexit.kernels.reference import score_boundary_rows_reference
 
     thresholds = [None, 0.0, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, None, 0.35, 0.42, 0.48, 0.52, 0.58, 1.01, 0.5]
     settings = [None if t is None else ExitSettings(threshold=t) for t in thresholds]

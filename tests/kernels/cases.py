@@ -7,7 +7,8 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from probexit.kernels.probe_score import ProbeWeights, kernel_is_interpreted
+from probexit.kernels.probe_score import kernel_is_interpreted
+from probexit.kernels.weights import ProbeWeights
 
 SCORE_ATOL = 2e-6  # fp32 summation order over up to 8192 products; scores live in (0, 1)
 DECISION_MARGIN = 1e-6  # decisions may differ only where the reference score is this close to the threshold

@@ -9,6 +9,7 @@ from tests.kernels.interpreter import interpreter_worker
 
 @pytest.fixture(scope="session")
 def interpreted():
-    """`interpreted(name, *args, **kwargs)` runs probe_score.<name> where Triton interprets the kernel."""
+    """`interpreted(name, *args, **kwargs)` runs triton_kernel.<name> (else probe_score.<name>) where Triton
+    interprets the kernel."""
     with interpreter_worker() as call:
         yield call

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 
 @contextmanager
 def interpreter_worker() -> Iterator[Callable]:
-    """Yield `call(name, *args, **kwargs)`: run probexit.kernels.probe_score.<name> in the worker."""
+    """Yield `call(name, *args, **kwargs)`: run <name> of probexit.kernels.triton_kernel (else of the dispatcher,
+    probexit.kernels.probe_score) in the worker."""
     context = multiprocessing.get_context("spawn")  # a fork would inherit this process's imported triton
     with ProcessPoolExecutor(1, mp_context=context, initializer=_enter_interpreter) as pool:
         yield lambda name, *args, **kwargs: pool.submit(_call, name, *args, **kwargs).result()
@@ -31,8 +32,8 @@ def _enter_interpreter() -> None:
 
 
 def _call(name: str, *args, **kwargs):
-    from probexit.kernels import probe_score
+    from probexit.kernels import probe_score, triton_kernel
 
-    if not probe_score.kernel_is_interpreted():
+    if not triton_kernel.kernel_is_interpreted():
         raise RuntimeError("triton was imported before TRITON_INTERPRET=1 was set in the worker")
-    return getattr(probe_score, name)(*args, **kwargs)
+    return getattr(triton_kernel if hasattr(triton_kernel, name) else probe_score, name)(*args, **kwargs)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probexit.kernels.probe_score import KernelConfig, score_boundary_rows_reference
+from probexit.kernels.reference import score_boundary_rows_reference
+from probexit.kernels.triton_kernel import KernelConfig
 from tests.kernels.cases import assert_matches, make_case
 
 DTYPES = [

@@ -10,13 +10,9 @@ import warnings
 import pytest
 import torch
 
-from probexit.kernels.probe_score import (
-    ProbeWeights,
-    resolve_backend,
-    score_boundary_rows,
-    score_boundary_rows_numpy,
-    score_boundary_rows_reference,
-)
+from probexit.kernels.probe_score import resolve_backend, score_boundary_rows
+from probexit.kernels.reference import score_boundary_rows_numpy, score_boundary_rows_reference
+from probexit.kernels.weights import ProbeWeights
 from tests.kernels.cases import assert_matches, make_case, make_probe, uninterpreted
 
 
@@ -181,8 +177,9 @@ def test_integer_weights_are_rejected():
 def test_import_needs_no_gpu_and_does_no_work():
     code = (
         "import sys, probexit.kernels as k; assert 'torch' not in sys.modules;"  # the package does no work
-        "import probexit.kernels.probe_score as m;"
-        "assert not m._SCRATCH and not m._TUNED and not m.kernel_is_interpreted();"
+        "import probexit.kernels.probe_score as m; assert 'triton' not in sys.modules;"  # the dispatcher neither
+        "import probexit.kernels.triton_kernel as t;"
+        "assert not t._SCRATCH and not t._TUNED and not t.kernel_is_interpreted() and not m.kernel_is_interpreted();"
         "print(m.BACKENDS is k.BACKENDS)"
     )
     done = subprocess.run(

@@ -14,12 +14,12 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.jit import mangle_type
 
-from probexit.kernels import probe_score
-from probexit.kernels.probe_score import KernelConfig, gpu_candidates
+from probexit.kernels import triton_kernel
+from probexit.kernels.triton_kernel import KernelConfig, gpu_candidates
 from tests.kernels.cases import make_case, uninterpreted
 
 pytestmark = uninterpreted
-KERNEL = probe_score._probe_score_kernel  # kept: the tests swap the module's kernel for a recorder
+KERNEL = triton_kernel._probe_score_kernel  # kept: the tests swap the module's kernel for a recorder
 SHARED_MEMORY = {90: 232448, 80: 166912}  # bytes a block may use: H100 / A100 (cudaDevAttrMaxSharedMemoryPerBlockOptin)
 ARCHS = [pytest.param(90, id="sm90"), pytest.param(80, id="sm80")]
 VARIANTS = [
@@ -34,10 +34,10 @@ def _compile(monkeypatch, case, config: KernelConfig, arch: int):
     """Compile the launch `_launch` would make for this case, without a GPU."""
     kernel, calls = KERNEL, []
     recorder = type("Recorder", (), {"__getitem__": lambda self, grid: lambda *a, **k: calls.append((a, k))})()
-    monkeypatch.setattr(probe_score, "_probe_score_kernel", recorder)
-    monkeypatch.setattr(probe_score, "kernel_is_interpreted", lambda: False)
+    monkeypatch.setattr(triton_kernel, "_probe_score_kernel", recorder)
+    monkeypatch.setattr(triton_kernel, "kernel_is_interpreted", lambda: False)
     n = case.rows.shape[0]
-    probe_score._launch(*case, torch.empty(n), torch.empty(n, dtype=torch.bool), config)
+    triton_kernel._launch(*case, torch.empty(n), torch.empty(n, dtype=torch.bool), config)
     ((args, kwargs),) = calls
     constexprs = {name: kwargs[name] for name in kernel.arg_names if name in kwargs}
     signature = {name: mangle_type(value) for name, value in zip(kernel.arg_names, args)}

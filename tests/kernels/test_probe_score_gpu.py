@@ -6,15 +6,10 @@ import pytest
 import torch
 from triton.runtime.errors import OutOfResources
 
-from probexit.kernels import probe_score
-from probexit.kernels.probe_score import (
-    KernelConfig,
-    gpu_candidates,
-    probe_score_triton,
-    resolve_backend,
-    score_boundary_rows,
-    score_boundary_rows_reference,
-)
+from probexit.kernels import triton_kernel
+from probexit.kernels.probe_score import resolve_backend, score_boundary_rows
+from probexit.kernels.reference import score_boundary_rows_reference
+from probexit.kernels.triton_kernel import KernelConfig, gpu_candidates, probe_score_triton
 from tests.kernels.cases import assert_matches, make_case, to_device
 
 pytestmark = pytest.mark.gpu
@@ -73,7 +68,7 @@ def test_split_launches_repeat_exactly_and_leave_their_tickets_zeroed():
         again = probe_score_triton(*case, config=config)
         assert torch.equal(again[0], first[0]) and torch.equal(again[1], first[1])
     torch.cuda.synchronize()
-    assert not probe_score._SCRATCH[case.hidden.device][1].any()
+    assert not triton_kernel._SCRATCH[case.hidden.device][1].any()
 
 
 @pytest.mark.parametrize("backend", ["triton", "torch"])

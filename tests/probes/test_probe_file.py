@@ -23,7 +23,7 @@ def test_round_trip_scores_the_same(tmp_path, width):
     loaded = Probe.load(tmp_path / "p")
     assert loaded.config == probe.config
     hidden = torch.randn(3, 16)
-    from probexit.kernels.probe_score import score_boundary_rows_reference
+    from probexit.kernels.reference import score_boundary_rows_reference
 
     rows, thresholds = torch.arange(3), torch.full((3,), 0.5)
     before, _ = score_boundary_rows_reference(hidden, rows, probe.weights, thresholds)
@@ -35,7 +35,7 @@ def test_module_and_weights_agree():
     torch.manual_seed(1)
     module = ProbeModel(16, 8, torch.randn(16), torch.rand(16) + 0.5)
     hidden = torch.randn(5, 16)
-    from probexit.kernels.probe_score import score_boundary_rows_reference
+    from probexit.kernels.reference import score_boundary_rows_reference
 
     scores, _ = score_boundary_rows_reference(hidden, torch.arange(5), module.weights(), torch.zeros(5))
     torch.testing.assert_close(scores, torch.sigmoid(module(hidden)).detach())

@@ -48,7 +48,7 @@ def test_platt_scaling_calibrates_a_class_weighted_probe_without_reordering_it(w
 
     assert fitted["a"] > 0 and fitted["b"] > 0
     assert roc_auc_score(test_y, calibrated) == pytest.approx(roc_auc_score(test_y, raw), abs=1e-4)
-    from probexit.kernels.probe_score import score_boundary_rows_reference
+    from probexit.kernels.reference import score_boundary_rows_reference
 
     rows = torch.arange(len(test_x))  # the served weights carry the rescale
     served, _ = score_boundary_rows_reference(test_x, rows, best.model.weights(), torch.full((len(test_x),), 0.5))

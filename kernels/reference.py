@@ -1,0 +1,117 @@
+"""The probe's function outside Triton: the plain torch reference (the kernel's specification, and the path
+for tensors on devices without the kernel) and the numpy host path a CPU engine's decode step runs."""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from probexit.kernels.weights import ProbeWeights, check_inputs, check_row_range
+
+
+def score_boundary_rows_reference(hidden, rows, weights, thresholds):
+    """Plain torch version of the kernel: same arguments, same results (scores to fp32 rounding)."""
+    thresholds = check_inputs(hidden, rows, weights, thresholds)
+    return reference_math(hidden, rows, weights, thresholds)
+
+
+def reference_math(hidden, rows, weights: ProbeWeights, thresholds):
+    """The reference without validation (what the benchmark compiles), accumulating in fp32."""
+    on_device = rows.device.type != "cpu"
+    if on_device:  # not range-checked on the host, as in the kernel: unreadable rows score NaN
+        readable = (rows >= 0) & (rows < hidden.shape[0])
+        rows = torch.where(readable, rows, 0)
+    z = (hidden.index_select(0, rows).float() - weights.mean.float()) / weights.scale.float()  # (N, H)
+    # Scalar biases are expanded, not broadcast: addmv with a 0-d bias returns a 0-d tensor when N is 0.
+    if weights.width == 0:
+        logits = torch.addmv(weights.b1.float().expand(len(z)), z, weights.w1.float())  # (N,)
+    else:
+        activations = torch.addmm(weights.b1.float(), z, weights.w1.float()).relu_()  # (N, W)
+        logits = torch.addmv(weights.b2.float().expand(len(z)), activations, weights.w2.float())  # (N,)
+    scores = torch.sigmoid(logits)
+    if on_device:
+        scores = scores.masked_fill(~readable, float("nan"))
+    return scores, scores >= thresholds
+
+
+def score_boundary_rows_numpy(hidden, rows, weights, thresholds):
+    """The reference's function in numpy, for CPU tensors: the dispatcher's face of `HostProbe`.
+    Same arguments and results as the reference (scores to fp32 rounding)."""
+    check_inputs(hidden, rows, weights, thresholds, range_check=False)
+    if hidden.device.type != "cpu":
+        raise ValueError("the numpy backend scores CPU tensors only; use backend='auto'")
+    index = rows.tolist()
+    if index:
+        check_row_range(min(index), max(index), hidden.shape[0])
+    scores = weights.host.scores(hidden, index)
+    exits = [score >= threshold for score, threshold in zip(scores, float32_values(thresholds.tolist()))]
+    return torch.tensor(scores, dtype=torch.float32), torch.tensor(exits, dtype=torch.bool)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class HostProbe:
+    """The probe on CPU tensors with as few library calls as the math allows: what a CPU engine's decode step
+    runs for its few boundary rows (through `score_boundary_rows_numpy`, or directly from the probe runtime).
+
+    Why so frugal: in vLLM's CPU worker the scoring runs once per step, right after the forward pass, and each
+    numpy or torch call then costs about ten times what it does in a warm loop (cold caches; the same calls
+    repeated in the worker run at full speed). Measured there per step: the tensor's numpy view 16 us, a
+    fancy-indexed gather of the rows 34 us against 5 us for plain row views, a float32 x float64 matmul 35 us
+    against 23 us for float32 row dots, a torch.mm over the whole batch 53 us. So the standardisation is
+    folded into the first layer (x @ (w1 / scale) + b1 - (mean / scale) @ w1, computed in float64, stored in
+    float32), each row is a view and one dot, and the rest (bias, ReLU, second layer, sigmoid, rounding the
+    scores to fp32 like every other backend) is plain Python over a few numbers.
+    """
+
+    w1: np.ndarray  # (H,) or (H, W) float32, standardisation folded in
+    b1: float | list[float]  # () or (W,)
+    w2: list[float] | None  # (W,) MLP only
+    b2: float | None
+
+    @classmethod
+    def from_weights(cls, weights: ProbeWeights) -> HostProbe:
+        as64 = {
+            f.name: None if (t := getattr(weights, f.name)) is None else t.detach().cpu().double().numpy()
+            for f in dataclasses.fields(weights)
+        }
+        w1 = as64["w1"] / (as64["scale"][:, None] if as64["w1"].ndim == 2 else as64["scale"])
+        b1 = as64["b1"] - (as64["mean"] / as64["scale"]) @ as64["w1"]
+        w2 = None if as64["w2"] is None else as64["w2"].tolist()
+        return cls(
+            np.ascontiguousarray(w1, dtype=np.float32),
+            b1.tolist(),
+            w2,
+            None if as64["b2"] is None else float(as64["b2"]),
+        )
+
+    def scores(self, hidden: torch.Tensor, rows: list[int]) -> list[float]:
+        """Sigmoid scores of hidden[rows] (a CPU tensor of any float dtype; rows already range-checked)."""
+        if not rows:
+            return []
+        if hidden.dtype != torch.float32:  # numpy has no bfloat16: convert only the rows
+            hidden, rows = hidden.detach()[rows].float(), range(len(rows))
+        states = hidden.detach().numpy() if hidden.requires_grad else hidden.numpy()
+        logits = []
+        for row in rows:
+            pre = np.dot(states[row], self.w1).tolist()  # a float (linear) or W floats (MLP)
+            if self.w2 is None:
+                logits.append(pre + self.b1)
+            else:  # max(a, 0.0) is a ReLU that keeps NaN (max returns its first argument when none is larger)
+                logits.append(math.fsum(w * max(a + b, 0.0) for w, a, b in zip(self.w2, pre, self.b1)) + self.b2)
+        return float32_values([_sigmoid(logit) for logit in logits])
+
+
+def _sigmoid(logit: float) -> float:
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    small = math.exp(logit)  # no overflow for very negative logits
+    return small / (1.0 + small)
+
+
+def float32_values(values: list[float]) -> list[float]:
+    """Python floats rounded to float32, in one call (decisions compare fp32 scores with fp32 thresholds)."""
+    return array.array("f", values).tolist()
