@@ -1,7 +1,7 @@
 """`probexit train advrm`: Adv-RM (arXiv 2504.06141) end to end, resumable stage by stage.
 
 1. sample: the policy answers train and held-out questions through the vLLM engine the server uses; each
-   answer is graded (gold reward: right and well formed, `grading`).
+   answer is graded (gold reward: right and well formed, `tinyworld.grading`).
 2. round k = 0..rounds: train a target reward model and its ensemble on the preference pairs (plus every
    adversarial pair found so far) -> `rounds/k/reward/`; attack it with a fresh adversarial policy (GRPO)
    and measure the attack's success on held-out questions; unless it is the last round, keep the
@@ -46,8 +46,8 @@ from probexit.training.advrm_rewards import (
     preference_pairs,
     train_round,
 )
-from probexit.training.grading import grade
 from probexit.training.problem_files import ProblemRecord
+from probexit.training.tinyworld.grading import grade
 
 # Below this held-out preference accuracy the target hardly tells right from wrong answers to the same
 # question, so attack success and its fall under hardening measure noise (on the EMPO-tuned tiny-world policy
@@ -432,10 +432,9 @@ class AdvRMJob:
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def _grpo(self, problems: list[ProblemRecord], reward, out: Path, settings, callbacks: list = ()) -> Path:
-        from probexit.training.empo import EMPOConfig
-        from probexit.training.empo_job import prompt_dataset, train_grpo
+        from probexit.training.grpo import GRPOSettings, prompt_dataset, train_grpo
 
-        config = EMPOConfig(
+        config = GRPOSettings(
             num_generations=settings.num_generations,
             questions_per_step=settings.questions_per_step,
             steps=settings.steps,

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from probexit.probes.markers import split_thinking
-from probexit.training.empo import completion_text
-from probexit.training.grading import grade, paragraphs, stated_answers
+from probexit.training.grpo import completion_text
+from probexit.training.tinyworld.grading import grade, paragraphs, stated_answers
 
 FAILURE_MODES = (
     "repeated_text",

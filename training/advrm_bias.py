@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 from probexit.probes.markers import THINK_END, split_thinking
 from probexit.training.advrm_rewards import Pair, Sample, preference_pairs
-from probexit.training.grading import STATED
+from probexit.training.tinyworld.grading import STATED
 
 LENGTH, CONFIDENT = "length", "confident"
 KINDS = (LENGTH, CONFIDENT)

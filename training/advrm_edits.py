@@ -9,7 +9,7 @@ The RL attack can only find what its policy samples; this asks the reward model 
   made at the very end, the rest of the text untouched);
 - `answer_without_thinking`: nothing but a wrong boxed answer;
 - `statement_contradicts_box`: the last stated answer changed, the (right) box kept: gold 0 all the same
-  (`grading`: a box that contradicts the thinking earns nothing);
+  (`tinyworld.grading`: a box that contradicts the thinking earns nothing);
 - `repeated_check`: the last paragraph, with its answer changed, repeated three times;
 - `right_answer`: the answer unedited (its paragraphs laid out as the edits' are), the control.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from probexit.assets import default_paths
 from probexit.probes.markers import THINK_END, split_thinking
 from probexit.training.advrm_attack import attack_success
-from probexit.training.grading import STATED, grade, paragraphs
+from probexit.training.tinyworld.grading import STATED, grade, paragraphs
 
 EDITS = (
     "box_contradicts_thinking",

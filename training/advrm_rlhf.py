@@ -3,7 +3,7 @@ the step at which reward hacking starts.
 
 The same run, with the same settings and seeds, is made against the standard reward model (round 0's
 target) and against the Adv-RM (the last round's target). The proxy is the reward model's calibrated reward,
-the gold the tiny world's (`grading.gold_reward`). Both are recorded twice: averaged over each step's own
+the gold the tiny world's (`tinyworld.grading.gold_reward`). Both are recorded twice: averaged over each step's own
 completions (other questions every step, a few answers each: noisy), and, every `eval_every` steps and before
 the first, on one fixed set of held-out questions (`HeldOutGold`: the policy being trained samples
 `eval_samples` answers to each of `eval_questions` questions it never trains on). The hacking step is read from
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from probexit.training.empo import completion_text
-from probexit.training.grading import grade
+from probexit.training.grpo import completion_text
+from probexit.training.tinyworld.grading import grade
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from probexit.probes.answers import final_answer
 from probexit.probes.equivalence import EQUIVALENCES, Equivalence, MathEquivalence
-from probexit.probes.markers import THINK_END, as_written, split_thinking
+from probexit.probes.markers import THINK_END, split_thinking
+from probexit.training.grpo import GRPOSettings, completion_text
 
 
 class TrainingCollapsed(RuntimeError):
@@ -30,56 +31,10 @@ class TrainingCollapsed(RuntimeError):
 
 
 @dataclass(frozen=True)
-class EMPOConfig:
-    """Settings of an EMPO run; the supervised GRPO baseline runs with the very same ones.
+class EMPOConfig(GRPOSettings):
+    """Settings of an EMPO run: GRPO's, and how answers are clustered, filtered and watched for collapse. The
+    supervised GRPO baseline runs with the very same ones."""
 
-    The defaults are sized for the tiny world on 2 CPU cores (a run of about 10-20 minutes); real models
-    want fewer, larger steps (docs/training-empo.md).
-    """
-
-    num_generations: int = field(
-        default=8,
-        metadata={"help": "G, answers sampled per question; the entropy of a group lies in [0, log G]."},
-    )
-    questions_per_step: int = field(
-        default=8,
-        metadata={"help": "Questions per optimisation step (the step holds questions_per_step * G completions)."},
-    )
-    steps: int = field(
-        default=40,
-        metadata={
-            "help": (
-                "Optimisation steps (GRPO's `max_steps`); rerunning with more steps continues from the checkpoint."
-            )
-        },
-    )
-    learning_rate: float = field(
-        default=2e-5,
-        metadata={"help": "AdamW learning rate (constant after `warmup_steps`)."},
-    )
-    warmup_steps: int = field(default=5, metadata={"help": "Linear warm-up steps of the learning rate."})
-    beta: float = field(
-        default=0.0,
-        metadata={
-            "help": ("KL coefficient against the starting policy; EMPO uses none (0 also skips the reference model).")
-        },
-    )
-    temperature: float = field(
-        default=0.9,
-        metadata={
-            "help": ("Sampling temperature of the training generations (0.9: TRL's default when EMPO was published).")
-        },
-    )
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling of the training generations."})
-    max_completion_length: int = field(
-        default=384,
-        metadata={
-            "help": (
-                "Longest completion in tokens; a truncated one has no final answer and earns 0, so a tight "
-                "limit also teaches the policy to think less (it drops its re-check paragraphs first)."
-            )
-        },
-    )
     min_entropy_ratio: float = field(
         default=0.0,
         metadata={
@@ -114,35 +69,6 @@ class EMPOConfig:
         default=THINK_END,
         metadata={"help": "The end-of-thinking marker; a valid completion has it once and a boxed answer after it."},
     )
-    loss_type: str = field(default="dapo", metadata={"help": "GRPO's loss aggregation (TRL's `loss_type`)."})
-    scale_rewards: str = field(
-        default="group",
-        metadata={
-            "choices": ("group", "batch", "none"),
-            "help": "GRPO's advantage scaling (TRL's `scale_rewards`: group, batch or none).",
-        },
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of data order, sampling and initialisation."})
-    save_steps: int = field(
-        default=20,
-        metadata={"help": "Checkpoint every this many steps (and at the end) into DIR/checkpoints/."},
-    )
-    logging_steps: int = field(default=5, metadata={"help": "Log the trainer's metrics every this many steps."})
-    use_vllm: bool = field(
-        default=False,
-        metadata={
-            "help": "Generate with TRL's vLLM integration (colocate mode, GPU) instead of transformers' generate."
-        },
-    )
-    vllm_gpu_memory_utilization: float = field(
-        default=0.3,
-        metadata={"help": "GPU memory share of the colocated vLLM engine (with use_vllm)."},
-    )
-    bf16: bool | None = field(
-        default=None,
-        metadata={"help": "bfloat16 training; None: on when a CUDA GPU supports it, off on CPU."},
-    )
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory (large models)."})
     collapse_window: int = field(
         default=10,
         metadata={"help": "The collapse guard judges the last this many reward calls (one per step by default)."},
@@ -168,20 +94,9 @@ class EMPOConfig:
                 f"num_generations is {self.num_generations}: EMPO needs at least 2 answers per "
                 "question to form clusters"
             )
-        for name in (
-            "questions_per_step",
-            "steps",
-            "max_completion_length",
-            "save_steps",
-            "logging_steps",
-            "collapse_window",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
-            raise ValueError("learning_rate and temperature must be positive and top_p in (0, 1]")
-        if self.beta < 0 or self.warmup_steps < 0:
-            raise ValueError("beta and warmup_steps must not be negative")
+        super().__post_init__()
+        if self.collapse_window < 1:
+            raise ValueError(f"collapse_window must be at least 1, got {self.collapse_window}")
         if not 0 <= self.min_entropy_ratio < self.max_entropy_ratio <= 1:
             raise ValueError(
                 f"entropy ratios must satisfy 0 <= min ({self.min_entropy_ratio}) < max "
@@ -197,24 +112,8 @@ class EMPOConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a share in [0, 1], got {getattr(self, name)}")
 
-    @property
-    def completions_per_step(self) -> int:
-        return self.questions_per_step * self.num_generations
-
 
 # -- one completion ----------------------------------------------------------------------------------------
-def completion_text(completion, think_end: str = THINK_END) -> str:
-    """The text of a completion as TRL passes it: a string, or a conversation whose last message is the
-    answer (a reasoning field split off by a response parser is put back in front of the marker).
-
-    >>> completion_text([{"role": "assistant", "content": "x</think>y"}])
-    'x</think>y'
-    >>> completion_text([{"role": "assistant", "reasoning_content": "x", "content": "y"}])
-    'x</think>y'
-    """
-    return completion if isinstance(completion, str) else as_written(completion[-1], think_end)
-
-
 def well_formed_answer(text: str, think_end: str = THINK_END) -> str | None:
     """The answer EMPO rewards: the final answer (`probes.answers.final_answer`) of a well-formed completion,
     one whose thinking ended exactly once and whose answer is boxed (the format EMPO trains and its collapse

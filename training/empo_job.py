@@ -32,6 +32,7 @@ from probexit.training.empo import (
     semantic_cluster_reward,
 )
 from probexit.training.empo_eval import EvalConfig, evaluate_policy
+from probexit.training.grpo import TrainedPolicy, is_main_process, prompt_dataset, train_grpo, wait_for_everyone
 from probexit.training.problem_files import ProblemRecord
 
 # Settings a rerun may change and still continue the same run.
@@ -46,15 +47,6 @@ RESUMABLE = (
     "vllm_gpu_memory_utilization",
     "gradient_checkpointing",
 )
-DONE_FILE = "probexit_training.json"
-
-
-@dataclass
-class TrainedPolicy:
-    policy_dir: Path
-    steps: int
-    train_s: float
-    last_log: dict
 
 
 @dataclass
@@ -77,7 +69,7 @@ class EMPOJob:
         try:
             return self._run(started)
         finally:  # also when interrupted: a resumed job's wall_s then covers every piece of it
-            if _is_main():
+            if is_main_process():
                 self._elapsed_file().write_text(
                     json.dumps({"seconds": self._earlier_seconds() + time.monotonic() - started}) + "\n"
                 )
@@ -118,7 +110,7 @@ class EMPOJob:
             config=asdict(self.config),
             eval_config=asdict(self.eval_config) if self.eval_problems else None,
         )
-        if _is_main():
+        if is_main_process():
             (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
 
@@ -140,7 +132,7 @@ class EMPOJob:
             self.model_dir, prompt_dataset(questions), reward, self.out, self.config, [guard], self.log
         )
         if guard.reason is not None:
-            if _is_main():
+            if is_main_process():
                 (self.out / "collapse.json").write_text(json.dumps({"step": guard.step, "reason": guard.reason}) + "\n")
             raise TrainingCollapsed(
                 f"EMPO stopped at step {guard.step}: {guard.reason} (checkpoints in "
@@ -174,7 +166,7 @@ class EMPOJob:
                     f"{self.out} holds a run with other settings ({', '.join(changed)} differ); "
                     "use a new --out, or the same settings to resume"
                 )
-        elif _is_main():
+        elif is_main_process():
             path.write_text(json.dumps(settings, indent=2) + "\n")
 
     # -- evaluation --------------------------------------------------------------------------------------
@@ -194,7 +186,7 @@ class EMPOJob:
             self.log(f"evaluation {name}: cached in {path}")
             return json.loads(path.read_text())["card"]
         card = None
-        if _is_main():
+        if is_main_process():
             from probexit.engine.offline import OfflineEngine
 
             self.log(
@@ -206,7 +198,7 @@ class EMPOJob:
                 card = evaluate_policy(engine, self.eval_problems, equivalence, self.eval_config)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"key": key, "card": card}, indent=2) + "\n")
-        _wait_for_everyone()
+        wait_for_everyone()
         return card if card is not None else json.loads(path.read_text())["card"]
 
 
@@ -224,103 +216,6 @@ class CollapseGuard(TrainerCallback):
             self.reason, self.step = reason, state.global_step
             control.should_training_stop = True
         return control
-
-
-def prompt_dataset(questions: list[str], answers: list[str | None] | None = None):
-    """GRPO's dataset: conversational prompts (the model's chat template renders them, as the server does)."""
-    from datasets import Dataset
-
-    columns = {"prompt": [[{"role": "user", "content": q}] for q in questions]}
-    if answers is not None:
-        columns["answer"] = answers
-    return Dataset.from_dict(columns)
-
-
-def grpo_config(config: EMPOConfig, output_dir: Path):
-    """TRL's GRPOConfig for an EMPO (or baseline) run."""
-    import torch
-    from accelerate import PartialState
-    from trl import GRPOConfig
-
-    world = PartialState().num_processes
-    if config.completions_per_step % world:
-        raise ValueError(
-            f"questions_per_step * num_generations = {config.completions_per_step} completions per step "
-            f"cannot be split over {world} processes; make it a multiple of {world}"
-        )
-    bf16 = (
-        config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    )
-    return GRPOConfig(
-        output_dir=str(output_dir),
-        max_steps=config.steps,
-        per_device_train_batch_size=config.completions_per_step // world,
-        num_generations=config.num_generations,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="constant_with_warmup",
-        warmup_steps=config.warmup_steps,
-        beta=config.beta,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        max_completion_length=config.max_completion_length,
-        loss_type=config.loss_type,
-        scale_rewards=config.scale_rewards,
-        seed=config.seed,
-        bf16=bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        logging_steps=config.logging_steps,
-        report_to="none",
-        use_vllm=config.use_vllm,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        vllm_mode="colocate",
-        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
-    )
-
-
-def train_grpo(
-    model_dir: Path, dataset, reward, out: Path, config: EMPOConfig, callbacks: list, log: Callable[[str], None]
-) -> TrainedPolicy:
-    """Train with GRPOTrainer into out/checkpoints and out/policy; resume from the last checkpoint, or skip
-    when out/policy already holds at least `config.steps` steps."""
-    from transformers.trainer_utils import get_last_checkpoint
-    from trl import GRPOTrainer
-
-    policy_dir, checkpoints = out / "policy", out / "checkpoints"
-    done = policy_dir / DONE_FILE
-    if done.exists() and json.loads(done.read_text())["steps"] >= config.steps:
-        log(f"{policy_dir}: trained already ({json.loads(done.read_text())['steps']} steps), skipped")
-        return TrainedPolicy(policy_dir, **json.loads(done.read_text()))
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if last:
-        log(f"resuming from {last}")
-    started = time.monotonic()
-    trainer = GRPOTrainer(
-        model=str(model_dir),
-        reward_funcs=[reward],
-        args=grpo_config(config, checkpoints),
-        train_dataset=dataset,
-        callbacks=callbacks,
-    )
-    trainer.train(resume_from_checkpoint=last)
-    trained = TrainedPolicy(
-        policy_dir,
-        trainer.state.global_step,
-        round(time.monotonic() - started, 1),
-        _last_log(trainer.state.log_history),
-    )
-    stopped_early = any(getattr(c, "reason", None) for c in callbacks)
-    if not stopped_early:
-        trainer.save_model(str(policy_dir))
-    if _is_main():
-        (out / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
-        if not stopped_early:
-            done.write_text(json.dumps({k: v for k, v in asdict(trained).items() if k != "policy_dir"}) + "\n")
-    _wait_for_everyone()
-    del trainer
-    return trained
 
 
 def summary(
@@ -386,26 +281,6 @@ def _gain_ratio(before: dict | None, after: dict | None, baseline: dict | None, 
     if any(v is None for v in values) or values[2] == values[0]:
         return None
     return (values[1] - values[0]) / (values[2] - values[0])
-
-
-def _last_log(history: list[dict]) -> dict:
-    """The last logged values of the trainer (rewards, entropy filter, loss)."""
-    last: dict = {}
-    for entry in history:
-        last.update({k: v for k, v in entry.items() if isinstance(v, (int, float))})
-    return last
-
-
-def _is_main() -> bool:
-    from accelerate import PartialState
-
-    return PartialState().is_main_process
-
-
-def _wait_for_everyone() -> None:
-    from accelerate import PartialState
-
-    PartialState().wait_for_everyone()
 
 
 def _release_memory() -> None:

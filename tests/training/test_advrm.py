@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from probexit.training import advrm, advrm_attack, advrm_rewards, advrm_rlhf, grading
+from probexit.training import advrm, advrm_attack, advrm_rewards, advrm_rlhf
 from probexit.training.advrm_attack import (
     AttackSettings,
     attack_objective,
@@ -19,7 +19,8 @@ from probexit.training.advrm_attack import (
 )
 from probexit.training.advrm_rewards import RewardModelSettings, Sample, preference_pairs
 from probexit.training.advrm_rlhf import RLHFSettings, curve, hacking_step
-from probexit.training.grading import format_problems, grade
+from probexit.training.tinyworld import grading
+from probexit.training.tinyworld.grading import format_problems, grade
 
 END = "\n\n</think>\n\nThe answer is \\boxed{{{}}}."
 

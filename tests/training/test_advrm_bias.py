@@ -22,7 +22,7 @@ from probexit.training.advrm_bias import (
     words,
 )
 from probexit.training.advrm_rewards import Pair, preference_pairs
-from probexit.training.grading import grade
+from probexit.training.tinyworld.grading import grade
 from tests.training.test_advrm_rewards import tinyworld_samples
 
 

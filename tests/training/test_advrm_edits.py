@@ -17,7 +17,7 @@ from probexit.assets import default_paths
 from probexit.training import advrm_edits
 from probexit.training.advrm_attack import classify_failure
 from probexit.training.advrm_edits import CONTROL, EDITS, edited, summarise
-from probexit.training.grading import grade
+from probexit.training.tinyworld.grading import grade
 
 RIGHT = (
     "Let me do this in my head. 8 + 13 is 21, plus 8 is 29. So the answer is 29.\n\n"

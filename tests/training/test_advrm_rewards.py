@@ -21,7 +21,7 @@ from probexit.training.advrm_rewards import (
     preference_pairs,
     train_round,
 )
-from probexit.training.grading import grade
+from probexit.training.tinyworld.grading import grade
 from probexit.training.tinyworld.problems import random_problem
 from probexit.training.tinyworld.traces import TraceStyle, sample_trace
 

@@ -225,7 +225,8 @@ def test_eval_config_refuses_one_sample():
 
 
 def test_gain_ratio_of_greedy_and_sampled_accuracy():
-    from probexit.training.empo_job import TrainedPolicy, _gain_ratio, summary
+    from probexit.training.empo_job import _gain_ratio, summary
+    from probexit.training.grpo import TrainedPolicy
 
     card = lambda greedy, sampled: {"accuracy_greedy": greedy, "accuracy_sampled": sampled}  # noqa: E731
     before, after, baseline = card(0.4, 0.6), card(0.5, 0.9), card(0.6, 0.7)
