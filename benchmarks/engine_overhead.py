@@ -1,7 +1,7 @@
 """What early exit costs inside the engine: the same prompts and seeds with early exit enabled but never firing
 (probe rule, threshold 1.01) against early exit disabled, on one offline vLLM engine, in one run.
 
-Two numbers (issue 4): the median and p99 of the early-exit work per decode step (what the logits processor
+Two numbers: the median and p99 of the early-exit work per decode step (what the logits processor
 times around the runtime: boundary tracking, the probe on the boundary rows, the decisions), and the ratio of
 output tokens per second, enabled-never-firing over disabled. Rounds alternate their order (enabled first,
 then disabled first) so that a slow spell of a shared machine does not land on one side; the ratio is taken

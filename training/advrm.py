@@ -572,7 +572,8 @@ def _fixed(settings: dict) -> dict:
 
 
 def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
-    """metrics.json: the contract's fields first, then the detail behind them."""
+    """metrics.json: the headline fields first (what the docs and the command's summary quote), then the
+    detail behind them."""
     success = [{"round": r["round"], **r["attack_success"]} for r in rounds]
     accuracy = [r["preference_accuracy"]["target"] for r in rounds]
     hacking = {name: curve["hacking"] for name, curve in curves.items()}

@@ -1,5 +1,6 @@
 """Hand-made failures against a reward model: the policy's own right answers, edited into the failure modes the
-issue names, scored as the attack's samples are (`advrm_attack`): does the target lift them above the floor?
+attack classifies (`advrm_attack.FAILURE_MODES`), scored as the attack's samples are: does the target lift them
+above the floor?
 
 The RL attack can only find what its policy samples; this asks the reward model directly. Each right answer
 (greedy, so that the edits start from the policy's most typical text) gives one sample of every kind:

@@ -226,7 +226,8 @@ def summary(
     supervised: TrainedPolicy | None,
     supervised_status: str,
 ) -> dict:
-    """metrics.json: the contract's fields first, then the detail behind them."""
+    """metrics.json: the headline fields first (what the docs and the command's summary quote), then the
+    detail behind them."""
     get = lambda card, key: None if card is None else card[key]  # noqa: E731
     metrics = {
         "accuracy_before": get(before, "accuracy_greedy"),

@@ -43,7 +43,7 @@ def report(tmp_path_factory):
     return run_replay(write(out, completion_lines(think_tag=True)), out / "report", ("reasoning",))
 
 
-def test_report_contract(report):
+def test_report_fields(report):
     assert report["unit"] == "chars" and report["extractors"] == ["reasoning"]
     assert [t["id"] for t in report["traces"]] == [t[0] for t in TRACES]
     assert {"saved_pct", "accuracy"} <= set(report["oracle"])

@@ -1,4 +1,4 @@
-"""Early exit inside the real vLLM CPU engine, on the tiny model (issue: engine early exit).
+"""Early exit inside the real vLLM CPU engine, on the tiny model.
 
 The session's offline engine (tests/conftest.py), with a random linear probe whose scores spread over (0, 1), so that a
 request's threshold decides where it exits; thresholds 0 and 1.01 give "always" and "never".

@@ -16,7 +16,7 @@ from probexit.cli.main import main
 from probexit.rewards.ensemble import RewardEnsemble
 from probexit.training.tinyworld.problems import generate_splits, write_jsonl
 
-CONTRACT = (
+HEADLINE = (  # the fields the docs and the command's summary quote
     "attack_success_before",
     "attack_success_after",
     "preference_accuracy_before",
@@ -224,9 +224,9 @@ def test_a_rerun_that_would_mix_two_runs_is_refused(run, capsys, flags, message)
 
 
 @pytest.mark.slow
-def test_metrics_hold_the_contract_fields(run):
+def test_metrics_hold_the_headline_fields(run):
     metrics, _, _ = run
-    assert all(name in metrics for name in CONTRACT)
+    assert all(name in metrics for name in HEADLINE)
     before, after = metrics["attack_success_before"], metrics["attack_success_after"]
     assert set(before) == {"round", "standard", "strict", "n"} and before["n"] == 8
     assert [r["round"] for r in after] == [1]

@@ -353,7 +353,7 @@ def test_rerun_with_more_steps_resumes_from_the_checkpoint(test_model_dir, probl
 @pytest.mark.slow
 def test_cli_job_with_vllm_evaluation_and_supervised_baseline(test_model_dir, tmp_path):
     """The whole command: evaluation before/after through the vLLM engine, the supervised baseline (the only
-    reader of gold answers), metrics.json's contract fields filled."""
+    reader of gold answers), metrics.json's headline fields filled."""
     import random
 
     from probexit.cli.main import main

@@ -28,7 +28,7 @@ def test_answers_are_left_to_right():
     assert parse_question("What is 5 - 3 + 2?").answer == 4  # (5 - 3) + 2, not 5 - (3 + 2)
 
 
-def test_generated_problems_follow_the_contract():
+def test_generated_problems_stay_within_the_worlds_range():
     rng = random.Random(0)
     problems = [random_problem(rng) for _ in range(4000)]
     for problem in problems:
@@ -68,7 +68,7 @@ def test_a_newcomers_first_questions_parse(question, answer):
         pytest.param("what is 1 + 2 + 3", id="format"),
     ],
 )
-def test_non_contract_questions_are_refused(question):
+def test_questions_outside_the_world_are_refused(question):
     with pytest.raises(ValueError):
         parse_question(question)
 
