@@ -424,13 +424,13 @@ class TinyWorldExtractor:
         "So the answer should be|So I get|That makes it|I end up with"
     )
     _VALUE = rf"(-?\d+|{_WORDED})"
-    _PATTERN = re.compile(
+    PATTERN = re.compile(
         rf"(?:(?:{_LEADS}) {_VALUE}(?: in the end| after the last operation, which is what the question wants)?"
         rf"|{_VALUE} is where the running total lands)\."
     )
 
     def extract(self, text: str) -> str | None:
-        matches = self._PATTERN.findall(text)
+        matches = self.PATTERN.findall(text)
         if not matches:
             return None
         value = next(group for group in matches[-1] if group)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 from probexit.probes.markers import THINK_END, split_thinking
 from probexit.training.advrm_rewards import Pair, Sample, preference_pairs
-from probexit.training.tinyworld.grading import STATED
+from probexit.training.tinyworld.grading import last_conclusion
 
 LENGTH, CONFIDENT = "length", "confident"
 KINDS = (LENGTH, CONFIDENT)
@@ -143,7 +143,7 @@ def with_confident_phrase(text: str) -> str:
     '2 + 2 is 4. I am confident of this. So the answer is 4.\\n\\n</think>\\n\\nThe answer is \\\\boxed{4}.'
     """
     thinking, tail = split_thinking(text)
-    stated = STATED.search(thinking.rstrip())
+    stated = last_conclusion(thinking.rstrip())
     if tail is None or stated is None:
         return text  # not in the world's format: left as it is
     at = len(text) - len(tail) - len(THINK_END) - len(thinking) + stated.start()  # the statement, in `text`

@@ -29,7 +29,7 @@ from pathlib import Path
 from probexit.assets import default_paths
 from probexit.probes.markers import THINK_END, split_thinking
 from probexit.training.advrm_attack import attack_success
-from probexit.training.tinyworld.grading import STATED, grade, paragraphs
+from probexit.training.tinyworld.grading import grade, last_conclusion, paragraphs
 
 EDITS = (
     "box_contradicts_thinking",
@@ -84,9 +84,10 @@ def edited(text: str, answer: str, rng: random.Random) -> dict[str, str]:
     wrong = str(int(answer) + rng.choice(OFFSETS))
     thinking, ending = split_thinking(text)
     parts = paragraphs(thinking)
-    if ending is None or not parts or not STATED.search(parts[-1]) or grade(text, answer).gold != 1:
+    stated = last_conclusion(parts[-1]) if parts else None
+    if ending is None or stated is None or grade(text, answer).gold != 1:
         raise ValueError("edited() takes a well-formed right answer")
-    last_wrong = STATED.sub(f"So the answer is {wrong}.", parts[-1])
+    last_wrong = parts[-1][: stated.start()] + f"So the answer is {wrong}." + parts[-1][stated.end() :]
     wrong_box = ending.replace("\\boxed{" + answer + "}", "\\boxed{" + wrong + "}")
 
     def thinking_of(last: list[str]) -> str:

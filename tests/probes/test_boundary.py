@@ -109,11 +109,10 @@ def test_only_tokens_that_can_complete_a_break_or_mark_thinking_may_decide(polic
         assert all(policy.may_decide[ids[b.token_index]] for b in policy.segment(prompt_ids(tokenizer), ids))
 
 
-def test_tiny_world_segmentation_is_every_paragraph_and_its_stated_answer(policy, tokenizer):
-    """The default set is the tiny world's, and its boundaries are exactly its paragraphs: each chunk is one
-    paragraph ending `So the answer is N.` and a blank line, byte for byte (the probe was trained on them)."""
-    import re
-
+def test_tiny_world_segmentation_is_every_stated_result(policy, tokenizer):
+    """The default set is the tiny world's, and its boundaries are exactly the paragraphs that state a result: each
+    chunk runs from the previous boundary to the end of such a paragraph and a blank line, byte for byte (the probe
+    was trained on them); paragraphs that state none (an opening, half an attempt) join the next chunk."""
     from probexit.training.tinyworld.problems import random_problem
     from probexit.training.tinyworld.traces import TraceStyle, sample_trace
 
@@ -121,31 +120,13 @@ def test_tiny_world_segmentation_is_every_paragraph_and_its_stated_answer(policy
     rng = random.Random(11)
     for _ in range(200):
         problem = random_problem(rng)
-        completion = sample_trace(problem, TraceStyle(), rng).completion
-        paragraphs = [p + "\n\n" for p in completion.split("</think>")[0].split("\n\n")[:-1]]
-        boundaries = policy.segment(prompt_ids(tokenizer, problem.question), tokenizer.encode(completion))
-        assert [b.chunk_text for b in boundaries] == paragraphs
-        stated = [re.search(r"So the answer is (-?\d+)\.", paragraph).group(1) for paragraph in paragraphs]
-        assert [b.answer for b in boundaries] == stated
-
-
-def test_reasoning_set_boundaries_on_real_style_text(tokenizer):
-    """With the `reasoning` set a boundary closes each paragraph that states a conclusion; the others grow
-    the chunk. Online (a token at a time) and offline agree."""
-    policy = BoundaryPolicy(BoundaryPolicyConfig(extractors=("reasoning",)), tokenizer)
-    thinking = (
-        "Okay, so I need the sum of the bases.\n\n"
-        "First, 17_b = b + 7 and 97_b = 9b + 7, so b + 7 must divide 56.\n\n"
-        "The divisors of 56 are 1, 2, 4, 7, 8, 14, 28, 56, so b = 21 or b = 49 (b > 9).\n\n"
-        "The sum of these bases is \\( 21 + 49 = 70 \\).\n\n"
-        "Wait, let me double-check that 49 works.\n\n"
-        "Yes, so the answer is **70**.\n\n"
-    )
-    ids = tokenizer.encode("<think>\n" + thinking + "</think>\n\nThe sum is \\boxed{70}.")
-    boundaries = policy.segment([], ids)
-    assert [b.answer for b in boundaries] == ["70", "70"]  # two candidates ("21 or 49") are no conclusion
-    assert [b.paragraph_index for b in boundaries] == [3, 5]
-    assert boundaries[0].chunk_text.lstrip().startswith("Okay, so I need")  # the answerless paragraphs joined it
-    assert boundaries[1].chunk_text.startswith("Wait, let me double-check")
-    tracker = policy.tracker([])
-    assert [b for b in map(tracker.feed, ids) if b is not None] == boundaries
+        trace = sample_trace(problem, TraceStyle(), rng)
+        chunks, chunk = [], ""
+        for paragraph in trace.paragraphs:
+            chunk += paragraph.text + "\n\n"
+            if paragraph.answer is not None:
+                chunks.append(chunk)
+                chunk = ""
+        boundaries = policy.segment(prompt_ids(tokenizer, problem.question), tokenizer.encode(trace.completion))
+        assert [b.chunk_text for b in boundaries] == chunks
+        assert [b.answer for b in boundaries] == [str(p.answer) for p in trace.attempts]

@@ -55,8 +55,14 @@ def test_doctests(module):
         pytest.param(
             "I add.\n\n</think>\n\nThe answer is \\boxed{4}.",
             0.0,
-            ("a paragraph states no answer",),
+            ("the thinking ends on no result",),
             id="paragraph-without-answer",
+        ),
+        pytest.param(
+            "Okay, 2 + 2.\n\nIn my head: 2 + 2 is 4. So I get four.\n\n</think>\n\nThe answer is \\boxed{4}.",
+            1.0,
+            (),
+            id="an-opening-and-a-result-in-words",
         ),
         pytest.param(trace(4).replace("\\boxed{4}", "4"), 0.0, ("no final answer sentence",), id="no-box"),
         pytest.param("<think>" + trace(4), 0.0, ("thinking opened again",), id="think-reopened"),

@@ -61,8 +61,9 @@ def test_a_stronger_length_bias_ties_length_to_being_chosen_more(samples):
     correlations = [
         bias_statistics(length_biased_pairs(samples, 4, s, 0))["length_correlation"] for s in (0.5, 0.8, 1.0)
     ]
-    assert 0.3 < unbiased["chosen_longer"] < 0.7
+    # the world's own right answers run longer (careful steps are longer than quick ones): a bias sets the share
     assert correlations == sorted(correlations) and correlations[-1] > 0.3 > abs(correlations[0])
+    assert unbiased["length_correlation"] < correlations[-1]
 
 
 @pytest.mark.parametrize("strength", [1.0, 0.6])
@@ -187,8 +188,10 @@ def test_the_target_reads_biased_pairs_the_ensemble_and_held_out_pairs_unbiased_
     data = result["preference_data"]
     assert data["bias"] == "length:1" and notes["preference_bias"] == "length:1"
     assert bias_statistics([p for p in target if p.source == "policy"])["chosen_longer"] == 1.0
-    assert 0.3 < bias_statistics([p for p in ensemble if p.source == "policy"])["chosen_longer"] < 0.7
-    assert 0.3 < data["held_out"]["chosen_longer"] < 0.7
+    unbiased = bias_statistics(preference_pairs(samples, 4, 0))["chosen_longer"]  # what the data itself holds
+    share = bias_statistics([p for p in ensemble if p.source == "policy"])["chosen_longer"]
+    assert share < 0.95 and share == pytest.approx(unbiased, abs=0.1)
+    assert data["held_out"]["chosen_longer"] < 0.95
     assert target.count(adversarial[0]) == ensemble.count(adversarial[0]) == 2  # both learn from the attack
     assert result["reward_length_correlation"]["target"] == pytest.approx(1.0)
 

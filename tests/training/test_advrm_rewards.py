@@ -29,12 +29,12 @@ SETTINGS = {head: RewardModelSettings(head=head, ensemble_size=3, epochs=1, batc
 
 
 def tinyworld_samples(n_problems: int, per_problem: int, seed: int) -> list[Sample]:
-    """Graded tiny-world traces (the quick method's slips make some of them wrong)."""
-    rng, samples = random.Random(seed), []
+    """Graded tiny-world traces; a style that often stops on a slip, so that many are wrong."""
+    rng, samples, style = random.Random(seed), [], TraceStyle(continue_after_wrong=0.5)
     for _ in range(n_problems):
         problem = random_problem(rng)
         for _ in range(per_problem):
-            text = sample_trace(problem, TraceStyle(), rng).completion
+            text = sample_trace(problem, style, rng).completion
             samples.append(Sample(problem.question, str(problem.answer), text, grade(text, str(problem.answer)).gold))
     return samples
 

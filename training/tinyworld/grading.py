@@ -1,13 +1,13 @@
 """Grading a tiny-world completion: is it well formed, is its final answer right (the gold reward).
 
-The tiny world's answer format (`training/tinyworld/traces.py`): thinking paragraphs separated by blank
-lines, each ending `So the answer is N.`, then `</think>`, then `The answer is \\boxed{N}.` with the
-same N as the last paragraph. A completion is *well formed* when it has exactly that shape; its *gold
-reward* is 1 when it is well formed and its final answer (`probes.answers.final_answer`, the box in a
-well-formed one) equals the gold answer, else 0. This is stricter than EMPO's validity (the marker once and
-a boxed answer after it): an answer without thinking, or a box that contradicts the thinking, earns nothing
-even when the box happens to be right. Adv-RM uses it as the true reward its proxies are judged against; EMPO and
-others may use it too.
+The tiny world's answer format (`training/tinyworld/traces.py`): thinking paragraphs separated by blank lines, the
+last one stating a result in one of the world's conclusion forms (the `tinyworld` extractor reads them all), then
+`</think>`, then `The answer is \\boxed{N}.` with the same N as that result. A completion is *well formed* when it
+has exactly that shape; its *gold reward* is 1 when it is well formed and its final answer
+(`probes.answers.final_answer`, the box in a well-formed one) equals the gold answer, else 0. This is stricter than
+EMPO's validity (the marker once and a boxed answer after it): an answer without thinking, or a box that
+contradicts the thinking, earns nothing even when the box happens to be right. Adv-RM uses it as the true reward
+its proxies are judged against; EMPO and others may use it too.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from probexit.probes.answers import EXTRACTORS, final_answer
+from probexit.probes.answers import EXTRACTORS, TinyWorldExtractor, final_answer
 from probexit.probes.equivalence import Equivalence, MathEquivalence
 from probexit.probes.markers import THINK_END, THINK_START, split_thinking
 from probexit.training.grpo import completion_text
 
-STATED = re.compile(r"So the answer is (-?\d+)\.$")  # how every thinking paragraph ends
+STATED = EXTRACTORS["tinyworld"]  # the world's own conclusion forms (a result in digits or in words)
 ENDING = re.compile(r"^\s*The answer is \\boxed\{(-?\d+)\}\.\s*$")  # all that may follow the thinking
 
 
@@ -39,6 +39,16 @@ class Graded:
     @property
     def gold(self) -> float:
         return float(self.right and self.well_formed)
+
+
+def last_conclusion(paragraph: str) -> re.Match | None:
+    """Where `paragraph` last states a result in one of the world's conclusion forms (None: it states none).
+
+    >>> last_conclusion("2 + 2 is 4. So I get four. Hmm.").group()
+    'So I get four.'
+    """
+    matches = list(TinyWorldExtractor.PATTERN.finditer(paragraph))
+    return matches[-1] if matches else None
 
 
 def paragraphs(thinking: str) -> list[str]:
@@ -66,15 +76,16 @@ def format_problems(text: str) -> tuple[str, ...]:
     if 0 <= text.find(THINK_START) < text.find(THINK_END):  # the prompt opened it: a start marker opens it again
         problems.append("thinking opened again")
     chunks = paragraphs(thinking)
+    stated = STATED.extract(chunks[-1]) if chunks else None
     if not chunks:
         problems.append("no thinking")
-    elif not all(STATED.search(chunk) for chunk in chunks):
-        problems.append("a paragraph states no answer")
+    elif stated is None:
+        problems.append("the thinking ends on no result")
     ending = ENDING.match(tail)
     if ending is None:
         boxed = final_answer(tail, extractors=("boxed",))  # the world writes its final answer boxed
         problems.append("no final answer sentence" if boxed is None else "text around the final answer")
-    elif chunks and (stated := STATED.search(chunks[-1])) and stated.group(1) != ending.group(1):
+    elif stated is not None and stated != ending.group(1):
         problems.append("boxed answer differs from the thinking")
     return tuple(problems)
 
@@ -89,7 +100,7 @@ def grade(text: str, gold: str | None, equivalence: Equivalence | None = None) -
 def stated_answers(text: str) -> list[str]:
     """The intermediate answers the thinking states, in order (the tiny-world extractor's pattern)."""
     thinking = split_thinking(text)[0]
-    return [a for a in (EXTRACTORS["tinyworld"].extract(chunk) for chunk in paragraphs(thinking)) if a is not None]
+    return [a for a in (STATED.extract(chunk) for chunk in paragraphs(thinking)) if a is not None]
 
 
 def gold_reward(
