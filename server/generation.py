@@ -213,6 +213,8 @@ class GenerationCore:
             name: value if (value := getattr(request, name)) is not None else defaults.get(name, fallback)
             for name, fallback in SAMPLING_FALLBACKS.items()
         }
+        if values["top_p"] == 0:  # OpenAI accepts it: the smallest nucleus holds the most likely token alone
+            values.update(temperature=0.0, top_p=1.0)
         markers = self.setup.markers
         try:
             return sampling_params(

@@ -14,16 +14,41 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-MAX_TOP_LOGPROBS = 20  # vLLM's default max_logprobs
+MAX_TOP_LOGPROBS = 20  # vLLM's default max_logprobs; OpenAI's limit for chat's top_logprobs too
+MAX_COMPLETION_LOGPROBS = 5  # OpenAI's limit for the completions API's logprobs
+MAX_STOP_SEQUENCES = 4
+MAX_CHOICES_PER_PROMPT = 128  # OpenAI's limit on n (and on best_of)
+# OpenAI's limits on `metadata`: at most 16 pairs, keys up to 64 characters, values up to 512.
+METADATA_MAX_PAIRS, METADATA_KEY_LENGTH, METADATA_VALUE_LENGTH = 16, 64, 512
+USER_ID_LENGTH = 128  # `user` and `safety_identifier`
+SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast")
 # OpenAI's values, and DeepSeek's `max` (its own scale ends there).
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 
 class OpenAIRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data):
+        """OpenAI reads a field sent as null as a field left out (SDKs serialise unset options so), so null takes
+        each field's default here too; a required field sent as null is then missing, as OpenAI answers."""
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
 
 class EarlyExitRequest(OpenAIRequest):
@@ -51,11 +76,11 @@ class SamplingRequest(OpenAIRequest):
     model: str | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    n: StrictInt = Field(default=1, ge=1, le=128)
+    n: StrictInt = Field(default=1, ge=1, le=MAX_CHOICES_PER_PROMPT)
     seed: StrictInt | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     max_tokens: StrictInt | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)  # 0: the smallest nucleus, served as greedy
     stop: str | list[str] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
@@ -69,10 +94,29 @@ class SamplingRequest(OpenAIRequest):
     min_tokens: StrictInt = Field(default=0, ge=0, le=INT64_MAX)
     ignore_eos: StrictBool = False
     # OpenAI fields clients send that change nothing here (docs/serving.md says why each is ignored)
-    user: str | None = None
+    user: str | None = Field(default=None, max_length=USER_ID_LENGTH)
     store: StrictBool | None = None
-    metadata: dict[str, str] | None = None
-    service_tier: str | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=METADATA_MAX_PAIRS)
+    service_tier: Literal[SERVICE_TIERS] | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stop_sequences(cls, stop: str | list[str] | None):
+        if isinstance(stop, list) and len(stop) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences, got {len(stop)}")
+        return stop
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_within_openais_limits(cls, metadata: dict[str, str] | None):
+        for key, value in (metadata or {}).items():
+            if len(key) > METADATA_KEY_LENGTH:
+                raise ValueError(
+                    f"a metadata key is at most {METADATA_KEY_LENGTH} characters, {key[:20]!r}... has {len(key)}"
+                )
+            if len(value) > METADATA_VALUE_LENGTH:
+                raise ValueError(f"metadata[{key!r}] is at most {METADATA_VALUE_LENGTH} characters, not {len(value)}")
+        return metadata
 
     @property
     def include_usage(self) -> bool:
@@ -120,14 +164,22 @@ class ChatCompletionRequest(SamplingRequest):
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    # OpenAI fields that change nothing here: caching hints, moderation, the answer's verbosity, who asks
+    prompt_cache_key: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    moderation: dict[str, Any] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    safety_identifier: str | None = Field(default=None, max_length=USER_ID_LENGTH)
 
 
 class CompletionRequest(SamplingRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: StrictInt | None = Field(default=16, ge=1)  # OpenAI's completions default
-    logprobs: StrictInt | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    logprobs: StrictInt | None = Field(default=None, ge=0, le=MAX_COMPLETION_LOGPROBS)
     echo: StrictBool | None = None  # not supported: a 400 if true
-    best_of: StrictInt | None = Field(default=None, ge=1, le=128)  # not supported beyond n: a 400
+    best_of: StrictInt | None = Field(default=None, ge=1, le=MAX_CHOICES_PER_PROMPT)  # not beyond n: a 400
     suffix: str | None = None  # not supported: a 400 if given
 
 

@@ -48,6 +48,7 @@ UNSUPPORTED = {
     "function_call": "function calling needs a tool parser, which this server does not run",
     "audio": "this server answers in text only",
     "prediction": "predicted outputs are not supported",
+    "web_search_options": "web search needs a search tool, which this server does not run",
 }
 
 
@@ -127,7 +128,7 @@ class ServingChat(OpenAIServing):
 
 def _check_supported(body: ChatCompletionRequest) -> None:
     for name, reason in UNSUPPORTED.items():
-        if getattr(body, name):
+        if getattr(body, name) is not None:  # an empty object asks for the feature too (web search's defaults)
             raise APIError(400, f"{name}: {reason}", param=name)
     if body.tool_choice not in (None, "none", "auto"):
         raise APIError(400, f"tool_choice: {UNSUPPORTED['tools']}", param="tool_choice")
