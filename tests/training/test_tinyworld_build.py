@@ -170,8 +170,19 @@ def test_stop_at_ends_sft_early_on_the_full_schedule(tmp_path):
     saved = load_file(tmp_path / "stopped" / "policy" / "model.safetensors")
     for name, tensor in saved.items():
         torch.testing.assert_close(tensor, snapshot[name].to(torch.float16), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="stop_at must lie in 1..steps"):
-        dataclasses.replace(config.policy, stop_at=5)
+    with pytest.raises(ValueError, match="stop_at must be at least 1"):
+        dataclasses.replace(config.policy, stop_at=0)
+
+
+def test_training_beyond_the_schedule_goes_on_at_its_final_learning_rate():
+    from probexit.training.tinyworld.policy import PolicyConfig, learning_rate_at
+
+    within = PolicyConfig(steps=100, warmup_steps=10)
+    extended = dataclasses.replace(within, stop_at=300)
+    assert [learning_rate_at(s, within) for s in range(100)] == [learning_rate_at(s, extended) for s in range(100)]
+    final = learning_rate_at(99, within)
+    assert all(learning_rate_at(s, extended) == pytest.approx(final, rel=0.01) for s in range(100, 300))
+    assert extended.last_step == 300
 
 
 def test_a_stage_that_runs_again_forgets_every_later_one(tmp_path):

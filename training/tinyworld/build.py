@@ -49,7 +49,7 @@ class BuildConfig:
     # right), so it wants a base whose majority is right ~90% of the time while greedy still slips
     # (docs/training-empo.md).
     policy: PolicyConfig = field(
-        default_factory=lambda: PolicyConfig(steps=900, batch_size=64, compile=False, bf16=False)
+        default_factory=lambda: PolicyConfig(steps=900, stop_at=1800, batch_size=64, compile=False, bf16=False)
     )
     empo: EMPOConfig = TINY_EMPO
     empo_questions: int = 1000  # the train split's last questions (the probe samples its first ones)

@@ -35,8 +35,10 @@ class PolicyConfig:
     max_positions: int = 1024
     steps: int = 750  # length of the learning-rate schedule
     stop_at: int | None = None
-    """Stop after this many steps of the `steps`-long schedule (None: run it all). The build stops the SFT
-    early on purpose: the policy then still slips often enough for EMPO to have something to fix."""
+    """Stop after this many steps (None: at the end of the `steps`-long schedule). Before the schedule's end it
+    stops early (a policy that still slips leaves EMPO something to fix); beyond it, training goes on at the
+    schedule's final learning rate. Either way the first steps are those of the schedule itself, so a run may be
+    extended or cut at a checkpoint and still equal a run made with that `stop_at` from the start."""
     batch_size: int = 96  # examples per optimiser step (sized for a 30-minute build before EMPO joined it)
     micro_batch_size: int = 16  # examples per forward pass, grouped by length (small: little padding)
     learning_rate: float = 3e-3
@@ -54,8 +56,8 @@ class PolicyConfig:
     def __post_init__(self):
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError("PolicyConfig: hidden_size must divide by num_heads, num_heads by num_kv_heads")
-        if self.stop_at is not None and not 0 < self.stop_at <= self.steps:
-            raise ValueError(f"PolicyConfig: stop_at must lie in 1..steps ({self.steps}), not {self.stop_at}")
+        if self.stop_at is not None and self.stop_at < 1:
+            raise ValueError(f"PolicyConfig: stop_at must be at least 1, not {self.stop_at}")
 
     @property
     def last_step(self) -> int:
@@ -160,7 +162,7 @@ def step_loss(model, micro_batches, bf16: bool | None = None) -> float:
 def learning_rate_at(step: int, config: PolicyConfig) -> float:
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
     return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
