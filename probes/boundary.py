@@ -4,9 +4,11 @@ One implementation serves the engine (online, a token at a time, inside the deco
 training jobs (offline, over a finished trace): `BoundaryTracker.feed` is the only place that decides,
 so the probe is trained on exactly the positions where the server reads it.
 
-A boundary is the token that completes a paragraph break (a blank line) while the sequence is thinking,
-when the paragraph just completed states an answer (answerless paragraphs join the next one's chunk). Tokens
-may fuse the newlines with other characters (`.\\n\\n`), so breaks are found in the bytes the tokens spell,
+A boundary is the token that completes a paragraph break (a blank line) while the sequence is thinking. In
+the `answer` mode, only a break whose paragraph states an answer the extractors read is one (answerless paragraphs
+join the next one's chunk); in the `paragraph` mode every break is one, whatever its paragraph says (the answer
+read there, if any, is still recorded for reports), so that the decision never depends on reading the answer.
+Tokens may fuse the newlines with other characters (`.\\n\\n`), so breaks are found in the bytes the tokens spell,
 not by token id.
 """
 
@@ -17,11 +19,27 @@ from dataclasses import asdict, dataclass, field
 from probexit.probes.answers import AnswerExtractor, get_extractor
 from probexit.probes.markers import THINK_END, THINK_START, THOUGHT, ThinkingMarkers, ThinkingPhase
 
+ANSWER, PARAGRAPH = "answer", "paragraph"
+BOUNDARY_MODES = (ANSWER, PARAGRAPH)
+
+
+class UnknownBoundaryModeError(ValueError):
+    pass
+
 
 @dataclass(frozen=True)
 class BoundaryPolicyConfig:
     """What the probe file records about how boundaries were found."""
 
+    mode: str = field(
+        default=ANSWER,
+        metadata={
+            "flag": "--boundaries",
+            "choices": BOUNDARY_MODES,
+            "help": "Where the probe is asked: answer (a paragraph break whose paragraph states an answer the "
+            "extractors read) or paragraph (every paragraph break inside the thinking).",
+        },
+    )
     think_start: str = field(default=THINK_START, metadata={"help": "The marker that opens the thinking."})
     think_end: str = field(default=THINK_END, metadata={"help": "The marker that closes the thinking."})
     paragraph_break: str = "\n\n"
@@ -33,11 +51,18 @@ class BoundaryPolicyConfig:
         },
     )
 
+    def __post_init__(self):
+        if self.mode not in BOUNDARY_MODES:
+            raise UnknownBoundaryModeError(
+                f"unknown boundary mode {self.mode!r} (this version knows {', '.join(BOUNDARY_MODES)})"
+            )
+
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "BoundaryPolicyConfig":
+        """A recorded policy; one written before modes existed is the `answer` mode."""
         known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
         if "extractors" in known:
             known["extractors"] = tuple(known["extractors"])
@@ -50,7 +75,7 @@ class Boundary:
     boundary_index: int  # 0 for the sequence's first boundary
     paragraph_index: int  # paragraphs completed so far, this one included, minus one
     thinking_tokens: int  # thinking tokens up to and including this one
-    answer: str
+    answer: str | None  # the answer the chunk's last paragraph states, as the extractors read it (None: none)
     chunk_text: str
 
 
@@ -59,6 +84,7 @@ class BoundaryPolicy:
 
     def __init__(self, config: BoundaryPolicyConfig, tokenizer):
         self.config = config
+        self.every_paragraph = config.mode == PARAGRAPH
         self.extractor: AnswerExtractor = get_extractor(config.extractors)
         self.markers = ThinkingMarkers.from_tokenizer(tokenizer, config.think_start, config.think_end)
         if self.markers is None:
@@ -128,7 +154,7 @@ class BoundaryTracker:
         # only it is read: a long chunk of answerless paragraphs costs no more per break than a short one.
         paragraph, self.paragraph_start = self.chunk[self.paragraph_start : end], end
         answer = policy.extractor.extract(paragraph.decode("utf-8", errors="replace"))
-        if answer is None:
+        if answer is None and not policy.every_paragraph:
             return None  # the paragraph stated nothing: the chunk grows into the next paragraph
         text = self.chunk[:end].decode("utf-8", errors="replace")
         boundary = Boundary(index, self.n_boundaries, self.n_paragraphs - 1, self.thinking_tokens, answer, text)

@@ -18,12 +18,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from probexit.kernels.weights import ProbeWeights
-from probexit.probes.boundary import BoundaryPolicyConfig
+from probexit.probes.boundary import BoundaryPolicyConfig, UnknownBoundaryModeError
 from probexit.probes.fingerprint import ModelIdentity
 from probexit.probes.rules import DEFAULT_THRESHOLD, NEVER
 
 FORMAT_NAME, FORMAT_VERSION = "probexit-probe", 1
 CONFIG_FILE, WEIGHTS_FILE = "probe.json", "probe.safetensors"
+
+
+READER_LABELS, FORCED_LABELS = "reader", "forced"
+LABEL_KINDS = (READER_LABELS, FORCED_LABELS)
 
 
 class ProbeFileError(ValueError):
@@ -56,6 +60,10 @@ class ProbeConfig:
     width: int  # 0 for linear
     model: ModelIdentity
     boundary_policy: BoundaryPolicyConfig = field(default_factory=BoundaryPolicyConfig)
+    # What a boundary's training label said: the answer read in the chunk was right (reader), or the answer the
+    # model gives when its thinking is ended there was right (forced: what the user gets). The calibration table
+    # certifies harm in the same terms.
+    labels: str = READER_LABELS
     default_threshold: float = DEFAULT_THRESHOLD
     calibration: list[CalibrationPoint] = field(default_factory=list)
     calibration_method: str = ""
@@ -71,6 +79,8 @@ class ProbeConfig:
             raise ProbeFileError(f"probe default threshold {self.default_threshold} lies outside [0, {NEVER}]")
         if self.risk_measure not in RISK_MEASURES:
             raise ProbeFileError(f"probe risk measure {self.risk_measure!r} is not one of {', '.join(RISK_MEASURES)}")
+        if self.labels not in LABEL_KINDS:
+            raise ProbeFileError(f"probe labels {self.labels!r} are not one of {', '.join(LABEL_KINDS)}")
 
     def threshold_for_risk(self, max_risk: float) -> float:
         """The threshold certified for a tolerated risk (the largest table risk <= max_risk)."""
@@ -96,12 +106,17 @@ class ProbeConfig:
                 f"version={data.get('version')!r})"
             )
         try:
+            policy = BoundaryPolicyConfig.from_json(data.get("boundary_policy", {}))
+        except UnknownBoundaryModeError as error:
+            raise ProbeFileError(f"{error}: this probe needs a newer probexit (or retrain it here)") from error
+        try:
             return cls(
                 kind=data["kind"],
                 hidden_size=int(data["hidden_size"]),
                 width=int(data["width"]),
                 model=ModelIdentity(**data["model"]),
-                boundary_policy=BoundaryPolicyConfig.from_json(data.get("boundary_policy", {})),
+                boundary_policy=policy,
+                labels=data.get("labels", READER_LABELS),  # a file written before the field had reader labels
                 default_threshold=float(data.get("default_threshold", DEFAULT_THRESHOLD)),
                 calibration=[CalibrationPoint.from_json(p) for p in data.get("calibration", [])],
                 calibration_method=data.get("calibration_method", ""),

@@ -143,8 +143,8 @@ class EarlyExitRuntime:
             elif readable is not None and self._consults(state):
                 if state.settings.rule == "probe":
                     probe_rows.append((row, state, readable))
-                else:
-                    evaluations.append(self._text_rule(state, readable))
+                elif (evaluation := self._text_rule(state, readable)) is not None:
+                    evaluations.append(evaluation)
         if probe_rows:
             evaluations += self._score(probe_rows, hidden, logits.shape[0])
         exits += [
@@ -220,7 +220,8 @@ class EarlyExitRuntime:
             state.chunk_min_logprob = min(state.chunk_min_logprob, float(state.last_logprobs[token_id]))
         boundary = state.tracker.feed(token_id)
         if boundary is not None:
-            state.answers.append(boundary.answer)
+            if boundary.answer is not None:  # a paragraph boundary may state none
+                state.answers.append(boundary.answer)
             state.boundary_confidence, state.chunk_min_logprob = math.exp(state.chunk_min_logprob), 0.0
         return boundary
 
@@ -239,8 +240,11 @@ class EarlyExitRuntime:
             end_prob,
         )
 
-    def _text_rule(self, state: RequestState, boundary: Boundary) -> Evaluation:
+    def _text_rule(self, state: RequestState, boundary: Boundary) -> Evaluation | None:
+        """The text rules that read the chunk's answer skip a boundary that states none (the paragraph mode)."""
         settings = state.settings
+        if boundary.answer is None and settings.rule != "confidence":
+            return None
         score = None
         if settings.rule == "first":
             decision = True

@@ -130,3 +130,48 @@ def test_tiny_world_segmentation_is_every_stated_result(policy, tokenizer):
         boundaries = policy.segment(prompt_ids(tokenizer, problem.question), tokenizer.encode(trace.completion))
         assert [b.chunk_text for b in boundaries] == chunks
         assert [b.answer for b in boundaries] == [str(p.answer) for p in trace.attempts]
+
+
+@pytest.fixture(scope="module")
+def paragraph_policy(tokenizer):
+    return BoundaryPolicy(BoundaryPolicyConfig(mode="paragraph"), tokenizer)
+
+
+def test_paragraph_mode_is_every_break_inside_the_thinking_with_the_answer_it_reads(paragraph_policy, tokenizer):
+    completion = (
+        "Okay, 3 + 14 - 7.\n\n"
+        "Quick mental math. 3 + 14 is 17, minus 7 is 10. So I get ten.\n\n"
+        "Wait, let me double-check. 3 + 14 = 17. 17 - 7 = 10. Some prose a reader cannot place.\n\n"
+        "</think>\n\nThe answer is \\boxed{10}.\n\nMore text after the thinking.\n\n"
+    )
+    boundaries = paragraph_policy.segment(prompt_ids(tokenizer), tokenizer.encode(completion))
+    assert [b.chunk_text for b in boundaries] == [p + "\n\n" for p in completion.split("</think>")[0].split("\n\n")[:3]]
+    assert [b.answer for b in boundaries] == [None, "10", None]
+    assert [b.boundary_index for b in boundaries] == [0, 1, 2] == [b.paragraph_index for b in boundaries]
+
+
+def test_paragraph_mode_online_and_offline_agree_token_for_token(paragraph_policy, tokenizer):
+    from probexit.training.tinyworld.problems import random_problem
+    from probexit.training.tinyworld.traces import TraceStyle, sample_trace
+
+    rng = random.Random(8)
+    for _ in range(50):
+        problem = random_problem(rng)
+        trace = sample_trace(problem, TraceStyle(), rng)
+        ids, prompt = tokenizer.encode(trace.completion), prompt_ids(tokenizer, problem.question)
+        offline = paragraph_policy.segment(prompt, ids)
+        tracker = paragraph_policy.tracker(prompt)
+        online = [b for b in map(tracker.feed, ids) if b is not None]
+        assert online == offline and len(offline) == len(trace.paragraphs)
+
+
+@pytest.mark.parametrize("recorded", [{}, {"extractors": ["tinyworld"]}], ids=["empty", "before-modes"])
+def test_a_policy_recorded_before_modes_is_the_answer_mode(recorded):
+    assert BoundaryPolicyConfig.from_json(recorded).mode == "answer"
+
+
+def test_an_unknown_mode_is_refused_in_one_sentence():
+    from probexit.probes.boundary import UnknownBoundaryModeError
+
+    with pytest.raises(UnknownBoundaryModeError, match="unknown boundary mode 'sentence'"):
+        BoundaryPolicyConfig.from_json({"mode": "sentence"})

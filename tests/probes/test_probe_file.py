@@ -66,6 +66,10 @@ def test_corrupt_config(tmp_path):
         pytest.param({"format": "other"}, "not a probexit-probe", id="format"),
         pytest.param({"hidden_size": 32}, "disagree", id="sizes"),
         pytest.param({"risk_measure": "vibes"}, "risk measure 'vibes'", id="risk-measure"),
+        pytest.param(
+            {"boundary_policy": {"mode": "sentence"}}, "boundary mode 'sentence'.*newer probexit", id="unknown-mode"
+        ),
+        pytest.param({"labels": "oracle"}, "labels 'oracle'", id="unknown-labels"),
     ],
 )
 def test_a_config_that_does_not_fit_is_refused_in_one_sentence(tmp_path, change, message):
@@ -143,3 +147,18 @@ def test_the_embedded_probe_certifies_harm():
     from probexit.training.probe_job import ProbeJobConfig
 
     assert config.default_threshold == config.threshold_for_risk(ProbeJobConfig().default_max_risk)
+
+
+def test_the_mode_and_the_labels_round_trip_and_older_files_are_answer_and_reader(tmp_path):
+    from probexit.probes.boundary import BoundaryPolicyConfig
+
+    make_probe(boundary_policy=BoundaryPolicyConfig(mode="paragraph"), labels="forced").save(tmp_path / "new")
+    loaded = Probe.load(tmp_path / "new").config
+    assert (loaded.boundary_policy.mode, loaded.labels) == ("paragraph", "forced")
+    make_probe().save(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "probe.json").read_text())
+    config.pop("labels")
+    config["boundary_policy"].pop("mode")
+    (tmp_path / "old" / "probe.json").write_text(json.dumps(config))
+    loaded = Probe.load(tmp_path / "old").config
+    assert (loaded.boundary_policy.mode, loaded.labels) == ("answer", "reader")

@@ -33,13 +33,13 @@ def constant_probe(bias: float) -> Probe:
     return Probe(ProbeConfig("linear", HIDDEN, 0, ModelIdentity("t", HIDDEN, 1, "f")), module.weights())
 
 
-def drive(runtime, tokenizer, settings_by_row, hidden_rows=None, stop_at_exit=True):
-    """Feed TRACE to every row; returns per row the step (output length) at which it was forced to exit,
+def drive(runtime, tokenizer, settings_by_row, hidden_rows=None, stop_at_exit=True, text=TRACE):
+    """Feed `text` (TRACE) to every row; returns per row the step (output length) at which it was forced to exit,
     and all evaluations."""
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is 3 + 14 - 7?"}], tokenize=False, add_generation_prompt=True
     )
-    prompt_ids, trace = tokenizer.encode(prompt), tokenizer.encode(TRACE)
+    prompt_ids, trace = tokenizer.encode(prompt), tokenizer.encode(text)
     outputs = {row: [] for row in settings_by_row}
     states = {
         row: runtime.new_request(f"r{row}", s, prompt_ids, outputs[row])
@@ -277,3 +277,23 @@ def test_a_budget_caps_the_probe_rule_at_the_same_step_as_the_budget_rule(policy
         runtime, tokenizer, {0: ExitSettings(threshold=0.5, budget=12), 1: ExitSettings(rule="budget", budget=12)}
     )
     assert exits == {0: 12, 1: 12}
+
+
+PROSE = (
+    "Okay, so I need 3 + 14 - 7.\n\n"
+    "In my head: 3 + 14 is 17, minus 7 is 10. 10 is where the running total lands.\n\n"
+    "Wait, let me double-check. 3 + 14 = 17, 17 - 7 = 10. So the answer is 10.\n\n"
+    "</think>\n\nThe answer is \\boxed{10}."
+)
+
+
+def test_paragraph_mode_asks_the_probe_at_every_paragraph_and_text_rules_where_an_answer_is_read(tokenizer):
+    policy = BoundaryPolicy(BoundaryPolicyConfig(mode="paragraph", extractors=("reasoning",)), tokenizer)
+    runtime = EarlyExitRuntime(policy, constant_probe(bias=3.0))
+    settings = {0: ExitSettings(threshold=0.9), 1: ExitSettings(rule="first"), 2: ExitSettings(threshold=1.01)}
+    exits, evaluations, trace = drive(runtime, tokenizer, settings, text=PROSE)
+    steps = boundary_steps(policy, tokenizer, trace)
+    assert len(steps) == 3  # every paragraph break inside the thinking
+    # the probe exits at the opening paragraph; `first` waits for the first answer the reader reads (the third)
+    assert exits == {0: steps[0], 1: steps[2]}
+    assert [e.answer for e in evaluations if e.rid == "r2"] == [None, None, "10"]
