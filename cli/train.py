@@ -148,6 +148,7 @@ def run_probe(args) -> int:
         config.labeler, config.judge_url, config.judge_model, os.environ.get(JUDGE_API_KEY_ENV, "EMPTY")
     )
     model_dir = resolve_model_dir(run.model)
+    check_thinking_markers(model_dir, policy)  # in one line now, not after the engine has started
     from probexit.engine.offline import OfflineEngine
 
     with OfflineEngine(
@@ -236,6 +237,19 @@ def _summary(line: str, warnings: list[str]) -> int:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
+
+
+def check_thinking_markers(model_dir: Path, policy) -> None:
+    """Boundaries, and an answer forced at one, need the thinking markers as single tokens of the model's
+    tokenizer."""
+    from transformers import AutoTokenizer
+
+    from probexit.probes.boundary import BoundaryPolicy
+
+    try:
+        BoundaryPolicy(policy, AutoTokenizer.from_pretrained(model_dir))
+    except ValueError as error:
+        raise CLIError(f"{model_dir}: {error} (set --think-start / --think-end to the model's own markers)") from None
 
 
 def resolve_model_dir(model: str) -> Path:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from probexit.engine.adapter import platform_engine_defaults, require_supported_vllm, shutdown_offline_engine
+from probexit.engine.client import token_prompt
 from probexit.engine.constants import EVENTS_ADDRESS_ENV, ensure_cpu_kv_cache
 from probexit.engine.events import EventCollector
 from probexit.engine.requests import early_exit_engine_options, sampling_params
@@ -79,7 +80,7 @@ class OfflineEngine:
 
     def generate(
         self,
-        prompts: list[str],
+        prompts: list[str] | list[list[int]],
         *,
         temperature: float,
         top_p: float = 1.0,
@@ -89,8 +90,9 @@ class OfflineEngine:
         settings: ExitSettings | list[ExitSettings | None] | None = None,
         progress: bool = True,
     ) -> list[OfflineCompletion]:
-        """One generation per prompt, all in one batch. `settings` (one for all, or one per prompt, None
-        meaning untouched) turn early exit or record mode on; request `i` gets seed `seed + i`."""
+        """One generation per prompt (text, or token ids taken as they are), all in one batch. `settings` (one for
+        all, or one per prompt, None meaning untouched) turn early exit or record mode on; request `i` gets seed
+        `seed + i`."""
         per_prompt = settings if isinstance(settings, list) else [settings] * len(prompts)
         if len(per_prompt) != len(prompts):
             raise ValueError(f"{len(per_prompt)} settings for {len(prompts)} prompts")
@@ -111,7 +113,8 @@ class OfflineEngine:
                     logprobs=0 if logprobs else None,
                 )
             )
-        outputs = self.llm.generate(prompts, params, use_tqdm=progress)
+        inputs = [prompt if isinstance(prompt, str) else token_prompt(prompt) for prompt in prompts]
+        outputs = self.llm.generate(inputs, params, use_tqdm=progress)
         finished_at = time.monotonic()  # every request had finished by now
         return [
             self._generation(output, rid, tracked is not None, finished_at)

@@ -28,7 +28,8 @@ from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.equivalence import EQUIVALENCES, Equivalence
 from probexit.probes.fingerprint import model_identity
 from probexit.probes.markers import THINK_END, split_thinking
-from probexit.probes.probe import CalibrationPoint, Probe, ProbeConfig
+from probexit.probes.probe import FORCED_LABELS, LABEL_KINDS, READER_LABELS, CalibrationPoint, Probe, ProbeConfig
+from probexit.training.forced_answers import force_answers
 from probexit.training.probe_fit import (
     FitGrid,
     expected_calibration_error,
@@ -68,6 +69,17 @@ class ProbeJobConfig:
         },
     )
     judge_model: str | None = field(default=None, metadata={"help": "The judge's model name (labeler judge)."})
+    labels: str = field(
+        default=READER_LABELS,
+        metadata={
+            "choices": LABEL_KINDS,
+            "help": "What makes a boundary right: reader (the answer read in its chunk equals the gold one) or "
+            "forced (the answer the model gives when its thinking is ended there, what the user gets).",
+        },
+    )
+    forced_answer_tokens: int = field(
+        default=64, metadata={"help": "With --labels forced: the longest answer generated after a forced end."}
+    )
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     grid: FitGrid = field(default_factory=FitGrid)
     boundary_policy: BoundaryPolicyConfig = field(default_factory=BoundaryPolicyConfig)
@@ -92,6 +104,8 @@ class LabelledBoundaries:
     mean_logprob: np.ndarray
     end_prob: np.ndarray
     text: np.ndarray  # (N, 5) text-only features
+    reader_answered: np.ndarray  # (N,) bool: a text reader read an answer in the boundary's chunk
+    reader_correct: np.ndarray  # (N,) bool: that answer was right (False where none was read)
 
 
 def run_probe_job(
@@ -114,10 +128,14 @@ def run_probe_job(
         out / "traces",
         model_identity(model_dir).fingerprint,
     )
+    forced = None
+    if config.labels == FORCED_LABELS:
+        forced = force_answers(engine, traces, policy.think_end_id, config.forced_answer_tokens, out / "forced")
+    forced_by_trace = {(t.problem, t.sample): answers for t, answers in zip(traces, forced.answers)} if forced else None
     splits = split_by_problem(len(problems), config.split_seed)
     by_split = {name: [t for t in traces if t.problem in members] for name, members in splits.items()}
     think_end = config.boundary_policy.think_end
-    data = {name: label(split, problems, equivalence, think_end) for name, split in by_split.items()}
+    data = {name: label(split, problems, equivalence, think_end, forced_by_trace) for name, split in by_split.items()}
     best, grid_summary = fit_grid(
         data["train"].hidden,
         torch.tensor(data["train"].correct, dtype=torch.float32),
@@ -144,6 +162,10 @@ def run_probe_job(
         sampling=asdict(config.sampling),
         calibration=table,
         risk=risk_report(table, requests, config.risk_delta),
+        boundaries=config.boundary_policy.mode,
+        labels=config.labels,
+        label_agreement=label_agreement(list(data.values())),
+        **({"forced_labels_cost": forced.cost()} if forced else {}),
         wall_s=round(time.monotonic() - started, 1),
     )
     reliability_diagram(
@@ -160,6 +182,7 @@ def run_probe_job(
         width=best.config.width,
         model=model_identity(model_dir, model_name),
         boundary_policy=config.boundary_policy,
+        labels=config.labels,
         default_threshold=default_threshold,
         calibration=[
             CalibrationPoint(p["max_risk"], p["threshold"], p["harm_calibration"], p["harm_test"]) for p in table
@@ -203,17 +226,32 @@ def split_by_problem(n_problems: int, seed: int) -> dict[str, set[int]]:
 
 
 def label(
-    traces: list[TraceRecord], problems: list[ProblemRecord], equivalence: Equivalence, think_end: str = THINK_END
+    traces: list[TraceRecord],
+    problems: list[ProblemRecord],
+    equivalence: Equivalence,
+    think_end: str = THINK_END,
+    forced: dict[tuple[int, int], list[str | None]] | None = None,
 ) -> LabelledBoundaries:
+    """Each boundary labelled right or wrong: by the answer its chunk states (reader labels), or, with `forced`
+    answers per (problem, sample), by the answer the model gives when its thinking is ended there."""
     hidden, correct, trace_index, min_lp, mean_lp, end_prob, text = [], [], [], [], [], [], []
+    reader_answered, reader_correct = [], []
     final_correct = [
         final_right(trace.text, problems[trace.problem].answer, equivalence, think_end) for trace in traces
     ]
     for index, trace in enumerate(traces):
         previous: list[str] = []
-        for boundary in trace.boundaries:
+        gold = problems[trace.problem].answer
+        user_answers = forced[(trace.problem, trace.sample)] if forced is not None else None
+        for position, boundary in enumerate(trace.boundaries):
             hidden.append(boundary.hidden.float())
-            correct.append(equivalence.same(boundary.answer, problems[trace.problem].answer))
+            read_right = boundary.answer is not None and equivalence.same(boundary.answer, gold)
+            reader_answered.append(boundary.answer is not None)
+            reader_correct.append(read_right)
+            if user_answers is None:
+                correct.append(read_right)
+            else:
+                correct.append(user_answers[position] is not None and equivalence.same(user_answers[position], gold))
             trace_index.append(index)
             min_lp.append(boundary.min_logprob)
             mean_lp.append(boundary.mean_logprob)
@@ -222,12 +260,13 @@ def label(
                 [
                     boundary.paragraph_index,
                     boundary.boundary_index,
-                    float(bool(previous) and previous[-1] == boundary.answer),
-                    float(boundary.answer in previous),
+                    float(boundary.answer is not None and bool(previous) and previous[-1] == boundary.answer),
+                    float(boundary.answer is not None and boundary.answer in previous),
                     float(len(set(previous))),
                 ]
             )
-            previous.append(boundary.answer)
+            if boundary.answer is not None:  # a paragraph boundary may state none
+                previous.append(boundary.answer)
     if not hidden:
         raise ValueError(
             "no boundaries in these traces: the model never stated an intermediate answer the "
@@ -243,7 +282,22 @@ def label(
         np.array(mean_lp),
         np.array(end_prob),
         np.array(text, dtype=float),
+        np.array(reader_answered, dtype=bool),
+        np.array(reader_correct, dtype=bool),
     )
+
+
+def label_agreement(splits: list[LabelledBoundaries]) -> dict:
+    """Where a reader read an answer: how often its label equals the one used (the same labels for reader labels;
+    with forced labels, whether the answer the model gives there is right exactly when the one it stated is)."""
+    answered = np.concatenate([s.reader_answered for s in splits])
+    used = np.concatenate([s.correct for s in splits])[answered]
+    read = np.concatenate([s.reader_correct for s in splits])[answered]
+    return {
+        "boundaries": int(sum(len(s.correct) for s in splits)),
+        "with_a_read_answer": int(answered.sum()),
+        "agreement": float((used == read).mean()) if answered.any() else None,
+    }
 
 
 def final_right(text: str, gold: str, equivalence: Equivalence, think_end: str = THINK_END) -> bool:

@@ -33,7 +33,7 @@ class BoundaryRecord:
     boundary_index: int
     paragraph_index: int
     thinking_tokens: int
-    answer: str
+    answer: str | None  # what a reader reads in the chunk (None: nothing, possible in the paragraph mode)
     hidden: torch.Tensor  # (H,) float16 on disk, the boundary token's last-layer state
     end_prob: float  # the model's own P(</think>) at the boundary
     min_logprob: float  # the chunk's lowest sampled-token log-probability
@@ -110,14 +110,14 @@ def sample_traces(
     return records
 
 
-def open_cache(cache_dir: Path, key: dict) -> None:
-    """Empty `cache_dir` of chunks sampled under another key, then record `key` as its own."""
+def open_cache(cache_dir: Path, key: dict, chunks: str = "chunk_*.pt") -> None:
+    """Empty `cache_dir` of chunks made under another key, then record `key` as its own."""
     key_path = cache_dir / "key.json"
     if key_path.exists() and json.loads(key_path.read_text()) != key:
-        stale = sorted(cache_dir.glob("chunk_*.pt"))
+        stale = sorted(cache_dir.glob(chunks))
         tqdm.write(
-            f"{cache_dir}: {len(stale)} cached chunks came from another model, questions or sampling "
-            "settings; sampling again"
+            f"{cache_dir}: {len(stale)} cached chunks came from other inputs (model, questions, traces or "
+            "settings); making them again"
         )
         for path in stale:
             path.unlink()

@@ -12,13 +12,27 @@ import torch
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.fingerprint import model_identity
 from probexit.probes.probe import Probe
-from probexit.training.tinyworld.problems import generate_splits
+from probexit.training.tinyworld.problems import Problem
 
 pytestmark = pytest.mark.slow
 ENGINE_FLAGS = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "1024"]
 
 
-def train_probe(model_dir: Path, problems: Path, out: Path) -> subprocess.CompletedProcess:
+def write_problems(path: Path, n: int, seed: int) -> None:
+    """Sums every generation of the embedded model answers (operands to 20, 2-4 operations): a probe needs traces
+    that are sometimes right and sometimes wrong."""
+    import random
+
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        ops = tuple(rng.choice("+-") for _ in range(rng.randint(2, 4)))
+        problem = Problem(tuple(rng.randint(0, 20) for _ in range(len(ops) + 1)), ops)
+        lines.append(json.dumps({"question": problem.question, "answer": str(problem.answer)}) + "\n")
+    path.write_text("".join(lines))
+
+
+def train_probe(model_dir: Path, problems: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             sys.executable,
@@ -38,6 +52,7 @@ def train_probe(model_dir: Path, problems: Path, out: Path) -> subprocess.Comple
             "400",
             "--quick",
             *ENGINE_FLAGS,
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -49,8 +64,7 @@ def train_probe(model_dir: Path, problems: Path, out: Path) -> subprocess.Comple
 def job(test_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("probe_job")
     problems = root / "problems.jsonl"
-    split = generate_splits({"p": 60}, seed=11)["p"]
-    problems.write_text("".join(json.dumps({"question": p.question, "answer": str(p.answer)}) + "\n" for p in split))
+    write_problems(problems, 60, seed=11)
     done = train_probe(test_model_dir, problems, root / "out")
     assert done.returncode == 0, done.stderr[-3000:]
     return root, problems, done
@@ -133,3 +147,49 @@ def test_a_malformed_problem_file_is_one_line(tmp_path, test_model_dir):
     )
     assert done.returncode != 0
     assert done.stderr.strip().count("\n") == 0 and "bad.jsonl" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_forced_labels_on_paragraph_boundaries(test_model_dir, tmp_path_factory, reference_model):
+    """`--boundaries paragraph --labels forced`: every paragraph break is a boundary, labelled with the answer the
+    model writes when its thinking is ended there; those answers are the model's own greedy continuations."""
+    from transformers import AutoTokenizer
+
+    from probexit.probes.answers import final_answer
+    from probexit.training.forced_answers import forced_prefix
+
+    root = tmp_path_factory.mktemp("forced")
+    problems = root / "problems.jsonl"
+    write_problems(problems, 40, seed=12)
+    flags = ["--boundaries", "paragraph", "--labels", "forced", "--forced-answer-tokens", "24"]
+    done = train_probe(test_model_dir, problems, root / "out", *flags)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((root / "out" / "metrics.json").read_text())
+    assert metrics["boundaries"] == "paragraph" and metrics["labels"] == "forced"
+    cost = metrics["forced_labels_cost"]
+    assert cost["boundaries"] == metrics["label_agreement"]["boundaries"] > 0 and cost["seconds_per_boundary"] > 0
+    config = Probe.load(root / "out" / "probe").config
+    assert (config.boundary_policy.mode, config.labels) == ("paragraph", "forced")
+
+    tokenizer = AutoTokenizer.from_pretrained(test_model_dir)
+    traces = torch.load(sorted((root / "out" / "traces").glob("chunk_*.pt"))[0], weights_only=False)
+    forced = json.loads(sorted((root / "out" / "forced").glob("chunk_*.json"))[0].read_text())
+    policy = BoundaryPolicy(BoundaryPolicyConfig(mode="paragraph"), tokenizer)
+    checked = agreed = 0
+    for trace, answers in list(zip(traces, forced))[:4]:
+        assert len(answers) == len(trace.boundaries) == len(policy.segment(trace.prompt_ids, trace.token_ids))
+        for boundary, answer in list(zip(trace.boundaries, answers))[:3]:
+            prefix = torch.tensor([forced_prefix(trace, boundary.token_index, policy.think_end_id)])
+            with torch.no_grad():
+                out = reference_model.generate(prefix, max_new_tokens=24, do_sample=False)
+            text = tokenizer.decode(out[0, prefix.shape[1] :], skip_special_tokens=True)
+            checked += 1
+            agreed += final_answer(text) == answer
+    assert checked >= 6 and agreed >= checked - 1  # greedy in fp32 on two engines: a near-tie may differ
+
+
+def test_forced_labels_need_the_thinking_markers_in_one_line(tmp_path, test_model_dir):
+    problems = tmp_path / "p.jsonl"
+    problems.write_text('{"question": "What is 1 + 1?", "answer": "2"}\n')
+    done = train_probe(test_model_dir, problems, tmp_path / "out", "--labels", "forced", "--think-end", "</nope>")
+    assert done.returncode != 0 and not (tmp_path / "out").exists()
+    assert done.stderr.strip().count("\n") == 0 and "</nope>" in done.stderr and "Traceback" not in done.stderr
