@@ -65,6 +65,7 @@ def peer_settings(baseline_reasoning_tokens: float) -> list[Setting]:
 
 
 BASELINE = Setting("none", "-", {"enabled": False})
+COMPARED = "compared_probe"  # the rows of a second probe, run on its own server over the same problems and seeds
 DEFAULT = Setting("probe", "default", None)  # the server's own setting: the request says nothing about early exit
 
 
@@ -179,10 +180,10 @@ def bootstrap_ci(correct: np.ndarray, seed: int, reps: int = 2000) -> list[float
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def best_at_no_loss(rows: list[dict], baseline: dict) -> dict | None:
-    """The probe setting with the largest saving whose accuracy falls by at most one point."""
+def best_at_no_loss(rows: list[dict], baseline: dict, family: str = "probe") -> dict | None:
+    """The probe setting (of `family`) with the largest saving whose accuracy falls by at most one point."""
     # the tolerance: a change of exactly one point, computed in floating point, must count as one point
-    eligible = [r for r in rows if r["name"] == "probe" and r["accuracy_delta_pts"] >= -NO_LOSS_POINTS - 1e-9]
+    eligible = [r for r in rows if r["name"] == family and r["accuracy_delta_pts"] >= -NO_LOSS_POINTS - 1e-9]
     return max(eligible, key=lambda r: r["tokens_saved_pct"], default=None)
 
 
@@ -234,6 +235,7 @@ def pareto_plot(rows: list[dict], baseline: dict, oracle: dict, path: Path) -> N
         "consistency": ("tab:blue", "^--"),
         "confidence": ("tab:green", "v--"),
         "first": ("tab:purple", "P"),
+        COMPARED: ("tab:orange", "o-"),
     }
     for family, (colour, style) in styles.items():
         points = sorted((r["mean_reasoning_tokens"], r["accuracy"]) for r in rows if r["name"] == family)
@@ -309,7 +311,9 @@ def served_by(card) -> dict:
     return {"id": card.id, "root": getattr(card, "root", None), **fingerprints}
 
 
-def cached_runs(log: Path, sampling: dict, problems: list[ProblemRecord], served: dict) -> dict[str, list[dict]]:
+def cached_runs(
+    log: Path, sampling: dict, problems: list[ProblemRecord], served: dict, prefix: str = ""
+) -> dict[str, list[dict]]:
     """The finished runs of `log` made with these sampling settings, problems and served model and probe.
     Runs of anything else (or of an older format that did not record it) are not reused: they would
     silently describe another model."""
@@ -319,6 +323,8 @@ def cached_runs(log: Path, sampling: dict, problems: list[ProblemRecord], served
     digest = _problems_digest(problems)
     for line in log.read_text().splitlines():
         record = json.loads(line)
+        if record["key"].startswith(COMPARED + ":") != bool(prefix):
+            continue  # the other server's runs
         if (
             record.get("sampling") == sampling
             and record.get("n") == len(problems)
@@ -348,45 +354,9 @@ async def run_benchmark(
     settings: list[Setting] | None = None,
 ) -> dict:
     """Run the baseline and every setting (default: the full sweep), write report.json and pareto.png."""
-    from openai import APIConnectionError, AsyncOpenAI, BadRequestError
-
-    client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=2, timeout=600)
-    try:
-        card = (await client.models.list()).data[0]
-    except APIConnectionError:
-        raise ValueError(
-            f"cannot reach a server at {base_url}; start one with `probexit serve` or drop --server"
-        ) from None
-    model, served = card.id, served_by(card)
-    runner = Runner(client, model, problems, sampling, concurrency)
     out.mkdir(parents=True, exist_ok=True)
-    log = out / "runs.jsonl"
-    done = cached_runs(log, sampling, problems, served)
-
-    async def ensure(setting: Setting) -> list[dict] | None:
-        if setting.key not in done:
-            try:
-                done[setting.key] = await runner.run(setting)
-            except BadRequestError as error:  # e.g. max_risk on a probe without a calibration table
-                unavailable[setting.key] = error.message
-                return None
-            with open(log, "a") as handle:  # kept if the run is interrupted later
-                handle.write(
-                    json.dumps(
-                        {
-                            "key": setting.key,
-                            "sampling": sampling,
-                            "n": len(problems),
-                            "problems": _problems_digest(problems),
-                            "served": served,
-                            "results": done[setting.key],
-                        }
-                    )
-                    + "\n"
-                )
-        return done[setting.key]
-
     unavailable: dict[str, str] = {}
+    ensure = await _run_cache(base_url, api_key, problems, out, sampling, concurrency, unavailable)
     baseline_results = await ensure(BASELINE)
     if baseline_results is None:
         raise ValueError(f"the server refused the baseline (no early exit): {unavailable[BASELINE.key]}")
@@ -398,6 +368,96 @@ async def run_benchmark(
             runs[setting.key] = (setting, results)
     report = build_report(runs, sampling, problems_file)
     report["unavailable"] = unavailable
+    _write(report, out)
+    return report
+
+
+async def add_compared_probe(
+    base_url: str,
+    api_key: str,
+    problems: list[ProblemRecord],
+    out: Path,
+    sampling: dict,
+    concurrency: int,
+    report: dict,
+    settings: list[Setting] | None = None,
+) -> dict:
+    """Run another probe's default and sweep on a server that serves it (same model, problems and seeds) and add
+    them to `report` as the rows named COMPARED, each against the same baseline, with that probe's best setting
+    within a point of it; rewrites report.json and pareto.png."""
+    unavailable = report.setdefault("unavailable", {})
+    ensure = await _run_cache(base_url, api_key, problems, out, sampling, concurrency, unavailable, COMPARED)
+    baseline_results = await ensure(BASELINE)
+    if baseline_results is None:
+        raise ValueError(f"the compared server refused the baseline: {unavailable[COMPARED + ':' + BASELINE.key]}")
+    baseline = report["baseline"]
+    rows = []
+    for setting in tqdm(settings or compared_settings(), desc="compared probe", unit="setting"):
+        results = await ensure(setting)
+        if results is not None:
+            rows.append(
+                summarize(setting, results, baseline, sampling["seed"]) | changed_answers(results, baseline_results)
+            )
+    report["policies"] = [r for r in report["policies"] if r["name"] != COMPARED] + rows
+    best = best_at_no_loss(rows, baseline, COMPARED)
+    oracle_saving = report["oracle"]["tokens_saved_pct"]
+    report["compared_probe"] = {
+        "served": ensure.served,
+        "baseline_accuracy": summarize(BASELINE, baseline_results, None)["accuracy"],
+        "best_at_no_loss": best,
+        "best_share_of_oracle_saving": best["tokens_saved_pct"] / oracle_saving if best and oracle_saving > 0 else None,
+    }
+    _write(report, out)
+    return report
+
+
+def compared_settings() -> list[Setting]:
+    """The probe's own settings (the server's default, the thresholds, the risk levels) under the COMPARED name."""
+    probe = [DEFAULT] + [s for s in peer_settings(1.0) if s.name == "probe" and s != DEFAULT]
+    return [Setting(COMPARED, s.param, s.early_exit) for s in probe]
+
+
+async def _run_cache(base_url, api_key, problems, out, sampling, concurrency, unavailable, prefix: str = ""):
+    """A function running a setting on the server at `base_url` once: finished runs of this server's model and probe
+    come from DIR/runs.jsonl, new ones are appended to it as they finish. It carries the server's `served`."""
+    from openai import APIConnectionError, AsyncOpenAI, BadRequestError
+
+    client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=2, timeout=600)
+    try:
+        card = (await client.models.list()).data[0]
+    except APIConnectionError:
+        raise ValueError(
+            f"cannot reach a server at {base_url}; start one with `probexit serve` or drop --server"
+        ) from None
+    served = served_by(card)
+    runner = Runner(client, card.id, problems, sampling, concurrency)
+    log = out / "runs.jsonl"
+    done = cached_runs(log, sampling, problems, served, prefix)
+
+    async def ensure(setting: Setting) -> list[dict] | None:
+        key = f"{prefix}:{setting.key}" if prefix else setting.key
+        if key not in done:
+            try:
+                done[key] = await runner.run(setting)
+            except BadRequestError as error:  # e.g. max_risk on a probe without a calibration table
+                unavailable[key] = error.message
+                return None
+            record = {
+                "key": key,
+                "sampling": sampling,
+                "n": len(problems),
+                "problems": _problems_digest(problems),
+                "served": served,
+                "results": done[key],
+            }
+            with open(log, "a") as handle:  # kept if the run is interrupted later
+                handle.write(json.dumps(record) + "\n")
+        return done[key]
+
+    ensure.served = served
+    return ensure
+
+
+def _write(report: dict, out: Path) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     pareto_plot(report["policies"], report["baseline"], report["oracle"], out / "pareto.png")
-    return report

@@ -47,6 +47,14 @@ class RequestSampling:
 @dataclass(frozen=True)
 class SavingsSettings:
     out: Path = field(metadata={"metavar": "DIR", "help": "Writes DIR/report.json, DIR/pareto.png, DIR/runs.jsonl."})
+    compare_probe: Path | None = field(
+        default=None,
+        metadata={
+            "metavar": "DIR",
+            "help": "Another probe for the same model: a second server serving it runs its default and sweep on the "
+            "same problems and seeds, reported as the rows named compared_probe.",
+        },
+    )
 
 
 @dataclass(frozen=True)

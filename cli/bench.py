@@ -128,6 +128,8 @@ def _run_savings(settings, requests, target: ServerTarget) -> int:
     from probexit.benchmarks import savings
 
     problems_file, problems = _problems(requests)
+    if settings.compare_probe is not None and target.server is not None:
+        raise CLIError("--compare-probe starts a server for that probe here; it needs no --server")
     with _server(target, settings.out) as (base_url, _):
         report = asyncio.run(
             savings.run_benchmark(
@@ -140,6 +142,20 @@ def _run_savings(settings, requests, target: ServerTarget) -> int:
                 display_path(problems_file),
             )
         )
+    if settings.compare_probe is not None:
+        flags = ("--probe", str(settings.compare_probe))
+        with _server(target, settings.out / "compared_probe", flags) as (base_url, _):
+            report = asyncio.run(
+                savings.add_compared_probe(
+                    base_url + "/v1",
+                    target.key or "none",
+                    problems,
+                    settings.out,
+                    requests.sampling,
+                    requests.concurrency,
+                    report,
+                )
+            )
     return _report(_savings_lines(report), settings.out / "report.json", settings.out / "pareto.png")
 
 
@@ -153,6 +169,12 @@ def _savings_lines(report: dict) -> list[str]:
         lines.append(
             f"probe at no loss ({best['param']}): saves {best['tokens_saved_pct']:.1f}% of reasoning tokens, "
             f"accuracy {best['accuracy_delta_pts']:+.1f} points"
+        )
+    compared = (report.get("compared_probe") or {}).get("best_at_no_loss")
+    if compared:
+        lines.append(
+            f"compared probe at no loss ({compared['param']}): saves {compared['tokens_saved_pct']:.1f}%, accuracy "
+            f"{compared['accuracy_delta_pts']:+.1f} points"
         )
     default = next((r for r in report["policies"] if (r["name"], r["param"]) == ("probe", "default")), None)
     if default:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from probexit.benchmarks.savings import Setting, run_benchmark
+from probexit.benchmarks.savings import COMPARED, Setting, add_compared_probe, compared_settings, run_benchmark
 from probexit.training.problem_files import ProblemRecord
 from probexit.training.tinyworld.problems import generate_splits
 
@@ -58,3 +58,24 @@ def test_savings_report_end_to_end(server, tmp_path):
     assert len(lines) == 1 + len(SETTINGS) - 1  # every run kept, the refused one not
     assert run()["baseline"] == report["baseline"]  # a rerun resumes from runs.jsonl
     assert (out / "runs.jsonl").read_text().splitlines() == lines
+
+
+@pytest.mark.slow
+def test_a_second_probe_is_reported_beside_the_first_on_the_same_problems_and_seeds(server, tmp_path):
+    """`--compare-probe`: here the second server is the same one, so its rows must equal the probe's own."""
+    problems = [ProblemRecord(p.question, str(p.answer)) for p in generate_splits({"bench": 4}, seed=5)["bench"]]
+    sampling = {"seed": 0, "temperature": 0.6, "top_p": 0.95, "max_tokens": 200}
+    out, probe = tmp_path / "savings", Setting("probe", "threshold=0.5", {"rule": "probe", "threshold": 0.5})
+    args = (server.base_url + "/v1", server.api_key, problems, out, sampling, 4)
+    report = asyncio.run(run_benchmark(*args, "synthetic", settings=[probe, Setting("oracle", "-", None)]))
+    compared = [Setting(COMPARED, "threshold=0.5", probe.early_exit)]
+    report = asyncio.run(add_compared_probe(*args, report, settings=compared))
+    rows = {row["name"]: row for row in report["policies"]}
+    for field in ("accuracy", "mean_reasoning_tokens", "exits", "harms", "tokens_saved_pct"):
+        assert rows[COMPARED][field] == rows["probe"][field]
+    compared_run = report["compared_probe"]
+    assert compared_run["served"]["id"] and compared_run["baseline_accuracy"] == report["baseline"]["accuracy"]
+    assert (
+        json.loads((out / "report.json").read_text())["compared_probe"]["best_at_no_loss"]["param"] == "threshold=0.5"
+    )
+    assert {s.param for s in compared_settings()} >= {"default", "threshold=0.5", "max_risk=0.005"}
