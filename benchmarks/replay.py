@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from probexit.probes.answers import final_answer
-from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
+from probexit.probes.boundary import ANSWER, BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.equivalence import Equivalence, MathEquivalence
 from probexit.probes.markers import THINK_END, THINK_START, split_thinking
 from probexit.probes.rules import answers_agree
@@ -42,7 +42,7 @@ class Trace:
 class ReplayedBoundary:
     end: int  # character offset in the thinking just past the boundary
     end_units: int  # the same in the report's unit (characters or tokens)
-    answer: str
+    answer: str | None  # None: a paragraph boundary whose paragraph states nothing a reader reads
     correct: bool
 
 
@@ -176,7 +176,7 @@ def replay_trace(trace: Trace, policy: BoundaryPolicy, tokenizer, equivalence: E
                     ends[boundary.token_index],
                     boundary.token_index + 1,
                     boundary.answer,
-                    equivalence.same(boundary.answer, trace.gold),
+                    boundary.answer is not None and equivalence.same(boundary.answer, trace.gold),
                 )
             )
     final = final_answer(trace.final) if trace.final is not None else None
@@ -204,6 +204,8 @@ def first_exit(replayed: Replayed, rule: str, k: int = 0) -> int | None:
     `first` (the first answer), `consistency` (the last k answers agree, as the decode step compares them)."""
     answers: list[str] = []
     for index, boundary in enumerate(replayed.boundaries):
+        if boundary.answer is None:
+            continue  # a paragraph boundary that states nothing: no text rule can decide there
         answers.append(boundary.answer)
         if (
             rule == "first"
@@ -230,7 +232,7 @@ def summarize(name: str, param: str, outcomes: list[tuple[int, bool]], replays: 
     }
 
 
-def build_report(replays: list[Replayed], unit: str, extractors: tuple[str, ...], traces_file: str) -> dict:
+def build_report(replays: list[Replayed], unit: str, policy: BoundaryPolicyConfig, traces_file: str) -> dict:
     def rule_row(rule: str, k: int = 0) -> dict:
         outcomes = [exit_at(r, first_exit(r, rule, k)) for r in replays]
         return summarize(rule, f"k={k}" if k else "-", outcomes, replays)
@@ -244,7 +246,8 @@ def build_report(replays: list[Replayed], unit: str, extractors: tuple[str, ...]
     return {
         "traces_file": traces_file,
         "unit": unit,
-        "extractors": list(extractors),
+        "boundary_mode": policy.mode,
+        "extractors": list(policy.extractors),
         "n_traces": len(replays),
         "n_correct": sum(r.correct for r in replays),
         "paragraphs": paragraphs,
@@ -270,8 +273,15 @@ def _trace_json(replayed: Replayed, unit: str) -> dict:
     }
 
 
-def run_replay(traces_file: Path, out: Path, extractors: tuple[str, ...], tokenizer_name: str | None = None) -> dict:
-    """Replay every trace of `traces_file`; write `out/report.json` and `out/replay.png`."""
+def run_replay(
+    traces_file: Path,
+    out: Path,
+    extractors: tuple[str, ...],
+    tokenizer_name: str | None = None,
+    mode: str = ANSWER,
+) -> dict:
+    """Replay every trace of `traces_file` at the boundaries of `mode`; write `out/report.json` and
+    `out/replay.png`."""
     traces = load_traces(traces_file)
     if tokenizer_name is None:
         tokenizer, unit = CharTokenizer([t.thinking for t in traces]), "chars"
@@ -279,10 +289,15 @@ def run_replay(traces_file: Path, out: Path, extractors: tuple[str, ...], tokeni
         from transformers import AutoTokenizer
 
         tokenizer, unit = AutoTokenizer.from_pretrained(tokenizer_name), "tokens"
-    policy = BoundaryPolicy(BoundaryPolicyConfig(extractors=extractors), tokenizer)
+    policy = BoundaryPolicy(BoundaryPolicyConfig(mode=mode, extractors=extractors), tokenizer)
     equivalence = MathEquivalence()
     replays = [replay_trace(trace, policy, tokenizer, equivalence) for trace in traces]
-    report = build_report(replays, unit, policy.config.extractors, str(traces_file))
+    if not any(r.paragraphs for r in replays):
+        raise ValueError(
+            f"{traces_file}: no trace's thinking has a paragraph break (a blank line), so there is no boundary to "
+            "exit at; early exit reads thinking written in paragraphs"
+        )
+    report = build_report(replays, unit, policy.config, str(traces_file))
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(report, out / "replay.png")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
+from probexit.probes.boundary import ANSWER, BOUNDARY_MODES
 
 
 def _positive(**values) -> None:
@@ -96,6 +97,14 @@ class ReplaySettings:
         metadata={
             "help": "Answer extractors, in order: reasoning for real reasoning models' prose, "
             "tinyworld,boxed,answer_is for the tiny world."
+        },
+    )
+    boundaries: str = field(
+        default=ANSWER,
+        metadata={
+            "choices": BOUNDARY_MODES,
+            "help": "Where to exit: answer (a paragraph whose answer the extractors read) or paragraph (every "
+            "paragraph break; a rule that needs an answer still waits for one).",
         },
     )
 

@@ -222,7 +222,9 @@ def _run_shadow(settings, requests, target: ServerTarget) -> int:
 def _run_replay(settings) -> int:
     from probexit.benchmarks import replay
 
-    report = replay.run_replay(settings.traces, settings.out, settings.extractors, settings.tokenizer)
+    report = replay.run_replay(
+        settings.traces, settings.out, settings.extractors, settings.tokenizer, settings.boundaries
+    )
     return _report(replay.summary_lines(report), settings.out / "report.json", settings.out / "replay.png")
 
 

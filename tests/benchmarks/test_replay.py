@@ -192,6 +192,11 @@ def test_cli_tiny_world_extractors_find_no_prose_answers(tmp_path):
         ),
         pytest.param([["a", "list"]], "traces.jsonl:1: expected a JSON object", id="not-an-object"),
         pytest.param([], "no traces", id="empty-file"),
+        pytest.param(
+            [{"completion": "<think>one line of thought</think>\n\nSo 3.", "answer": "3"}],
+            "no trace's thinking has a paragraph break",
+            id="no-paragraph-breaks",
+        ),
     ],
 )
 def test_bad_input_is_one_line_naming_the_line(lines, message, tmp_path, capsys):
@@ -228,3 +233,21 @@ def test_replay_starts_no_engine_and_imports_no_server(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_paragraph_boundaries_are_every_break_and_text_rules_wait_for_an_answer(tmp_path, report):
+    """`--boundaries paragraph`: a boundary at every paragraph break, its answer where the reader reads one; the
+    answer-mode boundaries are among them, at the same offsets and with the same answers."""
+    traces = write(tmp_path, completion_lines(think_tag=True))
+    assert (
+        main(["bench", "replay", "--traces", str(traces), "--boundaries", "paragraph", "--out", str(tmp_path / "p")])
+        == 0
+    )
+    paragraph = json.loads((tmp_path / "p" / "report.json").read_text())
+    assert paragraph["boundary_mode"] == "paragraph" and report["boundary_mode"] == "answer"
+    assert paragraph["boundaries"] == paragraph["paragraphs"] > report["boundaries"]
+    for every, answered in zip(paragraph["traces"], report["traces"]):
+        stated = [b for b in every["boundaries"] if b["answer"] is not None]
+        assert stated == answered["boundaries"]
+    assert {r["param"]: r for r in paragraph["policies"]}["k=2"] == {r["param"]: r for r in report["policies"]}["k=2"]
+    assert paragraph["oracle"] == report["oracle"]
