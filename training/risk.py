@@ -2,7 +2,9 @@
 
 The risk of a threshold λ is its *harm rate*: the share of requests whose answer early exit turns from right
 into wrong, compared with the same request thinking to its end. A request is harmed when its first boundary
-scoring at least λ states a wrong intermediate answer while the full trace's final answer is right. A request
+scoring at least λ is labelled wrong while the full trace's final answer is right; the label is the answer
+the user gets there (forced labels: the answer the model writes when its thinking is ended there) or, with
+reader labels, the answer the chunk states. A request
 the model gets wrong anyway is not harmed by stopping early, and one whose exit lands on a right answer that
 the full trace would have lost is helped. The denominator is every request, exiting or not. A final answer is
 read as a client reads it (`probes.answers.final_answer`), the very reading shadow mode and `bench savings`
@@ -27,7 +29,8 @@ whose score reaches it; the exit is credited with that boundary's answer (the mo
 answer after the forced end of thinking).
 
 Not covered: another problem distribution, another model or other sampling settings (the exchangeability
-fails), and a final answer written after a forced exit that differs from the answer the boundary stated.
+fails), and, with reader labels only, a final answer written after a forced exit that differs from the answer
+the boundary stated (forced labels measure that answer itself).
 """
 
 from __future__ import annotations
