@@ -22,6 +22,8 @@ from pathlib import Path
 
 from probexit.assets import EMBEDDED_OFFLINE_ENGINE
 from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
+from probexit.probes.boundary import PARAGRAPH, BoundaryPolicyConfig
+from probexit.probes.probe import FORCED_LABELS
 from probexit.training.empo import EMPOConfig
 from probexit.training.tinyworld.policy import PolicyConfig
 from probexit.training.tinyworld.problems import Problem, generate_splits, parse_question, write_jsonl
@@ -58,6 +60,10 @@ class BuildConfig:
     card_problems: int = CARD_PROBLEMS
     probe_problems: int = 2000  # training-split problems the probe's traces are sampled on
     probe_samples: int = 4  # traces per problem
+    # The served probe is asked at every paragraph break and trained on what the user gets when it exits there, so
+    # no exit waits for a reader to recognise how a conclusion is worded.
+    probe_boundaries: BoundaryPolicyConfig = field(default_factory=lambda: BoundaryPolicyConfig(mode=PARAGRAPH))
+    probe_labels: str = FORCED_LABELS
 
 
 class Build:
@@ -180,15 +186,16 @@ class Build:
             samples_per_problem=self.config.probe_samples, max_tokens=TRACE_MAX_TOKENS, seed=self.config.seed + 21
         )
         job_dir = self.work / "probe_job"
-        with OfflineEngine(self.out / "policy", **tiny_engine_kwargs()) as engine:
+        config = ProbeJobConfig(
+            sampling=sampling,
+            split_seed=self.config.seed,
+            boundary_policy=self.config.probe_boundaries,
+            labels=self.config.probe_labels,
+        )
+        policy = config.boundary_policy.to_json()
+        with OfflineEngine(self.out / "policy", boundary_policy=policy, **tiny_engine_kwargs()) as engine:
             run_probe_job(
-                engine,
-                self.out / "policy",
-                problems,
-                MathEquivalence(),
-                job_dir,
-                ProbeJobConfig(sampling=sampling, split_seed=self.config.seed),
-                model_name="tinyworld",
+                engine, self.out / "policy", problems, MathEquivalence(), job_dir, config, model_name="tinyworld"
             )
         target = self.out / "probe"
         if target.exists():
