@@ -31,15 +31,6 @@ class UnknownBoundaryModeError(ValueError):
 class BoundaryPolicyConfig:
     """What the probe file records about how boundaries were found."""
 
-    mode: str = field(
-        default=ANSWER,
-        metadata={
-            "flag": "--boundaries",
-            "choices": BOUNDARY_MODES,
-            "help": "Where the probe is asked: answer (a paragraph break whose paragraph states an answer the "
-            "extractors read) or paragraph (every paragraph break inside the thinking).",
-        },
-    )
     think_start: str = field(default=THINK_START, metadata={"help": "The marker that opens the thinking."})
     think_end: str = field(default=THINK_END, metadata={"help": "The marker that closes the thinking."})
     paragraph_break: str = "\n\n"
@@ -48,6 +39,15 @@ class BoundaryPolicyConfig:
         metadata={
             "help": "Answer extractors, tried in order at each paragraph break (comma-separated): the tiny world's "
             "tinyworld,boxed,answer_is, or reasoning for a real reasoning model's prose."
+        },
+    )
+    mode: str = field(
+        default=ANSWER,
+        metadata={
+            "flag": "--boundaries",
+            "choices": BOUNDARY_MODES,
+            "help": "Where the probe is asked: answer (a paragraph break whose paragraph states an answer the "
+            "extractors read) or paragraph (every paragraph break inside the thinking).",
         },
     )
 

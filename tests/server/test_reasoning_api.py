@@ -276,7 +276,7 @@ def test_fields_clients_send_by_default_are_accepted(server, fields):
         pytest.param("/v1/completions", {"prompt": "hi", "best_of": 3}, "best_of", id="best-of"),
         pytest.param("/v1/completions", {"prompt": "hi", "suffix": "x"}, "suffix", id="suffix"),
         pytest.param("/v1/completions", {"prompt": "hi", "echo": True}, "echo", id="echo"),
-        pytest.param("/v1/chat/completions", {"verbosity": "low"}, "verbosity", id="truly-unknown"),
+        pytest.param("/v1/chat/completions", {"temperture": 0.5}, "temperture", id="truly-unknown"),
     ],
 )
 def test_fields_that_would_change_the_answer_are_refused_with_a_reason(server, path, fields, param):

@@ -23,4 +23,4 @@ def test_chunks_of_another_model_are_sampled_again(tmp_path, capsys):
     assert not list(tmp_path.glob("chunk_*.pt"))
     assert json.loads((tmp_path / "key.json").read_text())["model"] == "tuned"
     captured = capsys.readouterr()
-    assert "2 cached chunks came from another model" in captured.out + captured.err
+    assert "2 cached chunks came from other inputs" in captured.out + captured.err
