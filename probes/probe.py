@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from probexit.kernels.weights import ProbeWeights
 from probexit.probes.boundary import BoundaryPolicyConfig, UnknownBoundaryModeError
+from probexit.probes.features import UnknownFeatureError, check_groups, feature_count
 from probexit.probes.fingerprint import ModelIdentity
 from probexit.probes.rules import DEFAULT_THRESHOLD, NEVER
 
@@ -64,6 +65,9 @@ class ProbeConfig:
     # model gives when its thinking is ended there was right (forced: what the user gets). The calibration table
     # certifies harm in the same terms.
     labels: str = READER_LABELS
+    # What the probe reads beside the hidden state (probes.features groups, in order); the weights' inputs are the
+    # hidden state's `hidden_size` numbers followed by these.
+    inputs: tuple[str, ...] = ()
     default_threshold: float = DEFAULT_THRESHOLD
     calibration: list[CalibrationPoint] = field(default_factory=list)
     calibration_method: str = ""
@@ -81,6 +85,10 @@ class ProbeConfig:
             raise ProbeFileError(f"probe risk measure {self.risk_measure!r} is not one of {', '.join(RISK_MEASURES)}")
         if self.labels not in LABEL_KINDS:
             raise ProbeFileError(f"probe labels {self.labels!r} are not one of {', '.join(LABEL_KINDS)}")
+        try:
+            check_groups(self.inputs)
+        except UnknownFeatureError as error:
+            raise ProbeFileError(f"{error}: this server cannot give the probe what it reads") from error
 
     def threshold_for_risk(self, max_risk: float) -> float:
         """The threshold certified for a tolerated risk (the largest table risk <= max_risk)."""
@@ -117,6 +125,7 @@ class ProbeConfig:
                 model=ModelIdentity(**data["model"]),
                 boundary_policy=policy,
                 labels=data.get("labels", READER_LABELS),  # a file written before the field had reader labels
+                inputs=tuple(data.get("inputs", ())),
                 default_threshold=float(data.get("default_threshold", DEFAULT_THRESHOLD)),
                 calibration=[CalibrationPoint.from_json(p) for p in data.get("calibration", [])],
                 calibration_method=data.get("calibration_method", ""),
@@ -192,10 +201,11 @@ class Probe:
             )
         except Exception as error:  # safetensors raises its own types for truncated or garbled files
             raise ProbeFileError(f"probe weights {directory / WEIGHTS_FILE} are corrupt: {error}") from error
-        if weights.hidden_size != config.hidden_size or weights.width != config.width:
+        inputs = config.hidden_size + feature_count(config.inputs)
+        if weights.hidden_size != inputs or weights.width != config.width:
             raise ProbeFileError(
-                f"probe weights (hidden {weights.hidden_size}, width {weights.width}) disagree with "
-                f"{CONFIG_FILE} (hidden {config.hidden_size}, width {config.width})"
+                f"probe weights ({weights.hidden_size} inputs, width {weights.width}) disagree with {CONFIG_FILE} "
+                f"({inputs} inputs: hidden {config.hidden_size} and {list(config.inputs)}; width {config.width})"
             )
         if not all(math.isfinite(v) for v in torch.cat([t.flatten() for t in tensors.values()]).tolist()):
             raise ProbeFileError(f"probe weights {directory / WEIGHTS_FILE} contain NaN or infinite values")

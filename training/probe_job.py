@@ -26,6 +26,7 @@ import torch
 from probexit.probes.answers import final_answer
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.equivalence import EQUIVALENCES, Equivalence
+from probexit.probes.features import ANSWER_HISTORY, POSITION, boundary_features, feature_count
 from probexit.probes.fingerprint import model_identity
 from probexit.probes.markers import THINK_END, split_thinking
 from probexit.probes.probe import FORCED_LABELS, LABEL_KINDS, READER_LABELS, CalibrationPoint, Probe, ProbeConfig
@@ -50,6 +51,7 @@ from probexit.training.risk import (
 from probexit.training.trace_cache import SamplingConfig, TraceRecord, sample_traces
 
 SPLITS = {"train": 0.6, "validation": 0.1, "calibration": 0.15, "test": 0.15}
+TEXT_FEATURES = (POSITION, ANSWER_HISTORY)  # the text-only baseline's inputs
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,14 @@ class ProbeJobConfig:
             "choices": LABEL_KINDS,
             "help": "What makes a boundary right: reader (the answer read in its chunk equals the gold one) or "
             "forced (the answer the model gives when its thinking is ended there, what the user gets).",
+        },
+    )
+    inputs: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "flag": "--probe-inputs",
+            "help": "What the probe reads beside the boundary's hidden state (comma-separated, in order): "
+            "end_of_thinking (the model's own P(</think>)), position, answer_history. Default: nothing else.",
         },
     )
     forced_answer_tokens: int = field(
@@ -106,6 +116,12 @@ class LabelledBoundaries:
     text: np.ndarray  # (N, 5) text-only features
     reader_answered: np.ndarray  # (N,) bool: a text reader read an answer in the boundary's chunk
     reader_correct: np.ndarray  # (N,) bool: that answer was right (False where none was read)
+    features: torch.Tensor  # (N, K) the probe's inputs beside the hidden state (K = 0: none)
+
+    @property
+    def probe_inputs(self) -> torch.Tensor:
+        """(N, H + K): what the probe reads, the hidden state followed by its other inputs."""
+        return torch.cat([self.hidden, self.features], dim=1)
 
 
 def run_probe_job(
@@ -135,18 +151,21 @@ def run_probe_job(
     splits = split_by_problem(len(problems), config.split_seed)
     by_split = {name: [t for t in traces if t.problem in members] for name, members in splits.items()}
     think_end = config.boundary_policy.think_end
-    data = {name: label(split, problems, equivalence, think_end, forced_by_trace) for name, split in by_split.items()}
+    data = {
+        name: label(split, problems, equivalence, think_end, forced_by_trace, config.inputs)
+        for name, split in by_split.items()
+    }
     best, grid_summary = fit_grid(
-        data["train"].hidden,
+        data["train"].probe_inputs,
         torch.tensor(data["train"].correct, dtype=torch.float32),
-        data["validation"].hidden,
+        data["validation"].probe_inputs,
         torch.tensor(data["validation"].correct, dtype=torch.float32),
         config.grid,
     )
     recalibration = platt_calibrate(
-        best.model, data["validation"].hidden, torch.tensor(data["validation"].correct, dtype=torch.float32)
+        best.model, data["validation"].probe_inputs, torch.tensor(data["validation"].correct, dtype=torch.float32)
     )
-    scores = {name: predict(best.model, split.hidden) for name, split in data.items()}
+    scores = {name: predict(best.model, split.probe_inputs) for name, split in data.items()}
     requests = {name: trace_scores(data[name], scores[name]) for name in ("calibration", "test")}
     table = calibration_table(requests["calibration"], config.risks, config.risk_delta)
     for point in table:
@@ -183,6 +202,7 @@ def run_probe_job(
         model=model_identity(model_dir, model_name),
         boundary_policy=config.boundary_policy,
         labels=config.labels,
+        inputs=config.inputs,
         default_threshold=default_threshold,
         calibration=[
             CalibrationPoint(p["max_risk"], p["threshold"], p["harm_calibration"], p["harm_test"]) for p in table
@@ -231,11 +251,12 @@ def label(
     equivalence: Equivalence,
     think_end: str = THINK_END,
     forced: dict[tuple[int, int], list[str | None]] | None = None,
+    inputs: tuple[str, ...] = (),
 ) -> LabelledBoundaries:
     """Each boundary labelled right or wrong: by the answer its chunk states (reader labels), or, with `forced`
     answers per (problem, sample), by the answer the model gives when its thinking is ended there."""
     hidden, correct, trace_index, min_lp, mean_lp, end_prob, text = [], [], [], [], [], [], []
-    reader_answered, reader_correct = [], []
+    reader_answered, reader_correct, features = [], [], []
     final_correct = [
         final_right(trace.text, problems[trace.problem].answer, equivalence, think_end) for trace in traces
     ]
@@ -256,15 +277,16 @@ def label(
             min_lp.append(boundary.min_logprob)
             mean_lp.append(boundary.mean_logprob)
             end_prob.append(boundary.end_prob)
-            text.append(
-                [
-                    boundary.paragraph_index,
-                    boundary.boundary_index,
-                    float(boundary.answer is not None and bool(previous) and previous[-1] == boundary.answer),
-                    float(boundary.answer is not None and boundary.answer in previous),
-                    float(len(set(previous))),
-                ]
-            )
+            known = {
+                "paragraph_index": boundary.paragraph_index,
+                "boundary_index": boundary.boundary_index,
+                "thinking_tokens": boundary.thinking_tokens,
+                "answer": boundary.answer,
+                "previous_answers": previous,
+                "end_prob": boundary.end_prob,
+            }
+            text.append(boundary_features(TEXT_FEATURES, **known))
+            features.append(boundary_features(inputs, **known))
             if boundary.answer is not None:  # a paragraph boundary may state none
                 previous.append(boundary.answer)
     if not hidden:
@@ -284,6 +306,7 @@ def label(
         np.array(text, dtype=float),
         np.array(reader_answered, dtype=bool),
         np.array(reader_correct, dtype=bool),
+        torch.tensor(features, dtype=torch.float32).reshape(len(hidden), feature_count(inputs)),
     )
 
 
