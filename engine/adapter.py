@@ -21,12 +21,11 @@ at start-up, or any future change), no row exits: the failure mode is "never ear
 
 from __future__ import annotations
 
-import os
 import time
 
 import torch
 
-from probexit.engine.constants import EVENTS_ADDRESS_ENV, EXTRA_ARGS_KEY, SUPPORTED_VLLM_VERSION
+from probexit.engine.constants import EXTRA_ARGS_KEY, SUPPORTED_VLLM_VERSION
 from probexit.engine.requests import parse_request_args
 
 
@@ -109,11 +108,10 @@ class EarlyExitLogitsProcessor(_processor_base()):
             raise UnsupportedVLLMError("probexit early exit does not support speculative decoding")
         install_hidden_state_tap()
         self.runtime = _build_runtime(vllm_config, options, device)
-        address = os.environ.get(EVENTS_ADDRESS_ENV)
-        if address and _is_reporting_rank():
+        if _is_reporting_rank():
             from probexit.engine.events import EventPublisher
 
-            self.publisher = EventPublisher(address)
+            self.publisher = EventPublisher.from_environment()  # None when no collector handed a ticket down
 
     def is_argmax_invariant(self) -> bool:
         return False  # forcing </think> changes greedy decoding too

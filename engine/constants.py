@@ -6,7 +6,12 @@ import os
 
 SUPPORTED_VLLM_VERSION = "0.32.0"
 EXTRA_ARGS_KEY = "probexit"  # SamplingParams.extra_args key, and additional_config key
-EVENTS_ADDRESS_ENV = "PROBEXIT_EVENTS_ADDRESS"  # not in additional_config: it would change vLLM's compile-cache hash
+# The event channel's ticket (address and keys, engine/events.py) reaches the workers in this variable, not in
+# additional_config: that would change vLLM's compile-cache hash at every start (fresh keys).
+EVENTS_CHANNEL_ENV = "PROBEXIT_EVENTS_CHANNEL"
+# vLLM 0.32's Ray executors copy to their workers only the variables vLLM knows or that carry one of its prefixes,
+# plus those this one lists (comma-separated; vllm/ray/ray_env.py, get_env_vars_to_copy).
+RAY_ENV_COPY_VAR = "VLLM_RAY_EXTRA_ENV_VARS_TO_COPY"
 PROCESSOR_FQCN = "probexit.engine.adapter:EarlyExitLogitsProcessor"
 
 # vLLM on CPU refuses to start without a KV-cache size; 1 GiB serves small models well.

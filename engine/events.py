@@ -1,9 +1,14 @@
-"""The channel that carries early-exit decisions from the engine's worker process to the API process.
+"""The channel that carries early-exit decisions from the engine's workers to the API process.
 
-The worker PUSHes small messages; the API process PULLs them on a daemon thread into per-request records.
+The workers PUSH small messages; the API process PULLs them on a daemon thread into per-request records.
 Records exist only for requests the API registered (`expect`) and are removed when it collects them, so
 memory is bounded by the requests in flight. Sending never blocks the engine: if the API process stops
 reading, messages beyond the high-water mark are dropped, never the decode step.
+
+Where the workers run decides the transport: a local `ipc://` socket serves every worker on this machine (the
+engine's own processes, data-parallel engines, another process tree); workers on other nodes (Ray) need
+`tcp://` on an interface they reach. Either way the channel is authenticated and encrypted, and what it turns away
+is counted (`channel.py`: the ticket a worker needs, the bind, the handshake's gatekeeper; `rejected` here).
 
 Messages are batched, because each one wakes a thread in both processes, and on a small machine those
 wake-ups compete with the engine for its cores. A request's record must nevertheless be whole when the API
@@ -22,15 +27,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import tempfile
 import threading
 import time
-import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import zmq
 
+from probexit.engine.channel import IPC, MALFORMED, ChannelTicket, Gatekeeper, export_ticket, text_field
 from probexit.probes.runtime import Evaluation
 
 HIGH_WATER_MARK = 10_000
@@ -42,19 +47,14 @@ IDLE_SLEEP_SECONDS = 0.02  # the collector thread's wait between empty receives 
 EVALUATION_FIELDS = [item.name for item in fields(Evaluation)]  # the wire order: Evaluation(*values)
 
 
-def new_address() -> str:
-    return f"ipc://{tempfile.gettempdir()}/probexit-events-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-
-
 class EventPublisher:
     """Worker side. Buffers evaluations; sends completions, reopenings and exits the step they happen."""
 
-    def __init__(self, address: str):
-        self._context = zmq.Context.instance()
-        self._socket = self._context.socket(zmq.PUSH)
+    def __init__(self, ticket: ChannelTicket):
+        self._socket = zmq.Context.instance().socket(zmq.PUSH)
         self._socket.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.connect(address)
+        ticket.connect(self._socket)
         self._lock = threading.Lock()  # the buffers and the socket, shared with the idle-flush thread
         self._evaluations: list[Evaluation] = []
         self._marks: list[tuple[str, bool]] = []  # (rid, complete) in the order they happened
@@ -65,6 +65,12 @@ class EventPublisher:
         self._closed = False
         self._thread = threading.Thread(target=self._flush_when_idle, name="probexit-events-flush", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def from_environment(cls) -> EventPublisher | None:
+        """A publisher to the collector whose ticket this process inherited; None when there is none."""
+        ticket = ChannelTicket.from_environment()
+        return cls(ticket) if ticket is not None else None
 
     def publish(
         self, evaluations: list[Evaluation], step_seconds: float | None, marks: list[tuple[str, bool]] | tuple = ()
@@ -152,25 +158,42 @@ class RequestRecord:
 
 
 class EventCollector:
-    """API side. Owns the socket address; the engine must be started after this binds."""
+    """API side. Owns the socket, its keys and its authentication handler; the engine must be started after this
+    binds and `export_to_workers` has run. `bind`: "ipc" or tcp://HOST[:PORT] (see `bind_endpoint`)."""
 
     def __init__(
-        self, on_evaluation: Callable[[Evaluation], None] | None = None, on_step: Callable[[float], None] | None = None
+        self,
+        on_evaluation: Callable[[Evaluation], None] | None = None,
+        on_step: Callable[[float], None] | None = None,
+        *,
+        bind: str = IPC,
+        on_rejected: Callable[[str], None] | None = None,
     ):
-        self.address = new_address()
-        self._socket = zmq.Context.instance().socket(zmq.PULL)
+        self._context = zmq.Context()  # its own: a context has one authentication handler
+        self._socket = self._context.socket(zmq.PULL)
         self._socket.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.bind(self.address)
+        try:
+            self._gate = Gatekeeper(self._context, self._socket, bind)
+        except BaseException:
+            self._context.destroy(linger=0)
+            raise
+        self.ticket = self._gate.ticket
+        self.address = self.ticket.address
+        self.rejected: Counter[str] = Counter()  # by reason (REJECTION_REASONS)
         self._records: dict[str, RequestRecord] = {}
         # Two locks, so that the API's event loop never waits on the socket: `_lock` is the socket's (zmq
         # sockets are not thread-safe) and is held only while receiving; `_records_lock` guards the records.
         self._lock = threading.Lock()
         self._records_lock = threading.Lock()
-        self._on_evaluation, self._on_step = on_evaluation, on_step
+        self._on_evaluation, self._on_step, self._on_rejected = on_evaluation, on_step, on_rejected
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="probexit-events", daemon=True)
         self._thread.start()
+
+    def export_to_workers(self) -> None:
+        """Hand the ticket to the engine's workers (`channel.export_ticket`); call before the engine starts."""
+        export_ticket(self.ticket)
 
     def expect(self, rid: str) -> None:
         with self._records_lock:
@@ -221,17 +244,27 @@ class EventCollector:
     def close(self) -> None:
         self._closed.set()
         self._thread.join(timeout=2)
-        self._socket.close(0)
+        with self._lock:
+            self._context.destroy(linger=0)
         path = self.address.removeprefix("ipc://")
-        if os.path.exists(path):
+        if self.address.startswith("ipc://") and os.path.exists(path):
             os.unlink(path)
 
     def _run(self) -> None:
         # Waiting happens in sleep, outside the socket's lock (a poll would have to hold it, and then
         # expect/collect on the event loop waited for the poll's timeout: about 2 ms per call on average).
+        # A connecting worker waits as long for its authentication, once.
         while not self._closed.is_set():
+            for reason in self._gate.poll():
+                self._reject(reason)
             if not self._drain_now():
                 time.sleep(IDLE_SLEEP_SECONDS)
+
+    def _reject(self, reason: str) -> None:
+        with self._records_lock:
+            self.rejected[reason] += 1
+        if self._on_rejected:
+            self._on_rejected(reason)
 
     def _drain_now(self) -> bool:
         """Receive whatever has arrived; True if anything did. Called before reading a record, so that
@@ -245,23 +278,36 @@ class EventCollector:
                 except (zmq.Again, zmq.ContextTerminated, zmq.ZMQError):
                     return received
                 received = True
-                self._handle(json.loads(payload))
+                self._handle(payload)
 
-    def _handle(self, message: dict) -> None:
-        for values in message.get("evals", []):
-            evaluation = Evaluation(*values)
-            rid = evaluation.rid
+    def _handle(self, payload: bytes) -> None:
+        try:
+            evaluations, marks, steps = _parse(payload)
+        except (ValueError, TypeError, AttributeError):
+            self._reject(MALFORMED)  # only this server's workers hold the key: a bug, never applied
+            return
+        for evaluation in evaluations:
             with self._records_lock:
-                record = self._records.get(rid)
+                record = self._records.get(evaluation.rid)
                 if record is not None:
                     record.evaluations.append(evaluation)
             if self._on_evaluation:
                 self._on_evaluation(evaluation)
         with self._records_lock:
-            for rid, complete in message.get("marks", []):
+            for rid, complete in marks:
                 record = self._records.get(rid)
                 if record is not None:
                     record.complete = complete
         if self._on_step:
-            for seconds in message.get("step_seconds", []):
+            for seconds in steps:
                 self._on_step(seconds)
+
+
+def _parse(payload: bytes) -> tuple[list[Evaluation], list[tuple[str, bool]], list[float]]:
+    """A publisher's message, checked whole before any of it is applied."""
+    message = json.loads(payload)
+    evaluations = [Evaluation(*values) for values in message.get("evals", [])]
+    if not all(isinstance(e.rid, str) and isinstance(e.exit, bool) for e in evaluations):
+        raise TypeError("an evaluation's rid is not a string or its exit not a boolean")
+    marks = [(text_field(rid), bool(complete)) for rid, complete in message.get("marks", [])]
+    return evaluations, marks, [float(seconds) for seconds in message.get("step_seconds", [])]

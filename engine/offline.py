@@ -8,7 +8,6 @@ processor recorded at its boundaries.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from probexit.engine.adapter import platform_engine_defaults, require_supported_vllm, shutdown_offline_engine
 from probexit.engine.client import token_prompt
-from probexit.engine.constants import EVENTS_ADDRESS_ENV, ensure_cpu_kv_cache
+from probexit.engine.constants import ensure_cpu_kv_cache
 from probexit.engine.events import EventCollector
 from probexit.engine.requests import early_exit_engine_options, sampling_params
 from probexit.probes.fingerprint import model_identity
@@ -61,7 +60,7 @@ class OfflineEngine:
         from vllm import LLM
 
         self.collector = EventCollector(on_step=on_step)
-        os.environ[EVENTS_ADDRESS_ENV] = self.collector.address  # inherited by the engine's processes
+        self.collector.export_to_workers()
         options = early_exit_engine_options(probe, boundary_policy or {})
         try:
             self.llm = LLM(model=str(model), seed=seed, **options, **platform_engine_defaults(vllm_kwargs))

@@ -7,7 +7,6 @@ live on `app.state`, so that several apps (tests) can exist in one process.
 
 from __future__ import annotations
 
-import os
 import secrets
 from contextlib import asynccontextmanager
 
@@ -18,7 +17,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from probexit.engine.client import engine_metrics, start_engine
-from probexit.engine.constants import EVENTS_ADDRESS_ENV
 from probexit.engine.events import EventCollector
 from probexit.engine.setup import prepare
 from probexit.probes.rules import DEFAULT_THRESHOLD
@@ -57,13 +55,18 @@ def build_app(config: ServerConfig) -> FastAPI:
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     state = app.state
-    # The worker processes inherit the event channel's address: it must exist before the engine does.
-    collector = EventCollector(on_evaluation=state.metrics.on_evaluation, on_step=state.metrics.on_step)
-    os.environ[EVENTS_ADDRESS_ENV] = collector.address
+    # The workers find the event channel through the environment (inherited by local processes, copied by vLLM's
+    # Ray executors): it must exist before the engine does.
+    metrics, collector = state.metrics, None
     try:
+        collector = EventCollector(
+            metrics.on_evaluation, metrics.on_step, bind=state.config.events_bind, on_rejected=metrics.channel_rejected
+        )
+        collector.export_to_workers()
         engine = start_engine(state.setup)
     except Exception as error:
-        collector.close()
+        if collector is not None:
+            collector.close()
         state.startup_error = error  # the CLI reports it in one line once uvicorn has given up
         raise
     config, setup = state.config, state.setup

@@ -83,6 +83,15 @@ class ServerConfig:
             "help": "On SIGTERM, how long requests in flight may finish before each gets an error.",
         },
     )
+    events_bind: str = field(
+        default="ipc",
+        metadata={
+            "metavar": "ipc|tcp://HOST[:PORT]",
+            "help": "Where the decision channel from the engine's workers listens: ipc (a local socket; every worker "
+            "on this machine) or tcp on the address of an interface that workers on other nodes reach (Ray). "
+            "Authenticated and encrypted either way (docs/deployment.md).",
+        },
+    )
     engine_args: Any = None
 
     def __post_init__(self):
@@ -120,6 +129,12 @@ class ServerConfig:
             )
         if not isinstance(self.max_request_bytes, int) or self.max_request_bytes < 1:
             raise ConfigError(f"--max-request-bytes must be a positive integer, got {self.max_request_bytes!r}")
+        from probexit.engine.channel import bind_endpoint
+
+        try:
+            bind_endpoint(self.events_bind)
+        except ValueError as error:
+            raise ConfigError(f"--events-bind: {error}") from None
         if not (math.isfinite(self.shutdown_grace_s) and self.shutdown_grace_s >= 0):
             raise ConfigError(f"--shutdown-grace must be a non-negative number of seconds, got {self.shutdown_grace_s}")
 

@@ -11,6 +11,7 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from probexit.engine.channel import REJECTION_REASONS
 from probexit.probes.runtime import Evaluation
 
 OUTCOMES = ("success", "aborted", "rejected", "error")
@@ -61,9 +62,19 @@ class ServerMetrics:
             buckets=STEP_SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self.channel_rejections = Counter(
+            "probexit:event_channel_rejected",
+            "What the decision channel from the engine's workers turned away, by reason: a connection that is not a "
+            "client of this server (handshake), a client key that is not its workers' (unknown_key), a message that "
+            "is not a report (malformed). Nothing rejected is applied.",
+            labels + ["reason"],
+            registry=self.registry,
+        )
         self._shadow_metrics(labels)
         for outcome in OUTCOMES:  # exported at zero from the start, as vLLM does for its counters
             self.requests.labels(model_name, outcome)
+        for reason in REJECTION_REASONS:
+            self.channel_rejections.labels(model_name, reason)
 
     def _shadow_metrics(self, labels: list[str]) -> None:
         """Shadow mode, per setting (`request`: each request's own; `threshold=T`: the probe at T). The sums of
@@ -160,6 +171,9 @@ class ServerMetrics:
             self.early_exits.labels(self.model_name, rule).inc()
         if rule == "probe" and evaluation.score is not None:
             self.probe_score.labels(self.model_name).observe(evaluation.score)
+
+    def channel_rejected(self, reason: str) -> None:
+        self.channel_rejections.labels(self.model_name, reason).inc()
 
     def on_step(self, seconds: float) -> None:
         self.probe_step_seconds.labels(self.model_name).observe(seconds)

@@ -10,7 +10,7 @@ from probexit.probes.runtime import Evaluation
 def test_published_evaluations_reach_the_record_and_the_callbacks():
     seen, steps = [], []
     collector = EventCollector(on_evaluation=seen.append, on_step=steps.append)
-    publisher = EventPublisher(collector.address)
+    publisher = EventPublisher(collector.ticket)
     try:
         collector.expect("a")
         publisher.publish([Evaluation("a", 0, 9, 10, 0.9, True), Evaluation("other", 0, 3, 4, 0.1, False)], 0.001)
@@ -58,15 +58,11 @@ def test_evaluations_are_batched_into_few_messages(monkeypatch):
     and then go together (here sent by the publisher's own thread: no later step comes to send them)."""
     import json
 
-    import zmq
-
     from probexit.engine import events
 
     monkeypatch.setattr(events, "FLUSH_AFTER_SECONDS", 0.5)
-    receiver = zmq.Context.instance().socket(zmq.PULL)
-    address = events.new_address()
-    receiver.bind(address)
-    publisher = EventPublisher(address)
+    receiver, ticket = _curve_receiver()
+    publisher = EventPublisher(ticket)
     try:
         started = time.monotonic()
         for index in range(10):
@@ -81,6 +77,21 @@ def test_evaluations_are_batched_into_few_messages(monkeypatch):
         receiver.close(0)
 
 
+def _curve_receiver():
+    """A bare CURVE server socket (no collector around it) and the ticket a publisher needs to reach it."""
+    import zmq
+
+    from probexit.engine.channel import ChannelTicket, bind_endpoint
+
+    server_public, server_secret = zmq.curve_keypair()
+    worker_public, worker_secret = zmq.curve_keypair()
+    receiver = zmq.Context.instance().socket(zmq.PULL)
+    receiver.curve_server, receiver.curve_secretkey = True, server_secret
+    receiver.bind(bind_endpoint("ipc"))
+    keys = (server_public.decode(), worker_public.decode(), worker_secret.decode())
+    return receiver, ChannelTicket(receiver.last_endpoint.decode(), *keys)
+
+
 @pytest.fixture
 def channel(monkeypatch, request):
     """A connected collector and publisher; an indirect parameter sets FLUSH_AFTER_SECONDS."""
@@ -89,7 +100,7 @@ def channel(monkeypatch, request):
     if hasattr(request, "param"):
         monkeypatch.setattr(events, "FLUSH_AFTER_SECONDS", request.param)
     collector = EventCollector()
-    publisher = EventPublisher(collector.address)
+    publisher = EventPublisher(collector.ticket)
     collector.expect("a")
     yield collector, publisher
     publisher.close()
