@@ -216,3 +216,34 @@ class ServerOverheadSettings:
         _positive(concurrent_requests=self.concurrent_requests)
         if self.warmup < 0:
             raise ValueError("--warmup must not be negative")
+
+
+@dataclass(frozen=True)
+class SoakSettings:
+    out: Path = field(metadata={"metavar": "DIR", "help": "Writes DIR/soak.json (the server's log beside it)."})
+    minutes: float = field(default=30.0, metadata={"help": "How long the load lasts."})
+    concurrency: int = field(default=32, metadata={"help": "Streams in flight at once (one client loop each)."})
+    n: int = field(default=3, metadata={"help": "Choices of the requests that ask for several (n > 1)."})
+    max_tokens: int = field(default=256, metadata={"help": "Longest completion in tokens."})
+    temperature: float = field(default=EVAL_TEMPERATURE, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=EVAL_TOP_P, metadata={"help": "Nucleus sampling."})
+    seed: int = field(default=0, metadata={"help": "Seed of the draws of kinds, questions and sampling seeds."})
+    sample_seconds: float = field(default=5.0, metadata={"help": "How often the server's memory is sampled."})
+    warmup_share: float = field(
+        default=0.2,
+        metadata={"help": "The run's first share, left out of the RSS growth (compile caches, allocator pools)."},
+    )
+    window_share: float = field(
+        default=0.1,
+        metadata={"help": "The share of the run whose median RSS is compared: right after warm-up, and at the end."},
+    )
+    serve_flags: tuple[str, ...] = ()  # after `--`: flags for the `probexit serve` the benchmark starts
+
+    def __post_init__(self):
+        _positive(concurrency=self.concurrency, max_tokens=self.max_tokens)
+        if not (self.minutes > 0 and self.sample_seconds > 0):
+            raise ValueError("--minutes and --sample-seconds must be positive")
+        if self.n < 2:
+            raise ValueError("--n must be at least 2 (the kind of request that asks for several choices)")
+        if not (0 <= self.warmup_share < 1 and 0 < self.window_share <= 1 - self.warmup_share):
+            raise ValueError("--warmup-share lies in [0, 1) and --window-share in (0, 1 - warm-up share]")

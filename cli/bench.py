@@ -257,6 +257,32 @@ def _run_load(settings, target: ServerTarget) -> int:
     return _report(load.summary_lines(report), load.write_report(report, settings.out))
 
 
+def _run_soak(settings) -> int:
+    import asyncio
+
+    from probexit.benchmarks import soak
+    from probexit.benchmarks.server_overhead import questions
+
+    test_problems = _embedded_test_problems()
+    prompts = [problem.question for problem in test_problems] or questions(256, seed=settings.seed)
+    target = ServerTarget()
+    with _server(target, settings.out, settings.serve_flags) as (base_url, started):
+        pid = started.pop("pid")
+        report = asyncio.run(soak.run_soak(base_url, target.key, prompts, settings, pid))
+    report["server"] = started  # stopped by now: its log is whole
+    report["server_log_errors"] = soak.count_log_errors(settings.out / "server.log")
+    return _report(soak.summary_lines(report), soak.write_report(report, settings.out))
+
+
+def _embedded_test_problems() -> list:
+    """The tiny world's test problems, or none where the embedded default is not installed."""
+    from probexit.assets import default_paths
+    from probexit.training.problem_files import load_problems
+
+    path = default_paths().test_problems
+    return load_problems(path) if path.is_file() else []
+
+
 def _run_engine_overhead(settings) -> int:
     from probexit.assets import EMBEDDED_OFFLINE_ENGINE
     from probexit.benchmarks import engine_overhead
@@ -336,6 +362,13 @@ SUITES = (
         "concurrent streaming load on the server",
         _settings("LoadSettings", "ServerTarget"),
         _run_load,
+        after_dashes="serve_flags",
+    ),
+    Suite(
+        "soak",
+        "a server under long streaming load: errors, leftovers, memory over time, counters against the clients",
+        _settings("SoakSettings"),
+        _run_soak,
         after_dashes="serve_flags",
     ),
     Suite(
