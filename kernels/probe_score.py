@@ -1,10 +1,11 @@
 """Score the boundary rows of one decode step with the probe, in a single fused Triton launch.
 
 At a decode step some requests sit at a chunk boundary; their rows of the step's sampled-position hidden
-states are gathered, standardised with the probe's mean and scale, run through the probe (linear, or
+states are gathered, followed by each row's features when the probe reads any (a few numbers per boundary
+the caller computes), standardised with the probe's mean and scale, run through the probe (linear, or
 Linear -> ReLU -> Linear), squashed with a sigmoid and compared with each row's own threshold:
 
-    scores, exits = score_boundary_rows(hidden, rows, weights, thresholds)   # (N,) fp32, (N,) bool
+    scores, exits = score_boundary_rows(hidden, rows, weights, thresholds, features)   # (N,) fp32, (N,) bool
 
 This module is the dispatcher (Triton on CUDA, numpy for CPU tensors, the torch reference on request). The
 parts it dispatches to: `weights` (ProbeWeights and the input checks), `reference` (the torch reference and
@@ -29,11 +30,13 @@ from probexit.kernels import BACKENDS
 from probexit.kernels.reference import score_boundary_rows_numpy, score_boundary_rows_reference
 
 
-def score_boundary_rows(hidden, rows, weights, thresholds, backend: str = "auto"):
-    """Probe scores (N,) fp32 and exit decisions (N,) bool (score >= threshold) for hidden[rows].
+def score_boundary_rows(hidden, rows, weights, thresholds, features=None, backend: str = "auto"):
+    """Probe scores (N,) fp32 and exit decisions (N,) bool (score >= threshold) for [hidden[rows] ; features].
 
     hidden (B, H) bf16/fp16/fp32; rows (N,) int32/int64, repeats and any order allowed; thresholds (N,)
-    float; weights a ProbeWeights of hidden size H; all on hidden's device. Bad inputs raise ValueError.
+    float; weights a ProbeWeights of hidden size H reading K = weights.n_features features; features (N, K)
+    bf16/fp16/fp32, row i those of boundary row i (rows[i]), None when K is 0; all on hidden's device.
+    Bad inputs raise ValueError.
     Rows already on a GPU are not range-checked (that would sync the step): an out-of-range row scores NaN
     and does not exit. backend: "triton" (the fused kernel), "torch" (the reference) or "auto": Triton for
     CUDA tensors and in an interpreted process (TRITON_INTERPRET=1 at import), numpy for other CPU tensors,
@@ -41,7 +44,7 @@ def score_boundary_rows(hidden, rows, weights, thresholds, backend: str = "auto"
     On GPU the first call per (dtypes, width, hidden size, batch rounded up to a power of two) times the
     launch candidates, once per process; the kernel's scratch buffers assume one stream per device.
     """
-    return _BACKEND_FUNCTIONS[resolve_backend(backend, hidden)](hidden, rows, weights, thresholds)
+    return _BACKEND_FUNCTIONS[resolve_backend(backend, hidden)](hidden, rows, weights, thresholds, features)
 
 
 def resolve_backend(backend: str, hidden) -> str:
@@ -67,10 +70,10 @@ def kernel_is_interpreted() -> bool:
     return triton_kernel.kernel_is_interpreted()
 
 
-def _score_with_triton(hidden, rows, weights, thresholds):
+def _score_with_triton(hidden, rows, weights, thresholds, features):
     from probexit.kernels.triton_kernel import probe_score_triton
 
-    return probe_score_triton(hidden, rows, weights, thresholds)
+    return probe_score_triton(hidden, rows, weights, thresholds, features)
 
 
 _BACKEND_FUNCTIONS = {

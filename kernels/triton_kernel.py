@@ -22,7 +22,8 @@ from probexit.kernels.weights import check_inputs
 # Kernel. Grid (row blocks, hidden splits): each program sums z @ w1 over its slice of the hidden axis for
 # BLOCK_N gathered rows. With several splits (small batches, where row blocks alone would leave most of the
 # GPU idle) the partial sums go through a scratch buffer and the last split of a row block to arrive adds
-# them up in split order, so the result does not depend on arrival order, and finishes the rows.
+# them up in split order, so the result does not depend on arrival order, and finishes the rows. The
+# finishing program (the only one without splits) also adds the rows' K features, so they count once.
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -31,6 +32,7 @@ def _probe_score_kernel(
     hidden_ptr,
     rows_ptr,
     thresholds_ptr,  # (B, H) strided, (N,), (N,) fp32
+    features_ptr,  # (N, K) strided (unread when K is 0)
     mean_ptr,
     scale_ptr,
     w1_ptr,
@@ -46,7 +48,10 @@ def _probe_score_kernel(
     hidden_size,
     stride_row,
     stride_col,
+    stride_feature_row,
+    stride_feature_col,
     split_size,
+    N_FEATURES: tl.constexpr,
     WIDTH: tl.constexpr,
     BLOCK_W: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -98,6 +103,21 @@ def _probe_score_kernel(
             acc, partials_ptr, tickets_ptr + pid_n, pid_s, n_rows, offs_n, in_batch, WIDTH, BLOCK_W
         )
     if is_last:
+        if N_FEATURES > 0:
+            feature_ptrs = features_ptr + offs_n * stride_feature_row  # (BLOCK_N,) each row's first feature
+            acc = _add_features(
+                acc,
+                feature_ptrs,
+                stride_feature_col,
+                in_batch,
+                mean_ptr,
+                scale_ptr,
+                w1_ptr,
+                hidden_size,
+                N_FEATURES,
+                WIDTH,
+                BLOCK_W,
+            )
         logits = _probe_logits(acc, b1_ptr, w2_ptr, b2_ptr, WIDTH, BLOCK_W)  # (BLOCK_N,)
         scores = tl.where(readable, tl.sigmoid(logits), float("nan"))
         thresholds = tl.load(thresholds_ptr + offs_n, mask=in_batch, other=0.0)
@@ -132,6 +152,35 @@ def _combine_splits(
 
 
 @triton.jit
+def _add_features(
+    acc,
+    feature_ptrs,
+    stride_feature_col,
+    in_batch,
+    mean_ptr,
+    scale_ptr,
+    w1_ptr,
+    hidden_size,
+    N_FEATURES: tl.constexpr,
+    WIDTH: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
+    """acc plus the rows' standardised features times w1's last K rows (inputs hidden_size + k), one feature at a
+    time in fp32: K is a handful, too few for a dot tile."""
+    offs_w = tl.arange(0, BLOCK_W)
+    for k in tl.static_range(N_FEATURES):
+        column = hidden_size + k  # the feature's place among the probe's inputs
+        value = tl.load(feature_ptrs + k * stride_feature_col, mask=in_batch, other=0.0).to(tl.float32)
+        z = (value - tl.load(mean_ptr + column).to(tl.float32)) / tl.load(scale_ptr + column).to(tl.float32)
+        if WIDTH == 0:
+            acc += z * tl.load(w1_ptr + column).to(tl.float32)
+        else:
+            w = tl.load(w1_ptr + column * WIDTH + offs_w, mask=offs_w < WIDTH, other=0.0).to(tl.float32)
+            acc += z[:, None] * w[None, :]
+    return acc
+
+
+@triton.jit
 def _probe_logits(acc, b1_ptr, w2_ptr, b2_ptr, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr):
     """The probe's logits from the summed z @ w1: add b1 (linear), or relu(. + b1) @ w2 + b2 (MLP)."""
     if WIDTH == 0:
@@ -161,9 +210,9 @@ class KernelConfig:
     num_warps: int = 4
 
 
-def probe_score_triton(hidden, rows, weights, thresholds, *, config: KernelConfig | None = None):
+def probe_score_triton(hidden, rows, weights, thresholds, features=None, *, config: KernelConfig | None = None):
     """The fused kernel behind input validation. `config` fixes the launch geometry (tuned on GPU if None)."""
-    thresholds = check_inputs(hidden, rows, weights, thresholds)
+    thresholds = check_inputs(hidden, rows, weights, thresholds, features)
     if not (hidden.is_cuda or kernel_is_interpreted()):
         raise ValueError(
             "the Triton backend needs CUDA tensors, or TRITON_INTERPRET=1 set before triton is "
@@ -174,7 +223,7 @@ def probe_score_triton(hidden, rows, weights, thresholds, *, config: KernelConfi
     exits = torch.empty(n, dtype=torch.bool, device=hidden.device)  # (N,)
     if n == 0:
         return scores, exits
-    launch = functools.partial(_launch, hidden, rows, weights, thresholds, scores, exits)
+    launch = functools.partial(_launch, hidden, rows, weights, thresholds, features, scores, exits)
     launch(config or _choose_config(hidden, n, weights, launch))
     return scores, exits
 
@@ -184,17 +233,18 @@ def kernel_is_interpreted() -> bool:
     return not isinstance(_probe_score_kernel, triton.runtime.JITFunction)
 
 
-def _launch(hidden, rows, weights, thresholds, scores, exits, config: KernelConfig) -> None:
+def _launch(hidden, rows, weights, thresholds, features, scores, exits, config: KernelConfig) -> None:
     n, h = rows.shape[0], hidden.shape[1]
     split_size = triton.cdiv(triton.cdiv(h, config.splits), config.block_h) * config.block_h
     splits = triton.cdiv(h, split_size)
     row_blocks = triton.cdiv(n, config.block_n)
     partials, tickets = _scratch(hidden.device, splits * n * max(weights.width, 1) if splits > 1 else 0, row_blocks)
-    mlp = weights.width > 0
+    mlp, read_features = weights.width > 0, weights.n_features > 0
     _probe_score_kernel[(row_blocks, splits)](
         hidden,
         rows,
         thresholds,
+        features if read_features else thresholds,  # unread without features
         weights.mean,
         weights.scale,
         weights.w1,
@@ -210,7 +260,9 @@ def _launch(hidden, rows, weights, thresholds, scores, exits, config: KernelConf
         h,
         hidden.stride(0),
         hidden.stride(1),
+        *(features.stride() if read_features else (0, 0)),
         split_size,
+        N_FEATURES=weights.n_features,
         WIDTH=weights.width,
         BLOCK_W=_block_w(weights.width),
         BLOCK_N=config.block_n,
@@ -248,7 +300,7 @@ def _choose_config(hidden, n, weights, launch) -> KernelConfig:
     if kernel_is_interpreted():
         return _interpreter_config(n, hidden.shape[1], weights.width)
     n_bucket = min(triton.next_power_of_2(n), 1024)  # batch sizes change every step; tune per power of two
-    key = (hidden.device, hidden.dtype, weights.dtype, weights.width, hidden.shape[1], n_bucket)
+    key = (hidden.device, hidden.dtype, weights.dtype, weights.width, weights.n_features, hidden.shape[1], n_bucket)
     if key not in _TUNED:
         candidates = gpu_candidates(n, hidden.shape[1], weights.width, _sm_count(hidden.device))
         _TUNED[key] = min(candidates, key=lambda config: _time_ms(launch, config))

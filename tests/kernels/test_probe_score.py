@@ -1,4 +1,5 @@
-"""The fused kernel, run by Triton's interpreter on CPU, against the torch reference.
+"""The fused kernel, run by Triton's interpreter on CPU, against the torch reference (and, for probes that read
+features beside the hidden state, the numpy host path as well).
 
 The interpreter runs in a worker process (tests/kernels/interpreter.py); inputs are built and the reference
 is computed here, in the normal process.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probexit.kernels.reference import score_boundary_rows_reference
+from probexit.kernels.reference import score_boundary_rows_numpy, score_boundary_rows_reference
 from probexit.kernels.triton_kernel import KernelConfig
 from tests.kernels.cases import assert_matches, make_case
 
@@ -129,6 +130,61 @@ def test_split_launches_repeat_exactly_and_leave_their_tickets_zeroed(interprete
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
     _, tickets = interpreted("_scratch", torch.device("cpu"), 0, 0)
     assert not tickets.any()
+
+
+FEATURE_SHAPES = [pytest.param(b, h, id=f"b{b}-h{h}") for b, h in ((0, 96), (1, 1000), (67, 96))]
+FEATURE_WIDTHS = [pytest.param(0, id="linear"), pytest.param(24, id="w24")]  # 24: a masked BLOCK_W of 32
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", FEATURE_WIDTHS)
+@pytest.mark.parametrize("n_features", [pytest.param(k, id=f"k{k}") for k in (0, 1, 5, 9)])
+@pytest.mark.parametrize(("batch", "hidden_size"), FEATURE_SHAPES)
+def test_features_beside_the_hidden_state_agree_on_every_path(
+    interpreted, batch, hidden_size, n_features, width, dtype
+):
+    case = make_case(batch, hidden_size, width, dtype, n_features=n_features, seed=batch + n_features + width)
+    expected = score_boundary_rows_reference(*case)
+    assert_matches(*interpreted("probe_score_triton", *case), *expected, case.thresholds)
+    assert_matches(*score_boundary_rows_numpy(*case), *expected, case.thresholds)
+
+
+FEATURE_SPLITS = [
+    pytest.param(67, 1000, 0, KernelConfig(block_n=16, block_h=128, splits=3), id="linear-5-row-blocks-3-splits"),
+    pytest.param(5, 4096, 24, KernelConfig(block_n=16, block_h=64, splits=7), id="w24-uneven-splits"),
+    pytest.param(1, 96, 256, KernelConfig(block_n=16, block_h=32, splits=64), id="w256-more-splits-than-tiles"),
+]
+
+
+@pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.bfloat16, id="bf16")])
+@pytest.mark.parametrize(("batch", "hidden_size", "width", "config"), FEATURE_SPLITS)
+def test_features_count_once_when_the_hidden_axis_is_split(interpreted, batch, hidden_size, width, config, dtype):
+    _check(interpreted, make_case(batch, hidden_size, width, dtype, n_features=9, seed=7), config=config)
+
+
+FEATURE_LAYOUTS = [
+    pytest.param(lambda f: torch.cat([f, torch.full_like(f, float("nan"))], dim=1)[:, : f.shape[1]], id="wide-rows"),
+    pytest.param(lambda f: f.t().contiguous().t(), id="column-major"),
+]
+
+
+@pytest.mark.parametrize("layout", FEATURE_LAYOUTS)
+def test_reads_non_contiguous_features(interpreted, layout):
+    case = make_case(67, 96, 24, torch.bfloat16, n_features=5)
+    strided = case._replace(features=layout(case.features))
+    assert not strided.features.is_contiguous() and torch.equal(strided.features, case.features)
+    _check(interpreted, strided)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "feature_dtype"),
+    [
+        pytest.param(torch.bfloat16, torch.float32, id="bf16-states-fp32-features"),
+        pytest.param(torch.float32, torch.float16, id="fp32-states-fp16-features"),
+    ],
+)
+def test_features_may_differ_in_dtype(interpreted, dtype, feature_dtype):
+    _check(interpreted, make_case(5, 1536, 24, dtype, n_features=9, feature_dtype=feature_dtype))
 
 
 def test_auto_backend_interprets_in_an_interpreted_process(interpreted):

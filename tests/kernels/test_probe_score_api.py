@@ -18,21 +18,25 @@ from tests.kernels.cases import assert_matches, make_case, make_probe, uninterpr
 
 def _reference_in_float64(case):
     """The probe written out in float64, independently of the reference's addmm/addmv."""
-    w = {
-        f.name: None if (t := getattr(case.weights, f.name)) is None else t.double()
-        for f in dataclasses.fields(case.weights)
-    }
-    z = (case.hidden.double()[case.rows] - w["mean"]) / w["scale"]
+    w = {name: None if t is None else t.double() for name, t in case.weights.tensors().items()}
+    x = case.hidden.double()[case.rows]
+    if case.features is not None:
+        x = torch.cat([x, case.features.double()], dim=1)
+    z = (x - w["mean"]) / w["scale"]
     logits = z @ w["w1"] + w["b1"] if w["w2"] is None else torch.relu(z @ w["w1"] + w["b1"]) @ w["w2"] + w["b2"]
     return torch.sigmoid(logits).float()
 
 
+FEATURE_COUNTS = [pytest.param(k, id=f"k{k}") for k in (0, 1, 9)]
+
+
+@pytest.mark.parametrize("n_features", FEATURE_COUNTS)
 @pytest.mark.parametrize(
     "width", [pytest.param(0, id="linear"), pytest.param(16, id="w16"), pytest.param(256, id="w256")]
 )
 @pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.bfloat16, id="bf16")])
-def test_reference_computes_the_probe(width, dtype):
-    case = make_case(67, 1536, width, dtype)
+def test_reference_computes_the_probe(width, dtype, n_features):
+    case = make_case(67, 1536, width, dtype, n_features=n_features)
     scores, exits = score_boundary_rows_reference(*case)
     expected = _reference_in_float64(case)
     assert_matches(scores, exits, expected, expected >= case.thresholds, case.thresholds)
@@ -49,8 +53,9 @@ def test_reference_computes_the_probe(width, dtype):
         pytest.param(torch.float16, id="fp16"),
     ],
 )
-def test_numpy_path_computes_the_probe(width, dtype):
-    case = make_case(67, 1536, width, dtype)
+@pytest.mark.parametrize("n_features", FEATURE_COUNTS)
+def test_numpy_path_computes_the_probe(width, dtype, n_features):
+    case = make_case(67, 1536, width, dtype, n_features=n_features)
     scores, exits = score_boundary_rows_numpy(*case)
     expected = _reference_in_float64(case)
     assert_matches(scores, exits, expected, expected >= case.thresholds, case.thresholds)
@@ -68,10 +73,11 @@ def test_numpy_path_saturates_quietly():
     assert scores.tolist() == [1.0, 0.0] and exits.tolist() == [True, False]
 
 
+@pytest.mark.parametrize("n_features", [pytest.param(0, id="k0"), pytest.param(5, id="k5")])
 @pytest.mark.parametrize("batch", [pytest.param(0, id="empty-batch"), pytest.param(4, id="no-rows-of-four")])
 @pytest.mark.parametrize("backend", ["auto", "torch", "numpy"])
-def test_no_rows_give_empty_results(batch, backend):
-    case = make_case(batch, 64, 16, n_rows=0)
+def test_no_rows_give_empty_results(batch, backend, n_features):
+    case = make_case(batch, 64, 16, n_rows=0, n_features=n_features)
     scores, exits = score_boundary_rows(*case, backend=backend)
     assert scores.shape == exits.shape == (0,) and scores.dtype == torch.float32 and exits.dtype == torch.bool
 
@@ -79,6 +85,8 @@ def test_no_rows_give_empty_results(batch, backend):
 @uninterpreted
 def test_auto_uses_numpy_on_cpu_even_if_the_interpreter_is_requested_late(monkeypatch):
     # Setting TRITON_INTERPRET after triton's import changes nothing (module docstring): CPU stays on numpy.
+    import probexit.kernels.triton_kernel  # noqa: F401 - triton imported here first when this file runs alone
+
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert resolve_backend("auto", torch.zeros(1, 64)) == "numpy"
     case = make_case(5, 64, 0)
@@ -123,6 +131,38 @@ def test_invalid_inputs_raise_value_error(corrupt, message, backend):
         score_boundary_rows(*corrupt(make_case(5, 64, 16)), backend=backend)
 
 
+BAD_FEATURES = [
+    pytest.param(_bad(features=lambda c: None), "reads 5 features beside the hidden state", id="missing"),
+    pytest.param(_bad(features=lambda c: c.features[:, :4]), "must be a \\(5, 5\\) bfloat16", id="too-few-columns"),
+    pytest.param(_bad(features=lambda c: c.features[:3]), "got torch.float32 of shape \\(3, 5\\)", id="too-few-rows"),
+    pytest.param(_bad(features=lambda c: c.features[:, 0]), "of shape \\(5,\\)", id="one-dimensional"),
+    pytest.param(_bad(features=lambda c: c.features.int()), "got torch.int32", id="integer"),
+    pytest.param(_bad(features=lambda c: c.features.double()), "got torch.float64", id="float64"),
+    pytest.param(_bad(features=lambda c: c.features.tolist()), "torch tensor or None, not list", id="list"),
+    pytest.param(_bad(features=lambda c: c.features.to("meta")), "must be on hidden's device", id="other-device"),
+    pytest.param(
+        _bad(weights=lambda c: make_probe(64, 16), features=lambda c: c.features),
+        "must be a \\(5, 0\\)",
+        id="for-a-probe-without-features",
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch", "triton", "numpy"])
+@pytest.mark.parametrize(("corrupt", "message"), BAD_FEATURES)
+def test_invalid_features_raise_value_error(corrupt, message, backend):
+    with pytest.raises(ValueError, match=message):
+        score_boundary_rows(*corrupt(make_case(5, 64, 16, n_features=5)), backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch", "numpy"])
+def test_no_features_may_be_given_as_an_empty_tensor(backend):
+    case = make_case(5, 64, 16)
+    empty = score_boundary_rows(*case._replace(features=torch.empty(5, 0)), backend=backend)
+    none = score_boundary_rows(*case, backend=backend)
+    assert torch.equal(empty[0], none[0]) and torch.equal(empty[1], none[1])
+
+
 def test_weights_build_from_plain_values_and_move():
     weights = ProbeWeights.from_tensors(
         [0.0, 1.0], [1.0, 2.0], [[1.0, 0.0, 2.0], [0.5, 0.5, 0.5]], [0.0] * 3, [1.0, -1.0, 0.5], [0.25]
@@ -135,6 +175,17 @@ def test_weights_build_from_plain_values_and_move():
     assert (linear.width, linear.b1.shape, linear.w2) == (0, (), None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         linear.b1 = torch.tensor(1.0)
+
+
+def test_weights_with_features_know_which_inputs_are_the_hidden_state():
+    probe = make_probe(64, 16, n_features=9)
+    assert (probe.input_size, probe.hidden_size, probe.n_features, probe.width) == (73, 64, 9, 16)
+    moved = probe.to(dtype=torch.bfloat16)
+    assert (moved.hidden_size, moved.n_features, moved.dtype) == (64, 9, torch.bfloat16)
+    host = probe.host
+    assert host.w1.shape == (64, 16) and host.feature_w1.shape == (9, 16) and host.n_features == 9
+    linear = ProbeWeights.from_tensors(torch.zeros(3), torch.ones(3), [1.0, 2.0, 3.0], 0.0, n_features=2)
+    assert (linear.hidden_size, linear.host.feature_w1) == (1, [2.0, 3.0])
 
 
 def test_weights_from_a_trained_module_are_detached():
@@ -153,12 +204,16 @@ BAD_WEIGHTS = [
     pytest.param(
         dict(scale=lambda p: p.scale.where(torch.arange(64) != 3, 0.0)), "scale must be positive", id="zero-scale"
     ),
-    pytest.param(dict(scale=lambda p: p.scale[:10]), "mean and .scale must both be \\(H,\\)", id="short-scale"),
+    pytest.param(dict(scale=lambda p: p.scale[:10]), "mean and .scale must both be \\(D,\\) vectors", id="short-scale"),
     pytest.param(dict(w1=lambda p: p.w1[:, :8]), "w1 must have shape \\(64, 16\\)", id="w1-narrow"),
     pytest.param(dict(b1=lambda p: p.b1[:3]), "b1 must have shape \\(16,\\)", id="b1-short"),
     pytest.param(dict(b2=lambda p: None), "w2 and .b2 go together", id="w2-without-b2"),
     pytest.param(dict(w2=lambda p: p.w2.double()), "one device and one dtype", id="mixed-dtypes"),
     pytest.param(dict(w1=lambda p: p.w1.tolist()), "must be tensors", id="w1-list"),
+    pytest.param(dict(n_features=lambda p: -1), "n_features must be an integer from 0 to 63", id="negative-features"),
+    pytest.param(dict(n_features=lambda p: 64), "hidden state takes at least one\\); got 64", id="no-hidden-input"),
+    pytest.param(dict(n_features=lambda p: 2.0), "must be an integer .*; got 2.0", id="float-features"),
+    pytest.param(dict(n_features=lambda p: True), "must be an integer .*; got True", id="bool-features"),
 ]
 
 
@@ -190,6 +245,33 @@ def test_import_needs_no_gpu_and_does_no_work():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16")])
+def test_a_nan_feature_scores_nan_and_never_exits(width):
+    case = make_case(3, 64, width, n_rows=3, n_features=5)
+    features = case.features.clone()
+    features[1, 4] = float("nan")
+    for backend in ("torch", "numpy"):
+        scores, exits = score_boundary_rows(
+            *case._replace(thresholds=torch.zeros(3), features=features), backend=backend
+        )
+        assert scores.isnan().tolist() == [False, True, False] and exits.tolist() == [True, False, True]
+
+
+HOST_FEATURES = [
+    pytest.param(None, id="missing"),
+    pytest.param([[0.0] * 5] * 2, id="too-few-rows"),
+    pytest.param([[0.0] * 5, [0.0] * 4, [0.0] * 5], id="a-short-row"),
+]
+
+
+@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16")])
+@pytest.mark.parametrize("features", HOST_FEATURES)
+def test_host_probe_refuses_features_that_do_not_fit(features, width):
+    case = make_case(3, 64, width, n_features=5)
+    with pytest.raises(ValueError, match="reads 5 features per boundary row: pass a list of 3 lists of 5 floats"):
+        case.weights.host.scores(case.hidden, [0, 1, 2], features)
 
 
 @pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16")])

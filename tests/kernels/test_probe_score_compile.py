@@ -22,11 +22,13 @@ pytestmark = uninterpreted
 KERNEL = triton_kernel._probe_score_kernel  # kept: the tests swap the module's kernel for a recorder
 SHARED_MEMORY = {90: 232448, 80: 166912}  # bytes a block may use: H100 / A100 (cudaDevAttrMaxSharedMemoryPerBlockOptin)
 ARCHS = [pytest.param(90, id="sm90"), pytest.param(80, id="sm80")]
-VARIANTS = [
-    pytest.param(5, 4096, 0, torch.bfloat16, torch.bfloat16, KernelConfig(4, 512, 8), id="linear-bf16-split"),
-    pytest.param(67, 1536, 256, torch.bfloat16, torch.bfloat16, KernelConfig(16, 64, 4, 8), id="w256-bf16-dot"),
-    pytest.param(8, 1000, 32, torch.float16, torch.float32, KernelConfig(64, 128, 1, 8), id="w32-fp32-probe-tf32"),
-    pytest.param(1, 96, 16, torch.float32, torch.float16, KernelConfig(16, 32, 2), id="w16-fp16-probe"),
+VARIANTS = [  # batch, hidden size, width, states' dtype, probe's dtype, launch, features read
+    pytest.param(5, 4096, 0, torch.bfloat16, torch.bfloat16, KernelConfig(4, 512, 8), 0, id="linear-bf16-split"),
+    pytest.param(67, 1536, 256, torch.bfloat16, torch.bfloat16, KernelConfig(16, 64, 4, 8), 0, id="w256-bf16-dot"),
+    pytest.param(8, 1000, 32, torch.float16, torch.float32, KernelConfig(64, 128, 1, 8), 0, id="w32-fp32-probe-tf32"),
+    pytest.param(1, 96, 16, torch.float32, torch.float16, KernelConfig(16, 32, 2), 0, id="w16-fp16-probe"),
+    pytest.param(5, 4096, 0, torch.bfloat16, torch.bfloat16, KernelConfig(4, 512, 8), 9, id="linear-9-features-split"),
+    pytest.param(8, 1536, 32, torch.bfloat16, torch.bfloat16, KernelConfig(16, 64, 1), 9, id="w32-9-features"),
 ]
 
 
@@ -47,9 +49,11 @@ def _compile(monkeypatch, case, config: KernelConfig, arch: int):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize(("batch", "hidden_size", "width", "dtype", "weight_dtype", "config"), VARIANTS)
-def test_compiles_for_gpu(monkeypatch, batch, hidden_size, width, dtype, weight_dtype, config, arch):
-    case = make_case(batch, hidden_size, width, dtype, weight_dtype=weight_dtype)
+@pytest.mark.parametrize(("batch", "hidden_size", "width", "dtype", "weight_dtype", "config", "n_features"), VARIANTS)
+def test_compiles_for_gpu(monkeypatch, batch, hidden_size, width, dtype, weight_dtype, config, n_features, arch):
+    case = make_case(
+        batch, hidden_size, width, dtype, weight_dtype=weight_dtype, n_features=n_features, feature_dtype=torch.float32
+    )
     compiled = _compile(monkeypatch, case, config, arch)
     assert compiled.asm["cubin"]
     assert compiled.metadata.shared <= SHARED_MEMORY[arch]

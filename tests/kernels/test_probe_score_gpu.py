@@ -60,6 +60,25 @@ def test_every_tuning_candidate_matches_reference(batch, hidden_size, width):
             continue  # the tuner skips these too
 
 
+@pytest.mark.parametrize("n_features", [pytest.param(1, id="k1"), pytest.param(9, id="k9")])
+@pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.bfloat16, id="bf16")])
+@pytest.mark.parametrize("width", [pytest.param(w, id=f"w{w}" if w else "linear") for w in (0, 32, 256)])
+@pytest.mark.parametrize(("batch", "hidden_size"), SHAPES)
+def test_tuned_kernel_reads_features(batch, hidden_size, width, dtype, n_features):
+    case = make_case(batch, hidden_size, width, dtype, n_features=n_features, feature_dtype=torch.float32)
+    _check_on_gpu(case)
+
+
+def test_every_split_candidate_counts_features_once():
+    case = make_case(1, 8192, 32, torch.bfloat16, n_features=9)
+    sm_count = torch.cuda.get_device_properties(0).multi_processor_count
+    for config in gpu_candidates(1, 8192, 32, sm_count):
+        try:
+            _check_on_gpu(case, config=config)
+        except OutOfResources:
+            continue
+
+
 def test_split_launches_repeat_exactly_and_leave_their_tickets_zeroed():
     case = to_device(make_case(5, 4096, 256, torch.bfloat16), "cuda")
     config = KernelConfig(16, 64, splits=32, num_warps=8)
