@@ -64,10 +64,15 @@ def _publish_exit(ticket: ChannelTicket) -> EventPublisher:
     [
         pytest.param(lambda ticket: _stranger(ticket.address), HANDSHAKE, id="no-key"),
         pytest.param(lambda ticket: _stranger(ticket.address, ticket.server_key.encode()), UNKNOWN_KEY, id="own-key"),
-        pytest.param(
-            lambda ticket: _stranger(ticket.address, zmq.curve_keypair()[0], (ticket.public_key.encode(), b"x" * 40)),
+        pytest.param(  # the workers' public key without their secret: the handshake's proof fails
+            lambda ticket: _stranger(
+                ticket.address, ticket.server_key.encode(), (ticket.public_key.encode(), zmq.curve_keypair()[1])
+            ),
             HANDSHAKE,
-            id="stolen-public-key",
+            id="workers-public-key",
+        ),
+        pytest.param(
+            lambda ticket: _stranger(ticket.address, zmq.curve_keypair()[0]), HANDSHAKE, id="another-server-key"
         ),
     ],
 )
