@@ -134,6 +134,11 @@ class FirstMatch:
                 return answer
         return None
 
+    def for_question(self, question: str) -> FirstMatch:
+        """These extractors for one question: those that read a multiple-choice option by its content learn the
+        options the question lists."""
+        return FirstMatch(tuple(getattr(e, "for_question", lambda _: e)(question) for e in self.extractors))
+
 
 def get_extractor(names: tuple[str, ...] | list[str]) -> AnswerExtractor:
     unknown = [name for name in names if name not in EXTRACTORS]

@@ -14,7 +14,7 @@ paragraph's end, and most paragraphs are decided by the first of them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # What may introduce a stated value; the last one in the closing statement is read, and the value must run
 # from it to the statement's end, so a number inside a calculation ("9 * 7 = 63, then add 5") is never read.
@@ -27,7 +27,8 @@ _CUE_WORDS = frozenset(
 )
 _CUE_BEFORE = {  # a word that is a cue only after one of these: "comes to", "remainder of", "lies in"
     "to": frozenset(
-        "equal come comes simplifies reduces amount amounts evaluates adds:up sums:up works:out boils:down".split()
+        "equal come comes simplifies reduces amount amounts evaluates adds:up sums:up works:out boils:down rounds "
+        "round:up rounds:up".split()
     ),
     "of": frozenset(
         "total remainder value area result maximum minimum difference product sum perimeter volume "
@@ -49,6 +50,7 @@ _NAMED_LETTER = re.compile(r"(?i:option|choice|answer)\s+\(?([A-J])\)?(?![\w'’
 _NAMES_LETTER = re.compile(
     r"(?i)\b(?:is|be|so|matches|match|gives|giving|corresponds to|that's|it's|hence|thus|therefore),?\s+$"
 )
+_OPTION_LABEL = re.compile(r"\W*(?:(?i:option|choice)\s+)?\(?[A-J]\)?\s*")
 _NAMED_CLAUSE_END = re.compile(r"[,;]\s|\.(?:\s|$)|\s(?:but|since|because|which)\b")
 _HEDGE = re.compile(r"(?i)\b(?:maybe|perhaps|possibly|probably|might|could|if|whether|unless|(?:is|are|be) possible)\b")
 _BOLD = re.compile(r"\*\*([^*\n]{1,80})\*\*")
@@ -110,9 +112,11 @@ _DOUBT = re.compile(
     r"(?i)\b(?:verify|(?:double-|re-?)?check|confirm|make sure|(?:maybe|perhaps) (?:i|we)"
     r" (?:made|missed|mis\w+|overlooked|forgot|skipped)"
     r"|(?:is|maybe|perhaps) (?:that|this|it)(?:'s| is)? (?:the (?:answer|result)|our answer|correct|right)"
-    r"|(?:that|this|it) seems|(?:that|this|it) (?:adds up|checks out|makes sense|works)|looks (?:right|good|correct))\b"
+    r"|(?:that|this|it) seems|(?:that|this|it) (?:adds up|checks out|makes sense|works)|looks (?:right|good|correct)"
+    r"|(?:that|this|it)(?:'s| is) (?:the|our|my) (?:final )?answer)\b"
 )
 _MAX_REMARKS = 6
+_SHORT_TURN = 12
 _REMARKS_REACH = 320  # and they hold at most this many characters after the value
 # A remark that echoes the value as a question ("Wait, 109?"), doubting the statement just before it.
 _ECHO = re.compile(r"(?i)\W*(?:(?:wait|hmm+|so|oh|ok|okay),?\s+)?(\$?[\d.,/]+)\s*[a-z]{0,12}\s*\?\s*")
@@ -127,7 +131,7 @@ _CONDITION_WORDS = frozenset(
     "through that".split()
 )
 _EQUATION_REACH = 100  # the left side of an equation is read over its last 100 characters
-_VARIABLE = re.compile(r"\W*(?:[A-Za-z]{1,2}|\S*[\d_^]\S*)\W*")  # what a condition names: "k", "D", "m_1"
+_VARIABLE = re.compile(r"\W*(?:[^\W\d_]{1,2}|\S*[\d_^]\S*)\W*")  # what a condition names: "k", "D", "m_1"
 # What names a quantity on an equation's left side: subscripts, LaTeX commands, arguments, a modulus; and what
 # annotates a sum ("16 (snowflake) + 19 (truck)") or multiplies ("27 x 3").
 _NAMES = re.compile(
@@ -184,13 +188,17 @@ _AMOUNT = re.compile(r"(?<![\w.])-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?(?![\w.]\d)")
 _NOT_CONCLUDED_WORDS = frozenset(
     "if when whether suppose assume maybe perhaps might could probably possibly not no never should how what which "
     "let let's i'll we'll initially originally approximately about around roughly nearly almost least most plus "
-    "minus times divided multiplied over under or half twice double triple".split()
+    "minus times divided multiplied or half twice double triple".split()
 )
 _NOT_CONCLUDED_PHRASES = ("need to", "have to", "want to", "going to", "let me", "up to", "n't")
 _CALCULATION = re.compile(r"[=+*×÷<>≤≥≈\\^?()\[\]{}]| [-/] ")
 _WORD = re.compile(r"[a-z'’]+")
 _BOUND = re.compile(r"(?i)\b(?:more|less|fewer|greater|larger|smaller|higher|lower|other|rather) than\s*\$?$")
-_IN_PHRASE = frozenset("after before in for within at per on during every each by with into from to".split())
+_IN_PHRASE = frozenset("after before in for within at per on during every each by with into from to over under".split())
+_LABEL = re.compile(
+    r"(?i)\b(?:statement|option|choice|case|step|part|question|equation|figure|problem|item|line|round|level|stage"
+    r"|phase|test|example|method|approach|row|column|page|chapter|version|type|number|no\.)\s+$"
+)
 _COPULA = re.compile(r"\s*(?:is|are|was|were|isn't|seems|looks|would|will|might)\b")
 _TAIL = re.compile(r"[^,;:]{0,80}")  # what may follow the amount: units, nouns, phrases
 _IS_THE_ANSWER = re.compile(r"(?i)\s*(?:is|would be|must be|should be)\s+(?:the|our|my)\s+(?:final\s+)?answer\b")
@@ -322,7 +330,8 @@ def _closing_statement(paragraph: str) -> tuple[str, int] | None:
                 return None
             last_digit = digit.end() - 1
             continue
-        bare_turn = count == 0 and _TURN.match(text, remark)  # only the last remark may be a bare turn ("Hmm.")
+        # A bare turn ("Let me think.", "Hmm.") is skipped as the last remark, or anywhere when it is a word or two.
+        bare_turn = (count == 0 or len(text) - remark <= _SHORT_TURN) and _TURN.match(text, remark)
         if not (bare_turn or text.endswith("?") or _DOUBT.search(text, remark)):
             break
         text = text[:remark].rstrip().rstrip(".;!").rstrip()
@@ -474,6 +483,8 @@ def _concluded(statement: str, lowered: str) -> str | None:
     amount = amounts[0]
     if _BOUND.search(rest, 0, amount.start()):
         return None  # "more than 5" bounds; "5 more than Liam" states a difference
+    if _LABEL.search(rest, max(0, amount.start() - 12), amount.start()):
+        return None  # "Statement 2 is true" names a statement, not an amount
     subject = not rest[: amount.start()].strip()
     if subject and _COPULA.match(rest, amount.end()) and not _IS_THE_ANSWER.match(rest, amount.end()):
         return None  # "Thus, 39 is better." judges a value; "So, 19 people left." states one
@@ -494,6 +505,48 @@ def _in_phrase(text: str, at: int) -> bool:
     return len(words) == 2 and words[0] in _IN_PHRASE
 
 
+# The options a multiple-choice question lists, one a line: "A: 4.2 eV", "(B) 12 J", "C) Ethics of care", "D. 62".
+_OPTION_LINE = re.compile(r"(?m)^[ \t]*(?:\(([A-J])\)|([A-J])[:.)])[ \t]+(\S[^\n]*?)[ \t]*$")
+_LETTERS_IN_ORDER = "ABCDEFGHIJ"
+
+
+def question_options(question: str) -> tuple[tuple[str, str], ...]:
+    """The lettered options `question` lists, one a line, as (letter, text) in order; () unless it lists at least
+    two, lettered A, B, C, ... in order.
+
+    >>> question_options("Which is largest?\\nA: 4.2 eV\\nB: 12 J\\n")
+    (('A', '4.2 eV'), ('B', '12 J'))
+    """
+    found = tuple((m.group(1) or m.group(2), m.group(3)) for m in _OPTION_LINE.finditer(question))
+    letters = "".join(letter for letter, _ in found)
+    return found if len(found) > 1 and _LETTERS_IN_ORDER.startswith(letters) else ()
+
+
+def _as_option(value: str, options: tuple[tuple[str, str], ...]) -> str | None:
+    """The letter of the one option whose text states `value` (a number equal to the option's, units and
+    delimiters aside, or the same words), else None."""
+    number = _as_number(value)
+    words = None if number is not None else _plain_words(value)
+    letters = [
+        letter
+        for letter, text in options
+        if (number is not None and _as_number(numeric_value(text) or "") == number)
+        or (words is not None and words and _plain_words(text) == words)
+    ]
+    return letters[0] if len(letters) == 1 else None
+
+
+def _as_number(value: str) -> float | None:
+    try:
+        return float(value.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def _plain_words(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
 @dataclass(frozen=True)
 class ReasoningExtractor:
     """The conclusion the last paragraph of `text` states, in the forms real reasoning models write.
@@ -511,8 +564,20 @@ class ReasoningExtractor:
     """
 
     name: str = "reasoning"
+    options: tuple[tuple[str, str], ...] = ()  # a multiple-choice question's (letter, text): see `for_question`
+
+    def for_question(self, question: str) -> ReasoningExtractor:
+        """This reader for one multiple-choice question: a conclusion that states an option's content ("So the
+        depreciation is $720." where the question lists "H: $720") is read as that option's letter."""
+        return replace(self, options=question_options(question))
 
     def extract(self, text: str) -> str | None:
+        value = self._read(text)
+        if value is None or not self.options or _LETTER.fullmatch(value):
+            return value
+        return _as_option(value, self.options) or value
+
+    def _read(self, text: str) -> str | None:
         paragraph = _last_paragraph(text)
         if len(paragraph) <= 8 and (letter := _LONE_LETTER.fullmatch(paragraph)):
             return letter.group(1)
@@ -529,7 +594,7 @@ class ReasoningExtractor:
                 (
                     _read_closing(paragraph),
                     self._bold(paragraph),
-                    self._named(paragraph) if named else None,
+                    self._named(paragraph, self.options) if named else None,
                     self._boxed(paragraph) if boxed else None,
                 )
             )
@@ -544,7 +609,7 @@ class ReasoningExtractor:
         return (paragraph.rfind("\\boxed{") + len(answer) + 8, answer) if answer else None
 
     @staticmethod
-    def _named(paragraph: str) -> tuple[int, str] | None:
+    def _named(paragraph: str, options: tuple[tuple[str, str], ...] = ()) -> tuple[int, str] | None:
         found = None
         for match in _NAMED_LETTER.finditer(paragraph):
             if _NAMES_LETTER.search(paragraph, max(0, match.start() - 20), match.start()):
@@ -554,6 +619,8 @@ class ReasoningExtractor:
                 break  # a letter named later wins
             clause = _NAMED_CLAUSE_END.split(paragraph[match.end() :], 1)[0]
             value = _choice_or_value(clause, _LETTER_AND_TEXT)  # "the answer is C. 4.2 eV"
+            if value is None and options:
+                value = _as_option(clause, options)  # "the answer is Ethics of care"
             if value is not None:
                 found = match.end() + len(clause), value, match.start()
                 break
@@ -592,6 +659,8 @@ def _read_closing(paragraph: str) -> tuple[int, str] | None:
             value = numeric_value(last) if numeric_value(first) is not None else None
         if value is not None and token == "=" and _states_no_result(statement[:at], value):
             return None
+        if value is not None and token == ":" and value[0] not in "([" and _OPTION_LABEL.fullmatch(statement, 0, at):
+            return None  # "D: $175,000" lists an option ("D: (4, 0)" places a point)
     lowered = statement.lower()
     if value is None and (value := _concluded(statement, lowered)) is None:
         return None

@@ -5,7 +5,9 @@ when it states none (a lead-in, a question, a plan, a hypothesis, a step inside 
 candidates, an equation still to solve). `FORMS` holds one case per form the `reasoning` extractor reads,
 `NOT_ANSWERS` what it must not read, `HARD` cases a reader would label but the extractor may miss (a miss
 costs a boundary, not a wrong answer), and `SECOND_BATCH` a run of paragraphs written and labelled before
-the extractor ever read them. Precision is measured over all of them.
+the extractor ever read them. `WORD_PROBLEMS`, `CHOICES`, `BY_CONTENT` (read with `OPTIONS_QUESTION`'s options)
+and `LONG_REMARKS` hold the word-problem, multiple-choice and closing-remark forms, each with what must not be
+read. Precision is measured over all of them.
 """
 
 import pytest
@@ -282,4 +284,98 @@ CLOSING_REMARKS = [
         "So the probability is 2/15. Perhaps we can model this with coordinates instead.", None, id="remarks-plan"
     ),
     pytest.param("So m + n = 106?", None, id="remarks-question-only"),
+]
+# Word-problem conclusions with a subject and a verb, money, units and percentages (written for these tests).
+WORD_PROBLEMS = [
+    pytest.param(
+        "Therefore, the bakery will earn $37.50 from muffins over 5 days.", "37.50", id="wp-money-then-phrase"
+    ),
+    pytest.param("So each cousin gets $15.", "15", id="wp-each-gets-money"),
+    pytest.param("So, 23 students stayed after class.", "23", id="wp-number-as-subject"),
+    pytest.param("So that comes out to 9 kilometers.", "9", id="wp-comes-out-to"),
+    pytest.param("Therefore, the farmer had 340 apples before the storm hit.", "340", id="wp-long-tail"),
+    pytest.param("So, the trip would take 4 hours to cover 240 miles at 60 mph.", "4", id="wp-numbers-in-phrases"),
+    pytest.param("So Maria needs 7 cups of flour.", "7", id="wp-needs-nouns-of"),
+    pytest.param("So, he saves 12 dollars per week.", "12", id="wp-per-unit"),
+    pytest.param(
+        "Dividing the 90 marbles among 6 jars leaves 15 marbles in each jar, leaving 15.", "15", id="wp-leaving"
+    ),
+    pytest.param("Taking away the 8 broken ones, Leo is left with 27 cards.", "27", id="wp-left-with"),
+    pytest.param("She walked 3 miles on Monday and 5 on Tuesday, totaling 8 miles.", "8", id="wp-totaling"),
+    pytest.param("Then 36 plus 14 gives a total of 50 stamps.", "50", id="wp-total-of"),
+    pytest.param("So the tank holds a volume of 120 liters.", "120", id="wp-volume-of"),
+    pytest.param("So, Nina has 6 more stickers than Omar.", "6", id="wp-more-than-name"),
+    pytest.param("So the discount is 20%.", "20", id="wp-percent"),
+    pytest.param("So, the car goes 88 km/h.", "88", id="wp-unit-with-slash"),
+    pytest.param("Counting the rows, 4 DVDs + 5 DVDs + 2 DVDs = 11 DVDs.", "11", id="wp-capital-units"),
+    pytest.param("The last layer holds 16 x 4 = 64 bricks.", "64", id="wp-x-as-times"),
+    pytest.param("Adding the jars: 12 (plum) + 9 (fig) + 7 (pear) = 28.", "28", id="wp-annotated-sum"),
+    pytest.param("Time needed for 30 laps = 45 minutes.", "45", id="wp-named-quantity-for"),
+    pytest.param("Solving for y gives y = 14.", "14", id="wp-solving-for-gives"),
+    pytest.param("Divide both sides by 3: k = 11.", "11", id="wp-colon-resets-equation"),
+    pytest.param("So the chance is 3/12, which reduces to 1/4, or 25%.", "25", id="wp-last-form"),
+    pytest.param("So, 72 is the answer.", "72", id="wp-value-is-the-answer"),
+    pytest.param(
+        "After the refill, the jug is brought to 30 ounces, bringing the total to 30.", "30", id="wp-bringing-to"
+    ),
+]
+# What a word-problem reader must not read (written for these tests).
+WORD_PROBLEM_NON_FORMS = [
+    pytest.param("So, I need to find how much 4 tickets cost.", None, id="wpn-plan"),
+    pytest.param("So she has 5 apples and 3 pears.", None, id="wpn-two-amounts"),
+    pytest.param("So maybe he paid $40.", None, id="wpn-hedge"),
+    pytest.param("So, if each box holds 12, there are more boxes.", None, id="wpn-condition"),
+    pytest.param("So, she read more than 30 pages.", None, id="wpn-bound"),
+    pytest.param("So, it is about 45 minutes.", None, id="wpn-estimate"),
+    pytest.param("So, 15 is too many.", None, id="wpn-judged-value"),
+    pytest.param("So, Statement 2 is false.", None, id="wpn-label"),
+    pytest.param("Kim bought 18 pencils at the store.", None, id="wpn-restated-given"),
+    pytest.param("So, 12 divided by 4 is what we need next.", None, id="wpn-calculation-plan"),
+    pytest.param("So, how many pies did she bake on 2 days?", None, id="wpn-question"),
+    pytest.param("So, the price was not $20.", None, id="wpn-negation"),
+    pytest.param("So the value lies between 3 and 9.", None, id="wpn-range"),
+]
+# Multiple-choice conclusions; `OPTIONS` is the question's list for the cases read by their content.
+OPTIONS_QUESTION = "Which is the stopping distance?\nA: 12 m\nB: 18 m\nC: 24 m\nD: Ethics of care\n"
+CHOICES = [
+    pytest.param("So the only option that fits is B.", "B", id="mc-option-that-fits"),
+    pytest.param("Therefore, the answer should be C. 4.2 eV", "C", id="mc-letter-then-text"),
+    pytest.param("So the correct choice is (D) 12 J.", "D", id="mc-parenthesised-letter-and-text"),
+    pytest.param("So, the answer would be G: 62 workers. Let me verify again.", "G", id="mc-letter-colon-text"),
+    pytest.param("So the total is $1,200, which is option F.", "F", id="mc-which-is-option"),
+    pytest.param("That rounds to 0.83. So option A.", "A", id="mc-so-option"),
+    pytest.param("H", "H", id="mc-lone-letter"),
+    pytest.param("**E**", "E", id="mc-lone-bold-letter"),
+]
+CHOICE_NON_FORMS = [
+    pytest.param("Maybe the answer is C.", None, id="mcn-hedge-before"),
+    pytest.param("Therefore, option J might be the correct answer.", None, id="mcn-hedge-after"),
+    pytest.param("So option A or B.", None, id="mcn-two-letters"),
+    pytest.param("Option C is 4.2 eV, which is too large.", None, id="mcn-option-described"),
+    pytest.param("D: $175,000", None, id="mcn-option-listed"),
+    pytest.param("So option C is possible, but let me check the others.", None, id="mcn-possible"),
+    pytest.param("**A. Setting up the problem**", None, id="mcn-bold-heading-with-letter"),
+]
+BY_CONTENT = [
+    pytest.param("So the stopping distance is 18 m.", "B", id="content-number-with-unit"),
+    pytest.param("So the answer is Ethics of care.", "D", id="content-text-named"),
+    pytest.param("So the distance is 30 m.", "30", id="content-no-option-keeps-value"),
+    pytest.param("So the answer is C.", "C", id="content-letter-stays"),
+]
+# A result followed by four or more remarks that doubt it, echo it or re-check it (written for these tests).
+LONG_REMARKS = [
+    pytest.param(
+        "So she was 104 years old. Wait, 104? That seems very old. Is that right? Let me check.",
+        "104",
+        id="long-echo-then-three",
+    ),
+    pytest.param(
+        "So the total comes to 58. Hmm. That seems low. Did I miss a box? Maybe I made an error. Let me re-check.",
+        "58",
+        id="long-five-remarks",
+    ),
+    pytest.param("So, 35 cars had left. So, how many cars were still parked?", "35", id="long-digit-free-question"),
+    pytest.param("So 80 + 4 is 84. Yep, that adds up.", "84", id="long-confirmation"),
+    pytest.param("So the total is 742. So that's the answer.", "742", id="long-thats-the-answer"),
+    pytest.param("So the total is 117. Wait, 109?", None, id="long-echo-of-another-value"),
 ]

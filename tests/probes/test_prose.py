@@ -3,11 +3,27 @@
 import pytest
 
 from probexit.probes.answers import get_extractor
-from probexit.probes.prose import numeric_value
-from tests.probes.reasoning_paragraphs import CLOSING_REMARKS, FORMS, HARD, NOT_ANSWERS, SECOND_BATCH
+from probexit.probes.prose import ReasoningExtractor, numeric_value, question_options
+from tests.probes.reasoning_paragraphs import (
+    BY_CONTENT,
+    CHOICE_NON_FORMS,
+    CHOICES,
+    CLOSING_REMARKS,
+    FORMS,
+    HARD,
+    LONG_REMARKS,
+    NOT_ANSWERS,
+    OPTIONS_QUESTION,
+    SECOND_BATCH,
+    WORD_PROBLEM_NON_FORMS,
+    WORD_PROBLEMS,
+)
+
+READ = FORMS + NOT_ANSWERS + CLOSING_REMARKS + WORD_PROBLEMS + WORD_PROBLEM_NON_FORMS + CHOICES + CHOICE_NON_FORMS
+READ += LONG_REMARKS
 
 
-@pytest.mark.parametrize("paragraph, expected", FORMS + NOT_ANSWERS + CLOSING_REMARKS)
+@pytest.mark.parametrize("paragraph, expected", READ)
 def test_reasoning_reads_the_conclusion_a_paragraph_states(paragraph, expected):
     # The tracker hands the extractor the chunk as it stands at a paragraph break.
     assert get_extractor(["reasoning"]).extract(paragraph + "\n\n") == expected
@@ -16,10 +32,7 @@ def test_reasoning_reads_the_conclusion_a_paragraph_states(paragraph, expected):
 def test_reasoning_precision_on_hand_labelled_paragraphs():
     """Of the answers it reads, at least 95% are the conclusion the paragraph states (hard cases included)."""
     extractor = get_extractor(["reasoning"])
-    read = [
-        (extractor.extract(p.values[0] + "\n\n"), p.values[1])
-        for p in FORMS + NOT_ANSWERS + HARD + SECOND_BATCH + CLOSING_REMARKS
-    ]
+    read = [(extractor.extract(p.values[0] + "\n\n"), p.values[1]) for p in READ + HARD + SECOND_BATCH]
     read = [(answer, label) for answer, label in read if answer is not None]
     assert sum(answer == label for answer, label in read) / len(read) >= 0.95
 
@@ -71,3 +84,36 @@ def test_reasoning_answers_grade_with_math_verify():
         ("The sum is \\( 21 + 49 \\).", "70"),
     ]:
         assert same(extractor.extract(paragraph + "\n\n"), gold), paragraph
+
+
+@pytest.mark.parametrize("paragraph, expected", BY_CONTENT)
+def test_an_option_named_by_its_content_is_read_as_its_letter(paragraph, expected):
+    """Bound to a question that lists its options, the reader names the option a conclusion states."""
+    assert ReasoningExtractor().for_question(OPTIONS_QUESTION).extract(paragraph + "\n\n") == expected
+
+
+def test_without_the_question_an_option_content_stays_a_value():
+    assert ReasoningExtractor().extract("So the stopping distance is 18 m.\n\n") == "18"
+
+
+def test_the_registry_binds_the_question_to_the_readers_that_use_it():
+    reader = get_extractor(["boxed", "reasoning"]).for_question(OPTIONS_QUESTION)
+    assert reader.extract("So the stopping distance is 24 m.\n\n") == "C"
+    assert reader.extract("So it is \\boxed{24}.\n\n") == "24"  # a box states its own value
+
+
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        pytest.param("Pick one.\nA) 3\nB) 5\n", (("A", "3"), ("B", "5")), id="parenthesis"),
+        pytest.param(
+            "Pick one.\n(A) 3 kg\n(B) 5 kg\n(C) 7 kg", (("A", "3 kg"), ("B", "5 kg"), ("C", "7 kg")), id="both"
+        ),
+        pytest.param("Pick one.\nA. red\nB. blue", (("A", "red"), ("B", "blue")), id="dot"),
+        pytest.param("How many apples are left?", (), id="no-options"),
+        pytest.param("Pick one.\nB: 3\nA: 5", (), id="out-of-order"),
+        pytest.param("A: only one option", (), id="one-option"),
+    ],
+)
+def test_question_options(question, expected):
+    assert question_options(question) == expected
