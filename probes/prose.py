@@ -43,7 +43,8 @@ _AFTER_VALUE = 48  # at most this many characters (units, nouns, delimiters) fol
 _LAST_DIGIT = re.compile(r".*[\d²³]", re.DOTALL)
 _NAMED = re.compile(
     r"(?i)\b(?:final |correct |right |only |best )?(?:answer|option|choice)"
-    r"(?:\s+(?!(?-i:\(?[A-J]\)?)\b)[\w'’-]+){0,4}?(?: is| would be| should be| must be|:)\s*"
+    r"(?:\s+(?!(?-i:\(?[A-J]\)?)\b|(?:choices|options|answers)\b)[\w'’-]+){0,4}?"  # not a letter, not a listing
+    r"(?: is| would be| should be| must be|:)\s*"
 )
 # "..., which is option I.", "So option C.": a letter named as an option after the value it stands for.
 _NAMED_LETTER = re.compile(r"(?i:option|choice|answer)\s+\(?([A-J])\)?(?![\w'’]|,? (?:or|and) |, ?\(?[A-J]\b)")
@@ -188,7 +189,7 @@ _AMOUNT = re.compile(r"(?<![\w.])-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?(?![\w.]\d)")
 _NOT_CONCLUDED_WORDS = frozenset(
     "if when whether suppose assume maybe perhaps might could probably possibly not no never should how what which "
     "let let's i'll we'll initially originally approximately about around roughly nearly almost least most plus "
-    "minus times divided multiplied or half twice double triple".split()
+    "minus times divided multiplied or half twice double triple wrong incorrect mistake error".split()
 )
 _NOT_CONCLUDED_PHRASES = ("need to", "have to", "want to", "going to", "let me", "up to", "n't")
 _CALCULATION = re.compile(r"[=+*×÷<>≤≥≈\\^?()\[\]{}]| [-/] ")
@@ -435,6 +436,8 @@ def _names_a_condition(words: list[str]) -> bool:
             return False
         if word in _CONDITION_WORDS and (word != "that" or back < len(words) and words[-back - 1] == "such"):
             return True
+        if word == "of" and back < len(words) and words[-back - 1] == "instead":
+            return True  # "instead of r = 10%"
     return False
 
 
@@ -659,7 +662,12 @@ def _read_closing(paragraph: str) -> tuple[int, str] | None:
             value = numeric_value(last) if numeric_value(first) is not None else None
         if value is not None and token == "=" and _states_no_result(statement[:at], value):
             return None
-        if value is not None and token == ":" and value[0] not in "([" and _OPTION_LABEL.fullmatch(statement, 0, at):
+        if (
+            value is not None
+            and token == ":"
+            and value[0] not in "(["
+            and _OPTION_LABEL.fullmatch(statement, statement.rfind(",", 0, at) + 1, at)
+        ):
             return None  # "D: $175,000" lists an option ("D: (4, 0)" places a point)
     lowered = statement.lower()
     if value is None and (value := _concluded(statement, lowered)) is None:

@@ -334,6 +334,8 @@ WORD_PROBLEM_NON_FORMS = [
     pytest.param("So, how many pies did she bake on 2 days?", None, id="wpn-question"),
     pytest.param("So, the price was not $20.", None, id="wpn-negation"),
     pytest.param("So the value lies between 3 and 9.", None, id="wpn-range"),
+    pytest.param("So my earlier count of 42 boxes was wrong.", None, id="wpn-refuted"),
+    pytest.param("Let me redo it with k = 4 instead of n = 6.", None, id="wpn-instead-of"),
 ]
 # Multiple-choice conclusions; `OPTIONS` is the question's list for the cases read by their content.
 OPTIONS_QUESTION = "Which is the stopping distance?\nA: 12 m\nB: 18 m\nC: 24 m\nD: Ethics of care\n"
@@ -355,6 +357,7 @@ CHOICE_NON_FORMS = [
     pytest.param("D: $175,000", None, id="mcn-option-listed"),
     pytest.param("So option C is possible, but let me check the others.", None, id="mcn-possible"),
     pytest.param("**A. Setting up the problem**", None, id="mcn-bold-heading-with-letter"),
+    pytest.param("The answer choices are A: 10, B: 12, C: 14.", None, id="mcn-choices-listed"),
 ]
 BY_CONTENT = [
     pytest.param("So the stopping distance is 18 m.", "B", id="content-number-with-unit"),
