@@ -1,9 +1,10 @@
 """`probexit bench kernel`: the fused probe kernel against torch eager and torch.compile of the reference.
 
-For every shape (rows scored, hidden size, probe width) it records the median microseconds of the three
-paths and the memory bandwidth the fused kernel achieves, as GB/s and as a fraction of the device's peak.
-Every row of the step is scored (the heaviest decode step). Without CUDA only the torch paths are timed
-and the JSON says why the fused numbers are null.
+For every shape (rows scored, hidden size, probe width, features per row beside the hidden state) it records
+the median microseconds of the three paths and the memory bandwidth the fused kernel achieves, as GB/s and as
+a fraction of the device's peak. Every row of the step is scored (the heaviest decode step). Without CUDA the
+fused kernel is not timed (the JSON says why) and the numpy host path is, as a CPU engine's decode step
+calls it: `HostProbe.scores` on the step's hidden states with the rows and features as Python lists.
 """
 
 from __future__ import annotations
@@ -42,11 +43,18 @@ class Shape:
     batch: int  # rows in the step, all of them scored
     hidden_size: int
     width: int  # 0: linear probe
+    features: int = 0  # K: numbers per row the probe reads beside the hidden state
 
 
 def shapes_of(settings: KernelSettings) -> list[Shape]:
-    """Every combination of the settings' batches, hidden sizes and widths."""
-    return [Shape(b, h, w) for b in settings.batches for h in settings.hidden_sizes for w in settings.widths]
+    """Every combination of the settings' batches, hidden sizes, widths and feature counts."""
+    return [
+        Shape(b, h, w, k)
+        for b in settings.batches
+        for h in settings.hidden_sizes
+        for w in settings.widths
+        for k in settings.features
+    ]
 
 
 def peak_gbps_for(device_name: str) -> float | None:
@@ -105,6 +113,14 @@ def _environment(device: torch.device, dtype, repeats: int, rep_ms: int, peak_gb
             if cuda
             else "no CUDA device: the Triton kernel runs here only in its interpreter, which is not timed",
         },
+        "numpy": {
+            "timed": not cuda,
+            "how": "HostProbe.scores(hidden, rows, features) with rows and features as Python lists, as a CPU "
+            "engine's decode step calls it"
+            if not cuda
+            else "not timed: the numpy path scores CPU tensors only",
+        },
+        "features_dtype": "float32",
     }
 
 
@@ -147,6 +163,7 @@ def _bench_shape(shape: Shape, dtype, device, timer, compiled: _Compiled | None,
     fused_us = timer(lambda: probe_score_triton(*inputs)) if device.type == "cuda" else None
     eager_us = timer(lambda: score_boundary_rows_reference(*inputs))
     compile_us = compiled.time(timer, inputs) if compiled else None
+    numpy_us = _time_host_path(timer, *inputs) if device.type == "cpu" else None
     moved = bytes_moved(shape, dtype)
     fused_gbps = moved / fused_us / 1e3 if fused_us else None
     return {
@@ -155,6 +172,7 @@ def _bench_shape(shape: Shape, dtype, device, timer, compiled: _Compiled | None,
         "fused_us": fused_us,
         "eager_us": eager_us,
         "compile_us": compile_us,
+        "numpy_us": numpy_us,
         "fused_gbps": fused_gbps,
         "eager_gbps": moved / eager_us / 1e3,
         "fused_peak_fraction": fused_gbps / peak_gbps if fused_gbps and peak_gbps else None,
@@ -163,26 +181,47 @@ def _bench_shape(shape: Shape, dtype, device, timer, compiled: _Compiled | None,
     }
 
 
+def _time_host_path(timer, hidden, rows, weights, thresholds, features) -> float:
+    """The numpy path as the decode step runs it: lists in, a list of scores and Python decisions out."""
+    host, index, threshold_values = weights.host, rows.tolist(), thresholds.tolist()
+    feature_values = features.tolist() if features is not None else None
+
+    def score_step():
+        scores = host.scores(hidden, index, feature_values)
+        return [score >= threshold for score, threshold in zip(scores, threshold_values)]
+
+    return timer(score_step)
+
+
 def make_inputs(shape: Shape, dtype, device) -> tuple:
-    """hidden (B, H), rows (B,) int32 in random order, a random probe, thresholds 0.5."""
-    g = torch.Generator().manual_seed(shape.batch * 7919 + shape.hidden_size + shape.width)
-    h, w = shape.hidden_size, shape.width
-    w1 = torch.randn((h, w) if w else (h,), generator=g) / h**0.5
+    """hidden (B, H), rows (B,) int32 in random order, a random probe over H + K inputs, thresholds 0.5, and
+    features (B, K) fp32 (None when K is 0): what `score_boundary_rows` takes."""
+    g = torch.Generator().manual_seed(shape.batch * 7919 + shape.hidden_size + shape.width + 31 * shape.features)
+    h, w, k = shape.hidden_size, shape.width, shape.features
+    w1 = torch.randn((h + k, w) if w else (h + k,), generator=g) / (h + k) ** 0.5
     tail = (torch.zeros(w), torch.randn(w, generator=g) / w**0.5, 0.0) if w else (0.0,)
     weights = ProbeWeights.from_tensors(
-        torch.randn(h, generator=g), 1 + torch.rand(h, generator=g), w1, *tail, device=device, dtype=dtype
+        torch.randn(h + k, generator=g),
+        1 + torch.rand(h + k, generator=g),
+        w1,
+        *tail,
+        n_features=k,
+        device=device,
+        dtype=dtype,
     )
     hidden = torch.randn(shape.batch, h, generator=g).to(device=device, dtype=dtype)
     rows = torch.randperm(shape.batch, generator=g).to(device=device, dtype=torch.int32)
-    return hidden, rows, weights, torch.full((shape.batch,), 0.5, device=device)
+    features = torch.randn(shape.batch, k, generator=g).to(device) if k else None
+    return hidden, rows, weights, torch.full((shape.batch,), 0.5, device=device), features
 
 
 def bytes_moved(shape: Shape, dtype) -> int:
-    """Bytes the fused kernel must move at least: the gathered rows, the probe once, the per-row scalars."""
+    """Bytes the fused kernel must move at least: the gathered rows, the probe once, the per-row scalars and
+    fp32 features."""
     element = torch.finfo(dtype).bits // 8
-    h, w = shape.hidden_size, shape.width
-    probe = 2 * h + (h * w + 2 * w + 1 if w else h + 1)  # mean, scale, then w1, b1 (, w2, b2)
-    per_row = h * element + 4 + 4 + 4 + 1  # hidden row, int32 index, threshold, score, exit flag
+    d, w = shape.hidden_size + shape.features, shape.width
+    probe = 2 * d + (d * w + 2 * w + 1 if w else d + 1)  # mean, scale, then w1, b1 (, w2, b2)
+    per_row = shape.hidden_size * element + 4 * shape.features + 4 + 4 + 4 + 1  # + index, threshold, score, exit
     return shape.batch * per_row + probe * element
 
 
@@ -194,13 +233,13 @@ def summary_lines(report: dict) -> list[str]:
 
     lines = [
         f"{report['device']} ({report['dtype']}): median microseconds",
-        " batch  hidden  width     fused     eager   compile  speedup  peak",
+        " batch  hidden  width  features     fused     eager   compile     numpy  speedup  peak",
     ]
     for r in report["shapes"]:
         speedup = f"{r['speedup_vs_eager']:7.2f}x" if r["speedup_vs_eager"] else "       -"
         peak = f"{r['fused_peak_fraction']:5.0%}" if r["fused_peak_fraction"] else "    -"
         lines.append(
-            f"{r['batch']:6d} {r['hidden_size']:7d} {r['width']:6d} {us(r['fused_us'])} "
-            f"{us(r['eager_us'])} {us(r['compile_us'])} {speedup} {peak}"
+            f"{r['batch']:6d} {r['hidden_size']:7d} {r['width']:6d} {r['features']:9d} {us(r['fused_us'])} "
+            f"{us(r['eager_us'])} {us(r['compile_us'])} {us(r['numpy_us'])} {speedup} {peak}"
         )
     return lines

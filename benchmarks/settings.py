@@ -12,6 +12,7 @@ from pathlib import Path
 
 from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
 from probexit.probes.boundary import ANSWER, BOUNDARY_MODES
+from probexit.probes.features import FEATURE_GROUPS, feature_count
 
 
 def _positive(**values) -> None:
@@ -130,18 +131,28 @@ class KernelSettings:
     )
     batches: tuple[int, ...] = field(default=(1, 8, 64, 256), metadata={"nargs": "+", "help": "Rows per step."})
     hidden_sizes: tuple[int, ...] = field(
-        default=(1536, 3584, 4096, 5120, 8192), metadata={"nargs": "+", "help": "Hidden sizes."}
+        default=(192, 1536, 3584, 4096, 5120, 8192),  # 192: the tiny world's policy (training/tinyworld/policy.py)
+        metadata={"nargs": "+", "help": "Hidden sizes (192: the tiny world's)."},
     )
     widths: tuple[int, ...] = field(
         default=(0, 32, 256), metadata={"nargs": "+", "help": "Probe widths, 0 for linear."}
+    )
+    features: tuple[int, ...] = field(
+        default=(0, feature_count(tuple(FEATURE_GROUPS))),
+        metadata={
+            "nargs": "+",
+            "help": "Features per row the probe reads beside the hidden state (fp32), 0 for none; "
+            "the default's other count is every feature group a probe may read.",
+        },
     )
     compile: bool = field(default=True, metadata={"help": "Also time torch.compile of the reference (minutes on CPU)."})
 
     def __post_init__(self):
         if self.repeats < 1 or self.rep_ms < 1 or (self.peak_gbps is not None and self.peak_gbps <= 0):
             raise ValueError("--repeats and --rep-ms must be at least 1, and --peak-gbps positive")
-        if any(value < 0 for values in (self.batches, self.hidden_sizes, self.widths) for value in values):
-            raise ValueError("--batches, --hidden-sizes and --widths take non-negative integers")
+        shape_values = (self.batches, self.hidden_sizes, self.widths, self.features)
+        if any(value < 0 for values in shape_values for value in values):
+            raise ValueError("--batches, --hidden-sizes, --widths and --features take non-negative integers")
 
 
 @dataclass(frozen=True)
