@@ -154,10 +154,13 @@ class ProbeModel(torch.nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.net((hidden.float() - self.mean) / self.scale).squeeze(-1)  # (N,) logits
 
-    def weights(self) -> ProbeWeights:
+    def weights(self, n_features: int = 0) -> ProbeWeights:
+        """The scoring paths' weights; the last `n_features` inputs are per-row features beside the hidden state."""
         if self.width == 0:
             layer = self.net
-            return ProbeWeights.from_tensors(self.mean, self.scale, layer.weight[0].detach(), layer.bias.detach())
+            return ProbeWeights.from_tensors(
+                self.mean, self.scale, layer.weight[0].detach(), layer.bias.detach(), n_features=n_features
+            )
         first, _, second = self.net
         return ProbeWeights.from_tensors(
             self.mean,
@@ -166,6 +169,7 @@ class ProbeModel(torch.nn.Module):
             first.bias.detach(),
             second.weight[0].detach(),
             second.bias.detach(),
+            n_features=n_features,
         )
 
 
@@ -197,15 +201,15 @@ class Probe:
         try:
             tensors = load_file(str(directory / WEIGHTS_FILE))
             weights = ProbeWeights.from_tensors(
-                *(tensors.get(name) for name in ("mean", "scale", "w1", "b1", "w2", "b2"))
+                *(tensors.get(name) for name in ("mean", "scale", "w1", "b1", "w2", "b2")),
+                n_features=feature_count(config.inputs),
             )
         except Exception as error:  # safetensors raises its own types for truncated or garbled files
             raise ProbeFileError(f"probe weights {directory / WEIGHTS_FILE} are corrupt: {error}") from error
-        inputs = config.hidden_size + feature_count(config.inputs)
-        if weights.hidden_size != inputs or weights.width != config.width:
+        if weights.hidden_size != config.hidden_size or weights.width != config.width:
             raise ProbeFileError(
-                f"probe weights ({weights.hidden_size} inputs, width {weights.width}) disagree with {CONFIG_FILE} "
-                f"({inputs} inputs: hidden {config.hidden_size} and {list(config.inputs)}; width {config.width})"
+                f"probe weights ({weights.input_size} inputs, width {weights.width}) disagree with {CONFIG_FILE} "
+                f"(hidden {config.hidden_size} and {list(config.inputs)}; width {config.width})"
             )
         if not all(math.isfinite(v) for v in torch.cat([t.flatten() for t in tensors.values()]).tolist()):
             raise ProbeFileError(f"probe weights {directory / WEIGHTS_FILE} contain NaN or infinite values")

@@ -22,6 +22,7 @@ import torch
 from probexit.kernels.probe_score import resolve_backend, score_boundary_rows
 from probexit.kernels.reference import float32_values
 from probexit.probes.boundary import Boundary, BoundaryPolicy, BoundaryTracker
+from probexit.probes.features import END_OF_THINKING, boundary_features
 from probexit.probes.probe import Probe
 from probexit.probes.rules import ExitSettings, answers_agree, same_answer
 
@@ -146,7 +147,7 @@ class EarlyExitRuntime:
                 elif (evaluation := self._text_rule(state, readable)) is not None:
                     evaluations.append(evaluation)
         if probe_rows:
-            evaluations += self._score(probe_rows, hidden, logits.shape[0])
+            evaluations += self._score(probe_rows, hidden, logits)
         exits += [
             row
             for row, state in states.items()
@@ -228,7 +229,7 @@ class EarlyExitRuntime:
     def _record(self, state: RequestState, boundary: Boundary, row: int, hidden, logits) -> Evaluation | None:
         if hidden is None or hidden.shape[0] != logits.shape[0]:
             return None
-        end_prob = float(torch.softmax(logits[row].float(), dim=-1)[self.policy.think_end_id])
+        end_prob = self._end_prob(logits, row)
         return Evaluation(
             state.rid,
             boundary.boundary_index,
@@ -267,7 +268,34 @@ class EarlyExitRuntime:
         )
 
     # -- per step ----------------------------------------------------------------------------------------
-    def _score(self, probe_rows, hidden: torch.Tensor | None, n_rows: int) -> list[Evaluation]:
+    def _end_prob(self, logits: torch.Tensor, row: int) -> float:
+        """The model's own probability that thinking ends next, at this row (recorded, and a probe input)."""
+        return float(torch.softmax(logits[row].float(), dim=-1)[self.policy.think_end_id])
+
+    def _features(self, probe_rows, logits: torch.Tensor) -> list[list[float]] | None:
+        """Each probe row's inputs beside its hidden state, as the probe job computed them from recorded traces."""
+        inputs = self.probe.config.inputs
+        if not inputs:
+            return None
+        values = []
+        for row, state, boundary in probe_rows:
+            # the boundary's own answer, when one was read, is already the last of the request's answers
+            previous = state.answers[:-1] if boundary.answer is not None else state.answers
+            values.append(
+                boundary_features(
+                    inputs,
+                    paragraph_index=boundary.paragraph_index,
+                    boundary_index=boundary.boundary_index,
+                    thinking_tokens=boundary.thinking_tokens,
+                    answer=boundary.answer,
+                    previous_answers=previous,
+                    end_prob=self._end_prob(logits, row) if END_OF_THINKING in inputs else None,
+                )
+            )
+        return values
+
+    def _score(self, probe_rows, hidden: torch.Tensor | None, logits: torch.Tensor) -> list[Evaluation]:
+        n_rows = logits.shape[0]
         if hidden is None or hidden.shape[0] != n_rows:
             return []  # the capture did not line up with the logits: never exit on a guess
         if hidden.shape[1] != self.weights.hidden_size:
@@ -275,16 +303,24 @@ class EarlyExitRuntime:
                 f"the probe expects hidden size {self.weights.hidden_size}, "
                 f"the engine's hidden states have {hidden.shape[1]}"
             )
+        features = self._features(probe_rows, logits)
         if self.host_probe is not None:
-            scores = self.host_probe.scores(hidden, [row for row, _, _ in probe_rows])
+            scores = self.host_probe.scores(hidden, [row for row, _, _ in probe_rows], features)
             decisions = [score >= state.threshold32 for score, (_, state, _) in zip(scores, probe_rows)]
         else:
-            rows = torch.tensor([row for row, _, _ in probe_rows], device=hidden.device)
+            device = hidden.device
+            rows = torch.tensor([row for row, _, _ in probe_rows], device=device)
             thresholds = torch.tensor(
-                [state.settings.threshold for _, state, _ in probe_rows], dtype=torch.float32, device=hidden.device
+                [state.settings.threshold for _, state, _ in probe_rows], dtype=torch.float32, device=device
             )
+            extra = None
+            if features is not None:
+                extra = torch.tensor(features, dtype=torch.float32, device=device).reshape(len(probe_rows), -1)
             scores, decisions = (
-                t.tolist() for t in score_boundary_rows(hidden, rows, self.weights, thresholds, backend=self.backend)
+                t.tolist()
+                for t in score_boundary_rows(
+                    hidden, rows, self.weights, thresholds, features=extra, backend=self.backend
+                )
             )
         evaluations = []
         for (row, state, boundary), score, decision in zip(probe_rows, scores, decisions):

@@ -211,7 +211,7 @@ def run_probe_job(
         f"delta={config.risk_delta}",
         training={k: metrics[k] for k in ("roc_auc", "ece", "brier", "n_train", "n_test")},
     )
-    Probe(probe_config, best.model.weights()).save(out / "probe")
+    Probe(probe_config, best.model.weights(feature_count(config.inputs))).save(out / "probe")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

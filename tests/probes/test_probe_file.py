@@ -162,3 +162,18 @@ def test_the_mode_and_the_labels_round_trip_and_older_files_are_answer_and_reade
     (tmp_path / "old" / "probe.json").write_text(json.dumps(config))
     loaded = Probe.load(tmp_path / "old").config
     assert (loaded.boundary_policy.mode, loaded.labels) == ("answer", "reader")
+
+
+def test_a_probe_with_inputs_beside_the_hidden_state_round_trips(tmp_path):
+    from probexit.probes.features import feature_count
+
+    inputs = ("end_of_thinking", "position")
+    k = feature_count(inputs)
+    module = ProbeModel(16 + k, 8, torch.randn(16 + k), torch.rand(16 + k) + 0.5)
+    Probe(ProbeConfig("mlp", 16, 8, IDENTITY, inputs=inputs), module.weights(k)).save(tmp_path / "p")
+    loaded = Probe.load(tmp_path / "p")
+    assert loaded.config.inputs == inputs and loaded.weights.n_features == k and loaded.weights.hidden_size == 16
+    config = json.loads((tmp_path / "p" / "probe.json").read_text())
+    (tmp_path / "p" / "probe.json").write_text(json.dumps({**config, "inputs": ["middle_layer"]}))
+    with pytest.raises(ProbeFileError, match="middle_layer.*cannot give"):
+        Probe.load(tmp_path / "p")

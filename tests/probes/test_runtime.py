@@ -297,3 +297,45 @@ def test_paragraph_mode_asks_the_probe_at_every_paragraph_and_text_rules_where_a
     # the probe exits at the opening paragraph; `first` waits for the first answer the reader reads (the third)
     assert exits == {0: steps[0], 1: steps[2]}
     assert [e.answer for e in evaluations if e.rid == "r2"] == [None, None, "10"]
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_a_probe_reads_the_same_features_online_as_the_probe_job_computes_offline(policy, tokenizer, backend):
+    """A linear probe that reads only its features (zero weight on the hidden state): its logit at each boundary is
+    w . (f - mean) / scale for the features the offline code computes from the segmented trace, on the host path
+    and through the dispatcher alike."""
+    from probexit.probes.features import boundary_features, feature_count
+
+    inputs = ("end_of_thinking", "position", "answer_history")
+    k = feature_count(inputs)
+    torch.manual_seed(5)
+    mean, scale, w = torch.randn(HIDDEN + k), 0.5 + torch.rand(HIDDEN + k), torch.randn(HIDDEN + k)
+    w[:HIDDEN] = 0.0
+    module = ProbeModel(HIDDEN + k, 0, mean, scale)
+    with torch.no_grad():
+        module.net.weight.copy_(w[None])
+        module.net.bias.zero_()
+    config = ProbeConfig("linear", HIDDEN, 0, ModelIdentity("t", HIDDEN, 1, "f"), inputs=inputs)
+    runtime = EarlyExitRuntime(policy, Probe(config, module.weights(k)), backend=backend)
+    _, evaluations, trace = drive(runtime, tokenizer, {0: ExitSettings(threshold=1.01)})
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 3 + 14 - 7?"}], tokenize=False, add_generation_prompt=True
+    )
+    previous, expected = [], []
+    for boundary in policy.segment(tokenizer.encode(prompt), trace):
+        end_prob = 1.0 / len(policy.token_bytes)  # drive's logits are all zero: a uniform distribution
+        features = boundary_features(
+            inputs,
+            paragraph_index=boundary.paragraph_index,
+            boundary_index=boundary.boundary_index,
+            thinking_tokens=boundary.thinking_tokens,
+            answer=boundary.answer,
+            previous_answers=list(previous),
+            end_prob=end_prob,
+        )
+        logit = float((torch.tensor(features) - mean[HIDDEN:]) / scale[HIDDEN:] @ w[HIDDEN:])
+        expected.append(1.0 / (1.0 + math.exp(-logit)))
+        previous += [boundary.answer] if boundary.answer is not None else []
+    assert len(evaluations) == len(expected) == 3
+    for evaluation, score in zip(evaluations, expected):
+        assert math.isclose(evaluation.score, score, rel_tol=1e-5, abs_tol=1e-6)
