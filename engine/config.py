@@ -20,6 +20,7 @@ class EngineConfig:
     served_model_name: the name clients use.
     probe: a probe folder; None runs without the probe rule (the text rules still work).
     kernel_backend: how the engine scores probe rows ("auto": Triton on GPU, numpy elsewhere).
+    tool_call_parser: vLLM's tool parser that reads the model's own tool calls (`tool_choice: auto`); None: none.
     engine_args: vLLM's `AsyncEngineArgs` (None: vLLM's defaults for `model`); its `model` is replaced by `model`.
     """
 
@@ -28,3 +29,4 @@ class EngineConfig:
     probe: Path | None = None
     kernel_backend: str = "auto"
     engine_args: Any = None
+    tool_call_parser: str | None = None

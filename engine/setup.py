@@ -17,6 +17,8 @@ from probexit.engine.adapter import UnsupportedVLLMError, platform_engine_defaul
 from probexit.engine.config import ConfigError, EngineConfig
 from probexit.engine.constants import ensure_cpu_kv_cache
 from probexit.engine.requests import early_exit_engine_options
+from probexit.engine.structured import with_answer_grammar
+from probexit.engine.tools import tool_parser_class
 from probexit.probes.boundary import BoundaryPolicyConfig
 from probexit.probes.fingerprint import ModelIdentity, model_identity
 from probexit.probes.markers import ThinkingMarkers, find_markers
@@ -33,6 +35,7 @@ class EngineSetup:
     markers: ThinkingMarkers | None  # None: the model has no thinking markers (no split, no early exit)
     default_sampling: dict  # the model's generation-config defaults (temperature, top_p, ...)
     identity: dict = dataclasses.field(default_factory=dict)  # what is served, for /v1/models (see served_identity)
+    tool_parser: Any = None  # vLLM's tool parser class for `tool_choice: auto` (None: answers are not read for calls)
 
     @property
     def max_model_len(self) -> int:
@@ -61,6 +64,8 @@ def prepare(config: EngineConfig) -> EngineSetup:
     markers = _find_markers(args, probe)
     if markers is not None:
         args = _with_early_exit(args, config, probe, markers)
+    args = with_answer_grammar(args, markers)  # structured outputs: on the answer, compact
+    tool_parser = tool_parser_class(config.tool_call_parser) if config.tool_call_parser else None
     vllm_config = _engine_config(args)
     return EngineSetup(
         vllm_config,
@@ -69,6 +74,7 @@ def prepare(config: EngineConfig) -> EngineSetup:
         markers,
         vllm_config.model_config.get_diff_sampling_param(),
         served_identity(config, local),
+        tool_parser,
     )
 
 

@@ -26,12 +26,14 @@ from probexit.server.errors import APIError, engine_unavailable, to_api_error
 from probexit.server.generation import GenerationCore
 from probexit.server.metrics import ServerMetrics
 from probexit.server.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
+from probexit.server.protocol_responses import ResponsesRequest
 from probexit.server.protocol_rewards import RewardRequest, RewardResponse
 from probexit.server.serving_chat import ServingChat
 from probexit.server.serving_completion import ServingCompletion
+from probexit.server.serving_responses import ServingResponses
 from probexit.server.serving_rewards import ServingRewards
 
-GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions")
+GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 
 
 def build_app(config: ServerConfig) -> FastAPI:
@@ -42,7 +44,8 @@ def build_app(config: ServerConfig) -> FastAPI:
     app.state.config, app.state.setup, app.state.probe = config, setup, setup.probe
     app.state.rewards = ServingRewards.load(config)
     app.state.metrics = ServerMetrics(config.served_model_name)
-    app.state.engine = app.state.collector = app.state.core = app.state.chat = app.state.completion = None
+    app.state.engine = app.state.collector = app.state.core = None
+    app.state.chat = app.state.completion = app.state.responses = None
     app.state.startup_error = None
     for error_type in (APIError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(error_type, _error_response)
@@ -81,6 +84,7 @@ async def _lifespan(app: FastAPI):
     state.engine, state.collector = engine, collector
     state.core = GenerationCore(engine, collector, state.metrics, setup, defaults, config.served_model_name)
     state.chat, state.completion = ServingChat(state.core), ServingCompletion(state.core)
+    state.responses = ServingResponses(state.core)
     try:
         yield
     finally:
@@ -117,6 +121,10 @@ def _api_routes() -> APIRouter:
     @router.post("/completions")
     async def completions(body: CompletionRequest, request: Request):
         return await request.app.state.completion.handle(body, request)
+
+    @router.post("/responses")
+    async def responses(body: ResponsesRequest, request: Request):
+        return await request.app.state.responses.handle(body, request)
 
     @router.post("/rewards")
     async def rewards(body: RewardRequest, request: Request) -> RewardResponse:

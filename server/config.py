@@ -92,6 +92,20 @@ class ServerConfig:
             "Authenticated and encrypted either way (docs/deployment.md).",
         },
     )
+    enable_auto_tool_choice: bool = field(
+        default=False,
+        metadata={
+            "help": "Read tool calls out of answers when a request lets the model choose (tool_choice auto), with "
+            "--tool-call-parser; as `vllm serve` takes it (docs/serving.md)."
+        },
+    )
+    tool_call_parser: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "NAME",
+            "help": "vLLM's tool parser for the model's own call format (hermes, llama3_json, mistral, pythonic, ...).",
+        },
+    )
     engine_args: Any = None
 
     def __post_init__(self):
@@ -135,6 +149,8 @@ class ServerConfig:
             bind_endpoint(self.events_bind)
         except ValueError as error:
             raise ConfigError(f"--events-bind: {error}") from None
+        if self.enable_auto_tool_choice != (self.tool_call_parser is not None):
+            raise ConfigError("--enable-auto-tool-choice and --tool-call-parser NAME go together, as in `vllm serve`")
         if not (math.isfinite(self.shutdown_grace_s) and self.shutdown_grace_s >= 0):
             raise ConfigError(f"--shutdown-grace must be a non-negative number of seconds, got {self.shutdown_grace_s}")
 
@@ -149,4 +165,11 @@ class ServerConfig:
         return self.probe is not None if self.early_exit is None else self.early_exit
 
     def engine_config(self) -> EngineConfig:
-        return EngineConfig(self.model, self.served_model_name, self.probe, self.kernel_backend, self.engine_args)
+        return EngineConfig(
+            self.model,
+            self.served_model_name,
+            self.probe,
+            self.kernel_backend,
+            self.engine_args,
+            tool_call_parser=self.tool_call_parser,
+        )

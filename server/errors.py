@@ -87,8 +87,9 @@ def _validation_error(error: RequestValidationError) -> APIError:
     if first.get("type") == "json_invalid":
         return APIError(400, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
-    # Union members add their type to the path (`stop.str`); the field the client wrote is what matters.
-    location = [part for part in location if part not in ("str", "int", "list[str]", "list[int]", "list[list[int]]")]
+    # Union members add their type to the path (`stop.str`, `tool_choice.NamedToolChoice`, `literal['auto']`); the
+    # field the client wrote is what matters.
+    location = [part for part in location if not _union_member(part)]
     param = ".".join(location) or None
     message = first.get("msg", "invalid request")
     if first.get("type") == "extra_forbidden":
@@ -97,3 +98,9 @@ def _validation_error(error: RequestValidationError) -> APIError:
         message = "the request body is missing" if first.get("type") == "missing" else f"the request body: {message}"
         return APIError(400, f"{message}; send a JSON object with the request's fields")
     return APIError(400, f"{param}: {message}", param=param)
+
+
+def _union_member(part: str) -> bool:
+    """A path part that names a union member's type rather than a field: a builtin type, a generic or literal type,
+    or a schema class (fields are lower-case)."""
+    return part in ("str", "int", "float", "bool", "dict") or "[" in part or part[:1].isupper()

@@ -18,8 +18,10 @@ from probexit.engine.client import token_prompt
 from probexit.engine.events import EventCollector, RequestRecord
 from probexit.engine.requests import sampling_params
 from probexit.engine.setup import EngineSetup
+from probexit.engine.structured import generate_options
 from probexit.probes.rules import ExitSettings
 from probexit.server import early_exit
+from probexit.server.answer_format import NO_FORM, AnswerPlan
 from probexit.server.errors import APIError
 from probexit.server.metrics import ServerMetrics
 from probexit.server.protocol import CompletionTokensDetails, EarlyExitReport, SamplingRequest, Usage
@@ -49,6 +51,7 @@ class Choice:
     splitter: ReasoningSplitter
     params: object  # vllm.SamplingParams
     prompt_ids: list[int]
+    engine_options: dict = field(default_factory=dict)  # keyword arguments of the engine's generate
     tokens: int = 0
     content: str = ""  # the answer so far, kept for a shadow choice only (its outcome compares answers)
     text_length: int = 0  # characters streamed so far (completions' logprobs count offsets from the start)
@@ -65,6 +68,7 @@ class GenerationJob:
     model: str
     settings: ExitSettings | None
     prompt_tokens: int
+    answer: AnswerPlan = NO_FORM  # the form asked of each choice's answer
     choices: list[Choice] = field(default_factory=list)
     closed_by: APIError | None = None  # set when the server ends it early (shutting down)
 
@@ -89,6 +93,7 @@ class Delta:
     content: str
     token_ids: list[int]
     logprobs: list | None  # per token: the engine's {token id: Logprob} (None: not asked for)
+    content_ids: list[int] = field(default_factory=list)  # the answer's tokens among token_ids
 
 
 @dataclass
@@ -133,9 +138,13 @@ class GenerationCore:
         prompt_field: str,
         logprobs: int | None = None,
         effort: str | None = None,
+        answer: AnswerPlan = NO_FORM,
+        limit_field: str | None = None,
     ) -> GenerationJob:
         """The engine requests of one HTTP request; `logprobs`: how many alternatives each token reports (None:
-        no log-probabilities), `effort`: its reasoning_effort."""
+        no log-probabilities), `effort`: its reasoning_effort, `answer`: the form asked of the answer (a response
+        format, tool calls), `limit_field`: the request's name for `max_tokens` (None: the chat and completion
+        APIs' names)."""
         if len(prompts) * request.n > MAX_CHOICES:
             field = "n" if request.n > 1 else prompt_field
             raise APIError(
@@ -144,12 +153,12 @@ class GenerationCore:
                 f"choices; at most {MAX_CHOICES} per request",
                 param=field,
             )
-        self._check_max_tokens(request, max_tokens)
+        self._check_max_tokens(request, max_tokens, limit_field)
         settings = early_exit.resolve(
             request.early_exit, self.exit_defaults, effort=effort, thinking_budget=request.thinking_token_budget
         )
         job = GenerationJob(
-            f"{id_prefix}-{uuid.uuid4().hex}", self.model_name, settings, sum(len(prompt) for prompt in prompts)
+            f"{id_prefix}-{uuid.uuid4().hex}", self.model_name, settings, sum(len(prompt) for prompt in prompts), answer
         )
         for prompt_index, prompt_ids in enumerate(prompts):
             limit = self._max_tokens(len(prompt_ids), max_tokens, prompt_field)
@@ -166,17 +175,18 @@ class GenerationCore:
                 index = prompt_index * request.n + sample
                 engine_id = f"{job.request_id}-{index}"
                 seed = None if request.seed is None else request.seed + sample
-                params = self._sampling_params(request, limit, seed, engine_id, settings, logprobs)
-                job.choices.append(
-                    Choice(index, engine_id, ReasoningSplitter(self.setup.markers, prompt_ids), params, prompt_ids)
-                )
+                params = self._sampling_params(request, limit, seed, engine_id, settings, logprobs, answer)
+                splitter = ReasoningSplitter(self.setup.markers, prompt_ids)
+                options = generate_options(self.setup, params)
+                job.choices.append(Choice(index, engine_id, splitter, params, prompt_ids, options))
         return job
 
-    def _check_max_tokens(self, request: SamplingRequest, max_tokens: int | None) -> None:
+    def _check_max_tokens(self, request: SamplingRequest, max_tokens: int | None, field: str | None) -> None:
         """A limit that no prompt could leave room for is a mistake; one that merely exceeds the room a
         prompt leaves is cut to that room below, as vLLM's server does."""
         if max_tokens is not None and max_tokens > self.setup.max_model_len:
-            field = "max_completion_tokens" if getattr(request, "max_completion_tokens", None) else "max_tokens"
+            if field is None:
+                field = "max_completion_tokens" if getattr(request, "max_completion_tokens", None) else "max_tokens"
             raise APIError(
                 400,
                 f"{field}: {max_tokens} is more than this model's context of {self.setup.max_model_len} tokens",
@@ -207,6 +217,7 @@ class GenerationCore:
         engine_id: str,
         settings: ExitSettings | None,
         logprobs: int | None,
+        answer: AnswerPlan,
     ):
         defaults = self.setup.default_sampling
         values = {
@@ -229,7 +240,8 @@ class GenerationCore:
                 logprobs=logprobs,
                 logit_bias=self._logit_bias(request.logit_bias),
                 # a marker the tokenizer calls special would vanish from the text, and the split needs it
-                skip_special_tokens=not (markers is not None and markers.special),
+                skip_special_tokens=answer.skip_special_tokens and not (markers is not None and markers.special),
+                structured_outputs=answer.constraint,
                 stream=request.stream,
             )
         except (ValueError, TypeError) as error:
@@ -278,7 +290,9 @@ class GenerationCore:
         self._running[job.request_id] = job
         merged = _merge(
             [
-                self.engine.generate(token_prompt(choice.prompt_ids), choice.params, choice.engine_id)
+                self.engine.generate(
+                    token_prompt(choice.prompt_ids), choice.params, choice.engine_id, **choice.engine_options
+                )
                 for choice in job.choices
             ]
         )
@@ -331,7 +345,15 @@ class GenerationCore:
             if outcomes:
                 self.metrics.shadow_done(reasoning_tokens, outcomes)
         logprobs = list(completion.logprobs) if completion.logprobs is not None else None
-        return Delta(choice, completion.text, reasoning, content, list(completion.token_ids), logprobs)
+        return Delta(
+            choice,
+            completion.text,
+            reasoning,
+            content,
+            list(completion.token_ids),
+            logprobs,
+            choice.splitter.content_ids,
+        )
 
     def _finish(self, job: GenerationJob, outcome: str | None) -> None:
         """Synchronous on purpose: it runs while the request's task is being cancelled, where an await

@@ -1,13 +1,17 @@
 """Chat messages as a model's chat template takes them, checked as strictly as OpenAI checks them.
 
 The schema (`protocol.ChatMessage`) already refuses unknown fields and roles; this adds what depends on the role
-(a `tool_call_id` belongs to a tool message, reasoning to an assistant turn) and on the parts (only text reaches
-the model). An assistant turn's thinking may come as `reasoning_content` or `reasoning` (both: the same text);
-it is handed to the template as `reasoning_content`, and the template decides whether history keeps it
-(R1-style templates drop it, others render it).
+(a `tool_call_id` belongs to a tool message, reasoning to an assistant turn), on the parts (only text reaches
+the model) and on the order (a tool message answers a call that an earlier assistant turn made). A call's
+arguments reach the template as an object where they parse as one: chat templates render them with `tojson`.
+An assistant turn's thinking may come as `reasoning_content` or `reasoning` (both: the same text); it is handed to
+the template as `reasoning_content`, and the template decides whether history keeps it (R1-style templates drop
+it, others render it).
 """
 
 from __future__ import annotations
+
+import json
 
 from probexit.server.errors import APIError
 from probexit.server.protocol import ChatMessage
@@ -25,7 +29,19 @@ PASSED_ON = ("name", "tool_calls", "tool_call_id", "function_call")  # what the 
 
 
 def template_messages(messages: list[ChatMessage], where: str = "messages") -> list[dict]:
-    return [template_message(message, f"{where}.{index}") for index, message in enumerate(messages)]
+    calls: set[str] = set()  # ids of the calls made so far
+    plain = []
+    for index, message in enumerate(messages):
+        place = f"{where}.{index}"
+        if message.role == "tool" and message.tool_call_id is not None and message.tool_call_id not in calls:
+            raise APIError(
+                400,
+                f"{place}.tool_call_id: {message.tool_call_id!r} answers no call of an earlier assistant message",
+                param=f"{place}.tool_call_id",
+            )
+        calls.update(call.id for call in message.tool_calls or [])
+        plain.append(template_message(message, place))
+    return plain
 
 
 def template_message(message: ChatMessage, where: str) -> dict:
@@ -41,6 +57,8 @@ def template_message(message: ChatMessage, where: str) -> dict:
         )
     plain = {"role": message.role, "content": content_text(message, where)}
     plain.update({name: getattr(message, name) for name in PASSED_ON if getattr(message, name) is not None})
+    if message.tool_calls is not None:
+        plain["tool_calls"] = [_template_call(call.model_dump()) for call in message.tool_calls]
     reasoning = _reasoning(message, where)
     if reasoning is not None:
         plain["reasoning_content"] = reasoning
@@ -72,3 +90,13 @@ def _reasoning(message: ChatMessage, where: str) -> str | None:
             param=f"{where}.reasoning",
         )
     return given[0] if given else None
+
+
+def _template_call(call: dict) -> dict:
+    try:
+        arguments = json.loads(call["function"]["arguments"])
+    except json.JSONDecodeError:
+        return call  # the template gets the text as it was sent
+    if isinstance(arguments, dict):
+        call["function"]["arguments"] = arguments
+    return call

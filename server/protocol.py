@@ -3,10 +3,11 @@
 An unknown field is a 400 that names it, as OpenAI's API answers ("Unrecognized request argument"), at the top
 level, inside `early_exit`, in a message and in a content part: each would otherwise silently do nothing.
 Fields that mainstream clients send by default are accepted (`store`, `metadata`, `user`, `service_tier`,
-`parallel_tool_calls`, ...); those that would change the answer in a way this server cannot honour (`tools`, a
-JSON `response_format`, `best_of`, ...) are accepted by the schema and refused by the handler with a 400 that says
-why. Integers that travel to the engine are bounded to what it can carry (int64). Responses carry `early_exit`
-per choice and the thinking in both `reasoning_content` and `reasoning` beside `content` in chat messages.
+`parallel_tool_calls`, ...); those that would change the answer in a way this server cannot honour (`audio`,
+`best_of`, ...) are accepted by the schema and refused by the handler with a 400 that says why. Tools, tool calls
+and response formats have their own classes (the section "tools and structured outputs"). Integers that travel to
+the engine are bounded to what it can carry (int64). Responses carry `early_exit` per choice and the thinking in
+both `reasoning_content` and `reasoning` beside `content` in chat messages.
 """
 
 from __future__ import annotations
@@ -123,6 +124,63 @@ class SamplingRequest(OpenAIRequest):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
+# -- tools and structured outputs (request side) ---------------------------------------------------------
+MAX_TOOLS = 128  # OpenAI's limit on `tools`
+FUNCTION_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"  # OpenAI's rule for function and response-format names
+
+
+class FunctionDefinition(OpenAIRequest):
+    name: str = Field(pattern=FUNCTION_NAME_PATTERN)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema; the handler checks it
+    strict: StrictBool | None = None  # accepted: a forced call is always constrained to the schema
+
+
+class ChatTool(OpenAIRequest):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(OpenAIRequest):
+    name: str
+
+
+class NamedToolChoice(OpenAIRequest):
+    type: Literal["function"]
+    function: FunctionName
+
+
+class CalledFunction(OpenAIRequest):
+    name: str
+    arguments: str  # JSON text
+
+
+class MessageToolCall(OpenAIRequest):
+    """A call an earlier assistant turn made, sent back in `messages`."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
+class JSONSchemaFormat(OpenAIRequest):
+    name: str = Field(pattern=FUNCTION_NAME_PATTERN)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")  # None: any JSON object
+    strict: StrictBool | None = None  # accepted: the answer is always constrained to the schema
+
+
+class ResponseFormat(OpenAIRequest):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self):
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError('"json_schema" goes with type "json_schema", and only with it')
+        return self
+
+
 class ContentPart(OpenAIRequest):
     """A part of a message's content; only text parts reach the model (the others are refused by name)."""
 
@@ -140,7 +198,7 @@ class ChatMessage(OpenAIRequest):
     name: str | None = None
     reasoning_content: str | None = None  # an assistant turn's thinking, as DeepSeek and SGLang name it
     reasoning: str | None = None  # the same, as vLLM and OpenRouter name it
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[MessageToolCall] | None = None
     tool_call_id: str | None = None
     function_call: dict[str, Any] | None = None
     refusal: str | None = None
@@ -154,11 +212,11 @@ class ChatCompletionRequest(SamplingRequest):
     logprobs: StrictBool | None = None
     top_logprobs: StrictInt | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     reasoning_effort: str | None = None  # one of REASONING_EFFORTS, checked by the handler to name them
-    # accepted so that the handler can refuse them with a reason, or ignore them where they change nothing
-    response_format: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[ChatTool] | None = Field(default=None, min_length=1, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: StrictBool | None = None
+    # accepted so that the handler can refuse them with a reason, or ignore them where they change nothing
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
     modalities: list[str] | None = None
@@ -221,11 +279,30 @@ class Usage(BaseModel):
     completion_tokens_details: CompletionTokensDetails
 
 
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None  # the same text as reasoning_content
+    tool_calls: list[ToolCallOut] | None = None  # left out of the body when no tool was called
+
+    @model_serializer(mode="wrap")
+    def _without_absent_calls(self, handler):
+        data = handler(self)
+        if data.get("tool_calls") is None:
+            data.pop("tool_calls", None)
+        return data
 
 
 class TopLogprob(BaseModel):
@@ -280,11 +357,26 @@ class ChatCompletionResponse(ResponseBase):
     choices: list[ChatChoice]
 
 
+class FunctionCallChunk(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallChunk(BaseModel):
+    """A streamed piece of a tool call: its first piece carries `id`, `type` and the function's name."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallChunk
+
+
 class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None  # the same text as reasoning_content
+    tool_calls: list[ToolCallChunk] | None = None
 
 
 class ChatChunkChoice(ChoiceBase):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from probexit.probes.markers import CLOSED, OPENED, ThinkingMarkers
+from probexit.probes.markers import CLOSED, OPENED, OUTSIDE, ThinkingMarkers
 
 
 class ReasoningSplitter:
@@ -22,6 +22,7 @@ class ReasoningSplitter:
         self._text_in_reasoning = self.phase is not None and self.phase.thinking
         self._pending: deque[tuple[str, bool]] = deque()  # (marker text, text goes to reasoning after it)
         self._carry = ""  # a text tail that may be the start of a pending marker
+        self.content_ids: list[int] = []  # the answer's token ids among those fed last (tool parsers read them)
 
     @property
     def reasoning_tokens(self) -> int:
@@ -34,13 +35,18 @@ class ReasoningSplitter:
 
     def feed(self, token_ids, text: str, final: bool = False) -> tuple[str, str]:
         """New tokens and the text the engine made of them -> (reasoning text, content text)."""
-        if self.phase is not None:
-            for token_id in token_ids:
-                event = self.phase.advance(token_id)
-                if event == OPENED:  # the marker is hidden and the text after it is reasoning
-                    self._pending.append((self.markers.start, True))
-                elif event == CLOSED:
-                    self._pending.append((self.markers.end, False))
+        if self.phase is None:
+            self.content_ids = list(token_ids)
+            return self._route(text, final)
+        self.content_ids = []
+        for token_id in token_ids:
+            event = self.phase.advance(token_id)
+            if event == OPENED:  # the marker is hidden and the text after it is reasoning
+                self._pending.append((self.markers.start, True))
+            elif event == CLOSED:
+                self._pending.append((self.markers.end, False))
+            elif event == OUTSIDE:
+                self.content_ids.append(token_id)
         return self._route(text, final)
 
     def _route(self, text: str, final: bool) -> tuple[str, str]:

@@ -28,9 +28,19 @@ class OpenAIServing:
     def __init__(self, core: GenerationCore):
         self.core = core
 
-    async def handle(self, body: SamplingRequest, request: Request):
+    async def handle(self, body, request: Request):
         self._check_available(body)
-        job = self.core.plan(
+        job = self.plan(body)
+        if body.stream:
+            # Starlette cancels the streaming task when the client disconnects, which closes the job.
+            return StreamingResponse(
+                sse(self.stream(job, body), self.core.metrics, self.frame), media_type="text/event-stream"
+            )
+        return await _unless_disconnected(request, self.complete(job, body))
+
+    def plan(self, body: SamplingRequest) -> GenerationJob:
+        """The request's engine work; every check that can fail on the request happens here."""
+        return self.core.plan(
             body,
             self.prompts(body),
             self.max_tokens(body),
@@ -38,12 +48,6 @@ class OpenAIServing:
             prompt_field=self.prompt_field,
             **self.plan_options(body),
         )
-        if body.stream:
-            # Starlette cancels the streaming task when the client disconnects, which closes the job.
-            return StreamingResponse(
-                sse(self.stream(job, body.include_usage), self.core.metrics), media_type="text/event-stream"
-            )
-        return await _unless_disconnected(request, self.complete(job))
 
     # -- what each endpoint says -------------------------------------------------------------------------------
     def prompts(self, body) -> list[list[int]]:
@@ -56,14 +60,20 @@ class OpenAIServing:
         """`GenerationCore.plan`'s keyword arguments that depend on the endpoint (log-probabilities, effort)."""
         return {}
 
-    async def complete(self, job: GenerationJob) -> BaseModel:
+    async def complete(self, job: GenerationJob, body) -> BaseModel:
         raise NotImplementedError
 
-    def stream(self, job: GenerationJob, include_usage: bool) -> AsyncIterator[BaseModel]:
+    def stream(self, job: GenerationJob, body) -> AsyncIterator[BaseModel]:
         raise NotImplementedError
+
+    @staticmethod
+    def frame(chunk: BaseModel) -> str:
+        """A chunk as one server-sent event; a delta carries only what it has, yet the chunks set every top-level
+        field."""
+        return f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
 
     # -- shared ------------------------------------------------------------------------------------------------
-    def _check_available(self, body: SamplingRequest) -> None:
+    def _check_available(self, body) -> None:
         core = self.core
         if body.model is not None and body.model != core.model_name:
             raise APIError(
@@ -102,13 +112,14 @@ def choice_done(delta: Delta) -> dict:
     return {"early_exit": delta.choice.report} if delta.choice.done else {}
 
 
-async def sse(chunks: AsyncIterator[BaseModel], metrics: ServerMetrics) -> AsyncIterator[str]:
-    """Server-sent events from response chunks. An error after the 200 status went out becomes an error
-    event in OpenAI's body, then `[DONE]`, as OpenAI's clients expect."""
+async def sse(
+    chunks: AsyncIterator[BaseModel], metrics: ServerMetrics, frame=OpenAIServing.frame
+) -> AsyncIterator[str]:
+    """Server-sent events from response chunks (`frame` writes each). An error after the 200 status went out
+    becomes an error event in OpenAI's body, then `[DONE]`, as OpenAI's clients expect."""
     try:
         async for chunk in chunks:
-            # exclude_unset: a delta carries only what it has, yet the chunks set every top-level field
-            yield f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
+            yield frame(chunk)
     except Exception as error:  # noqa: BLE001 - every failure must reach the client as an error event
         api_error = to_api_error(error)
         metrics.request_done("rejected" if api_error.status < 500 else "error")

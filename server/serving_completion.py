@@ -32,7 +32,7 @@ class ServingCompletion(OpenAIServing):
     def plan_options(self, body: CompletionRequest) -> dict:
         return {"logprobs": body.logprobs}
 
-    async def complete(self, job: GenerationJob) -> CompletionResponse:
+    async def complete(self, job: GenerationJob, body: CompletionRequest) -> CompletionResponse:
         joined = await self.core.collect(job)
         choices = [
             CompletionChoice(
@@ -46,11 +46,11 @@ class ServingCompletion(OpenAIServing):
         ]
         return CompletionResponse(id=job.request_id, model=job.model, choices=choices, usage=job.usage())
 
-    def stream(self, job: GenerationJob, include_usage: bool) -> AsyncIterator[CompletionResponse]:
+    def stream(self, job: GenerationJob, body: CompletionRequest) -> AsyncIterator[CompletionResponse]:
         make_chunk = partial(
             CompletionResponse, id=job.request_id, object="text_completion", created=int(time.time()), model=job.model
         )
-        return self.stream_chunks(job, include_usage, make_chunk, self._chunk_choice)
+        return self.stream_chunks(job, body.include_usage, make_chunk, self._chunk_choice)
 
     def _chunk_choice(self, delta: Delta) -> CompletionChoice | None:
         choice = delta.choice

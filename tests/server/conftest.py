@@ -1,5 +1,6 @@
 """One real `probexit serve` process per test session, on the test model, with a probe that always fires
-(see harness.py) and an untrained reward-model folder; tests marked `kills_server` run after all others."""
+(see harness.py), an untrained reward-model folder and a tool parser; tests marked `kills_server` run after all
+others."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tests.server.test_rewards import make_reward_folder
 
 # Tests that leave the session server unusable (they kill its engine) carry this marker and run last.
 KILLS_SERVER = "kills_server"
+TOOL_PARSER_FLAGS = ("--enable-auto-tool-choice", "--tool-call-parser", "hermes")
 
 
 def pytest_configure(config):
@@ -30,7 +32,14 @@ def server(tmp_path_factory) -> Server:
     tmp = tmp_path_factory.mktemp("serve")
     started = time.monotonic()
     reward = make_reward_folder(model_dir, tmp / "reward")  # /v1/rewards live too (the fuzzer, the auth tests)
-    instance = launch(model_dir, tmp, make_probe(model_dir, tmp / "probe", bias=20.0), "--reward-model", str(reward))
+    instance = launch(
+        model_dir,
+        tmp,
+        make_probe(model_dir, tmp / "probe", bias=20.0),
+        "--reward-model",
+        str(reward),
+        *TOOL_PARSER_FLAGS,  # tool_choice auto reads answers with vLLM's hermes parser
+    )
     try:
         try:
             wait_until_healthy(instance, started)
