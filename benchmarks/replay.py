@@ -8,6 +8,10 @@ and `budget` (a fixed thinking length). An exit at a boundary is credited with t
 model is assumed to write it as its final answer); a budget exit with the last answer stated before the cut,
 or none; a trace left to think to its end with its own final answer.
 
+A trace line may carry the question it answers (`question`, or the `prompt` as text or chat messages): the reader
+is then bound to the multiple-choice options the question lists, as the engine binds it to a request's prompt,
+so that a conclusion naming an option by its content reads as that option's letter.
+
 Without a tokenizer lengths are in characters (each character is fed as one token); with one, in its
 tokens. Boundary `end` is always the character offset in the thinking text just past the boundary.
 """
@@ -30,12 +34,14 @@ BUDGET_FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8)  # of the mean thinking length
 
 @dataclass(frozen=True)
 class Trace:
-    """One recorded generation: its thinking, the answer written after it (None: cut off), the gold one."""
+    """One recorded generation: its thinking, the answer written after it (None: cut off), the gold one, and the
+    question it answers (None: not given)."""
 
     id: str
     thinking: str
     final: str | None
     gold: str
+    question: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,10 @@ class Replayed:
 
 # -- input -------------------------------------------------------------------------------------------------
 def load_traces(path: Path) -> list[Trace]:
-    """JSON lines of `{"completion", "answer", "id"?}` (a completion that may open with `<think>`) or chat
-    responses (`reasoning_content` or `reasoning` beside `content`, as a message, a choice, or a whole
-    response with `choices`) carrying the gold `answer`. A bad line raises ValueError naming it."""
+    """JSON lines of `{"completion", "answer", "id"?, "question"?}` (a completion that may open with `<think>`) or
+    chat responses (`reasoning_content` or `reasoning` beside `content`, as a message, a choice, or a whole
+    response with `choices`) carrying the gold `answer`, and optionally the `question` (text) or the `prompt`
+    (text, or the chat messages of the request). A bad line raises ValueError naming it."""
     traces: list[Trace] = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -88,7 +95,29 @@ def _parse_line(record, line_id: str) -> list[Trace]:
     if not messages:
         raise ValueError('no "completion", and no chat message with "reasoning_content", "reasoning" or "content"')
     ids = [trace_id] if len(messages) == 1 else [f"{trace_id}:{i}" for i in range(len(messages))]
-    return [Trace(i, *split_message(message), str(gold).strip()) for i, message in zip(ids, messages)]
+    question = _question(record)
+    return [Trace(i, *split_message(message), str(gold).strip(), question) for i, message in zip(ids, messages)]
+
+
+def _question(record: dict) -> str | None:
+    """The text of the line's `question`, or of its `prompt` (chat messages: their text contents, in order)."""
+    if "question" in record:
+        if not isinstance(record["question"], str):
+            raise ValueError('"question" must be text')
+        return record["question"]
+    prompt = record.get("prompt")
+    if prompt is None or isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and all(isinstance(m, dict) for m in prompt):
+        return "\n".join(_message_text(m.get("content")) for m in prompt)
+    raise ValueError('"prompt" must be text or a list of chat messages')
+
+
+def _message_text(content) -> str:
+    """A chat message's text: its content, or the text of its content parts."""
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return content if isinstance(content, str) else ""
 
 
 def _messages(record: dict) -> list[dict]:
@@ -166,7 +195,7 @@ def token_ends(tokenizer, text: str) -> tuple[list[int], list[int]]:
 # -- replay ------------------------------------------------------------------------------------------------
 def replay_trace(trace: Trace, policy: BoundaryPolicy, tokenizer, equivalence: Equivalence) -> Replayed:
     ids, ends = token_ends(tokenizer, trace.thinking)
-    tracker = policy.thinking_tracker()
+    tracker = policy.thinking_tracker(trace.question)
     boundaries = []
     for token_id in ids:
         boundary = tracker.feed(token_id)

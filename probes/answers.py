@@ -134,6 +134,11 @@ class FirstMatch:
                 return answer
         return None
 
+    @property
+    def reads_options(self) -> bool:
+        """Whether any of these extractors reads a multiple-choice option by its content (see `for_question`)."""
+        return any(hasattr(e, "for_question") for e in self.extractors)
+
     def for_question(self, question: str) -> FirstMatch:
         """These extractors for one question: those that read a multiple-choice option by its content learn the
         options the question lists."""

@@ -10,6 +10,11 @@ join the next one's chunk); in the `paragraph` mode every break is one, whatever
 read there, if any, is still recorded for reports), so that the decision never depends on reading the answer.
 Tokens may fuse the newlines with other characters (`.\\n\\n`), so breaks are found in the bytes the tokens spell,
 not by token id.
+
+Each tracker reads with the policy's extractors bound to its request's question: a multiple-choice model often
+concludes with an option's content ("So the depreciation is $720.") where the question lists "H: $720", and a
+reader that knows the options reads that as H. The question is the prompt's own text, decoded from the prompt ids
+the engine and the offline jobs both hold, so both bind the same options; a replay of bare thinking is given it.
 """
 
 from __future__ import annotations
@@ -91,6 +96,11 @@ class BoundaryPolicy:
             raise ValueError(f"the tokenizer has no single token for {config.think_end!r}; boundaries need one")
         self.think_start_id, self.think_end_id = self.markers.start_id, self.markers.end_id
         self.token_bytes = token_byte_table(tokenizer)
+        # The prompt as the reader looks for a question in it: chat markers (added tokens) end a line, so that the
+        # option that closes a user turn ends its line as the others do.
+        added = set(tokenizer.added_tokens_decoder)
+        self.prompt_bytes = [b"\n" if i in added else piece for i, piece in enumerate(self.token_bytes)]
+        self.reads_options = bool(getattr(self.extractor, "reads_options", False))
         self.break_bytes = config.paragraph_break.encode()
         self.may_decide = self._decisive_tokens()
 
@@ -104,17 +114,42 @@ class BoundaryPolicy:
         markers = {self.think_start_id, self.think_end_id}
         return bytes(int(last_byte in piece or token_id in markers) for token_id, piece in enumerate(self.token_bytes))
 
-    def tracker(self, prompt_ids: list[int] | None) -> "BoundaryTracker":
-        return BoundaryTracker(self, self.markers.phase(prompt_ids))
+    def tracker(self, prompt_ids: list[int] | None, question: str | None = None) -> "BoundaryTracker":
+        """A tracker for a completion that follows `prompt_ids`, reading with `reader(question)`; without a
+        `question`, the prompt's own text is the question (see `prompt_text`)."""
+        if question is None and prompt_ids and self.reads_options:
+            question = self.prompt_text(prompt_ids)
+        return BoundaryTracker(self, self.markers.phase(prompt_ids), self.reader(question))
 
-    def thinking_tracker(self) -> "BoundaryTracker":
+    def thinking_tracker(self, question: str | None = None) -> "BoundaryTracker":
         """A tracker fed the thinking text alone (its markers already cut off), as a replay reads a trace."""
-        return BoundaryTracker(self, ThinkingPhase(self.think_start_id, self.think_end_id, opened=True))
+        opened = ThinkingPhase(self.think_start_id, self.think_end_id, opened=True)
+        return BoundaryTracker(self, opened, self.reader(question))
 
-    def segment(self, prompt_ids: list[int] | None, completion_ids: list[int]) -> list[Boundary]:
+    def segment(
+        self, prompt_ids: list[int] | None, completion_ids: list[int], question: str | None = None
+    ) -> list[Boundary]:
         """Offline: every boundary of a finished completion, exactly as the engine would find them."""
-        tracker = self.tracker(prompt_ids)
+        tracker = self.tracker(prompt_ids, question)
         return [b for b in map(tracker.feed, completion_ids) if b is not None]
+
+    def reader(self, question: str | None) -> AnswerExtractor:
+        """The extractors bound to the multiple-choice options `question` lists (an option named by its content
+        reads as its letter), or the plain extractors when it lists none or there is no question."""
+        if not question or not self.reads_options:
+            return self.extractor
+        bound = self.extractor.for_question(question)
+        return self.extractor if bound == self.extractor else bound
+
+    def prompt_text(self, prompt_ids: list[int]) -> str:
+        """The text the prompt's tokens spell, each chat marker (an added token) a line break: what a question's
+        lettered options are read from. One pass over the ids, once per request."""
+        table = self.prompt_bytes
+        try:
+            spelled = b"".join(map(table.__getitem__, prompt_ids))
+        except IndexError:  # an id past the tokenizer's vocabulary (a model's padded embedding rows) spells nothing
+            spelled = b"".join(table[i] for i in prompt_ids if 0 <= i < len(table))
+        return spelled.decode("utf-8", errors="replace")
 
 
 @dataclass
@@ -123,6 +158,7 @@ class BoundaryTracker:
 
     policy: BoundaryPolicy
     phase: ThinkingPhase
+    extractor: AnswerExtractor  # the policy's extractors, bound to this sequence's question (`BoundaryPolicy.reader`)
     position: int = 0  # tokens fed so far
     n_boundaries: int = 0
     n_paragraphs: int = 0
@@ -153,7 +189,7 @@ class BoundaryTracker:
         # Only the paragraph just completed can state something new (an earlier one that did was a boundary), so
         # only it is read: a long chunk of answerless paragraphs costs no more per break than a short one.
         paragraph, self.paragraph_start = self.chunk[self.paragraph_start : end], end
-        answer = policy.extractor.extract(paragraph.decode("utf-8", errors="replace"))
+        answer = self.extractor.extract(paragraph.decode("utf-8", errors="replace"))
         if answer is None and not policy.every_paragraph:
             return None  # the paragraph stated nothing: the chunk grows into the next paragraph
         text = self.chunk[:end].decode("utf-8", errors="replace")

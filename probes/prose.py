@@ -514,15 +514,27 @@ _LETTERS_IN_ORDER = "ABCDEFGHIJ"
 
 
 def question_options(question: str) -> tuple[tuple[str, str], ...]:
-    """The lettered options `question` lists, one a line, as (letter, text) in order; () unless it lists at least
-    two, lettered A, B, C, ... in order.
+    """The lettered options of the last question `question` lists, one a line, as (letter, text) in order: the
+    last run of option lines that a line lettered A opens and B, C, ... continue in order; () unless that run holds
+    at least two and no option line breaks its order. A prompt may hold several questions (earlier turns, worked
+    examples): the one asked last is the one being answered.
 
     >>> question_options("Which is largest?\\nA: 4.2 eV\\nB: 12 J\\n")
     (('A', '4.2 eV'), ('B', '12 J'))
+    >>> question_options("Example:\\nA: 1\\nB: 2\\nAnswer: B\\n\\nNow:\\n(A) 7 m\\n(B) 9 m\\n(C) 11 m\\n")
+    (('A', '7 m'), ('B', '9 m'), ('C', '11 m'))
     """
-    found = tuple((m.group(1) or m.group(2), m.group(3)) for m in _OPTION_LINE.finditer(question))
-    letters = "".join(letter for letter, _ in found)
-    return found if len(found) > 1 and _LETTERS_IN_ORDER.startswith(letters) else ()
+    run: list[tuple[str, str]] = []
+    in_order = False
+    for match in _OPTION_LINE.finditer(question):
+        letter = match.group(1) or match.group(2)
+        if letter == "A":
+            run, in_order = [], True
+        elif not in_order or letter != _LETTERS_IN_ORDER[len(run) : len(run) + 1]:
+            in_order = False
+            continue
+        run.append((letter, match.group(3)))
+    return tuple(run) if in_order and len(run) > 1 else ()
 
 
 def _as_option(value: str, options: tuple[tuple[str, str], ...]) -> str | None:

@@ -251,3 +251,36 @@ def test_paragraph_boundaries_are_every_break_and_text_rules_wait_for_an_answer(
         assert stated == answered["boundaries"]
     assert {r["param"]: r for r in paragraph["policies"]}["k=2"] == {r["param"]: r for r in report["policies"]}["k=2"]
     assert paragraph["oracle"] == report["oracle"]
+
+
+@pytest.mark.parametrize(
+    "question_field",
+    [
+        pytest.param({"question": "Which is the stopping distance?\nA: 12 m\nB: 18 m\nC: 24 m\n"}, id="question"),
+        pytest.param(
+            {"prompt": [{"role": "user", "content": "Which is the stopping distance?\nA: 12 m\nB: 18 m\nC: 24 m"}]},
+            id="chat-prompt",
+        ),
+    ],
+)
+def test_a_trace_with_its_question_reads_an_option_named_by_its_content(question_field, tmp_path):
+    thinking = "The car brakes from 12 m/s at 3 m/s^2.\n\nSo the stopping distance is 24 m.\n\n"
+    line = {"id": "mc", "completion": "<think>" + thinking + "</think>\n\nThe answer is C.", "answer": "C"}
+    (bound,) = load_traces(write(tmp_path, [line | question_field]))
+    assert bound.question.rstrip().endswith("C: 24 m")
+    with_question = run_replay(write(tmp_path, [line | question_field], "q.jsonl"), tmp_path / "q", ("reasoning",))
+    without = run_replay(write(tmp_path, [line], "bare.jsonl"), tmp_path / "bare", ("reasoning",))
+    assert [b["answer"] for b in with_question["traces"][0]["boundaries"]] == ["C"]
+    assert with_question["traces"][0]["boundaries"][0]["answer_correct"]
+    assert [b["answer"] for b in without["traces"][0]["boundaries"]] == ["24"]
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [({"question": 3}, '"question" must be text'), ({"prompt": {"a": 1}}, '"prompt" must be text or a list')],
+)
+def test_a_question_that_is_not_text_is_one_line_naming_the_line(field, message, tmp_path, capsys):
+    traces = write(tmp_path, [{"completion": "<think>So 3.\n\n</think>3", "answer": "3"} | field])
+    assert main(["bench", "replay", "--traces", str(traces), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "traces.jsonl:1:" in err and message in err and len(err.strip().splitlines()) == 1

@@ -175,3 +175,36 @@ def test_an_unknown_mode_is_refused_in_one_sentence():
 
     with pytest.raises(UnknownBoundaryModeError, match="unknown boundary mode 'sentence'"):
         BoundaryPolicyConfig.from_json({"mode": "sentence"})
+
+
+MULTIPLE_CHOICE = "Which is the stopping distance?\nA: 12 m\nB: 18 m\nC: 24 m"
+
+
+@pytest.fixture(scope="module")
+def reasoning_policy(tokenizer):
+    return BoundaryPolicy(BoundaryPolicyConfig(extractors=("boxed", "reasoning")), tokenizer)
+
+
+def test_a_tracker_reads_with_the_options_its_prompt_lists(reasoning_policy, tokenizer):
+    """The engine holds only prompt ids: the tracker finds the question's options in the text they spell, so an
+    option named by its content reads as its letter, online and offline alike."""
+    completion = tokenizer.encode("So the stopping distance is 24 m.\n\n", add_special_tokens=False)
+    with_options = prompt_ids(tokenizer, MULTIPLE_CHOICE)
+    assert "C: 24 m" in reasoning_policy.prompt_text(with_options)
+    assert [b.answer for b in reasoning_policy.segment(with_options, completion)] == ["C"]
+    assert [b.answer for b in reasoning_policy.segment(prompt_ids(tokenizer), completion)] == ["24"]
+    assert [b.answer for b in reasoning_policy.segment(None, completion, MULTIPLE_CHOICE)] == []  # not thinking
+    tracker = reasoning_policy.thinking_tracker(MULTIPLE_CHOICE)
+    assert [b.answer for b in map(tracker.feed, completion) if b is not None] == ["C"]
+
+
+def test_prompt_ids_past_the_vocabulary_spell_nothing(reasoning_policy, tokenizer):
+    ids = prompt_ids(tokenizer, MULTIPLE_CHOICE)
+    assert reasoning_policy.prompt_text(ids + [len(reasoning_policy.token_bytes) + 5]) == reasoning_policy.prompt_text(
+        ids
+    )
+
+
+def test_a_reader_without_option_readers_is_never_bound(policy, tokenizer):
+    assert not policy.reads_options
+    assert policy.reader(MULTIPLE_CHOICE) is policy.extractor

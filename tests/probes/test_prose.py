@@ -113,6 +113,12 @@ def test_the_registry_binds_the_question_to_the_readers_that_use_it():
         pytest.param("How many apples are left?", (), id="no-options"),
         pytest.param("Pick one.\nB: 3\nA: 5", (), id="out-of-order"),
         pytest.param("A: only one option", (), id="one-option"),
+        pytest.param(
+            "Example:\nA: 1\nB: 2\nAnswer: B\n\nNow:\n(A) 7 m\n(B) 9 m\n(C) 11 m\n",
+            (("A", "7 m"), ("B", "9 m"), ("C", "11 m")),
+            id="the-last-question-of-several",
+        ),
+        pytest.param("Pick one.\nA: 3\nB: 5\nD: 9\n", (), id="a-gap-breaks-the-run"),
     ],
 )
 def test_question_options(question, expected):
