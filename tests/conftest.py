@@ -32,6 +32,22 @@ def test_model_dir():
     return found
 
 
+def uncertain_problems(n: int, seed: int):
+    """Sums the embedded model answers sometimes right and sometimes wrong when it samples (operands to 20, 2-4
+    operations): what a probe, the card's signal check and Adv-RM's preference pairs need. The widest problems of
+    the tiny world's distribution would instead run past the short token budgets the tests give."""
+    import random
+
+    from probexit.training.tinyworld.problems import Problem
+
+    rng = random.Random(seed)
+    problems = []
+    for _ in range(n):
+        ops = tuple(rng.choice("+-") for _ in range(rng.randint(2, 4)))
+        problems.append(Problem(tuple(rng.randint(0, 20) for _ in range(len(ops) + 1)), ops))
+    return problems
+
+
 def random_linear_probe(model_dir, out, seed=0):
     """A linear probe for `model_dir` whose scores spread over (0, 1): thresholds decide where it exits."""
     import json

@@ -14,7 +14,8 @@ import pytest
 
 from probexit.cli.main import main
 from probexit.rewards.ensemble import RewardEnsemble
-from probexit.training.tinyworld.problems import generate_splits, write_jsonl
+from probexit.training.tinyworld.problems import write_jsonl
+from tests.conftest import uncertain_problems
 
 HEADLINE = (  # the fields the docs and the command's summary quote
     "attack_success_before",
@@ -178,8 +179,9 @@ def run(test_model_dir, tmp_path_factory):
     """The whole job, built as a user extends a run: round 0 alone, then one more round, then the RLHF runs.
     The tests below check the end state, so an extended run must be a whole one."""
     folder = tmp_path_factory.mktemp("advrm")
-    for name, problems in generate_splits({"train": 10, "validation": 8}, seed=3).items():
-        write_jsonl(problems, folder / f"{name}.jsonl")
+    problems = uncertain_problems(18, seed=3)
+    write_jsonl(problems[:10], folder / "train.jsonl")
+    write_jsonl(problems[10:], folder / "validation.jsonl")
     for extra in (["--rounds", "0", "--no-run-rlhf"], ["--no-run-rlhf"], []):
         with contextlib.redirect_stdout(io.StringIO()) as printed:
             assert main(command(test_model_dir, folder, *extra)) == 0

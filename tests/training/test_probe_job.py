@@ -12,24 +12,15 @@ import torch
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.fingerprint import model_identity
 from probexit.probes.probe import Probe
-from probexit.training.tinyworld.problems import Problem
+from probexit.training.tinyworld.problems import write_jsonl
+from tests.conftest import uncertain_problems
 
 pytestmark = pytest.mark.slow
 ENGINE_FLAGS = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "1024"]
 
 
 def write_problems(path: Path, n: int, seed: int) -> None:
-    """Sums every generation of the embedded model answers (operands to 20, 2-4 operations): a probe needs traces
-    that are sometimes right and sometimes wrong."""
-    import random
-
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(n):
-        ops = tuple(rng.choice("+-") for _ in range(rng.randint(2, 4)))
-        problem = Problem(tuple(rng.randint(0, 20) for _ in range(len(ops) + 1)), ops)
-        lines.append(json.dumps({"question": problem.question, "answer": str(problem.answer)}) + "\n")
-    path.write_text("".join(lines))
+    write_jsonl(uncertain_problems(n, seed), path)
 
 
 def train_probe(model_dir: Path, problems: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -5,7 +5,8 @@ import pytest
 from probexit.engine.offline import OfflineCompletion
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.training.tinyworld.card import behaviour_metrics, label_sample, sample_problems, signal_metrics
-from probexit.training.tinyworld.problems import generate_splits, parse_question
+from probexit.training.tinyworld.problems import parse_question
+from tests.conftest import uncertain_problems
 
 
 @pytest.mark.slow
@@ -39,9 +40,9 @@ def test_metrics_of_a_known_trace(offline_engine):
 
 @pytest.mark.slow
 def test_card_on_the_engine(offline_engine):
-    splits = generate_splits({"a": 40, "b": 40}, seed=9)
-    first = sample_problems(offline_engine, splits["a"], seed=1)
-    second = sample_problems(offline_engine, splits["b"], seed=2)
+    problems = uncertain_problems(80, seed=9)
+    first = sample_problems(offline_engine, problems[:40], seed=1)
+    second = sample_problems(offline_engine, problems[40:], seed=2)
     metrics = behaviour_metrics(second)
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["n_boundaries"] > 0
     assert all(b.hidden is not None for s in second for b in s.boundaries)  # record mode saw every boundary
