@@ -320,6 +320,35 @@ def _run_advrm_edits(settings) -> int:
     return _report(advrm_edits.summary_lines(report), settings.out)
 
 
+def _run_structured(settings, requests, target: ServerTarget) -> int:
+    import asyncio
+
+    from probexit.benchmarks import structured_outputs
+
+    problems_file, problems = _problems(requests)
+    problems = problems if requests.limit else problems[: structured_outputs.DEFAULT_PROBLEMS]
+    with _server(target, settings.out) as (base_url, _):
+        report = asyncio.run(
+            structured_outputs.run_benchmark(
+                base_url + "/v1",
+                target.key or "none",
+                problems,
+                requests.sampling,
+                requests.concurrency,
+                display_path(problems_file),
+            )
+        )
+    path = structured_outputs.write_report(report, settings.out)
+    return _report(structured_outputs.summary_lines(report), path)
+
+
+def _structured_settings() -> tuple[type, ...]:
+    from probexit.benchmarks.settings import RequestSampling
+    from probexit.benchmarks.structured_outputs import StructuredSettings
+
+    return (StructuredSettings, RequestSampling, ServerTarget)
+
+
 def _settings(*names: str) -> Callable[[], tuple[type, ...]]:
     """The settings classes of `benchmarks/settings.py` (or `ServerTarget`) called `names`, imported on demand."""
 
@@ -385,5 +414,12 @@ SUITES = (
         after_dashes="engine_flags",
     ),
     Suite("advrm-edits", "a reward model's scores of hand-edited failures", _edits_settings, _run_advrm_edits),
+    Suite(
+        "structured",
+        "structured outputs with early exit: valid answers, and the thinking saved with and without a schema "
+        "(the first 100 problems unless --limit)",
+        _structured_settings,
+        _run_structured,
+    ),
 )
 HELP = f"benchmarks: {', '.join(suite.name for suite in SUITES)}"

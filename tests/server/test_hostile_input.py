@@ -14,7 +14,7 @@ import pytest
 MESSAGES = [{"role": "user", "content": "What is 3 + 14 - 7?"}]
 CONTEXT = 1024  # the session server's --max-model-len
 LIMIT = 1 << 20  # the default --max-request-bytes
-FUZZ_CASES = 600  # over all /v1 POST routes together: over a hundred bad bodies per route
+FUZZ_CASES = 800  # over all /v1 POST routes together: about a hundred bad bodies per route
 FUZZ_TOKENS, FUZZ_N = 8, 2  # what a fuzzed request that the server accepts may cost the engine
 
 
@@ -38,7 +38,8 @@ def chunks(data: bytes, size: int = 65536):
 
 
 CHAT, COMPLETIONS, REWARDS = "/v1/chat/completions", "/v1/completions", "/v1/rewards"
-GENERATION = (CHAT, COMPLETIONS)
+RESPONSES = "/v1/responses"
+GENERATION = (CHAT, COMPLETIONS, RESPONSES)
 HOSTILE = [
     pytest.param(CHAT, body(x="a" * (LIMIT + 1)), {}, 413, None, "larger than", id="oversized"),
     pytest.param(CHAT, None, {}, 413, None, "--max-request-bytes", id="oversized-chunked"),
@@ -151,6 +152,25 @@ HOSTILE = [
         CHAT, json.dumps({"messages": "What is 1 + 1?"}).encode(), {}, 400, "messages", None, id="messages-not-a-list"
     ),
     pytest.param(CHAT, json.dumps({"messages": []}).encode(), {}, 400, "messages", None, id="no-messages"),
+    pytest.param(RESPONSES, b'{"input": [}', {}, 400, None, "not valid JSON", id="responses-broken-json"),
+    pytest.param(
+        RESPONSES,
+        json.dumps({"input": [{"type": "mcp_call", "id": "m"}]}).encode(),
+        {},
+        400,
+        "input.0.type",
+        "mcp_call",
+        id="responses-unknown-item",
+    ),
+    pytest.param(
+        RESPONSES,
+        json.dumps({"input": "hi", "max_output_tokens": 10**9}).encode(),
+        {},
+        400,
+        "max_output_tokens",
+        "context",
+        id="responses-max-output-tokens-beyond-context",
+    ),
 ]
 
 
@@ -198,22 +218,26 @@ def cheap(case, context: int = CONTEXT) -> None:
         del case.body["model"]
     if type(case.body.get("n")) is int and 1 <= case.body["n"] <= 128:
         case.body["n"] = min(case.body["n"], FUZZ_N)
-    limits = [key for key in ("max_tokens", "max_completion_tokens") if key in case.body]
+    names = ("max_output_tokens",) if "input" in case.body else ("max_tokens", "max_completion_tokens")
+    limits = [key for key in names if key in case.body]
     if not limits:
-        case.body["max_tokens"] = FUZZ_TOKENS
+        case.body[names[0]] = FUZZ_TOKENS
     for key in limits:
         value = case.body[key]
         if type(value) is int and 1 <= value <= context:
             case.body[key] = min(value, FUZZ_TOKENS)
     if "messages" in case.body:  # a chat request
         answerable(case.body)
+    elif "input" in case.body:  # a Responses request
+        responses_answerable(case.body)
 
 
 def answerable(body: dict) -> None:
     """A chat request the schema accepts is made one the handler answers (the schema cannot say that it refuses
     tools, a JSON response format, audio or non-text parts by design, which fields each role may carry, or that
     a thinking budget must leave room for the answer), so that fuzzed text reaches the chat template and the
-    engine; a body the schema refuses is left alone."""
+    engine; a body the schema refuses is left alone. Tools and response formats stay: the handler checks their
+    schemas itself."""
     from pydantic import ValidationError
 
     from probexit.server.protocol import REASONING_EFFORTS, ChatCompletionRequest
@@ -223,7 +247,7 @@ def answerable(body: dict) -> None:
         ChatCompletionRequest.model_validate(body)
     except ValidationError:
         return
-    for key in (*UNSUPPORTED, "response_format", "modalities", "tool_choice", "top_logprobs", "logit_bias"):
+    for key in (*UNSUPPORTED, "modalities", "top_logprobs", "logit_bias"):
         body.pop(key, None)
     if body.get("reasoning_effort") not in (None, *REASONING_EFFORTS):
         del body["reasoning_effort"]
@@ -235,18 +259,50 @@ def answerable(body: dict) -> None:
 
 
 def well_formed(messages: list[dict]) -> None:
-    """Each message keeps only the fields its role may carry and text parts, as the handlers require."""
+    """Each message keeps only the fields its role may carry and text parts, as the handlers require; a tool
+    message answers the first call made before it (with none, it becomes a user message)."""
     from probexit.server.messages import ROLE_FIELDS
 
+    calls = []
     for message in messages:
         for name in [name for name in message if name not in ("role", "content", *ROLE_FIELDS[message["role"]])]:
             del message[name]
-        if message["role"] == "tool":
-            message["tool_call_id"] = "call-0"
+        calls += [call["id"] for call in message.get("tool_calls") or []]
+        if message["role"] == "tool" and calls:
+            message["tool_call_id"] = calls[0]
+        elif message["role"] == "tool":
+            message["role"] = "user"
+            message.pop("tool_call_id", None)
         if isinstance(message.get("content"), list):
             message["content"] = [{"type": "text", "text": str(part.get("text") or "")} for part in message["content"]]
         if message.get("reasoning") is not None and message.get("reasoning_content") is not None:
             message["reasoning"] = message["reasoning_content"]
+
+
+def responses_answerable(body: dict) -> None:
+    """A Responses request the schema accepts is made one the handler answers: no stored state asked for, and the
+    input items of the types it takes (the schema leaves items to the handler); a body the schema refuses is left
+    alone."""
+    from pydantic import ValidationError
+
+    from probexit.server.protocol_responses import MessageItem, ResponsesRequest
+
+    try:
+        ResponsesRequest.model_validate(body)
+    except ValidationError:
+        return
+    for key in ("previous_response_id", "conversation", "background"):
+        body.pop(key, None)
+    if isinstance(body["input"], list):
+        messages = []
+        for item in body["input"]:
+            try:
+                messages.append(MessageItem.model_validate(item))
+            except ValidationError:
+                continue
+        body["input"] = [
+            {"role": item.role, "content": item.content} for item in messages if isinstance(item.content, str)
+        ] or "What is 1 + 2?"
 
 
 def scoreable(case) -> None:
@@ -320,7 +376,7 @@ def test_fuzzed_requests_get_no_5xx_and_do_not_crash_the_server(server):
     schema = schemathesis.openapi.from_url(server.base_url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     operations = [op for op in operations if op.method.upper() == "POST" and op.path.startswith("/v1/")]
-    assert {op.path for op in operations} == {CHAT, COMPLETIONS, REWARDS}
+    assert {op.path for op in operations} == {CHAT, COMPLETIONS, RESPONSES, REWARDS}
     failures: list = []
     began = time.monotonic()
     statuses = {
