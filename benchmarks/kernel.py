@@ -153,7 +153,7 @@ class _Compiled:
             return None
         try:
             return timer(lambda: self.fn(*inputs))
-        except Exception as error:  # noqa: BLE001 - the benchmark reports a broken compiler, it does not die
+        except Exception as error:
             self.error = f"{type(error).__name__}: {error}"
             return None
 

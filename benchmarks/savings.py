@@ -202,10 +202,8 @@ def dominance(rows: list[dict], baseline: dict) -> dict:
         points = [(r["mean_reasoning_tokens"], r["accuracy"], r["param"]) for r in rows if r["name"] == family]
         checks = []
         for tokens, accuracy, param in points:
-            if tokens < xs[0]:
-                probe_accuracy = None  # below the probe's cheapest setting: not comparable on this sweep
-            else:
-                probe_accuracy = float(np.interp(tokens, xs, envelope))
+            # below the probe's cheapest setting a point is not comparable on this sweep
+            probe_accuracy = None if tokens < xs[0] else float(np.interp(tokens, xs, envelope))
             checks.append(
                 {
                     "param": param,

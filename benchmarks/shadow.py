@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import defaultdict
 from pathlib import Path
 
 import httpx
@@ -65,21 +66,21 @@ def estimates(counters: dict) -> dict:
     if n < 1 or thinking <= 0:
         return result
     for setting in sorted(counters.get("would_exit", {})):
-        get = lambda name: counters.get(name, {}).get(setting, 0.0)  # noqa: E731
-        saved = get("saved_tokens")
+        value = defaultdict(float, {name: by_setting.get(setting, 0.0) for name, by_setting in counters.items()})
+        saved = value["saved_tokens"]
         share = saved / thinking
         result["settings"][setting] = {
-            "would_exit_rate": _rate(get("would_exit"), n),
+            "would_exit_rate": _rate(value["would_exit"], n),
             "saved_share_pct": {
                 "value": 100 * share,
                 "ci95": [
                     100 * bound
                     for bound in _ratio_interval(
-                        n, saved, thinking, get("saved_tokens_squared"), thinking_sq, get("saved_thinking_product")
+                        n, saved, thinking, value["saved_tokens_squared"], thinking_sq, value["saved_thinking_product"]
                     )
                 ],
             },
-            "answer_change_rate_pct": _rate(get("answer_changed"), n),
+            "answer_change_rate_pct": _rate(value["answer_changed"], n),
         }
     return result
 

@@ -18,6 +18,7 @@ window right after the warm-up (the run's first `warmup_share`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -131,10 +132,8 @@ def tree_rss(pid: int) -> int:
     root = psutil.Process(pid)
     total = 0
     for process in [root, *root.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a child that exited while we looked
             total += process.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 

@@ -3,17 +3,20 @@ they make. Importing vLLM takes seconds, so only the commands that start an engi
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from argparse import ArgumentParser, Namespace
 
 
-def engine_flag_parser(**kwargs) -> argparse.ArgumentParser:
+def engine_flag_parser(**kwargs) -> ArgumentParser:
     """An argument parser of vLLM's kind (it reads `--help=GROUP` and config files as `vllm serve` does)."""
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     return FlexibleArgumentParser(**kwargs)
 
 
-def add_engine_flags(parser: argparse.ArgumentParser, model_help: str) -> None:
+def add_engine_flags(parser: ArgumentParser, model_help: str) -> None:
     """vLLM's engine flags, with `--model` optional (None: the caller picks a default) and explained by
     `model_help`."""
     from vllm.engine.arg_utils import AsyncEngineArgs
@@ -25,7 +28,7 @@ def add_engine_flags(parser: argparse.ArgumentParser, model_help: str) -> None:
     model.default, model.help = None, model_help
 
 
-def engine_args_from_flags(options: argparse.Namespace):
+def engine_args_from_flags(options: Namespace):
     """vLLM's `AsyncEngineArgs` from parsed flags."""
     from vllm.engine.arg_utils import AsyncEngineArgs
 

@@ -25,6 +25,7 @@ waited for at most `FLUSH_AFTER_SECONDS + COMPLETE_MARGIN_SECONDS`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -115,10 +116,8 @@ class EventPublisher:
             "marks": self._marks,
             "step_seconds": self._step_seconds,
         }
-        try:
+        with contextlib.suppress(zmq.Again):  # the API process is not reading: drop, never stall the decode step
             self._socket.send(json.dumps(message).encode(), zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # the API process is not reading: drop, never stall the decode step
         self._evaluations, self._marks, self._step_seconds = [], [], []
         self._oldest, self._last_flush = None, now
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from probexit.probes.prose import ReasoningExtractor, last_boxed
+from probexit.probes.words import WORDED, words_value
 
 
 class AnswerExtractor(Protocol):
@@ -44,43 +45,6 @@ class BoxedExtractor:
 
 
 # -- the tiny world's own conclusions ----------------------------------------------------------------------
-_SMALL_WORDS = {
-    word: value
-    for value, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-        "seventeen eighteen nineteen".split()
-    )
-}
-_TENS_WORDS = {
-    word: 10 * value
-    for value, word in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split())
-    if value > 1
-}
-_NUMBER_WORD = "|".join(sorted([*_SMALL_WORDS, *_TENS_WORDS, "hundred", "thousand"], key=len, reverse=True))
-_WORDED = rf"(?:minus )?(?:{_NUMBER_WORD})(?:[ -](?:{_NUMBER_WORD}))*"
-
-
-def words_value(text: str) -> int | None:
-    """An integer written in English words (`minus fifty-six`, `four hundred fifteen`), or None.
-
-    >>> words_value("fifty-six"), words_value("minus twelve"), words_value("four hundred fifteen"), words_value("x")
-    (56, -12, 415, None)
-    """
-    words = text.lower().replace("-", " ").split()
-    sign = -1 if words[:1] == ["minus"] else 1
-    total = group = 0
-    for word in words[1:] if sign < 0 else words:
-        if word in _SMALL_WORDS or word in _TENS_WORDS:
-            group += _SMALL_WORDS.get(word, _TENS_WORDS.get(word, 0))
-        elif word == "hundred":
-            group *= 100
-        elif word == "thousand":
-            total, group = total + group * 1000, 0
-        else:
-            return None
-    return sign * (total + group) if words else None
-
-
 class TinyWorldExtractor:
     """The embedded tiny world's conclusions, in every form its traces state them: plainly (`So the answer is 56.`,
     `That gives 56.`) or obliquely (in words, `So I get fifty-six.`; inside another sentence, `56 is where the
@@ -91,7 +55,7 @@ class TinyWorldExtractor:
         "So the answer is|So the result is|That gives|So we get|So it comes to|Therefore the total is|"
         "So the answer should be|So I get|That makes it|I end up with"
     )
-    _VALUE = rf"(-?\d+|{_WORDED})"
+    _VALUE = rf"(-?\d+|{WORDED})"
     PATTERN = re.compile(
         rf"(?:(?:{_LEADS}) {_VALUE}(?: in the end| after the last operation, which is what the question wants)?"
         rf"|{_VALUE} is where the running total lands)\."
@@ -142,7 +106,7 @@ class FirstMatch:
     def for_question(self, question: str) -> FirstMatch:
         """These extractors for one question: those that read a multiple-choice option by its content learn the
         options the question lists."""
-        return FirstMatch(tuple(getattr(e, "for_question", lambda _: e)(question) for e in self.extractors))
+        return FirstMatch(tuple(e.for_question(question) if hasattr(e, "for_question") else e for e in self.extractors))
 
 
 def get_extractor(names: tuple[str, ...] | list[str]) -> AnswerExtractor:

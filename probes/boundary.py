@@ -66,7 +66,7 @@ class BoundaryPolicyConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "BoundaryPolicyConfig":
+    def from_json(cls, data: dict) -> BoundaryPolicyConfig:
         """A recorded policy; one written before modes existed is the `answer` mode."""
         known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
         if "extractors" in known:
@@ -114,14 +114,14 @@ class BoundaryPolicy:
         markers = {self.think_start_id, self.think_end_id}
         return bytes(int(last_byte in piece or token_id in markers) for token_id, piece in enumerate(self.token_bytes))
 
-    def tracker(self, prompt_ids: list[int] | None, question: str | None = None) -> "BoundaryTracker":
+    def tracker(self, prompt_ids: list[int] | None, question: str | None = None) -> BoundaryTracker:
         """A tracker for a completion that follows `prompt_ids`, reading with `reader(question)`; without a
         `question`, the prompt's own text is the question (see `prompt_text`)."""
         if question is None and prompt_ids and self.reads_options:
             question = self.prompt_text(prompt_ids)
         return BoundaryTracker(self, self.markers.phase(prompt_ids), self.reader(question))
 
-    def thinking_tracker(self, question: str | None = None) -> "BoundaryTracker":
+    def thinking_tracker(self, question: str | None = None) -> BoundaryTracker:
         """A tracker fed the thinking text alone (its markers already cut off), as a replay reads a trace."""
         opened = ThinkingPhase(self.think_start_id, self.think_end_id, opened=True)
         return BoundaryTracker(self, opened, self.reader(question))

@@ -23,7 +23,7 @@ class ModelIdentity:
     vocab_size: int
     fingerprint: str
 
-    def mismatch(self, other: "ModelIdentity") -> str:
+    def mismatch(self, other: ModelIdentity) -> str:
         """'' when `other` is the same model, else what differs."""
         for attribute in ("hidden_size", "vocab_size", "fingerprint"):
             mine, theirs = getattr(self, attribute), getattr(other, attribute)

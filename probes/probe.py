@@ -49,7 +49,7 @@ class CalibrationPoint:
     harm_test: float | None = None  # ... and on the held-out test split
 
     @classmethod
-    def from_json(cls, data: dict) -> "CalibrationPoint":
+    def from_json(cls, data: dict) -> CalibrationPoint:
         optional = {key: float(data[key]) for key in ("harm_calibration", "harm_test") if data.get(key) is not None}
         return cls(float(data["max_risk"]), float(data["threshold"]), **optional)
 
@@ -107,7 +107,7 @@ class ProbeConfig:
         return {"format": FORMAT_NAME, "version": FORMAT_VERSION, **data}
 
     @classmethod
-    def from_json(cls, data: dict) -> "ProbeConfig":
+    def from_json(cls, data: dict) -> ProbeConfig:
         if data.get("format") != FORMAT_NAME or data.get("version") != FORMAT_VERSION:
             raise ProbeFileError(
                 f"not a {FORMAT_NAME} v{FORMAT_VERSION} file (format={data.get('format')!r}, "
@@ -190,7 +190,7 @@ class Probe:
         (directory / CONFIG_FILE).write_text(json.dumps(self.config.to_json(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Probe":
+    def load(cls, directory: str | Path) -> Probe:
         directory = Path(directory)
         if not (directory / CONFIG_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
             raise ProbeFileError(f"no probe at {directory} (expected {CONFIG_FILE} and {WEIGHTS_FILE} in that folder)")

@@ -76,7 +76,7 @@ class ExitSettings:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "ExitSettings":
+    def from_json(cls, data: dict) -> ExitSettings:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise SettingsError(sorted(unknown)[0], "unknown setting")

@@ -113,7 +113,7 @@ class EarlyExitRuntime:
         """Decide for this step's rows; forces `</think>` in `logits` (in place) for the rows that exit."""
         evaluations: list[Evaluation] = []
         probe_rows: list[tuple[int, RequestState, Boundary]] = []
-        exits: list[int] = []
+        budget_exits: list[int] = []
         confidence_rows: list[int] = []
         for row, state in states.items():
             if state.exited:
@@ -123,45 +123,63 @@ class EarlyExitRuntime:
                 confidence_rows.append(row)
             elif state.lazy and not self._may_decide_now(state):
                 continue  # this token can neither end a chunk nor open or close thinking: spend nothing on it
-            caught_up = self._catch_up(state)
-            if caught_up is None:
-                continue  # an asynchronous-scheduling placeholder: the real token is not known yet
-            if state.tracker.thinking == state.complete and not state.last_token:
-                self._mark(state, not state.tracker.thinking)  # thinking ended, or began again
-            if not state.tracker.thinking:
-                continue
-            boundary, at_last_token = caught_up
-            # A boundary whose token is not this step's input has no hidden-state row here: never guess.
-            readable = boundary if at_last_token else None
-            if state.settings.record and readable is not None:
-                recorded = self._record(state, readable, row, hidden, logits)
-                evaluations += [recorded] if recorded is not None else []
-            if self._over_budget(state):
-                evaluations.append(
-                    Evaluation(state.rid, None, state.fed - 1, state.tracker.thinking_tokens, None, True)
-                )
-                exits.append(row)
-            elif readable is not None and self._consults(state):
-                if state.settings.rule == "probe":
-                    probe_rows.append((row, state, readable))
-                elif (evaluation := self._text_rule(state, readable)) is not None:
-                    evaluations.append(evaluation)
+            if self._visit(row, state, hidden, logits, evaluations, probe_rows):
+                budget_exits.append(row)
         if probe_rows:
             evaluations += self._score(probe_rows, hidden, logits)
-        exits += [
-            row
-            for row, state in states.items()
-            if state.would_exit and not state.settings.shadow and not state.exited and row not in exits
-        ]
-        for row in exits:
-            states[row].exited = True
-            self._force_think_end(logits, row)
-            if not states[row].complete:
-                self._mark(states[row], True)
+        self._exit(states, budget_exits, logits)
         for row in confidence_rows:  # the rule needs each sampled token's probability, known only next step
             if not states[row].exited:
                 states[row].last_logprobs = torch.log_softmax(logits[row].float(), dim=-1).cpu()
         return evaluations
+
+    def _visit(
+        self,
+        row: int,
+        state: RequestState,
+        hidden: torch.Tensor | None,
+        logits: torch.Tensor,
+        evaluations: list[Evaluation],
+        probe_rows: list[tuple[int, RequestState, Boundary]],
+    ) -> bool:
+        """Catch one row's tracker up; record its boundary, ask its text rule there (into `evaluations`) or queue
+        it for the probe (`probe_rows`). True when the thinking budget ends it in this step."""
+        caught_up = self._catch_up(state)
+        if caught_up is None:
+            return False  # an asynchronous-scheduling placeholder: the real token is not known yet
+        if state.tracker.thinking == state.complete and not state.last_token:
+            self._mark(state, not state.tracker.thinking)  # thinking ended, or began again
+        if not state.tracker.thinking:
+            return False
+        boundary, at_last_token = caught_up
+        # A boundary whose token is not this step's input has no hidden-state row here: never guess.
+        readable = boundary if at_last_token else None
+        if state.settings.record and readable is not None:
+            recorded = self._record(state, readable, row, hidden, logits)
+            evaluations += [recorded] if recorded is not None else []
+        if self._over_budget(state):
+            evaluations.append(Evaluation(state.rid, None, state.fed - 1, state.tracker.thinking_tokens, None, True))
+            return True
+        if readable is not None and self._consults(state):
+            if state.settings.rule == "probe":
+                probe_rows.append((row, state, readable))
+            elif (evaluation := self._text_rule(state, readable)) is not None:
+                evaluations.append(evaluation)
+        return False
+
+    def _exit(self, states: dict[int, RequestState], budget_exits: list[int], logits: torch.Tensor) -> None:
+        """End the thinking of the rows the budget ends and of those whose rule decided to exit (not in shadow
+        mode): `</think>` forced in their logits."""
+        decided = [
+            row
+            for row, state in states.items()
+            if state.would_exit and not state.settings.shadow and not state.exited and row not in budget_exits
+        ]
+        for row in budget_exits + decided:
+            states[row].exited = True
+            self._force_think_end(logits, row)
+            if not states[row].complete:
+                self._mark(states[row], True)
 
     def _note_last_token(self, state: RequestState) -> None:
         if not state.last_token and state.max_tokens is not None and len(state.output_ids) + 1 >= state.max_tokens:
@@ -323,7 +341,7 @@ class EarlyExitRuntime:
                 )
             )
         evaluations = []
-        for (row, state, boundary), score, decision in zip(probe_rows, scores, decisions):
+        for (_, state, boundary), score, decision in zip(probe_rows, scores, decisions):
             evaluations.append(
                 Evaluation(
                     state.rid,

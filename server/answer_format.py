@@ -92,7 +92,8 @@ def plan_answer(
         try:
             check_answer_constraint(constraint, core.setup, core.tokenizer)
         except AnswerFormatError as error:
-            raise APIError(400, f"{param}: the structured-output backend refused the schema: {error}", param=param)
+            message = f"{param}: the structured-output backend refused the schema: {error}"
+            raise APIError(400, message, param=param) from error
     plan = AnswerPlan(constraint, mode, tool_dicts, function, parallel is not False)
     if mode == AUTO:  # the parser says whether its call markers must stay in the text
         reader = plan.reader(core.tokenizer, core.setup.tool_parser)

@@ -120,7 +120,7 @@ async def sse(
     try:
         async for chunk in chunks:
             yield frame(chunk)
-    except Exception as error:  # noqa: BLE001 - every failure must reach the client as an error event
+    except Exception as error:
         api_error = to_api_error(error)
         metrics.request_done("rejected" if api_error.status < 500 else "error")
         yield f"data: {api_error.body().model_dump_json()}\n\n"

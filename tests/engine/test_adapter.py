@@ -11,7 +11,7 @@ import torch
 
 from probexit.probes.boundary import BoundaryPolicy, BoundaryPolicyConfig
 from probexit.probes.fingerprint import model_identity
-from probexit.probes.probe import Probe, ProbeConfig, ProbeFileError, ProbeModel  # noqa: F401
+from probexit.probes.probe import Probe, ProbeConfig, ProbeFileError, ProbeModel
 from probexit.probes.rules import ExitSettings
 from tests.conftest import random_linear_probe
 

@@ -89,9 +89,9 @@ class Server:
         """The sum of a metric's samples whose labels include `labels`."""
         total = 0.0
         for line in self.get("/metrics").text.splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                if all(f'{key}="{value}"' in line for key, value in labels.items()):
-                    total += float(line.rsplit(" ", 1)[1])
+            named = line.startswith(name + "{") or line.startswith(name + " ")
+            if named and all(f'{key}="{value}"' in line for key, value in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
         return total
 
     def log_tail(self, lines: int = 40) -> str:

@@ -56,14 +56,16 @@ def port_open(port: int) -> bool:
     ],
 )
 def test_disconnect_mid_stream_aborts_the_engine_requests_within_a_second(server, path, body, engine_requests):
-    with httpx.Client(timeout=60) as http:
-        with http.stream(
+    with (
+        httpx.Client(timeout=60) as http,
+        http.stream(
             "POST", server.base_url + path, json={**body, **LONG, "stream": True}, headers=auth(server)
-        ) as response:
-            lines = response.iter_lines()
-            for _ in range(6):
-                next(lines)
-            assert running(server) == engine_requests
+        ) as response,
+    ):
+        lines = response.iter_lines()
+        for _ in range(6):
+            next(lines)
+        assert running(server) == engine_requests
     assert seconds_until_idle(server) < 1.0, "the engine kept generating for a client that left"
 
 
@@ -217,14 +219,14 @@ def stream_outcome(server, outcomes: list, started: threading.Event) -> None:
     `[DONE]`), 'cut short' (ended without `[DONE]`: a silent truncation) or the exception the client raised."""
     body = {"messages": MESSAGES, **LONG, "stream": True}
     try:
-        with httpx.Client(timeout=60) as http:
-            with http.stream(
-                "POST", server.base_url + "/v1/chat/completions", json=body, headers=auth(server)
-            ) as response:
-                lines = (line for line in response.iter_lines() if line)  # events are separated by blank lines
-                seen = [next(lines) for _ in range(3)]
-                started.set()
-                seen += list(lines)
+        with (
+            httpx.Client(timeout=60) as http,
+            http.stream("POST", server.base_url + "/v1/chat/completions", json=body, headers=auth(server)) as response,
+        ):
+            lines = (line for line in response.iter_lines() if line)  # events are separated by blank lines
+            seen = [next(lines) for _ in range(3)]
+            started.set()
+            seen += list(lines)
         outcome = "shutting down" if any('"server_shutting_down"' in line for line in seen) else "finished"
         outcomes.append(outcome if seen[-1] == "data: [DONE]" else "cut short")
     except httpx.HTTPError as error:

@@ -267,18 +267,20 @@ def test_disconnect_mid_stream_aborts_the_engine_request(server):
         "stream": True,
         "early_exit": {"enabled": False},
     }
-    with httpx.Client(timeout=60) as http:
-        with http.stream(
+    with (
+        httpx.Client(timeout=60) as http,
+        http.stream(
             "POST",
             server.base_url + "/v1/chat/completions",
             json=body,
             headers={"Authorization": f"Bearer {server.api_key}"},
-        ) as response:
-            lines = response.iter_lines()
-            for _ in range(5):
-                next(lines)
-            assert _running(server) == 1
-            assert server.metric("vllm:num_requests_running") == 1
+        ) as response,
+    ):
+        lines = response.iter_lines()
+        for _ in range(5):
+            next(lines)
+        assert _running(server) == 1
+        assert server.metric("vllm:num_requests_running") == 1
     deadline = time.monotonic() + 3
     while _running(server) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -4,6 +4,7 @@ import re
 import pytest
 
 from probexit.probes.answers import get_extractor
+from probexit.probes.words import number_words
 from probexit.training.tinyworld.problems import Problem, parse_question, random_problem
 from probexit.training.tinyworld.traces import (
     OBLIQUE_CONCLUSIONS,
@@ -16,7 +17,6 @@ from probexit.training.tinyworld.traces import (
     run_method,
     sample_trace,
 )
-from probexit.training.tinyworld.words import number_words
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def test_trace_format():
             assert paragraph.correct == (paragraph.answer == problem.answer)
             words = number_words(paragraph.answer)
             assert str(paragraph.answer) in paragraph.text.split(". ")[-1] or words in paragraph.text
-        assert final == f"\n\nThe answer is \\boxed{{{trace.final_answer}}}."
+        assert final == f"\n\nThe answer is \\boxed{{{trace.last_result}}}."
 
 
 def test_checks_depend_on_correctness_and_overthinking_is_common():
@@ -137,7 +137,7 @@ def test_phrasing_varies():
 
 def test_small_problems_of_the_first_generation_are_in_the_distribution():
     trace = sample_trace(Problem((2, 2), ("+",)), TraceStyle(), random.Random(0))
-    assert trace.final_answer == 4
+    assert trace.last_result == 4
 
 
 def test_style_validation():

@@ -97,7 +97,7 @@ def encode_example(tokenizer, problem: Problem, completion: str) -> tuple[list[i
     return prompt_ids + completion_ids, [-100] * len(prompt_ids) + completion_ids
 
 
-def make_micro_batches(tokenizer, problems, style: TraceStyle, rng: random.Random, config: "PolicyConfig"):
+def make_micro_batches(tokenizer, problems, style: TraceStyle, rng: random.Random, config: PolicyConfig):
     """One optimiser step's examples, sorted by length into micro-batches so that little is padding."""
     examples = []
     for _ in range(config.batch_size):

@@ -8,8 +8,8 @@ tokenizer as `Qwen2Tokenizer` with that split, and any other split would silentl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tokenizers import Tokenizer, pre_tokenizers, trainers
 

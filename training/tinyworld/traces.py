@@ -26,8 +26,8 @@ import random
 from dataclasses import dataclass, field
 
 from probexit.probes.markers import THINK_END
+from probexit.probes.words import number_words
 from probexit.training.tinyworld.problems import Problem
-from probexit.training.tinyworld.words import number_words
 
 STEP, QUICK = "step", "quick"
 PARAGRAPH_BREAK = "\n\n"
@@ -217,7 +217,8 @@ class Trace:
         return [p for p in self.paragraphs if p.answer is not None]
 
     @property
-    def final_answer(self) -> int:
+    def last_result(self) -> int:
+        """The result the last attempt states: what the trace boxes after its thinking."""
         return self.attempts[-1].answer
 
     @property
@@ -227,7 +228,7 @@ class Trace:
     @property
     def completion(self) -> str:
         """What the model writes after the prompt, which already ends with `<think>` and a newline."""
-        return f"{self.thinking}{THINK_END}\n\n{FINAL_ANSWER.format(self.final_answer)}"
+        return f"{self.thinking}{THINK_END}\n\n{FINAL_ANSWER.format(self.last_result)}"
 
 
 def _attempt(problem: Problem, method: str, lead: str, style: TraceStyle, rng: random.Random) -> list[Paragraph]:
