@@ -27,6 +27,8 @@ from probexit.server.protocol import (
 )
 
 ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")  # the input items taken
+MIN_OUTPUT_TOKENS = 16  # OpenAI refuses a smaller max_output_tokens
+MAX_TOP_LOGPROBS = 20
 
 
 # -- the request -----------------------------------------------------------------------------------------------
@@ -86,19 +88,23 @@ class ResponsesRequest(OpenAIRequest):
     input: str | list[dict[str, Any]]  # items: checked by the handler (ITEM_TYPES)
     instructions: str | None = None
     reasoning: ReasoningOptions | None = None
-    max_output_tokens: StrictInt | None = Field(default=None, ge=1)  # thinking and answer together
+    max_output_tokens: StrictInt | None = Field(default=None, ge=MIN_OUTPUT_TOKENS)  # thinking and answer together
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
     text: TextOptions | None = None
     tools: list[FunctionTool] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | FunctionToolChoice | None = None
     parallel_tool_calls: StrictBool | None = None
+    # served only at their neutral values (the handler says why otherwise)
+    max_tool_calls: StrictInt | None = Field(default=None, ge=1)
+    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     early_exit: EarlyExitRequest | None = None
     # no state is kept here: the handler refuses these with the reason when they ask for it
     store: StrictBool | None = None
     previous_response_id: str | None = None
+    prompt: dict[str, Any] | None = None  # a reusable prompt, stored at OpenAI
     conversation: str | dict[str, Any] | None = None
     background: StrictBool | None = None
     # OpenAI fields that change nothing here

@@ -104,6 +104,23 @@ def _refuse_state(body: ResponsesRequest) -> None:
     for name in ("previous_response_id", "conversation"):
         if getattr(body, name) is not None:
             raise APIError(400, f"{name}: {NO_STATE}", param=name)
+    if body.prompt is not None:
+        message = "prompt: reusable prompts are stored at OpenAI, not here; send the text in `input`"
+        raise APIError(400, message, param="prompt")
+    if body.max_tool_calls is not None:
+        raise APIError(
+            400,
+            "max_tool_calls: each response here is one model turn, whose calls are bounded by tool_choice and "
+            "parallel_tool_calls; send those instead",
+            param="max_tool_calls",
+        )
+    if body.top_logprobs:
+        raise APIError(
+            400,
+            "top_logprobs: log probabilities are served on /v1/chat/completions (logprobs, top_logprobs), not in "
+            "Responses output here",
+            param="top_logprobs",
+        )
     if body.background:
         raise APIError(
             400, f"background: a background response is stored to be fetched later; {NO_STATE}", param="background"

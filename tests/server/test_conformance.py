@@ -13,8 +13,9 @@ from probexit.server.protocol import (
     SERVICE_TIERS,
     USER_ID_LENGTH,
 )
+from probexit.server.protocol_responses import MAX_TOP_LOGPROBS, MIN_OUTPUT_TOKENS
 
-CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
+CHAT, COMPLETIONS, RESPONSES = "/v1/chat/completions", "/v1/completions", "/v1/responses"
 MESSAGES = [{"role": "user", "content": "What is 3 + 14 - 7?"}]
 
 
@@ -24,6 +25,10 @@ def chat(**fields) -> dict:
 
 def completion(**fields) -> dict:
     return {"prompt": "What is 2 + 2?", "max_tokens": 2, **fields}
+
+
+def responses(**fields) -> dict:
+    return {"input": "What is 2 + 2?", "max_output_tokens": MIN_OUTPUT_TOKENS, **fields}
 
 
 def full_metadata() -> dict[str, str]:
@@ -51,6 +56,24 @@ ACCEPTED = [
     ),
     pytest.param(COMPLETIONS, completion(logprobs=5), id="completion-logprobs-5"),
     pytest.param(COMPLETIONS, completion(stream=None, top_p=0, echo=None, suffix=None), id="completion-nulls"),
+    pytest.param(
+        RESPONSES,
+        responses(stream=None, temperature=None, tools=None, metadata=None, store=None, instructions=None),
+        id="responses-nulls-are-unset",
+    ),
+    pytest.param(RESPONSES, responses(top_p=0, temperature=2), id="responses-top-p-zero-temperature-two"),
+    pytest.param(RESPONSES, responses(metadata=full_metadata()), id="responses-metadata-at-every-limit"),
+    *[pytest.param(RESPONSES, responses(service_tier=t), id=f"responses-service-tier-{t}") for t in SERVICE_TIERS],
+    pytest.param(
+        RESPONSES,
+        responses(user="u" * USER_ID_LENGTH, safety_identifier="s" * USER_ID_LENGTH, top_logprobs=0),
+        id="responses-user-ids-no-logprobs",
+    ),
+    pytest.param(
+        RESPONSES,
+        responses(store=True, truncation="auto", prompt_cache_key="k", text={"verbosity": "low"}),
+        id="responses-hints-that-change-nothing",
+    ),
 ]
 
 REFUSED = [
@@ -77,6 +100,31 @@ REFUSED = [
     pytest.param(COMPLETIONS, completion(logprobs=6), "logprobs", id="completion-logprobs-6"),
     pytest.param(COMPLETIONS, completion(best_of=129), "best_of", id="best-of-above-128"),
     pytest.param(COMPLETIONS, completion(stop=["a", "b", "c", "d", "e"]), "stop", id="completion-five-stops"),
+    pytest.param(
+        RESPONSES, responses(max_output_tokens=MIN_OUTPUT_TOKENS - 1), "max_output_tokens", id="responses-15-tokens"
+    ),
+    pytest.param(
+        RESPONSES,
+        responses(metadata={f"k{i}": "v" for i in range(METADATA_MAX_PAIRS + 1)}),
+        "metadata",
+        id="responses-17-pairs",
+    ),
+    pytest.param(
+        RESPONSES, responses(metadata={"k": "v" * (METADATA_VALUE_LENGTH + 1)}), "metadata", id="responses-long-value"
+    ),
+    pytest.param(RESPONSES, responses(service_tier="ultra"), "service_tier", id="responses-unknown-service-tier"),
+    pytest.param(RESPONSES, responses(temperature=2.01), "temperature", id="responses-temperature-above-two"),
+    pytest.param(RESPONSES, responses(top_p=1.01), "top_p", id="responses-top-p-above-one"),
+    pytest.param(
+        RESPONSES, responses(top_logprobs=MAX_TOP_LOGPROBS + 1), "top_logprobs", id="responses-top-logprobs-21"
+    ),
+    pytest.param(RESPONSES, responses(top_logprobs=3), "top_logprobs", id="responses-logprobs-not-served"),
+    pytest.param(RESPONSES, responses(max_tool_calls=0), "max_tool_calls", id="responses-max-tool-calls-zero"),
+    pytest.param(RESPONSES, responses(max_tool_calls=2), "max_tool_calls", id="responses-max-tool-calls-not-served"),
+    pytest.param(RESPONSES, responses(prompt={"id": "pmpt_1"}), "prompt", id="responses-stored-prompt"),
+    pytest.param(RESPONSES, responses(user="u" * (USER_ID_LENGTH + 1)), "user", id="responses-user-too-long"),
+    pytest.param(RESPONSES, responses(truncation="middle"), "truncation", id="responses-unknown-truncation"),
+    pytest.param(RESPONSES, {"input": None}, "input", id="responses-input-null-is-missing"),
 ]
 
 
@@ -84,7 +132,7 @@ REFUSED = [
 def test_what_openai_accepts_is_served(server, path, body):
     response = server.post(path, body)
     assert response.status_code == 200, response.text[:500]
-    assert response.json()["choices"]
+    assert response.json()["output" if path == RESPONSES else "choices"]
 
 
 @pytest.mark.parametrize("path, body, param", REFUSED)

@@ -218,14 +218,18 @@ def cheap(case, context: int = CONTEXT) -> None:
         del case.body["model"]
     if type(case.body.get("n")) is int and 1 <= case.body["n"] <= 128:
         case.body["n"] = min(case.body["n"], FUZZ_N)
-    names = ("max_output_tokens",) if "input" in case.body else ("max_tokens", "max_completion_tokens")
+    from probexit.server.protocol_responses import MIN_OUTPUT_TOKENS
+
+    responses = "input" in case.body
+    names = ("max_output_tokens",) if responses else ("max_tokens", "max_completion_tokens")
+    tokens = MIN_OUTPUT_TOKENS if responses else FUZZ_TOKENS  # the Responses API's smallest budget
     limits = [key for key in names if key in case.body]
     if not limits:
-        case.body[names[0]] = FUZZ_TOKENS
+        case.body[names[0]] = tokens
     for key in limits:
         value = case.body[key]
         if type(value) is int and 1 <= value <= context:
-            case.body[key] = min(value, FUZZ_TOKENS)
+            case.body[key] = min(value, tokens)
     if "messages" in case.body:  # a chat request
         answerable(case.body)
     elif "input" in case.body:  # a Responses request
@@ -291,7 +295,7 @@ def responses_answerable(body: dict) -> None:
         ResponsesRequest.model_validate(body)
     except ValidationError:
         return
-    for key in ("previous_response_id", "conversation", "background"):
+    for key in ("previous_response_id", "conversation", "background", "prompt", "max_tool_calls", "top_logprobs"):
         body.pop(key, None)
     if isinstance(body["input"], list):
         messages = []

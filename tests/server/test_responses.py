@@ -12,6 +12,7 @@ import httpx
 import jsonschema
 import pytest
 
+from probexit.server.protocol_responses import MIN_OUTPUT_TOKENS
 from tests.server.test_tools import ADD as CHAT_ADD
 
 QUESTION = "What is 3 + 14 - 7?"
@@ -91,10 +92,10 @@ def test_the_stream_builds_the_same_response(server):
 
 
 def test_max_output_tokens_makes_an_incomplete_response(server):
-    response = respond(server, max_output_tokens=5, early_exit={"enabled": False})
+    response = respond(server, max_output_tokens=MIN_OUTPUT_TOKENS, early_exit={"enabled": False})
     assert response["status"] == "incomplete" and response["incomplete_details"] == {"reason": "max_output_tokens"}
-    assert response["usage"]["output_tokens"] == 5 and response["early_exit"]["reason"] == "length"
-    assert events(server, max_output_tokens=5)[-1]["type"] == "response.incomplete"
+    assert response["usage"]["output_tokens"] == MIN_OUTPUT_TOKENS and response["early_exit"]["reason"] == "length"
+    assert events(server, max_output_tokens=MIN_OUTPUT_TOKENS)[-1]["type"] == "response.incomplete"
 
 
 def test_text_format_constrains_the_answer(server):
@@ -133,7 +134,7 @@ def test_the_same_guarantees_as_the_other_routes(server):
     assert oversized.status_code == 413 and oversized.json()["error"]["code"] == "request_too_large"
     before = server.metric("probexit:requests_total", outcome="success")
     rejected = server.metric("probexit:requests_total", outcome="rejected")
-    respond(server, max_output_tokens=8)
+    respond(server, max_output_tokens=MIN_OUTPUT_TOKENS)
     assert server.post("/v1/responses", {"input": [{"type": "weird"}]}).status_code == 400
     assert server.metric("probexit:requests_total", outcome="success") == before + 1
     assert server.metric("probexit:requests_total", outcome="rejected") == rejected + 1
@@ -188,7 +189,7 @@ def test_a_client_that_goes_away_has_its_work_aborted(server):
     ],
 )
 def test_what_cannot_be_served_is_a_400_naming_it(server, fields, param):
-    response = server.post("/v1/responses", {"input": QUESTION, "max_output_tokens": 8, **fields})
+    response = server.post("/v1/responses", {"input": QUESTION, "max_output_tokens": MIN_OUTPUT_TOKENS, **fields})
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error" and error["message"]
