@@ -95,6 +95,14 @@ def _server(target: ServerTarget, out: Path, serve_flags: tuple[str, ...] = ()):
         stop(server)
 
 
+def _on_server(target: ServerTarget, out: Path, client, serve_flags: tuple[str, ...] = ()):
+    """What `client(api_base, key)`, a coroutine function, returns when run against the server to measure."""
+    import asyncio
+
+    with _server(target, out, serve_flags) as (base_url, _):
+        return asyncio.run(client(base_url + "/v1", target.key or "none"))
+
+
 def _problems(requests) -> tuple[Path, list]:
     """The problem file a `RequestSampling` names (default: the tiny world's test split) and its first problems."""
     from probexit.training.problem_files import load_problems
@@ -123,39 +131,23 @@ def _report(lines: list[str], *paths: Path) -> int:
 
 # -- the suites --------------------------------------------------------------------------------------------------
 def _run_savings(settings, requests, target: ServerTarget) -> int:
-    import asyncio
-
     from probexit.benchmarks import savings
 
     problems_file, problems = _problems(requests)
     if settings.compare_probe is not None and target.server is not None:
         raise CLIError("--compare-probe starts a server for that probe here; it needs no --server")
-    with _server(target, settings.out) as (base_url, _):
-        report = asyncio.run(
-            savings.run_benchmark(
-                base_url + "/v1",
-                target.key or "none",
-                problems,
-                settings.out,
-                requests.sampling,
-                requests.concurrency,
-                display_path(problems_file),
-            )
-        )
+    sent = (problems, settings.out, requests.sampling, requests.concurrency)
+    report = _on_server(
+        target, settings.out, lambda url, key: savings.run_benchmark(url, key, *sent, display_path(problems_file))
+    )
     if settings.compare_probe is not None:
         flags = ("--probe", str(settings.compare_probe))
-        with _server(target, settings.out / "compared_probe", flags) as (base_url, _):
-            report = asyncio.run(
-                savings.add_compared_probe(
-                    base_url + "/v1",
-                    target.key or "none",
-                    problems,
-                    settings.out,
-                    requests.sampling,
-                    requests.concurrency,
-                    report,
-                )
-            )
+        report = _on_server(
+            target,
+            settings.out / "compared_probe",
+            lambda url, key: savings.add_compared_probe(url, key, *sent, report),
+            flags,
+        )
     return _report(_savings_lines(report), settings.out / "report.json", settings.out / "pareto.png")
 
 
@@ -321,23 +313,12 @@ def _run_advrm_edits(settings) -> int:
 
 
 def _run_structured(settings, requests, target: ServerTarget) -> int:
-    import asyncio
-
     from probexit.benchmarks import structured_outputs
 
     problems_file, problems = _problems(requests)
     problems = problems if requests.limit else problems[: structured_outputs.DEFAULT_PROBLEMS]
-    with _server(target, settings.out) as (base_url, _):
-        report = asyncio.run(
-            structured_outputs.run_benchmark(
-                base_url + "/v1",
-                target.key or "none",
-                problems,
-                requests.sampling,
-                requests.concurrency,
-                display_path(problems_file),
-            )
-        )
+    sent = (problems, requests.sampling, requests.concurrency, display_path(problems_file))
+    report = _on_server(target, settings.out, lambda url, key: structured_outputs.run_benchmark(url, key, *sent))
     path = structured_outputs.write_report(report, settings.out)
     return _report(structured_outputs.summary_lines(report), path)
 
