@@ -4,7 +4,8 @@ Traces come from the same engine path the server uses (record mode of the early-
 hidden states are exactly those the served probe will read. Each chunk of prompts is written atomically
 when done; a rerun loads finished chunks and samples only the rest, with the same seeds. The cache
 remembers what it was sampled from (`key.json`: the model's fingerprint, the questions, the sampling
-settings); a rerun with anything else starts it over instead of mixing two models' traces.
+settings, the boundary policy); a rerun with anything else starts it over instead of mixing two models' traces or
+two policies' boundaries.
 """
 
 from __future__ import annotations
@@ -80,7 +81,14 @@ def sample_traces(
     model_fingerprint: str,
 ) -> list[TraceRecord]:
     cache_dir.mkdir(parents=True, exist_ok=True)
-    open_cache(cache_dir, {"model": model_fingerprint, "sampling": asdict(config), "questions": json_digest(questions)})
+    # The boundary policy decides which boundaries a trace records (and what each chunk spans): part of the key.
+    key = {
+        "model": model_fingerprint,
+        "sampling": asdict(config),
+        "questions": json_digest(questions),
+        "boundaries": policy.config.to_json(),
+    }
+    open_cache(cache_dir, key)
     jobs = [(problem, sample) for problem in range(len(questions)) for sample in range(config.samples_per_problem)]
     n_chunks = math.ceil(len(jobs) / config.chunk_size)
     records: list[TraceRecord] = []
@@ -113,6 +121,7 @@ def sample_traces(
 def open_cache(cache_dir: Path, key: dict, chunks: str = "chunk_*.pt") -> None:
     """Empty `cache_dir` of chunks made under another key, then record `key` as its own."""
     key_path = cache_dir / "key.json"
+    key = json.loads(json.dumps(key))  # as it reads back from disk (tuples become lists)
     if key_path.exists() and json.loads(key_path.read_text()) != key:
         stale = sorted(cache_dir.glob(chunks))
         tqdm.write(

@@ -86,6 +86,9 @@ def test_a_rerun_resumes_from_the_cached_traces(job, test_model_dir):
     again = train_probe(test_model_dir, problems, root / "out")
     assert again.returncode == 0, again.stderr[-3000:]
     assert [c.stat().st_mtime_ns for c in chunks] == stamps  # nothing sampled again
+    # another boundary policy records other boundaries: it would not find these chunks its own
+    key = json.loads((root / "out" / "traces" / "key.json").read_text())
+    assert key["boundaries"] == json.loads(json.dumps(BoundaryPolicyConfig().to_json()))
 
 
 def test_trained_on_hidden_states_are_the_models_own_at_the_boundaries(job, test_model_dir, reference_model):

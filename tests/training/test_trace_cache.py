@@ -15,6 +15,13 @@ def test_chunks_of_the_same_key_are_kept(tmp_path):
     assert (tmp_path / "chunk_00000.pt").exists()
 
 
+def test_a_key_holding_tuples_matches_itself_read_back(tmp_path):
+    open_cache(tmp_path, {**KEY, "boundaries": {"extractors": ("tinyworld",)}})
+    (tmp_path / "chunk_00000.pt").write_bytes(b"traces")
+    open_cache(tmp_path, {**KEY, "boundaries": {"extractors": ("tinyworld",)}})
+    assert (tmp_path / "chunk_00000.pt").exists()
+
+
 def test_chunks_of_another_model_are_sampled_again(tmp_path, capsys):
     open_cache(tmp_path, KEY)
     (tmp_path / "chunk_00000.pt").write_bytes(b"traces")
