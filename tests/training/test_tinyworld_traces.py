@@ -126,6 +126,31 @@ def test_a_text_reader_misses_the_oblique_conclusions_only():
         assert reader.extract(text.replace("Quick: 2 + 2 is 4. ", "")) is None
 
 
+def test_a_quick_result_is_always_checked_carefully():
+    """Whether a quick sum slipped is not visible in its text, so no trace stops on one: the last attempt is careful
+    (and right), and a careful attempt follows every quick one."""
+    rng = random.Random(8)
+    for _ in range(500):
+        attempts = sample_trace(random_problem(rng), TraceStyle(), rng).attempts
+        assert attempts[-1].method == STEP and attempts[-1].correct
+        assert all(later.method == STEP for quick, later in zip(attempts, attempts[1:]) if quick.method == QUICK)
+
+
+def test_a_question_asked_casually_is_answered_obliquely():
+    """The conclusion's form follows from the question's phrasing, so a model keeps both at a low temperature."""
+    rng, style = random.Random(9), TraceStyle()
+    seen = {True: 0, False: 0}
+    for _ in range(400):
+        problem = random_problem(rng)
+        casual = problem.phrasing in style.oblique_phrasings
+        forms = OBLIQUE_CONCLUSIONS if casual else PLAIN_CONCLUSIONS
+        for attempt in sample_trace(problem, style, rng).attempts:
+            stated = [f.format(n=attempt.answer, w=number_words(attempt.answer)) for f in forms]
+            assert any(attempt.text.endswith(form) for form in stated), attempt.text
+            seen[casual] += 1
+    assert min(seen.values()) > 100
+
+
 def test_phrasing_varies():
     rng = random.Random(4)
     traces = [sample_trace(random_problem(rng), TraceStyle(), rng) for _ in range(300)]

@@ -69,7 +69,9 @@ REDO_LEADS = (
     "Hold on, I think I slipped somewhere. Let me redo it carefully.",
 )
 # How a paragraph states its result N: plainly, or obliquely (only in words, or inside a sentence about something
-# else), as real reasoning prose often does and a text reader misses.
+# else), as real reasoning prose often does and a text reader misses. Which of the two a trace uses follows from how
+# the question was asked (`TraceStyle.oblique_phrasings`), so that a model sampled at a low temperature keeps
+# writing both: a style drawn at random with odds of one in five is sharpened away by the sampling temperature.
 PLAIN_CONCLUSIONS = (
     "So the answer is {n}.",
     "So the result is {n}.",
@@ -93,13 +95,18 @@ class TraceStyle:
 
     first_quick: float = 0.5  # P(the first attempt is quick)
     check_quick: float = 0.3  # P(a neutral re-check is quick)
+    # A quick result is always checked by a careful attempt: whether a quick sum slipped is not visible in its text,
+    # so a model taught to stop after some quick answers stops after wrong ones as well.
+    check_after_quick: float = 1.0
     continue_after_wrong: float = 0.99  # P(another attempt follows a wrong answer)
     redo_after_wrong: float = 0.6  # P(that attempt says the answer looks off and goes step by step)
     # P(another paragraph follows a right answer), by how many times in a row it has now been stated:
     # a trained policy re-checks a little less than its data, so the first check is made likely.
     continue_after_right: tuple[float, ...] = (0.72, 0.2, 0.05)
     split_attempt: float = 0.25  # P(a careful attempt of 3+ operations breaks into two paragraphs)
-    oblique_conclusion: float = 0.2  # P(a result is stated obliquely: only in words, or inside another sentence)
+    # The phrasings (indices into PHRASINGS) a question is answered casually in: every result of its trace stated
+    # obliquely. "How much is" and "Work out": 2 of 7 phrasings.
+    oblique_phrasings: tuple[int, ...] = (4, 6)
     max_attempts: int = 5  # attempts at the whole problem (the opening and partial paragraphs are not counted)
 
     def __post_init__(self):
@@ -109,7 +116,7 @@ class TraceStyle:
             self.continue_after_wrong,
             self.redo_after_wrong,
             self.split_attempt,
-            self.oblique_conclusion,
+            self.check_after_quick,
         )
         if not all(0.0 <= p <= 1.0 for p in probabilities + self.continue_after_right):
             raise ValueError("TraceStyle probabilities must lie in [0, 1]")
@@ -193,8 +200,8 @@ def render_quick(problem: Problem, rng: random.Random) -> str:
     return ", ".join(parts) + "."
 
 
-def conclusion(answer: int, style: TraceStyle, rng: random.Random) -> str:
-    forms = OBLIQUE_CONCLUSIONS if rng.random() < style.oblique_conclusion else PLAIN_CONCLUSIONS
+def conclusion(answer: int, oblique: bool, rng: random.Random) -> str:
+    forms = OBLIQUE_CONCLUSIONS if oblique else PLAIN_CONCLUSIONS
     return rng.choice(forms).format(n=answer, w=number_words(answer))
 
 
@@ -237,15 +244,16 @@ def _attempt(problem: Problem, method: str, lead: str, style: TraceStyle, rng: r
     answer = run_method(problem, method)[-1]
     done = Paragraph(method, answer, answer == problem.answer, "")
     n_ops = len(problem.ops)
+    stated = conclusion(answer, problem.phrasing in style.oblique_phrasings, rng)
     if method == QUICK:
-        done.text = f"{lead} {render_quick(problem, rng)} {conclusion(answer, style, rng)}"
+        done.text = f"{lead} {render_quick(problem, rng)} {stated}"
         return [done]
     if n_ops >= 3 and rng.random() < style.split_attempt:
         cut = rng.randint(1, n_ops - 1)
         partial = Paragraph(None, None, False, f"{lead} {render_careful(problem, 0, cut, rng)}")
-        done.text = f"{render_careful(problem, cut, n_ops, rng)} {conclusion(answer, style, rng)}"
+        done.text = f"{render_careful(problem, cut, n_ops, rng)} {stated}"
         return [partial, done]
-    done.text = f"{lead} {render_careful(problem, 0, n_ops, rng)} {conclusion(answer, style, rng)}"
+    done.text = f"{lead} {render_careful(problem, 0, n_ops, rng)} {stated}"
     return [done]
 
 
@@ -268,12 +276,15 @@ def _next_attempt(problem: Problem, trace: Trace, style: TraceStyle, rng: random
         p_continue = style.continue_after_right[min(_right_streak(attempts), len(style.continue_after_right)) - 1]
     else:
         p_continue = style.continue_after_wrong
+    if last.method == QUICK:
+        p_continue = max(p_continue, style.check_after_quick)
     if rng.random() >= p_continue:
         return []
     last_chance = len(attempts) == style.max_attempts - 1  # a trace never runs out of attempts on a wrong answer
     if not last.correct and (last_chance or rng.random() < style.redo_after_wrong):
         return _attempt(problem, STEP, rng.choice(REDO_LEADS), style, rng)
-    method = QUICK if rng.random() < style.check_quick else STEP
+    checks_quick = last.method == QUICK and style.check_after_quick > 0
+    method = QUICK if not (last_chance or checks_quick) and rng.random() < style.check_quick else STEP
     return _attempt(problem, method, rng.choice(CHECK_LEADS[method]), style, rng)
 
 
