@@ -28,7 +28,7 @@ from tests.training.test_advrm_rewards import tinyworld_samples
 
 @pytest.fixture(scope="module")
 def samples():
-    return tinyworld_samples(300, 4, seed=1)
+    return tinyworld_samples(600, 4, seed=1)
 
 
 def test_doctests():
