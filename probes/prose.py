@@ -22,86 +22,19 @@ from dataclasses import dataclass, replace
 _CUE_TOKEN = re.compile(r"[A-Za-z]+|['’]s\b|[<>!=≤≥]?=+>?|:|→|∈|\\(?:Rightarrow|implies|in)(?![a-zA-Z])")
 _CUE_SYMBOLS = frozenset(("=", "=>", "→", "∈", "\\Rightarrow", "\\implies", "\\in", "'s", "’s"))
 _CUE_WORDS = frozenset(
-    [
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "become",
-        "becomes",
-        "equal",
-        "equals",
-        "give",
-        "gives",
-        "gave",
-        "yield",
-        "yields",
-        "get",
-        "gets",
-        "got",
-        "make",
-        "makes",
-        "totals",
-        "totaling",
-        "totalling",
-        "so",
-        "thus",
-        "therefore",
-        "hence",
-        "then",
-    ]
+    "is are was were be become becomes equal equals give gives gave yield yields get gets got make "
+    "makes totals totaling totalling so thus therefore hence then".split()
 )
 _CUE_BEFORE = {  # a word that is a cue only after one of these: "comes to", "remainder of", "lies in"
     "to": frozenset(
-        [
-            "equal",
-            "come",
-            "comes",
-            "simplifies",
-            "reduces",
-            "amount",
-            "amounts",
-            "evaluates",
-            "adds:up",
-            "sums:up",
-            "works:out",
-            "boils:down",
-            "rounds",
-            "round:up",
-            "rounds:up",
-        ]
+        "equal come comes simplifies reduces amount amounts evaluates adds:up sums:up works:out boils:down rounds "
+        "round:up rounds:up".split()
     ),
     "of": frozenset(
-        [
-            "total",
-            "remainder",
-            "value",
-            "area",
-            "result",
-            "maximum",
-            "minimum",
-            "difference",
-            "product",
-            "sum",
-            "perimeter",
-            "volume",
-            "length",
-            "probability",
-            "weight",
-            "height",
-            "speed",
-            "cost",
-            "price",
-            "distance",
-            "age",
-            "rate",
-            "balance",
-            "profit",
-            "average",
-        ]
+        "total remainder value area result maximum minimum difference product sum perimeter volume "
+        "length probability weight height speed cost price distance age rate balance profit average".split()
     ),
-    "in": frozenset(["is", "are", "lies", "lie", "be", "resulting", "results"]),
+    "in": frozenset("is are lies lie be resulting results".split()),
 }
 _STATEMENT_LENGTH = 300  # a closing statement is read over at most its last 300 characters
 _CUE_REACH = 160  # and its cue among the last 160
@@ -130,50 +63,9 @@ _UNITS = re.compile(r"(?:\s*(?:°|\^\s*\{?\\circ\}?|\\%|%|\\text\{[^{}]*\}|\\,|\
 # "588 ways", "468 square units", "55 m/s", "6 slices per day", "4 pints of gasoline", "7 DVDs"
 _WORDS_AFTER = re.compile(r"(?:\s+[A-Za-z][A-Za-z'’-]*(?:/[A-Za-z]+)?){1,4}$")
 _CONNECTIVES = frozenset(
-    [
-        "than",
-        "more",
-        "less",
-        "fewer",
-        "times",
-        "and",
-        "or",
-        "but",
-        "plus",
-        "minus",
-        "over",
-        "of",
-        "by",
-        "with",
-        "divided",
-        "multiplied",
-        "mod",
-        "modulo",
-        "per",
-        "if",
-        "when",
-        "for",
-        "to",
-        "is",
-        "are",
-        "which",
-        "that",
-        "as",
-        "at",
-        "in",
-        "on",
-        "not",
-        "so",
-        "all",
-        "both",
-        "each",
-        "work",
-        "works",
-        "fail",
-        "fails",
-        "hold",
-        "holds",
-    ]
+    "than more less fewer times and or but plus minus over of by with divided multiplied mod "
+    "modulo per if when for to is are which that as at in on not so all both each work works "
+    "fail fails hold holds".split()
 )
 _INSIDE_NOUNS = frozenset(("per", "of"))  # "slices per day", "pints of gasoline": a unit, not a connective
 _COMPARED = frozenset(("more", "fewer", "less"))  # "4 more books than Alice" states the difference 4
@@ -236,30 +128,8 @@ _RANGES = frozenset(("interval", "set", "range"))
 # An equation after one of these words names a case or a condition ("stepping by m=1", "more than D=48",
 # "for k = 3"), or one of several ("b = 21 or b = 49"): the word stands among the three before the variable.
 _CONDITION_WORDS = frozenset(
-    [
-        "by",
-        "for",
-        "at",
-        "with",
-        "when",
-        "where",
-        "if",
-        "unless",
-        "until",
-        "as",
-        "like",
-        "than",
-        "from",
-        "into",
-        "over",
-        "under",
-        "between",
-        "whenever",
-        "case",
-        "given",
-        "through",
-        "that",
-    ]
+    "by for at with when where if unless until as like than from into over under between whenever case given "
+    "through that".split()
 )
 _EQUATION_REACH = 100  # the left side of an equation is read over its last 100 characters
 _VARIABLE = re.compile(r"\W*(?:[^\W\d_]{1,2}|\S*[\d_^]\S*)\W*")  # what a condition names: "k", "D", "m_1"
@@ -317,81 +187,15 @@ _RESULT_PHRASE = re.compile(
 _AMOUNT = re.compile(r"(?<![\w.])-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?(?![\w.]\d)")
 # What a conclusion does not hold: a hedge, a condition, a plan, a question, an estimate, a bound, a calculation.
 _NOT_CONCLUDED_WORDS = frozenset(
-    [
-        "if",
-        "when",
-        "whether",
-        "suppose",
-        "assume",
-        "maybe",
-        "perhaps",
-        "might",
-        "could",
-        "probably",
-        "possibly",
-        "not",
-        "no",
-        "never",
-        "should",
-        "how",
-        "what",
-        "which",
-        "let",
-        "let's",
-        "i'll",
-        "we'll",
-        "initially",
-        "originally",
-        "approximately",
-        "about",
-        "around",
-        "roughly",
-        "nearly",
-        "almost",
-        "least",
-        "most",
-        "plus",
-        "minus",
-        "times",
-        "divided",
-        "multiplied",
-        "or",
-        "half",
-        "twice",
-        "double",
-        "triple",
-        "wrong",
-        "incorrect",
-        "mistake",
-        "error",
-    ]
+    "if when whether suppose assume maybe perhaps might could probably possibly not no never should how what which "
+    "let let's i'll we'll initially originally approximately about around roughly nearly almost least most plus "
+    "minus times divided multiplied or half twice double triple wrong incorrect mistake error".split()
 )
 _NOT_CONCLUDED_PHRASES = ("need to", "have to", "want to", "going to", "let me", "up to", "n't")
 _CALCULATION = re.compile(r"[=+*×÷<>≤≥≈\\^?()\[\]{}]| [-/] ")
 _WORD = re.compile(r"[a-z'’]+")
 _BOUND = re.compile(r"(?i)\b(?:more|less|fewer|greater|larger|smaller|higher|lower|other|rather) than\s*\$?$")
-_IN_PHRASE = frozenset(
-    [
-        "after",
-        "before",
-        "in",
-        "for",
-        "within",
-        "at",
-        "per",
-        "on",
-        "during",
-        "every",
-        "each",
-        "by",
-        "with",
-        "into",
-        "from",
-        "to",
-        "over",
-        "under",
-    ]
-)
+_IN_PHRASE = frozenset("after before in for within at per on during every each by with into from to over under".split())
 _LABEL = re.compile(
     r"(?i)\b(?:statement|option|choice|case|step|part|question|equation|figure|problem|item|line|round|level|stage"
     r"|phase|test|example|method|approach|row|column|page|chapter|version|type|number|no\.)\s+$"

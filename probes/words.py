@@ -3,29 +3,11 @@ them (the tiny world's traces) and reading them back (its answer reader)."""
 
 from __future__ import annotations
 
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _VALUES = {word: value for value, word in enumerate(_ONES)} | {word: 10 * i for i, word in enumerate(_TENS) if i > 1}
 _NUMBER_WORD = "|".join(sorted([*_VALUES, "hundred", "thousand"], key=len, reverse=True))
 WORDED = rf"(?:minus )?(?:{_NUMBER_WORD})(?:[ -](?:{_NUMBER_WORD}))*"  # a pattern for one integer in words
