@@ -31,7 +31,7 @@ SETTINGS = {head: RewardModelSettings(head=head, ensemble_size=3, epochs=1, batc
 def tinyworld_samples(n_problems: int, per_problem: int, seed: int) -> list[Sample]:
     """Graded tiny-world traces; a style that often stops on a slip (a quick result left unchecked), so that many are
     wrong."""
-    rng, samples, style = random.Random(seed), [], TraceStyle(continue_after_wrong=0.5, check_after_quick=0.0)
+    rng, samples, style = random.Random(seed), [], TraceStyle(continue_after_wrong=0.5, quick_results_checked=False)
     for _ in range(n_problems):
         problem = random_problem(rng)
         for _ in range(per_problem):

@@ -66,10 +66,10 @@ class Problem:
 def parse_question(question: str) -> Problem:
     """Parse a tiny-world question in any of its phrasings; raises ValueError naming what is wrong."""
     text = question.strip()
-    found = [(phrasing, match) for phrasing, pattern in enumerate(_QUESTION_RES) if (match := pattern.match(text))]
-    if not found:
+    found = next(((phrasing, m) for phrasing, pattern in enumerate(_QUESTION_RES) if (m := pattern.match(text))), None)
+    if found is None:
         raise ValueError(f"not a tiny-world question (expected e.g. 'What is 3 + 14 - 7?'): {question!r}")
-    phrasing, match = found[0]
+    phrasing, match = found
     tokens = match.group(1).split(" ")
     numbers = tuple(int(t) for t in tokens[0::2])
     ops = tuple(tokens[1::2])

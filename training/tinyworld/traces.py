@@ -97,7 +97,7 @@ class TraceStyle:
     check_quick: float = 0.3  # P(a neutral re-check is quick)
     # A quick result is always checked by a careful attempt: whether a quick sum slipped is not visible in its text,
     # so a model taught to stop after some quick answers stops after wrong ones as well.
-    check_after_quick: float = 1.0
+    quick_results_checked: bool = True
     continue_after_wrong: float = 0.99  # P(another attempt follows a wrong answer)
     redo_after_wrong: float = 0.6  # P(that attempt says the answer looks off and goes step by step)
     # P(another paragraph follows a right answer), by how many times in a row it has now been stated:
@@ -116,7 +116,6 @@ class TraceStyle:
             self.continue_after_wrong,
             self.redo_after_wrong,
             self.split_attempt,
-            self.check_after_quick,
         )
         if not all(0.0 <= p <= 1.0 for p in probabilities + self.continue_after_right):
             raise ValueError("TraceStyle probabilities must lie in [0, 1]")
@@ -276,14 +275,12 @@ def _next_attempt(problem: Problem, trace: Trace, style: TraceStyle, rng: random
         p_continue = style.continue_after_right[min(_right_streak(attempts), len(style.continue_after_right)) - 1]
     else:
         p_continue = style.continue_after_wrong
-    if last.method == QUICK:
-        p_continue = max(p_continue, style.check_after_quick)
-    if rng.random() >= p_continue:
+    checks_quick = last.method == QUICK and style.quick_results_checked
+    if rng.random() >= p_continue and not checks_quick:  # drawn either way: the same stream of choices
         return []
     last_chance = len(attempts) == style.max_attempts - 1  # a trace never runs out of attempts on a wrong answer
     if not last.correct and (last_chance or rng.random() < style.redo_after_wrong):
         return _attempt(problem, STEP, rng.choice(REDO_LEADS), style, rng)
-    checks_quick = last.method == QUICK and style.check_after_quick > 0
     method = QUICK if not (last_chance or checks_quick) and rng.random() < style.check_quick else STEP
     return _attempt(problem, method, rng.choice(CHECK_LEADS[method]), style, rng)
 
