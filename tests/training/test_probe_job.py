@@ -161,6 +161,8 @@ def test_forced_labels_on_paragraph_boundaries(test_model_dir, tmp_path_factory,
     assert metrics["boundaries"] == "paragraph" and metrics["labels"] == "forced"
     cost = metrics["forced_labels_cost"]
     assert cost["boundaries"] == metrics["label_agreement"]["boundaries"] > 0 and cost["seconds_per_boundary"] > 0
+    reach = metrics["oracle_reach"]
+    assert reach["thinking_tokens"] > 0 and 0 <= reach["saved_reader"] <= 1 and 0 <= reach["saved_forced"] <= 1
     config = Probe.load(root / "out" / "probe").config
     assert (config.boundary_policy.mode, config.labels) == ("paragraph", "forced")
 
