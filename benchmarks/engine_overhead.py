@@ -1,11 +1,13 @@
 """What early exit costs inside the engine: the same prompts and seeds with early exit enabled but never firing
 (probe rule, threshold 1.01) against early exit disabled, on one offline vLLM engine, in one run.
 
-Two numbers: the median and p99 of the early-exit work per decode step (what the logits processor
-times around the runtime: boundary tracking, the probe on the boundary rows, the decisions), and the ratio of
-output tokens per second, enabled-never-firing over disabled. Rounds alternate their order (enabled first,
-then disabled first) so that a slow spell of a shared machine does not land on one side; the ratio is taken
-over the totals. A never-firing probe must not change a single token: the run checks that too.
+Three numbers: the median and p99 of the early-exit work per decode step (what the logits processor
+times around the runtime: boundary tracking, the probe on the boundary rows, the decisions), that work's share
+of the enabled runs' time (precise, but blind to costs outside the timed call), and the ratio of output tokens
+per second, enabled-never-firing over disabled (everything counted, but as noisy as the machine). Rounds
+alternate their order (enabled first, then disabled first) so that a slow spell of a shared machine does not
+land on one side; the ratio is taken over the totals. A never-firing probe must not change a single token: the
+run checks that too.
 
     probexit bench engine-overhead --out DIR   # the embedded default; DIR/engine_overhead.json
 """
@@ -78,6 +80,7 @@ def run_engine_overhead(
             "max": max(round_ratios),
             "all": [round(r, 4) for r in round_ratios],
         },
+        "step_work_share_pct": 100 * sum(step_seconds) / totals["enabled_never_firing"][1],
         "probe_step_us": {
             "steps": len(micro),
             "median": statistics.median(micro) if micro else None,
@@ -94,5 +97,6 @@ def summary_lines(report: dict) -> list[str]:
     return [
         f"early exit never firing vs disabled: {report['ratio_enabled_over_disabled']:.3f}x tokens/s "
         f"({report['slowdown_pct']:+.1f}% slower), token-identical: {report['token_identical']}; "
-        f"early-exit work per step: median {step['median']:.0f} us, p99 {step['p99']:.0f} us over {step['steps']} steps"
+        f"early-exit work per step: median {step['median']:.0f} us, p99 {step['p99']:.0f} us over "
+        f"{step['steps']} steps, {report['step_work_share_pct']:.2f}% of the enabled runs' time"
     ]

@@ -27,6 +27,7 @@ def test_never_firing_probe_is_timed_and_changes_no_token(test_model_dir, tmp_pa
     )
     assert report["token_identical"] is True
     assert report["probe_step_us"]["steps"] > 0 and report["probe_step_us"]["median"] > 0
+    assert 0 < report["step_work_share_pct"] < 100
     assert report["tokens_per_s"]["disabled"] > 0 and report["ratio_enabled_over_disabled"] > 0
     assert json.loads((tmp_path / "out" / "engine_overhead.json").read_text()) == report
 
