@@ -150,8 +150,9 @@ class EarlyExitLogitsProcessor(_processor_base()):
             return logits
         started = time.perf_counter()
         evaluations = self.runtime.step(self.states, TAP.hidden, logits)
+        marks = self.runtime.pop_marks()  # taken every step, or a rank that reports nothing would keep them forever
         if self.publisher is not None:
-            self.publisher.publish(evaluations, time.perf_counter() - started, self.runtime.pop_marks())
+            self.publisher.publish(evaluations, time.perf_counter() - started, marks)
         return logits
 
 

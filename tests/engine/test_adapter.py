@@ -163,3 +163,27 @@ def test_adapter_touch_points_exist_in_this_vllm():
     from probexit.engine.adapter import EarlyExitLogitsProcessor
 
     assert issubclass(EarlyExitLogitsProcessor, V1LogitsProcessor)
+
+
+def test_a_processor_that_reports_nothing_keeps_no_record_marks(test_model_dir):
+    """A tensor-parallel rank other than the first reports nothing: its processor must still let the runtime's
+    per-request marks go, step by step, or a long-running server would keep two for every request it served."""
+    from transformers import AutoTokenizer
+
+    from probexit.engine.adapter import TAP, EarlyExitLogitsProcessor
+    from probexit.probes.runtime import EarlyExitRuntime
+
+    tokenizer = AutoTokenizer.from_pretrained(test_model_dir)
+    runtime = EarlyExitRuntime(BoundaryPolicy(BoundaryPolicyConfig(), tokenizer), None)
+    processor = EarlyExitLogitsProcessor.__new__(EarlyExitLogitsProcessor)
+    processor.runtime, processor.publisher = runtime, None
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": QUESTIONS[0]}], tokenize=False, add_generation_prompt=True
+    )
+    outputs: list[int] = []
+    processor.states = {0: runtime.new_request("r0", ExitSettings(rule="none"), tokenizer.encode(prompt), outputs)}
+    for token in tokenizer.encode("3 + 14 = 17. 17 - 7 = 10. So the answer is 10.\n\n</think>\n\n\\boxed{10}"):
+        outputs.append(token)
+        TAP.hidden = torch.zeros(1, 8)
+        processor.apply(torch.zeros(1, len(tokenizer)))
+    assert processor.states[0].complete and runtime.marks == []
