@@ -63,6 +63,7 @@ class BuildConfig:
     # no exit waits for a reader to recognise how a conclusion is worded.
     probe_boundaries: BoundaryPolicyConfig = field(default_factory=lambda: BoundaryPolicyConfig(mode=PARAGRAPH))
     probe_labels: str = FORCED_LABELS
+    probe_inputs: tuple[str, ...] = ()  # what the probe reads beside the hidden state (probes/features.py)
 
 
 class Build:
@@ -190,6 +191,7 @@ class Build:
             split_seed=self.config.seed,
             boundary_policy=self.config.probe_boundaries,
             labels=self.config.probe_labels,
+            inputs=self.config.probe_inputs,
         )
         policy = config.boundary_policy.to_json()
         with OfflineEngine(self.out / "policy", boundary_policy=policy, **tiny_engine_kwargs()) as engine:
