@@ -110,6 +110,7 @@ class Build:
 
         from transformers import AutoModelForCausalLM
 
+        from probexit.training.empo_eval import EvalConfig
         from probexit.training.empo_job import EMPOJob
         from probexit.training.problem_files import ProblemRecord
 
@@ -127,11 +128,14 @@ class Build:
             job_dir,
             self.config.empo,
             eval_problems=[ProblemRecord(p.question, str(p.answer)) for p in validation],
+            # scored with the traces' own budget: a shorter cap would count long right answers as wrong
+            eval_config=EvalConfig(max_tokens=TRACE_MAX_TOKENS),
             engine_kwargs=tiny_engine_kwargs(),
             supervised_baseline=self.config.empo_baseline,
             log=self.log,
         )
         metrics = job.run()
+        self._earlier_seconds["empo"] = metrics["wall_s"] - metrics["wall_s_this_run"]  # an interrupted job's time
         self._save_policy(AutoModelForCausalLM.from_pretrained(job_dir / "policy", dtype="float32"))
         (self.out / "empo_metrics.json").write_text(json.dumps(_relative(metrics, self.out), indent=2) + "\n")
 
