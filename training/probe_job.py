@@ -187,7 +187,7 @@ def run_probe_job(
         **(
             {
                 "forced_labels_cost": forced.cost(),
-                "oracle_reach": oracle_reach(traces, problems, equivalence, forced_by_trace, policy.think_end_id),
+                "oracle_reach": oracle_reach([(by_split[name], data[name]) for name in data], policy.think_end_id),
             }
             if forced
             else {}
@@ -330,48 +330,39 @@ def label_agreement(splits: list[LabelledBoundaries]) -> dict:
     }
 
 
-def oracle_reach(
-    traces: list[TraceRecord],
-    problems: list[ProblemRecord],
-    equivalence: Equivalence,
-    forced: dict[tuple[int, int], list[str | None]],
-    think_end_id: int,
-) -> dict:
+def oracle_reach(splits: list[tuple[list[TraceRecord], LabelledBoundaries]], think_end_id: int) -> dict:
     """The oracle's saving (share of all thinking tokens) when it exits at the first boundary whose forced answer is
     right, against exiting only where a reader reads a right answer: the difference is the share of what is there
     to save that sits in paragraphs the reader cannot read, reachable only by a probe that decides without it.
+    `splits`: each split's traces with their labelled boundaries (forced labels).
 
     >>> from probexit.probes.equivalence import MathEquivalence
     >>> from probexit.training.trace_cache import BoundaryRecord
     >>> def at(tokens, answer):
-    ...     return BoundaryRecord(tokens, 0, 0, tokens, answer, None, 0.5, -1.0, -0.5)
+    ...     return BoundaryRecord(tokens, 0, 0, tokens, answer, torch.zeros(2), 0.5, -1.0, -0.5)
     >>> trace = TraceRecord(0, 0, [1], [5] * 99 + [7], "", "stop", [at(20, None), at(60, "4"), at(90, "4")])
-    >>> oracle_reach([trace], [ProblemRecord("What is 2 + 2?", "4")], MathEquivalence(), {(0, 0): ["4", "4", "4"]}, 7)
+    >>> data = label([trace], [ProblemRecord("What is 2 + 2?", "4")], MathEquivalence(), forced={(0, 0): ["4"] * 3})
+    >>> oracle_reach([([trace], data)], 7)
     {'thinking_tokens': 99, 'saved_forced': 0.798, 'saved_reader': 0.3939, 'share_beyond_reader': 0.5063}
     """
     total = saved_forced = saved_reader = 0
-    for trace in traces:
-        ids = trace.token_ids
-        thinking = ids.index(think_end_id) if think_end_id in ids else len(ids)
-        gold = problems[trace.problem].answer
-        answers = forced[(trace.problem, trace.sample)]
-        first_forced = _first_right(trace.boundaries, answers, gold, equivalence, thinking)
-        first_read = _first_right(trace.boundaries, [b.answer for b in trace.boundaries], gold, equivalence, thinking)
-        total += thinking
-        saved_forced += max(0, thinking - first_forced)
-        saved_reader += max(0, thinking - first_read)
+    for traces, data in splits:
+        for index, trace in enumerate(traces):
+            ids = trace.token_ids
+            thinking = ids.index(think_end_id) if think_end_id in ids else len(ids)
+            at = np.array([b.thinking_tokens for b in trace.boundaries] + [thinking])
+            rows = data.trace == index  # this trace's boundaries, in order
+            first_forced = at[np.argmax(np.append(data.correct[rows], True))]
+            first_read = at[np.argmax(np.append(data.reader_correct[rows], True))]
+            total += thinking
+            saved_forced += max(0, thinking - int(first_forced))
+            saved_reader += max(0, thinking - int(first_read))
     return {
         "thinking_tokens": total,
         "saved_forced": round(saved_forced / max(1, total), 4),
         "saved_reader": round(saved_reader / max(1, total), 4),
         "share_beyond_reader": round(1 - saved_reader / saved_forced, 4) if saved_forced else None,
     }
-
-
-def _first_right(boundaries, answers: list[str | None], gold: str, equivalence: Equivalence, none: int) -> int:
-    """Thinking tokens at the first boundary whose answer is right (`none` where no answer is)."""
-    right = (b.thinking_tokens for b, a in zip(boundaries, answers) if a is not None and equivalence.same(a, gold))
-    return next(right, none)
 
 
 def final_right(text: str, gold: str, equivalence: Equivalence, think_end: str = THINK_END) -> bool:
