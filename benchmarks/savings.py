@@ -60,13 +60,14 @@ def peer_settings(baseline_reasoning_tokens: float) -> list[Setting]:
     settings += [
         Setting("confidence", f"min_prob={c}", {"rule": "confidence", "threshold": c}) for c in CONFIDENCE_THRESHOLDS
     ]
-    settings += [Setting("first", "-", {"rule": "first"}), Setting("oracle", "-", None)]
+    settings += [Setting("first", "-", {"rule": "first"}), ORACLE]
     return settings
 
 
 BASELINE = Setting("none", "-", {"enabled": False})
 COMPARED = "compared_probe"  # the rows of a second probe, run on its own server over the same problems and seeds
 DEFAULT = Setting("probe", "default", None)  # the server's own setting: the request says nothing about early exit
+ORACLE = Setting("oracle", "-", None)  # exits at the first boundary whose answer, as the server reads it, is gold
 
 
 class Runner:
@@ -399,11 +400,19 @@ async def add_compared_probe(
     report["policies"] = [r for r in report["policies"] if r["name"] != COMPARED] + rows
     best = best_at_no_loss(rows, baseline, COMPARED)
     oracle_saving = report["oracle"]["tokens_saved_pct"]
+    # The oracle again, on the compared server: it can exit only where that server's boundaries and reader see the
+    # gold answer, so the saving it loses is what sits beyond that probe's reach whatever the probe learns.
+    reader_oracle = await ensure(ORACLE)
+    reader_saving = summarize(ORACLE, reader_oracle, baseline)["tokens_saved_pct"] if reader_oracle else None
     report["compared_probe"] = {
         "served": ensure.served,
         "baseline_accuracy": summarize(BASELINE, baseline_results, None)["accuracy"],
         "best_at_no_loss": best,
         "best_share_of_oracle_saving": best["tokens_saved_pct"] / oracle_saving if best and oracle_saving > 0 else None,
+        "oracle_tokens_saved_pct": reader_saving,
+        "oracle_share_beyond_its_reach": (
+            1 - reader_saving / oracle_saving if reader_saving is not None and oracle_saving > 0 else None
+        ),
     }
     _write(report, out)
     return report

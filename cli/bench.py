@@ -162,11 +162,16 @@ def _savings_lines(report: dict) -> list[str]:
             f"probe at no loss ({best['param']}): saves {best['tokens_saved_pct']:.1f}% of reasoning tokens, "
             f"accuracy {best['accuracy_delta_pts']:+.1f} points"
         )
-    compared = (report.get("compared_probe") or {}).get("best_at_no_loss")
+    compared_run = report.get("compared_probe") or {}
+    compared = compared_run.get("best_at_no_loss")
     if compared:
         lines.append(
             f"compared probe at no loss ({compared['param']}): saves {compared['tokens_saved_pct']:.1f}%, accuracy "
             f"{compared['accuracy_delta_pts']:+.1f} points"
+        )
+    if compared_run.get("oracle_tokens_saved_pct") is not None:
+        lines.append(
+            f"the oracle within the compared probe's reach saves {compared_run['oracle_tokens_saved_pct']:.1f}%"
         )
     default = next((r for r in report["policies"] if (r["name"], r["param"]) == ("probe", "default")), None)
     if default:

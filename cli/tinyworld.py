@@ -1,7 +1,9 @@
-"""`probexit tinyworld build`: rebuild the embedded default from nothing."""
+"""`probexit tinyworld build`: rebuild the embedded default from nothing; `probexit tinyworld fresh`: draw problems
+that none of its splits holds, to measure on."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,12 +33,32 @@ class BuildRun:
             raise ValueError(f"--out {self.out} exists and is not a folder")
 
 
+@dataclass(frozen=True)
+class FreshRun:
+    """What `tinyworld fresh` draws and where it writes it."""
+
+    out: Path = field(metadata={"help": 'JSONL file to write ({"question", "answer"} per line).'})
+    count: int = field(default=300, metadata={"help": "How many problems."})
+    seed: int = field(default=20261205, metadata={"help": "Seed of the draw (the splits' own seed is 0)."})
+    splits: Path | None = field(
+        default=None,
+        metadata={"help": "Folder of the split files the problems must avoid. Default: the embedded default's."},
+    )
+
+    def __post_init__(self):
+        if self.count < 1:
+            raise ValueError("--count must be positive")
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(NAME, help=HELP)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="rebuild the embedded default deterministically (resumes if interrupted)")
     add_config_flags(build.add_argument_group("build"), BuildRun)
     build.set_defaults(run=run_build)
+    fresh = actions.add_parser("fresh", help="draw problems that no split of the tiny world holds, to measure on")
+    add_config_flags(fresh.add_argument_group("fresh"), FreshRun)
+    fresh.set_defaults(run=run_fresh)
 
 
 def run_build(args) -> int:
@@ -53,4 +75,26 @@ def run_build(args) -> int:
     config = dataclasses.replace(config, empo_baseline=run.empo_baseline)
     Build(run.out, config).run()
     print(f"tinyworld: built into {run.out}")
+    return 0
+
+
+def run_fresh(args) -> int:
+    from probexit.assets import default_paths
+    from probexit.cli.errors import CLIError
+    from probexit.training.tinyworld.problems import fresh_problems, parse_question, write_jsonl
+
+    run = FreshRun(**config_values(args, FreshRun))
+    folder = run.splits or default_paths().policy.parent / "problems"
+    files = sorted(folder.glob("*.jsonl"))
+    if not files:
+        raise CLIError(f"no split files (*.jsonl) in {folder}; give --splits DIR")
+    used = []
+    for path in files:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                used.append(parse_question(json.loads(line)["question"]))
+            except (ValueError, KeyError, TypeError) as error:
+                raise CLIError(f"{path}:{number}: not a tiny-world problem ({error})") from None
+    write_jsonl(fresh_problems(run.count, run.seed, used), run.out)
+    print(f"tinyworld: {run.count} problems none of the {len(used)} in {folder} holds -> {run.out}")
     return 0

@@ -36,7 +36,7 @@ class ForcedAnswers:
     """Per trace, per boundary: the answer the model gives when its thinking ends there (None: it gave none)."""
 
     answers: list[list[str | None]]
-    seconds: float  # spent generating them in this run (a resumed run counts only what it generated)
+    seconds: float  # spent generating them, a cached chunk counted with the time it took when it was made
     generated_tokens: int
 
     def cost(self) -> dict:
@@ -65,30 +65,36 @@ def force_answers(
 ) -> ForcedAnswers:
     """The forced answer at every boundary of `traces`, generated in batches of CHUNK_TRACES traces."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = {"max_tokens": max_tokens, "think_end_id": think_end_id, "traces": _traces_digest(traces)}
+    # A chunk keeps what it cost beside its answers, so a resumed job reports the whole labelling's cost.
+    key = {"max_tokens": max_tokens, "think_end_id": think_end_id, "traces": _traces_digest(traces), "with_cost": 1}
     open_cache(cache_dir, key, chunks="chunk_*.json")
     answers: list[list[str | None]] = []
     seconds, tokens = 0.0, 0
     for start in tqdm(range(0, len(traces), CHUNK_TRACES), desc="forced answers", unit="chunk"):
         path = cache_dir / f"chunk_{start // CHUNK_TRACES:05d}.json"
-        part = traces[start : start + CHUNK_TRACES]
         if path.exists():
-            answers += json.loads(path.read_text())
-            continue
-        started = time.monotonic()
-        prompts = [forced_prefix(t, b.token_index, think_end_id) for t in part for b in t.boundaries]
-        generations = (
-            engine.generate(prompts, temperature=0.0, max_tokens=max_tokens, progress=False) if prompts else []
-        )
-        done, flat = [], iter(generations)
-        for trace in part:
-            done.append([final_answer(next(flat).text) for _ in trace.boundaries])
-        tokens += sum(len(g.token_ids) for g in generations)
-        seconds += time.monotonic() - started
-        path.with_suffix(".tmp").write_text(json.dumps(done))
-        path.with_suffix(".tmp").replace(path)
-        answers += done
+            chunk = json.loads(path.read_text())
+        else:
+            chunk = _force_chunk(engine, traces[start : start + CHUNK_TRACES], think_end_id, max_tokens)
+            path.with_suffix(".tmp").write_text(json.dumps(chunk))
+            path.with_suffix(".tmp").replace(path)
+        answers += chunk["answers"]
+        seconds += chunk["seconds"]
+        tokens += chunk["generated_tokens"]
     return ForcedAnswers(answers, seconds, tokens)
+
+
+def _force_chunk(engine: OfflineEngine, part: list[TraceRecord], think_end_id: int, max_tokens: int) -> dict:
+    started = time.monotonic()
+    prompts = [forced_prefix(t, b.token_index, think_end_id) for t in part for b in t.boundaries]
+    generations = engine.generate(prompts, temperature=0.0, max_tokens=max_tokens, progress=False) if prompts else []
+    flat = iter(generations)
+    answers = [[final_answer(next(flat).text) for _ in trace.boundaries] for trace in part]
+    return {
+        "answers": answers,
+        "seconds": time.monotonic() - started,
+        "generated_tokens": sum(len(g.token_ids) for g in generations),
+    }
 
 
 def _traces_digest(traces: list[TraceRecord]) -> str:

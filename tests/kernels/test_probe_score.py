@@ -10,8 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from probexit.assets import default_paths
 from probexit.kernels.reference import score_boundary_rows_numpy, score_boundary_rows_reference
 from probexit.kernels.triton_kernel import KernelConfig
+from probexit.probes.features import feature_count
+from probexit.probes.probe import Probe
 from tests.kernels.cases import assert_matches, make_case
 
 DTYPES = [
@@ -191,3 +194,14 @@ def test_auto_backend_interprets_in_an_interpreted_process(interpreted):
     case = make_case(5, 96, 16)
     assert interpreted("resolve_backend", "auto", case.hidden) == "triton"
     assert_matches(*interpreted("score_boundary_rows", *case), *score_boundary_rows_reference(*case), case.thresholds)
+
+
+def test_the_embedded_probe_agrees_on_every_path(interpreted):
+    """The served default's own probe (its weights, width and the features it reads), at a CPU engine's batch."""
+    probe = Probe.load(default_paths().probe)
+    n_features = feature_count(probe.config.inputs)
+    case = make_case(8, probe.config.hidden_size, probe.config.width, n_features=n_features, seed=11)
+    case = case._replace(weights=probe.weights)
+    expected = score_boundary_rows_reference(*case)
+    assert_matches(*interpreted("probe_score_triton", *case), *expected, case.thresholds)
+    assert_matches(*score_boundary_rows_numpy(*case), *expected, case.thresholds)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.server.harness import Server, ServerFailed, find_test_model, launch, make_probe, stop, wait_until_healthy
+from tests.server.harness import Server, find_test_model, launch, make_probe, running
 from tests.server.test_rewards import make_reward_folder
 
 # Tests that leave the session server unusable (they kill its engine) carry this marker and run last.
@@ -40,15 +40,8 @@ def server(tmp_path_factory) -> Server:
         str(reward),
         *TOOL_PARSER_FLAGS,  # tool_choice auto reads answers with vLLM's hermes parser
     )
-    try:
-        try:
-            wait_until_healthy(instance, started)
-        except ServerFailed as error:
-            pytest.fail(str(error))
-        instance.start_seconds = time.monotonic() - started
+    with running(instance, started):
         yield instance
-    finally:
-        stop(instance)
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,17 @@ with zero weights and a large bias scores every boundary about 1.0, so the serve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from probexit.assets import EMBEDDED_ENGINE_DEFAULTS
 from probexit.benchmarks.servers import free_port, probexit_command
@@ -109,6 +112,21 @@ def wait_until_healthy(instance: Server, started: float) -> None:
             pass
         time.sleep(0.5)
     raise ServerFailed(f"the server did not become healthy in {START_TIMEOUT_S} s:\n{instance.log_tail()}")
+
+
+@contextlib.contextmanager
+def running(instance: Server, started: float) -> Iterator[Server]:
+    """A launched server once healthy (the test fails with its log tail if it never is), stopped afterwards; its
+    start_seconds counted from `started`."""
+    try:
+        try:
+            wait_until_healthy(instance, started)
+        except ServerFailed as error:
+            pytest.fail(str(error))
+        instance.start_seconds = time.monotonic() - started
+        yield instance
+    finally:
+        stop(instance)
 
 
 def launch(model_dir: Path, tmp: Path, probe: Path, *extra: str) -> Server:

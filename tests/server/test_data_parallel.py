@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from probexit.probes.rules import NEVER
-from tests.server.harness import Server, ServerFailed, find_test_model, launch, make_probe, stop, wait_until_healthy
+from tests.server.harness import Server, find_test_model, launch, make_probe, running
 
 REQUESTS, CONCURRENCY = 200, 32
 
@@ -24,14 +24,8 @@ def dp_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dp")
     started = time.monotonic()
     instance = launch(model_dir, tmp, make_probe(model_dir, tmp / "probe", bias=20.0), "--data-parallel-size", "2")
-    try:
-        try:
-            wait_until_healthy(instance, started)
-        except ServerFailed as error:
-            pytest.fail(str(error))
+    with running(instance, started):
         yield instance
-    finally:
-        stop(instance)
 
 
 async def _ask(http: httpx.AsyncClient, server: Server, index: int, gate: asyncio.Semaphore) -> dict:

@@ -5,7 +5,14 @@ import json
 
 import pytest
 
-from probexit.benchmarks.savings import COMPARED, Setting, add_compared_probe, compared_settings, run_benchmark
+from probexit.benchmarks.savings import (
+    COMPARED,
+    ORACLE,
+    Setting,
+    add_compared_probe,
+    compared_settings,
+    run_benchmark,
+)
 from probexit.training.problem_files import ProblemRecord
 from probexit.training.tinyworld.problems import generate_splits
 
@@ -16,7 +23,7 @@ SETTINGS = [
     Setting("consistency", "k=2", {"rule": "consistency", "k": 2}),
     Setting("confidence", "min_prob=0.2", {"rule": "confidence", "threshold": 0.2}),
     Setting("first", "-", {"rule": "first"}),
-    Setting("oracle", "-", None),
+    ORACLE,
 ]
 
 
@@ -67,7 +74,7 @@ def test_a_second_probe_is_reported_beside_the_first_on_the_same_problems_and_se
     sampling = {"seed": 0, "temperature": 0.6, "top_p": 0.95, "max_tokens": 200}
     out, probe = tmp_path / "savings", Setting("probe", "threshold=0.5", {"rule": "probe", "threshold": 0.5})
     args = (server.base_url + "/v1", server.api_key, problems, out, sampling, 4)
-    report = asyncio.run(run_benchmark(*args, "synthetic", settings=[probe, Setting("oracle", "-", None)]))
+    report = asyncio.run(run_benchmark(*args, "synthetic", settings=[probe, ORACLE]))
     compared = [Setting(COMPARED, "threshold=0.5", probe.early_exit)]
     report = asyncio.run(add_compared_probe(*args, report, settings=compared))
     rows = {row["name"]: row for row in report["policies"]}
@@ -75,6 +82,11 @@ def test_a_second_probe_is_reported_beside_the_first_on_the_same_problems_and_se
         assert rows[COMPARED][field] == rows["probe"][field]
     compared_run = report["compared_probe"]
     assert compared_run["served"]["id"] and compared_run["baseline_accuracy"] == report["baseline"]["accuracy"]
+    # The same server's reader reaches the same oracle: nothing lies beyond its reach.
+    assert compared_run["oracle_tokens_saved_pct"] == report["oracle"]["tokens_saved_pct"]
+    assert compared_run["oracle_share_beyond_its_reach"] in (
+        (0.0,) if report["oracle"]["tokens_saved_pct"] > 0 else (None,)
+    )
     assert (
         json.loads((out / "report.json").read_text())["compared_probe"]["best_at_no_loss"]["param"] == "threshold=0.5"
     )

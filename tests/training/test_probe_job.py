@@ -168,7 +168,7 @@ def test_forced_labels_on_paragraph_boundaries(test_model_dir, tmp_path_factory,
 
     tokenizer = AutoTokenizer.from_pretrained(test_model_dir)
     traces = torch.load(sorted((root / "out" / "traces").glob("chunk_*.pt"))[0], weights_only=False)
-    forced = json.loads(sorted((root / "out" / "forced").glob("chunk_*.json"))[0].read_text())
+    forced = json.loads(sorted((root / "out" / "forced").glob("chunk_*.json"))[0].read_text())["answers"]
     policy = BoundaryPolicy(BoundaryPolicyConfig(mode="paragraph"), tokenizer)
     checked = agreed = 0
     for trace, answers in list(zip(traces, forced))[:4]:
@@ -181,6 +181,11 @@ def test_forced_labels_on_paragraph_boundaries(test_model_dir, tmp_path_factory,
             checked += 1
             agreed += final_answer(text) == answer
     assert checked >= 6 and agreed >= checked - 1  # greedy in fp32 on two engines: a near-tie may differ
+
+    # A rerun reads every answer from the cache and still reports what labelling them cost.
+    again = train_probe(test_model_dir, problems, root / "out", *flags)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((root / "out" / "metrics.json").read_text())["forced_labels_cost"] == cost
 
 
 def test_forced_labels_need_the_thinking_markers_in_one_line(tmp_path, test_model_dir):

@@ -23,6 +23,7 @@ from pathlib import Path
 from probexit.assets import EMBEDDED_OFFLINE_ENGINE
 from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
 from probexit.probes.boundary import PARAGRAPH, BoundaryPolicyConfig
+from probexit.probes.features import ANSWER_HISTORY, END_OF_THINKING
 from probexit.probes.probe import FORCED_LABELS
 from probexit.training.empo import EMPOConfig
 from probexit.training.tinyworld.policy import PolicyConfig
@@ -63,7 +64,9 @@ class BuildConfig:
     # no exit waits for a reader to recognise how a conclusion is worded.
     probe_boundaries: BoundaryPolicyConfig = field(default_factory=lambda: BoundaryPolicyConfig(mode=PARAGRAPH))
     probe_labels: str = FORCED_LABELS
-    probe_inputs: tuple[str, ...] = ()  # what the probe reads beside the hidden state (probes/features.py)
+    # Beside the hidden state, the probe reads the model's own P(</think>) and the history of the answers stated
+    # so far: of the input sets fitted on the same traces, this one had the lowest validation log-loss.
+    probe_inputs: tuple[str, ...] = (END_OF_THINKING, ANSWER_HISTORY)
 
 
 class Build:

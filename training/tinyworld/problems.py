@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,16 +97,23 @@ def generate_splits(sizes: dict[str, int], seed: int) -> dict[str, list[Problem]
     """Draw disjoint splits, in the order given, from one seeded stream of distinct sums."""
     rng = random.Random(seed)
     seen: set[Problem] = set()  # equality ignores the phrasing
-    splits: dict[str, list[Problem]] = {}
-    for name, size in sizes.items():
-        chosen: list[Problem] = []
-        while len(chosen) < size:
-            problem = random_problem(rng)
-            if problem not in seen:
-                seen.add(problem)
-                chosen.append(problem)
-        splits[name] = chosen
-    return splits
+    return {name: _draw_distinct(rng, size, seen) for name, size in sizes.items()}
+
+
+def fresh_problems(n: int, seed: int, used: Iterable[Problem]) -> list[Problem]:
+    """`n` distinct problems drawn with `seed`, none of them a sum in `used` (however phrased): problems that no
+    training, calibration or threshold choice has seen, to measure on."""
+    return _draw_distinct(random.Random(seed), n, set(used))
+
+
+def _draw_distinct(rng: random.Random, size: int, seen: set[Problem]) -> list[Problem]:
+    chosen: list[Problem] = []
+    while len(chosen) < size:
+        problem = random_problem(rng)
+        if problem not in seen:
+            seen.add(problem)
+            chosen.append(problem)
+    return chosen
 
 
 def write_jsonl(problems: list[Problem], path: Path) -> None:
