@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from probexit.probes.answers import final_answer
 from probexit.probes.fingerprint import json_digest
-from probexit.training.trace_cache import open_cache
+from probexit.training.trace_cache import open_cache, record_chunk_seconds
 
 if TYPE_CHECKING:  # the engine (vLLM) is imported by whoever makes one, not by reading this module
     from probexit.engine.offline import OfflineEngine
@@ -78,6 +78,7 @@ def force_answers(
             chunk = _force_chunk(engine, traces[start : start + CHUNK_TRACES], think_end_id, max_tokens)
             path.with_suffix(".tmp").write_text(json.dumps(chunk))
             path.with_suffix(".tmp").replace(path)
+            record_chunk_seconds(cache_dir, path.name, chunk["seconds"])
         answers += chunk["answers"]
         seconds += chunk["seconds"]
         tokens += chunk["generated_tokens"]

@@ -48,7 +48,7 @@ from probexit.training.risk import (
     calibration_table,
     outcomes,
 )
-from probexit.training.trace_cache import SamplingConfig, TraceRecord, sample_traces
+from probexit.training.trace_cache import SamplingConfig, TraceRecord, sample_traces, seconds_before
 
 SPLITS = {"train": 0.6, "validation": 0.1, "calibration": 0.15, "test": 0.15}
 TEXT_FEATURES = (POSITION, ANSWER_HISTORY)  # the text-only baseline's inputs
@@ -95,10 +95,12 @@ class ProbeJobConfig:
     boundary_policy: BoundaryPolicyConfig = field(default_factory=BoundaryPolicyConfig)
     risks: tuple[float, ...] = DEFAULT_RISKS  # tolerated harm rates, fixed before any data
     risk_delta: float = DEFAULT_DELTA  # each certificate fails with probability at most this
-    # The probe's default threshold is the one certified for this harm rate. Accuracy falls by at most the harm
-    # rate, so the certificate itself bounds the default's loss by half a point, which a benchmark of hundreds
-    # of problems cannot tell from no loss.
-    default_max_risk: float = 0.005
+    # The probe's default is the most-saving threshold certified for a harm rate of at most default_max_risk whose
+    # accuracy change on the calibration split loses at most default_max_loss. Harm alone would be too strict a
+    # guide: exiting also rescues answers that thinking on would have spoilt, so a threshold certified for 2% harm
+    # can lose nothing, while one certified for 0.5% may have to forgo a third of the saving.
+    default_max_risk: float = 0.02
+    default_max_loss: float = 0.005
     split_seed: int = 0
 
 
@@ -133,7 +135,7 @@ def run_probe_job(
     config: ProbeJobConfig,
     model_name: str | None = None,
 ) -> dict:
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     out.mkdir(parents=True, exist_ok=True)
     policy = BoundaryPolicy(config.boundary_policy, engine.tokenizer)
     traces = sample_traces(
@@ -192,15 +194,19 @@ def run_probe_job(
             if forced
             else {}
         ),
-        wall_s=round(time.monotonic() - started, 1),
     )
+    this_run = time.monotonic() - started
+    earlier = sum(seconds_before(out / cache, started_at) for cache in ("traces", "forced"))
+    metrics.update(wall_s=round(this_run + earlier, 1), wall_s_this_run=round(this_run, 1))
     reliability_diagram(
         data["test"].correct.astype(float),
         scores["test"],
         out / "reliability.png",
         f"probe on held-out problems (ECE {metrics['ece']:.3f})",
     )
-    default_risk, default_threshold = default_operating_point(table, config.default_max_risk)
+    default_risk, default_threshold = default_operating_point(
+        table, metrics["risk"]["calibration"]["at_max_risk"], config.default_max_risk, config.default_max_loss
+    )
     metrics.update(default_threshold=default_threshold, default_threshold_max_risk=default_risk)
     probe_config = ProbeConfig(
         kind="linear" if best.config.width == 0 else "mlp",
@@ -223,18 +229,39 @@ def run_probe_job(
     return metrics
 
 
-def default_operating_point(table: list[dict], preferred_risk: float) -> tuple[float | None, float]:
-    """(max_risk, threshold) the probe serves by default: the one certified for `preferred_risk`, else for the
-    next larger tolerated rate that could be certified (a probe that never fires would serve no purpose),
-    else (None, NEVER).
+def default_operating_point(
+    table: list[dict], on_calibration: dict[str, dict], max_risk: float, max_loss: float
+) -> tuple[float | None, float]:
+    """(max_risk, threshold) the probe serves by default: of the levels certified for a harm rate of at most
+    `max_risk`, the one with the lowest threshold (it exits soonest) whose accuracy change on the calibration split
+    (`on_calibration`, by level) is a loss of at most `max_loss`; else the strictest level that certified a
+    threshold at all (a probe that never fires would serve no purpose); else (None, NEVER).
 
-    >>> default_operating_point([{"max_risk": 0.05, "threshold": 1.01}, {"max_risk": 0.1, "threshold": 0.7}], 0.05)
+    >>> table = [{"max_risk": 0.005, "threshold": 0.97}, {"max_risk": 0.02, "threshold": 0.56},
+    ...          {"max_risk": 0.05, "threshold": 0.37}]
+    >>> on_calibration = {"0.005": {"accuracy_change": 0.003}, "0.02": {"accuracy_change": -0.004},
+    ...                   "0.05": {"accuracy_change": -0.03}}
+    >>> default_operating_point(table, on_calibration, 0.02, 0.005)
+    (0.02, 0.56)
+    >>> default_operating_point(table, on_calibration, 0.02, 0.001)  # 0.02 loses 0.4 points: too many
+    (0.005, 0.97)
+    >>> default_operating_point([{"max_risk": 0.005, "threshold": NEVER}, {"max_risk": 0.1, "threshold": 0.7}],
+    ...                         {"0.1": {"accuracy_change": -0.08}}, 0.02, 0.005)
     (0.1, 0.7)
     """
-    for point in sorted(table, key=lambda p: p["max_risk"]):
-        if point["max_risk"] >= preferred_risk and point["threshold"] < NEVER:
-            return point["max_risk"], point["threshold"]
-    return None, NEVER
+    certified = sorted((p for p in table if p["threshold"] < NEVER), key=lambda p: p["max_risk"])
+    within = [
+        p
+        for p in certified
+        if p["max_risk"] <= max_risk and on_calibration[str(p["max_risk"])]["accuracy_change"] >= -max_loss
+    ]
+    if within:
+        chosen = min(within, key=lambda p: p["threshold"])
+    elif certified:
+        chosen = certified[0]
+    else:
+        return None, NEVER
+    return chosen["max_risk"], chosen["threshold"]
 
 
 def split_by_problem(n_problems: int, seed: int) -> dict[str, set[int]]:

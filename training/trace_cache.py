@@ -5,13 +5,15 @@ hidden states are exactly those the served probe will read. Each chunk of prompt
 when done; a rerun loads finished chunks and samples only the rest, with the same seeds. The cache
 remembers what it was sampled from (`key.json`: the model's fingerprint, the questions, the sampling
 settings, the boundary policy); a rerun with anything else starts it over instead of mixing two models' traces or
-two policies' boundaries.
+two policies' boundaries. `seconds.json` records how long each chunk took to make and when, so a job that resumes
+can still report its whole time.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,6 +99,7 @@ def sample_traces(
         if path.exists():
             records += torch.load(path, weights_only=False)
             continue
+        started = time.monotonic()
         part = jobs[chunk * config.chunk_size : (chunk + 1) * config.chunk_size]
         prompts = engine.chat_prompts([questions[problem] for problem, _ in part])
         generations = engine.generate(
@@ -114,8 +117,42 @@ def sample_traces(
         ]
         torch.save(done, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
+        record_chunk_seconds(cache_dir, path.name, time.monotonic() - started)
         records += done
     return records
+
+
+SECONDS_FILE = "seconds.json"
+
+
+def record_chunk_seconds(cache_dir: Path, chunk: str, seconds: float) -> None:
+    """Note that `chunk` of `cache_dir` took `seconds` to make, now."""
+    path = cache_dir / SECONDS_FILE
+    ledger = json.loads(path.read_text()) if path.exists() else {}
+    ledger[chunk] = {"seconds": round(seconds, 2), "made": time.time()}
+    path.with_suffix(".tmp").write_text(json.dumps(ledger, indent=1) + "\n")
+    path.with_suffix(".tmp").replace(path)
+
+
+def seconds_before(cache_dir: Path, since: float) -> float:
+    """What the chunks of `cache_dir` that were made before `since` (a `time.time()`) took to make: the work an
+    earlier, interrupted run of a job did for this one.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("chunk_00000.pt", "chunk_00001.pt"):
+    ...     (folder / name).touch()
+    >>> record_chunk_seconds(folder, "chunk_00000.pt", 30.0)
+    >>> since = time.time()
+    >>> record_chunk_seconds(folder, "chunk_00001.pt", 20.0)
+    >>> seconds_before(folder, since), seconds_before(folder, time.time())
+    (30.0, 50.0)
+    """
+    path = cache_dir / SECONDS_FILE
+    if not path.exists():
+        return 0.0
+    ledger = json.loads(path.read_text())
+    return sum(e["seconds"] for name, e in ledger.items() if e["made"] < since and (cache_dir / name).exists())
 
 
 def open_cache(cache_dir: Path, key: dict, chunks: str = "chunk_*.pt") -> None:
@@ -130,6 +167,7 @@ def open_cache(cache_dir: Path, key: dict, chunks: str = "chunk_*.pt") -> None:
         )
         for path in stale:
             path.unlink()
+        (cache_dir / SECONDS_FILE).unlink(missing_ok=True)
     key_path.write_text(json.dumps(key, indent=1) + "\n")
 
 

@@ -185,7 +185,10 @@ def test_forced_labels_on_paragraph_boundaries(test_model_dir, tmp_path_factory,
     # A rerun reads every answer from the cache and still reports what labelling them cost.
     again = train_probe(test_model_dir, problems, root / "out", *flags)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads((root / "out" / "metrics.json").read_text())["forced_labels_cost"] == cost
+    rerun = json.loads((root / "out" / "metrics.json").read_text())
+    assert rerun["forced_labels_cost"] == cost
+    # ... and the job's whole time: what the cached traces and answers took, and this run's fit.
+    assert rerun["wall_s"] - rerun["wall_s_this_run"] >= cost["seconds"] > 0
 
 
 def test_forced_labels_need_the_thinking_markers_in_one_line(tmp_path, test_model_dir):
