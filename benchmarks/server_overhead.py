@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from probexit.benchmarks.servers import free_port, probexit_command, start, stop
+from probexit.benchmarks.servers import free_port, probexit_command, sigterm_exits, start, stop
 from probexit.benchmarks.settings import ServerOverheadSettings
 from probexit.engine.constants import PROCESSOR_FQCN
 from probexit.probes.rules import NEVER
@@ -179,7 +179,14 @@ def run_server(
     port = free_port()
     probe = str(settings.probe) if settings.probe else None
     command = server_command(kind, settings.model, port, probe, list(settings.engine_flags))
-    process, startup = start(command, port, workdir / f"{index}-{kind}.log")
+    with sigterm_exits():
+        return _measure_server(kind, settings, command, port, workdir / f"{index}-{kind}.log", reverse_variants)
+
+
+def _measure_server(
+    kind: str, settings: ServerOverheadSettings, command: list[str], port: int, log: Path, reverse_variants: bool
+) -> dict:
+    process, startup = start(command, port, log)
     try:
         prompts = questions(settings.requests, seed=settings.seed)
         concurrent_prompts = questions(settings.concurrent_requests, seed=settings.seed + 1)

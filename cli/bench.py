@@ -81,18 +81,19 @@ def _server(target: ServerTarget, out: Path, serve_flags: tuple[str, ...] = ()):
             raise CLIError("flags after `--` configure the server this benchmark starts; drop them or --server")
         yield target.server.rstrip("/"), {}
         return
-    from probexit.benchmarks.servers import free_port, probexit_command, start, stop
+    from probexit.benchmarks.servers import free_port, probexit_command, sigterm_exits, start, stop
 
     out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = probexit_command(port, list(serve_flags))
-    print("starting the server (about a minute) ...")
-    server, seconds = start(command, port, out / "server.log")
-    print(f"server up in {seconds:.0f} s")
-    try:
-        yield f"http://127.0.0.1:{port}", {"command": command[2:], "startup_s": seconds, "pid": server.pid}
-    finally:
-        stop(server)
+    with sigterm_exits():
+        print("starting the server (about a minute) ...")
+        server, seconds = start(command, port, out / "server.log")
+        print(f"server up in {seconds:.0f} s")
+        try:
+            yield f"http://127.0.0.1:{port}", {"command": command[2:], "startup_s": seconds, "pid": server.pid}
+        finally:
+            stop(server)
 
 
 def _on_server(target: ServerTarget, out: Path, client, serve_flags: tuple[str, ...] = ()):

@@ -3,7 +3,6 @@ that none of its splits holds, to measure on."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +80,7 @@ def run_build(args) -> int:
 def run_fresh(args) -> int:
     from probexit.assets import default_paths
     from probexit.cli.errors import CLIError
+    from probexit.training.problem_files import load_problems
     from probexit.training.tinyworld.problems import fresh_problems, parse_question, write_jsonl
 
     run = FreshRun(**config_values(args, FreshRun))
@@ -90,11 +90,15 @@ def run_fresh(args) -> int:
         raise CLIError(f"no split files (*.jsonl) in {folder}; give --splits DIR")
     used = []
     for path in files:
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            records = load_problems(path, require_answers=False)
+        except ValueError as error:
+            raise CLIError(str(error)) from None
+        for record in records:
             try:
-                used.append(parse_question(json.loads(line)["question"]))
-            except (ValueError, KeyError, TypeError) as error:
-                raise CLIError(f"{path}:{number}: not a tiny-world problem ({error})") from None
+                used.append(parse_question(record.question))
+            except ValueError as error:
+                raise CLIError(f"{path}: {error}") from None
     write_jsonl(fresh_problems(run.count, run.seed, used), run.out)
     print(f"tinyworld: {run.count} problems none of the {len(used)} in {folder} holds -> {run.out}")
     return 0

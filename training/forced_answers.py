@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from probexit.probes.answers import final_answer
 from probexit.probes.fingerprint import json_digest
-from probexit.training.trace_cache import open_cache, record_chunk_seconds
+from probexit.training.trace_cache import chunk_seconds, open_cache, record_chunk_seconds
 
 if TYPE_CHECKING:  # the engine (vLLM) is imported by whoever makes one, not by reading this module
     from probexit.engine.offline import OfflineEngine
@@ -65,37 +65,34 @@ def force_answers(
 ) -> ForcedAnswers:
     """The forced answer at every boundary of `traces`, generated in batches of CHUNK_TRACES traces."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # A chunk keeps what it cost beside its answers, so a resumed job reports the whole labelling's cost.
     key = {"max_tokens": max_tokens, "think_end_id": think_end_id, "traces": _traces_digest(traces), "with_cost": 1}
     open_cache(cache_dir, key, chunks="chunk_*.json")
     answers: list[list[str | None]] = []
-    seconds, tokens = 0.0, 0
+    tokens, names = 0, []
     for start in tqdm(range(0, len(traces), CHUNK_TRACES), desc="forced answers", unit="chunk"):
         path = cache_dir / f"chunk_{start // CHUNK_TRACES:05d}.json"
         if path.exists():
             chunk = json.loads(path.read_text())
         else:
+            started = time.monotonic()
             chunk = _force_chunk(engine, traces[start : start + CHUNK_TRACES], think_end_id, max_tokens)
             path.with_suffix(".tmp").write_text(json.dumps(chunk))
             path.with_suffix(".tmp").replace(path)
-            record_chunk_seconds(cache_dir, path.name, chunk["seconds"])
+            record_chunk_seconds(cache_dir, path.name, time.monotonic() - started)
         answers += chunk["answers"]
-        seconds += chunk["seconds"]
         tokens += chunk["generated_tokens"]
-    return ForcedAnswers(answers, seconds, tokens)
+        names.append(path.name)
+    # The ledger holds what each chunk took when it was made, so a resumed job reports the whole labelling's cost.
+    made = chunk_seconds(cache_dir)
+    return ForcedAnswers(answers, sum(made.get(name, 0.0) for name in names), tokens)
 
 
 def _force_chunk(engine: OfflineEngine, part: list[TraceRecord], think_end_id: int, max_tokens: int) -> dict:
-    started = time.monotonic()
     prompts = [forced_prefix(t, b.token_index, think_end_id) for t in part for b in t.boundaries]
     generations = engine.generate(prompts, temperature=0.0, max_tokens=max_tokens, progress=False) if prompts else []
     flat = iter(generations)
     answers = [[final_answer(next(flat).text) for _ in trace.boundaries] for trace in part]
-    return {
-        "answers": answers,
-        "seconds": time.monotonic() - started,
-        "generated_tokens": sum(len(g.token_ids) for g in generations),
-    }
+    return {"answers": answers, "generated_tokens": sum(len(g.token_ids) for g in generations)}
 
 
 def _traces_digest(traces: list[TraceRecord]) -> str:

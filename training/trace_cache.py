@@ -128,7 +128,7 @@ SECONDS_FILE = "seconds.json"
 def record_chunk_seconds(cache_dir: Path, chunk: str, seconds: float) -> None:
     """Note that `chunk` of `cache_dir` took `seconds` to make, now."""
     path = cache_dir / SECONDS_FILE
-    ledger = json.loads(path.read_text()) if path.exists() else {}
+    ledger = _ledger(cache_dir)
     ledger[chunk] = {"seconds": round(seconds, 2), "made": time.time()}
     path.with_suffix(".tmp").write_text(json.dumps(ledger, indent=1) + "\n")
     path.with_suffix(".tmp").replace(path)
@@ -148,11 +148,18 @@ def seconds_before(cache_dir: Path, since: float) -> float:
     >>> seconds_before(folder, since), seconds_before(folder, time.time())
     (30.0, 50.0)
     """
-    path = cache_dir / SECONDS_FILE
-    if not path.exists():
-        return 0.0
-    ledger = json.loads(path.read_text())
+    ledger = _ledger(cache_dir)
     return sum(e["seconds"] for name, e in ledger.items() if e["made"] < since and (cache_dir / name).exists())
+
+
+def chunk_seconds(cache_dir: Path) -> dict[str, float]:
+    """What each chunk of `cache_dir` took to make, by file name."""
+    return {name: entry["seconds"] for name, entry in _ledger(cache_dir).items()}
+
+
+def _ledger(cache_dir: Path) -> dict[str, dict]:
+    path = cache_dir / SECONDS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def open_cache(cache_dir: Path, key: dict, chunks: str = "chunk_*.pt") -> None:

@@ -64,3 +64,41 @@ def test_space_separated_lists_become_tuples():
     args = build_parser(["bench"]).parse_args(["bench", "kernel", "--out", "o", "--widths", "0", "16", "--no-compile"])
     settings = KernelSettings(**config_values(args, KernelSettings))
     assert settings.widths == (0, 16) and settings.batches == (1, 8, 64, 256) and settings.compile is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["starting the server", "server up"], ids=["while-starting", "while-measuring"])
+def test_a_benchmark_stopped_with_sigterm_stops_the_server_it_started(stage, tmp_path):
+    """A supervisor's SIGTERM (not only Ctrl-C) must reach the `probexit serve` a benchmark started: before the
+    fix, the benchmark died at once and left the server and its engine running, orphaned."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.server.harness import find_test_model
+
+    if find_test_model() is None:
+        pytest.skip("no test model (the embedded default is not installed)")
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "probexit.cli", "bench", "savings", "--limit", "1", "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while stage not in (line := bench.stdout.readline()):
+            assert line, "the benchmark ended before reaching its server"
+        deadline = time.monotonic() + 30
+        while not (started := psutil.Process(bench.pid).children(recursive=True)):
+            assert time.monotonic() < deadline, "the benchmark started no server"
+            time.sleep(0.1)
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=120) != 0
+        _, alive = psutil.wait_procs(started, timeout=60)
+        assert not alive, [process.cmdline() for process in alive]
+    finally:
+        for process in psutil.Process(bench.pid).children(recursive=True) if bench.poll() is None else []:
+            process.kill()
+        bench.kill()

@@ -30,7 +30,8 @@ def test_fresh_draws_problems_no_split_holds(tmp_path, capsys):
     "files, flags, message",
     [
         pytest.param({}, [], "no split files", id="no-splits"),
-        pytest.param({"a.jsonl": '{"question": "hello"}\n'}, [], "a.jsonl:1: not a tiny-world problem", id="garbage"),
+        pytest.param({"a.jsonl": '{"question": "hello"}\n'}, [], "a.jsonl: not a tiny-world question", id="garbage"),
+        pytest.param({"a.jsonl": "[1, 2]\n"}, [], "a.jsonl:1: expected an object", id="not-an-object"),
         pytest.param({}, ["--count", "0"], "--count must be positive", id="count"),
     ],
 )
