@@ -136,7 +136,8 @@ def test_split_launches_repeat_exactly_and_leave_their_tickets_zeroed(interprete
 
 
 FEATURE_SHAPES = [pytest.param(b, h, id=f"b{b}-h{h}") for b, h in ((0, 96), (1, 1000), (67, 96))]
-FEATURE_WIDTHS = [pytest.param(0, id="linear"), pytest.param(24, id="w24")]  # 24: a masked BLOCK_W of 32
+# 24: a masked BLOCK_W of 32; 96: past WIDE_MLP, the host path's numpy second layer
+FEATURE_WIDTHS = [pytest.param(0, id="linear"), pytest.param(24, id="w24"), pytest.param(96, id="w96")]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -247,7 +247,11 @@ def test_import_needs_no_gpu_and_does_no_work():
     assert done.stdout.strip() == "True"
 
 
-@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16")])
+# 96: wider than WIDE_MLP, so the host path takes the MLP's second layer in numpy
+HOST_WIDTHS = [pytest.param(0, id="linear"), pytest.param(16, id="w16"), pytest.param(96, id="w96-wide")]
+
+
+@pytest.mark.parametrize("width", HOST_WIDTHS)
 def test_a_nan_feature_scores_nan_and_never_exits(width):
     case = make_case(3, 64, width, n_rows=3, n_features=5)
     features = case.features.clone()
@@ -266,7 +270,7 @@ HOST_FEATURES = [
 ]
 
 
-@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16")])
+@pytest.mark.parametrize("width", HOST_WIDTHS)
 @pytest.mark.parametrize("features", HOST_FEATURES)
 def test_host_probe_refuses_features_that_do_not_fit(features, width):
     case = make_case(3, 64, width, n_features=5)
@@ -274,10 +278,10 @@ def test_host_probe_refuses_features_that_do_not_fit(features, width):
         case.weights.host.scores(case.hidden, [0, 1, 2], features)
 
 
-@pytest.mark.parametrize("width", [pytest.param(0, id="linear"), pytest.param(16, id="w16")])
+@pytest.mark.parametrize("width", HOST_WIDTHS)
 def test_host_probe_scores_nan_states_as_nan_and_never_exits(width):
     """A NaN in the hidden state must not turn into a confident score on the host path (the MLP's ReLU is
-    written in Python there)."""
+    written in Python there, or in numpy for a wide MLP)."""
     case = make_case(3, 64, width)
     hidden = case.hidden.clone()
     hidden[1, 5] = float("nan")
