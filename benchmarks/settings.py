@@ -12,7 +12,11 @@ from pathlib import Path
 
 from probexit.engine.constants import EVAL_TEMPERATURE, EVAL_TOP_P
 from probexit.probes.boundary import ANSWER, BOUNDARY_MODES
-from probexit.probes.features import FEATURE_GROUPS, feature_count
+from probexit.probes.features import ANSWER_HISTORY, END_OF_THINKING, FEATURE_GROUPS, feature_count
+
+# What the tiny world's probe reads beside its hidden state (`BuildConfig.probe_inputs`; a test holds the two
+# equal): importing the build here would slow every `probexit bench --help`.
+EMBEDDED_PROBE_FEATURES = feature_count((END_OF_THINKING, ANSWER_HISTORY))
 
 
 def _positive(**values) -> None:
@@ -138,11 +142,11 @@ class KernelSettings:
         default=(0, 32, 256), metadata={"nargs": "+", "help": "Probe widths, 0 for linear."}
     )
     features: tuple[int, ...] = field(
-        default=(0, feature_count(tuple(FEATURE_GROUPS))),
+        default=(0, EMBEDDED_PROBE_FEATURES, feature_count(tuple(FEATURE_GROUPS))),
         metadata={
             "nargs": "+",
             "help": "Features per row the probe reads beside the hidden state (fp32), 0 for none; "
-            "the default's other count is every feature group a probe may read.",
+            "the default's other counts are the embedded probe's and every feature group a probe may read.",
         },
     )
     compile: bool = field(default=True, metadata={"help": "Also time torch.compile of the reference (minutes on CPU)."})

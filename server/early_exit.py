@@ -33,11 +33,12 @@ from probexit.server.protocol import REASONING_EFFORTS, EarlyExitReport, EarlyEx
 # reasoning_effort -> the early_exit object it stands for. `none` turns thinking off where the chat template
 # has the switch (`enable_thinking`) and otherwise ends it after one token; `medium` is the server's default;
 # the others are certified harm levels of the probe (`max_risk`: the share of answers early exit may turn from
-# right into wrong; `high` is the strictest level a probe's table carries), or thinking to the end.
+# right into wrong), looser than a probe's default (which the probe job picks at 0.02 or below) for `minimal`
+# and `low`, the strictest level a probe's table carries for `high`; or thinking to the end.
 EFFORTS = {
     "none": EarlyExitRequest(rule="budget", budget=1),
     "minimal": EarlyExitRequest(max_risk=0.1),
-    "low": EarlyExitRequest(max_risk=0.02),
+    "low": EarlyExitRequest(max_risk=0.05),
     "medium": None,
     "high": EarlyExitRequest(max_risk=0.005),
     "xhigh": EarlyExitRequest(enabled=False),

@@ -30,6 +30,7 @@ from probexit.assets import default_paths
 from probexit.probes.markers import THINK_END, split_thinking
 from probexit.training.advrm_attack import attack_success
 from probexit.training.tinyworld.grading import grade, last_conclusion, paragraphs
+from probexit.training.tinyworld.traces import TRACE_MAX_TOKENS
 
 EDITS = (
     "box_contradicts_thinking",
@@ -158,7 +159,7 @@ def run(
     *,
     floor: float | None = None,
     seed: int = 0,
-    max_new_tokens: int = 400,
+    max_new_tokens: int = TRACE_MAX_TOKENS,  # the tiny world's longest trace: a cut answer has nothing to edit
 ) -> dict:
     from probexit.rewards.ensemble import RewardEnsemble
 

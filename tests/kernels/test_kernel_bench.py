@@ -124,3 +124,19 @@ def test_command_line_rejects_bad_numbers(tmp_path, capsys, argv):
 def test_command_line_needs_out():
     with pytest.raises(SystemExit):
         main(["bench", "kernel"])
+
+
+def test_the_default_shapes_include_the_embedded_probes_own(tmp_path):
+    """The default feature counts name the tiny world's probe inputs without importing the build: held equal here,
+    to the build's setting and to the probe that is served."""
+    from probexit.assets import default_paths
+    from probexit.benchmarks.settings import EMBEDDED_PROBE_FEATURES, KernelSettings
+    from probexit.probes.features import feature_count
+    from probexit.probes.probe import Probe
+    from probexit.training.tinyworld.build import BuildConfig
+
+    served = Probe.load(default_paths().probe).config
+    assert EMBEDDED_PROBE_FEATURES == feature_count(BuildConfig().probe_inputs) == feature_count(served.inputs)
+    settings = KernelSettings(out=tmp_path)
+    assert EMBEDDED_PROBE_FEATURES in settings.features
+    assert served.hidden_size in settings.hidden_sizes and served.width in settings.widths

@@ -88,7 +88,9 @@ def test_required_makes_a_valid_call_after_the_thinking(server):
     assert len(valid_calls(message)) == 1 and message["content"] is None
     assert choice["finish_reason"] == "tool_calls"
     # the thinking is intact prose, and the probe ended it: the grammar started at the answer
-    assert "answer is" in message["reasoning_content"] and choice["early_exit"]["triggered"]
+    thinking = message["reasoning_content"]
+    assert choice["early_exit"]["triggered"] and thinking.endswith("\n\n")
+    assert "10" in thinking.rstrip().split("\n\n")[-1]
     assert message["reasoning_content"] not in message["tool_calls"][0]["function"]["arguments"]
 
 

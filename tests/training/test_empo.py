@@ -302,8 +302,15 @@ def tiny_job(model_dir, problems_path, out, steps, **overrides):
     from probexit.training.empo_job import EMPOJob
     from probexit.training.problem_files import load_problems
 
+    # Sampled hot and long enough to finish, so the groups disagree: a group whose answers all agree carries no
+    # gradient, and the embedded policy agrees with itself at the job's default temperature.
     settings = dict(
-        num_generations=4, questions_per_step=4, save_steps=1, learning_rate=1e-4, max_completion_length=192
+        num_generations=4,
+        questions_per_step=4,
+        save_steps=1,
+        learning_rate=1e-4,
+        max_completion_length=512,
+        temperature=1.2,
     )
     config = EMPOConfig(steps=steps, **{**settings, **overrides})
     return EMPOJob(model_dir, load_problems(problems_path, require_answers=False), out, config, log=lambda line: None)
