@@ -179,14 +179,7 @@ def run_server(
     port = free_port()
     probe = str(settings.probe) if settings.probe else None
     command = server_command(kind, settings.model, port, probe, list(settings.engine_flags))
-    with sigterm_exits():
-        return _measure_server(kind, settings, command, port, workdir / f"{index}-{kind}.log", reverse_variants)
-
-
-def _measure_server(
-    kind: str, settings: ServerOverheadSettings, command: list[str], port: int, log: Path, reverse_variants: bool
-) -> dict:
-    process, startup = start(command, port, log)
+    process, startup = start(command, port, workdir / f"{index}-{kind}.log")
     try:
         prompts = questions(settings.requests, seed=settings.seed)
         concurrent_prompts = questions(settings.concurrent_requests, seed=settings.seed + 1)
@@ -280,10 +273,11 @@ def run_server_overhead(settings: ServerOverheadSettings) -> dict:
     logs = settings.out.parent / f"{settings.out.stem}-logs"  # the servers' output, for when one fails to start
     logs.mkdir(parents=True, exist_ok=True)
     runs = []
-    for index, kind in enumerate(order):
-        print(f"[{index + 1}/{len(order)}] {kind} ...", flush=True)
-        earlier = sum(1 for done, _ in runs if done == kind)
-        runs.append((kind, run_server(kind, settings, logs, index, reverse_variants=earlier % 2 == 1)))
+    with sigterm_exits():  # a stopped comparison stops the server it is measuring
+        for index, kind in enumerate(order):
+            print(f"[{index + 1}/{len(order)}] {kind} ...", flush=True)
+            earlier = sum(1 for done, _ in runs if done == kind)
+            runs.append((kind, run_server(kind, settings, logs, index, reverse_variants=earlier % 2 == 1)))
     report = {
         "model": settings.model,
         "probe": str(settings.probe) if settings.probe else None,
