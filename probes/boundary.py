@@ -199,6 +199,22 @@ class BoundaryTracker:
         return boundary
 
 
+    def feed_quiet(self, token_ids: list[int]) -> bool:
+        """Feed, all at once, tokens at none of which a boundary can be found or the thinking state change
+        (`BoundaryPolicy.may_decide` is 0 for each): the state is the one `feed` leaves after them, one by one.
+        False, feeding nothing, when one of them is not such a token. The decode step catches a request up
+        with it: most tokens are quiet, and one call over them costs what `feed` costs for a single token."""
+        if not token_ids:
+            return True
+        may_decide = self.policy.may_decide
+        if min(token_ids) < 0 or max(token_ids) >= len(may_decide) or any(map(may_decide.__getitem__, token_ids)):
+            return False
+        self.position += len(token_ids)
+        if self.phase.advance_unmarked(len(token_ids)):
+            self.chunk += b"".join(map(self.policy.token_bytes.__getitem__, token_ids))
+        return True
+
+
 def token_byte_table(tokenizer) -> list[bytes]:
     """The bytes each token id spells. Byte-level BPE (GPT-2, Qwen, Llama 3, DeepSeek) maps exactly;
     other tokenizers fall back to decoding ids one at a time."""

@@ -106,6 +106,16 @@ class ThinkingPhase:
         self.state = ANSWER  # the first token is not a marker: this completion does not think
         return OUTSIDE
 
+    def advance_unmarked(self, count: int) -> bool:
+        """`count` (at least 1) tokens none of which is a marker, at once: the state `advance` leaves after
+        them. True when they are all thought (the phase is thinking)."""
+        if self.state == THINKING:
+            self.thinking_tokens += count
+            return True
+        if self.state == BEFORE:
+            self.state = ANSWER
+        return False
+
 
 def find_markers(tokenizer, preferred: tuple[str, str] | None = None) -> ThinkingMarkers | None:
     """The model's thinking markers. `preferred` (the probe's) must exist; otherwise the first known pair

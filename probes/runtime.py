@@ -46,6 +46,9 @@ class RequestState:
     # Whether the tracker may be fed only at tokens that can decide (see `BoundaryPolicy.may_decide`, and
     # `_may_decide_now` for the budget). The confidence rule reads every token's probability.
     lazy: bool = field(init=False)
+    # The output length from which a lazy request is visited even at a quiet token: its last token, or its
+    # thinking budget reached by the tokens not fed yet (kept by `EarlyExitRuntime._catch_up`).
+    visit_at: float = math.inf
     threshold32: float = field(init=False)  # the threshold as the kernels compare it, in float32
 
     def __post_init__(self) -> None:
@@ -99,6 +102,7 @@ class EarlyExitRuntime:
             self._advance(state, token_id)
         state.fed = max(0, len(output_ids) - 1)
         state.complete = bool(output_ids) and not state.tracker.thinking  # resumed after its thinking
+        self._schedule_visit(state)
         return state
 
     def pop_marks(self) -> list[tuple[str, bool]]:
@@ -115,19 +119,28 @@ class EarlyExitRuntime:
         probe_rows: list[tuple[int, RequestState, Boundary]] = []
         budget_exits: list[int] = []
         confidence_rows: list[int] = []
+        visited: list[int] = []  # only a row visited in this step can have decided in it
+        may_decide = self.policy.may_decide
+        n_tokens = len(may_decide)
         for row, state in states.items():
             if state.exited:
                 continue
+            if state.lazy and len(state.output_ids) < state.visit_at:
+                # the common case, inlined (`_may_decide_now` says the same): a quiet newest token
+                last = state.output_ids[-1] if state.output_ids else -1
+                if last < 0 or (last < n_tokens and not may_decide[last]):
+                    continue
             self._note_last_token(state)
             if state.settings.rule == "confidence":
                 confidence_rows.append(row)
             elif state.lazy and not self._may_decide_now(state):
                 continue  # this token can neither end a chunk nor open or close thinking: spend nothing on it
+            visited.append(row)
             if self._visit(row, state, hidden, logits, evaluations, probe_rows):
                 budget_exits.append(row)
         if probe_rows:
             evaluations += self._score(probe_rows, hidden, logits)
-        self._exit(states, budget_exits, logits)
+        self._exit(states, visited, budget_exits, logits)
         for row in confidence_rows:  # the rule needs each sampled token's probability, known only next step
             if not states[row].exited:
                 states[row].last_logprobs = torch.log_softmax(logits[row].float(), dim=-1).cpu()
@@ -167,13 +180,18 @@ class EarlyExitRuntime:
                 evaluations.append(evaluation)
         return False
 
-    def _exit(self, states: dict[int, RequestState], budget_exits: list[int], logits: torch.Tensor) -> None:
+    def _exit(
+        self, states: dict[int, RequestState], visited: list[int], budget_exits: list[int], logits: torch.Tensor
+    ) -> None:
         """End the thinking of the rows the budget ends and of those whose rule decided to exit (not in shadow
         mode): `</think>` forced in their logits."""
         decided = [
             row
-            for row, state in states.items()
-            if state.would_exit and not state.settings.shadow and not state.exited and row not in budget_exits
+            for row in visited
+            if (state := states[row]).would_exit
+            and not state.settings.shadow
+            and not state.exited
+            and row not in budget_exits
         ]
         for row in budget_exits + decided:
             states[row].exited = True
@@ -227,12 +245,24 @@ class EarlyExitRuntime:
         end = len(output_ids)
         if end and output_ids[end - 1] < 0:
             return None
-        for position in range(state.fed, end):
+        start = state.fed
+        if state.lazy and end - start > 1 and state.tracker.feed_quiet(output_ids[start : end - 1]):
+            start = end - 1  # the usual catch-up: quiet tokens, then the one that woke the request
+        for position in range(start, end):
             found = self._advance(state, output_ids[position])
             if found is not None:
                 boundary, at_last = found, position == end - 1
         state.fed = end
+        self._schedule_visit(state)
         return boundary, at_last
+
+    def _schedule_visit(self, state: RequestState) -> None:
+        """When `step` must visit a lazy request whatever its newest token: see `_may_decide_now`."""
+        last_token = state.max_tokens - 1 if state.max_tokens is not None else math.inf
+        budget = state.settings.budget
+        if budget and state.tracker.thinking:
+            last_token = min(last_token, state.fed + budget - state.tracker.thinking_tokens)
+        state.visit_at = last_token
 
     def _advance(self, state: RequestState, token_id: int) -> Boundary | None:
         if state.last_logprobs is not None and 0 <= token_id < state.last_logprobs.shape[0]:
@@ -288,7 +318,13 @@ class EarlyExitRuntime:
     # -- per step ----------------------------------------------------------------------------------------
     def _end_prob(self, logits: torch.Tensor, row: int) -> float:
         """The model's own probability that thinking ends next, at this row (recorded, and a probe input)."""
-        return float(torch.softmax(logits[row].float(), dim=-1)[self.policy.think_end_id])
+        return self._end_probs(logits, [row])[0]
+
+    def _end_probs(self, logits: torch.Tensor, rows: list[int]) -> list[float]:
+        """`_end_prob` of several rows in one pass (each torch call costs far more inside the decode step than
+        its arithmetic, so the rows share them)."""
+        probs = torch.softmax(logits[rows], dim=-1, dtype=torch.float32)
+        return probs[:, self.policy.think_end_id].tolist()
 
     def _features(self, probe_rows, logits: torch.Tensor) -> list[list[float]] | None:
         """Each probe row's inputs beside its hidden state, as the probe job computed them from recorded traces."""
@@ -296,7 +332,8 @@ class EarlyExitRuntime:
         if not inputs:
             return None
         values = []
-        for row, state, boundary in probe_rows:
+        end_probs = self._end_probs(logits, [row for row, _, _ in probe_rows]) if END_OF_THINKING in inputs else None
+        for index, (row, state, boundary) in enumerate(probe_rows):
             # the boundary's own answer, when one was read, is already the last of the request's answers
             previous = state.answers[:-1] if boundary.answer is not None else state.answers
             values.append(
@@ -307,7 +344,7 @@ class EarlyExitRuntime:
                     thinking_tokens=boundary.thinking_tokens,
                     answer=boundary.answer,
                     previous_answers=previous,
-                    end_prob=self._end_prob(logits, row) if END_OF_THINKING in inputs else None,
+                    end_prob=end_probs[index] if end_probs is not None else None,
                 )
             )
         return values

@@ -165,6 +165,39 @@ def test_paragraph_mode_online_and_offline_agree_token_for_token(paragraph_polic
         assert online == offline and len(offline) == len(trace.paragraphs)
 
 
+@pytest.mark.parametrize("mode", ["answer", "paragraph"])
+def test_quiet_tokens_fed_at_once_give_the_boundaries_one_by_one_does(tokenizer, mode):
+    """The decode step feeds the quiet tokens before the one that woke a request in one call: every run of them,
+    however long, must leave the tracker where feeding them one at a time does."""
+    from probexit.training.tinyworld.problems import random_problem
+    from probexit.training.tinyworld.traces import TraceStyle, sample_trace
+
+    policy = BoundaryPolicy(BoundaryPolicyConfig(mode=mode), tokenizer)
+    rng = random.Random(9)
+    for _ in range(30):
+        problem = random_problem(rng)
+        ids = tokenizer.encode(sample_trace(problem, TraceStyle(), rng).completion)
+        prompt = prompt_ids(tokenizer, problem.question)
+        tracker, found, run = policy.tracker(prompt), [], []
+        for token in ids:
+            if not policy.may_decide[token]:
+                run.append(token)
+                continue
+            assert tracker.feed_quiet(run)
+            run = []
+            found += [b for b in [tracker.feed(token)] if b is not None]
+        assert tracker.feed_quiet(run)
+        assert found == policy.segment(prompt, ids) and tracker.position == len(ids)
+
+
+def test_a_run_with_a_token_that_may_decide_is_not_fed_at_once(policy, tokenizer):
+    tracker = policy.tracker(prompt_ids(tokenizer))
+    quiet = [t for t in tokenizer.encode("So the sum is 17") if not policy.may_decide[t]]
+    for run in ([*quiet, tokenizer.encode(".\n\n")[-1]], [*quiet, -1], [*quiet, len(policy.may_decide)]):
+        assert not tracker.feed_quiet(run)
+        assert (tracker.position, tracker.thinking_tokens, bytes(tracker.chunk)) == (0, 0, b"")
+
+
 @pytest.mark.parametrize("recorded", [{}, {"extractors": ["tinyworld"]}], ids=["empty", "before-modes"])
 def test_a_policy_recorded_before_modes_is_the_answer_mode(recorded):
     assert BoundaryPolicyConfig.from_json(recorded).mode == "answer"

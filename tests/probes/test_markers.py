@@ -45,6 +45,18 @@ def test_thinking_phase(opened, tokens, events, thinking_tokens):
     assert phase.thinking_tokens == thinking_tokens
 
 
+@pytest.mark.parametrize("opened", [True, False])
+@pytest.mark.parametrize("lead", [[], [START], [START, WORD], [END], [WORD]], ids=["fresh", "open", "thinking", "closed", "answer"])
+@pytest.mark.parametrize("count", [1, 3])
+def test_unmarked_tokens_at_once_leave_the_state_one_by_one_does(opened, lead, count):
+    one_by_one, at_once = ThinkingPhase(START, END, opened), ThinkingPhase(START, END, opened)
+    for token in lead:
+        one_by_one.advance(token), at_once.advance(token)
+    thought = [one_by_one.advance(WORD) for _ in range(count)]
+    assert at_once.advance_unmarked(count) == (thought == [THOUGHT] * count)
+    assert (at_once.state, at_once.thinking_tokens) == (one_by_one.state, one_by_one.thinking_tokens)
+
+
 @pytest.mark.parametrize(
     "message, expected",
     [

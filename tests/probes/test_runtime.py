@@ -173,6 +173,29 @@ def test_async_placeholder_is_skipped(policy):
     assert not torch.isinf(logits).any() and state.fed == 1
 
 
+def test_a_boundary_left_behind_a_placeholder_is_still_read(policy, tokenizer):
+    """A token that may decide, written over a placeholder at a step that did not catch the row up, is fed one
+    by one at the next catch-up: its paragraph's answer counts, though its hidden state is gone."""
+    runtime = EarlyExitRuntime(policy, None)
+    paragraph = tokenizer.encode(TRACE.split("\n\n")[0] + "\n\n")
+    assert policy.may_decide[paragraph[-1]]
+    output: list[int] = []
+    state = runtime.new_request("r", ExitSettings(rule="none"), [policy.think_start_id], output)
+    logits = torch.zeros(1, len(policy.token_bytes))
+    for token in paragraph[:-1]:
+        output.append(token)
+        runtime.step({0: state}, None, logits)
+    output.append(-1)  # the asynchronous scheduler's placeholder for the paragraph's last token
+    runtime.step({0: state}, None, logits)
+    output[-1:] = [paragraph[-1], *tokenizer.encode("Wait")]  # the newest token is quiet: no catch-up yet
+    runtime.step({0: state}, None, logits)
+    assert state.answers == []
+    output.append(tokenizer.encode(".\n\n")[-1])
+    runtime.step({0: state}, None, logits)
+    assert state.answers == ["10"] and state.fed == len(output)
+    assert (state.tracker.n_paragraphs, state.tracker.n_boundaries) == (2, 1)
+
+
 def test_lazy_feeding_reads_every_offline_boundary(policy, tokenizer):
     """Rows are fed only at tokens that may decide (the rest wait); record mode must still report a hidden
     state at exactly the boundaries the offline segmentation finds, for traces of many shapes."""
