@@ -333,7 +333,7 @@ class EarlyExitRuntime:
             return None
         values = []
         end_probs = self._end_probs(logits, [row for row, _, _ in probe_rows]) if END_OF_THINKING in inputs else None
-        for index, (row, state, boundary) in enumerate(probe_rows):
+        for index, (_, state, boundary) in enumerate(probe_rows):
             # the boundary's own answer, when one was read, is already the last of the request's answers
             previous = state.answers[:-1] if boundary.answer is not None else state.answers
             values.append(

@@ -46,7 +46,9 @@ def test_thinking_phase(opened, tokens, events, thinking_tokens):
 
 
 @pytest.mark.parametrize("opened", [True, False])
-@pytest.mark.parametrize("lead", [[], [START], [START, WORD], [END], [WORD]], ids=["fresh", "open", "thinking", "closed", "answer"])
+@pytest.mark.parametrize(
+    "lead", [[], [START], [START, WORD], [END], [WORD]], ids=["fresh", "open", "thinking", "closed", "answer"]
+)
 @pytest.mark.parametrize("count", [1, 3])
 def test_unmarked_tokens_at_once_leave_the_state_one_by_one_does(opened, lead, count):
     one_by_one, at_once = ThinkingPhase(START, END, opened), ThinkingPhase(START, END, opened)
