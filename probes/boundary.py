@@ -198,7 +198,6 @@ class BoundaryTracker:
         self.chunk, self.paragraph_start = self.chunk[end:], 0
         return boundary
 
-
     def feed_quiet(self, token_ids: list[int]) -> bool:
         """Feed, all at once, tokens at none of which a boundary can be found or the thinking state change
         (`BoundaryPolicy.may_decide` is 0 for each): the state is the one `feed` leaves after them, one by one.
