@@ -318,13 +318,7 @@ class EarlyExitRuntime:
     # -- per step ----------------------------------------------------------------------------------------
     def _end_prob(self, logits: torch.Tensor, row: int) -> float:
         """The model's own probability that thinking ends next, at this row (recorded, and a probe input)."""
-        return self._end_probs(logits, [row])[0]
-
-    def _end_probs(self, logits: torch.Tensor, rows: list[int]) -> list[float]:
-        """`_end_prob` of several rows in one pass (each torch call costs far more inside the decode step than
-        its arithmetic, so the rows share them)."""
-        probs = torch.softmax(logits[rows], dim=-1, dtype=torch.float32)
-        return probs[:, self.policy.think_end_id].tolist()
+        return float(torch.softmax(logits[row].float(), dim=-1)[self.policy.think_end_id])
 
     def _features(self, probe_rows, logits: torch.Tensor) -> list[list[float]] | None:
         """Each probe row's inputs beside its hidden state, as the probe job computed them from recorded traces."""
@@ -332,8 +326,7 @@ class EarlyExitRuntime:
         if not inputs:
             return None
         values = []
-        end_probs = self._end_probs(logits, [row for row, _, _ in probe_rows]) if END_OF_THINKING in inputs else None
-        for index, (_, state, boundary) in enumerate(probe_rows):
+        for row, state, boundary in probe_rows:
             # the boundary's own answer, when one was read, is already the last of the request's answers
             previous = state.answers[:-1] if boundary.answer is not None else state.answers
             values.append(
@@ -344,7 +337,7 @@ class EarlyExitRuntime:
                     thinking_tokens=boundary.thinking_tokens,
                     answer=boundary.answer,
                     previous_answers=previous,
-                    end_prob=end_probs[index] if end_probs is not None else None,
+                    end_prob=self._end_prob(logits, row) if END_OF_THINKING in inputs else None,
                 )
             )
         return values
