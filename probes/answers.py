@@ -56,16 +56,23 @@ class TinyWorldExtractor:
         "So the answer should be|So I get|That makes it|I end up with"
     )
     _VALUE = rf"(-?\d+|{WORDED})"
-    PATTERN = re.compile(
-        rf"(?:(?:{_LEADS}) {_VALUE}(?: in the end| after the last operation, which is what the question wants)?"
-        rf"|{_VALUE} is where the running total lands)\."
-    )
+    _PLAIN = rf"(?:{_LEADS}) {_VALUE}(?: in the end| after the last operation, which is what the question wants)?"
+    _OBLIQUE_WORDS = "is where the running total lands"
+    PATTERN = re.compile(rf"(?:{_PLAIN}|{_VALUE} {_OBLIQUE_WORDS})\.")
+    # The oblique form opens with a number, so its regex is tried at every position of the text (about 20 us a
+    # paragraph): only a paragraph that holds its words can state it, and the others are read by the plain forms
+    # alone, which find the same matches.
+    PLAIN_PATTERN = re.compile(rf"{_PLAIN}\.")
 
     def extract(self, text: str) -> str | None:
-        matches = self.PATTERN.findall(text)
-        if not matches:
+        if self._OBLIQUE_WORDS in text:
+            matches = self.PATTERN.findall(text)
+            value = next(group for group in matches[-1] if group) if matches else None
+        else:
+            matches = self.PLAIN_PATTERN.findall(text)
+            value = matches[-1] if matches else None
+        if value is None:
             return None
-        value = next(group for group in matches[-1] if group)
         return value if value.lstrip("-").isdigit() else str(words_value(value))
 
 

@@ -27,6 +27,26 @@ def test_extraction(names, text, expected):
     assert get_extractor(names).extract(text) == expected
 
 
+def test_tinyworld_reads_what_its_whole_pattern_reads():
+    """The reader skips the oblique form's costly regex where its words are absent; every paragraph the tiny world
+    writes (every form, plain and oblique, slips and paragraphs with no result) reads as the whole pattern reads it."""
+    import random
+
+    from probexit.probes.words import words_value
+    from probexit.training.tinyworld.problems import random_problem
+    from probexit.training.tinyworld.traces import TraceStyle, sample_trace
+
+    reader, rng, oblique = EXTRACTORS["tinyworld"], random.Random(5), 0
+    for _ in range(300):
+        for paragraph in sample_trace(random_problem(rng), TraceStyle(), rng).completion.split("\n\n"):
+            matches = reader.PATTERN.findall(paragraph)
+            value = next(group for group in matches[-1] if group) if matches else None
+            whole = value if value is None or value.lstrip("-").isdigit() else str(words_value(value))
+            assert reader.extract(paragraph) == whole, paragraph
+            oblique += "is where the running total lands" in paragraph
+    assert oblique, "the traces include the oblique form"
+
+
 @pytest.mark.parametrize(
     "answer, expected",
     [
