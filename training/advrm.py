@@ -53,6 +53,9 @@ from probexit.training.tinyworld.grading import grade
 # question, so attack success and its fall under hardening measure noise (on the EMPO-tuned tiny-world policy
 # every reward model tried scored 0.40-0.57; docs/training-advrm.md).
 USEFUL_PREFERENCE_ACCURACY = 0.6
+# Above this share of sampled answers cut at --max-tokens, the pairs teach the reward model to tell cut answers
+# (no final answer: always wrong) from whole ones, which is not what it should learn.
+CUT_ANSWERS_WARNING_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ class AdvRMJob:
         backbone_source(self.policy_dir, self.config.reward_models)
         ensemble_source(self.policy_dir, self.config.reward_models)
         self._check_same_run()
-        self.stage("sample", self.sample)
+        sampled = self.stage("sample", self.sample)
         rounds = []
         for k in range(self.config.rounds + 1):
             reward = self.stage(f"round{k}_reward", partial(self.reward_round, k))
@@ -202,7 +205,7 @@ class AdvRMJob:
                     extends=lambda curve: curve["hacking"]["run_steps"] < asked_steps,
                 )
         self.export(curves)  # not a stage: cheap, and more rounds or the RLHF runs change what it writes
-        metrics = summary(rounds, curves, self.config)
+        metrics = summary(rounds, curves, self.config, sampled)
         timings = self._timings()  # a resumed run's stages ran in several sessions: wall_s sums them
         metrics.update(
             wall_s=round(sum(timings.values()), 1),
@@ -252,6 +255,9 @@ class AdvRMJob:
             Sample(p.question, p.answer, g.text, grade(g.text, p.answer).gold)
             for p, g in zip((p for p in problems for _ in range(n)), outputs)
         ]
+        cut_share = sum(g.finish_reason == "length" for g in outputs) / len(outputs)
+        if cut_share > CUT_ANSWERS_WARNING_SHARE:
+            self.log(f"  warning: {_cut_answers(cut_share, self.config.max_tokens)}")
         cut = len(self.train_problems) * n
         _write_jsonl(self.out / "data" / "train_samples.jsonl", [asdict(s) for s in samples[:cut]])
         _write_jsonl(self.out / "data" / "eval_samples.jsonl", [asdict(s) for s in samples[cut:]])
@@ -259,6 +265,7 @@ class AdvRMJob:
             "train_gold": statistics.fmean(s.gold for s in samples[:cut]),
             "eval_gold": statistics.fmean(s.gold for s in samples[cut:]),
             "samples": len(samples),
+            "cut_share": cut_share,
         }
 
     def reward_round(self, k: int) -> dict:
@@ -571,9 +578,16 @@ def _fixed(settings: dict) -> dict:
     return {**settings, "config": {k: v for k, v in settings["config"].items() if k not in EXTENDABLE}}
 
 
-def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
+def _cut_answers(share: float, max_tokens: int) -> str:
+    return (
+        f"{share:.0%} of the policy's sampled answers were cut at --max-tokens {max_tokens} before they ended: the "
+        "reward model may learn to tell cut answers from whole ones rather than right from wrong; raise --max-tokens"
+    )
+
+
+def summary(rounds: list[dict], curves: dict, config: AdvRMConfig, sampled: dict | None = None) -> dict:
     """metrics.json: the headline fields first (what the docs and the command's summary quote), then the
-    detail behind them."""
+    detail behind them. `sampled`: the sample stage's result."""
     success = [{"round": r["round"], **r["attack_success"]} for r in rounds]
     accuracy = [r["preference_accuracy"]["target"] for r in rounds]
     hacking = {name: curve["hacking"] for name, curve in curves.items()}
@@ -584,6 +598,9 @@ def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
         for r in rounds[:-1]
         if not r["n_adversarial"]
     ]
+    cut_share = (sampled or {}).get("cut_share")  # None: sampled before the share was recorded
+    if cut_share is not None and cut_share > CUT_ANSWERS_WARNING_SHARE:
+        warnings.append(_cut_answers(cut_share, config.max_tokens))
     if accuracy[0] is not None and accuracy[0] < USEFUL_PREFERENCE_ACCURACY:
         warnings.append(
             f"the target reward model scores the right answer above the wrong one in only "
@@ -596,6 +613,7 @@ def summary(rounds: list[dict], curves: dict, config: AdvRMConfig) -> dict:
     return {
         "preference_bias": config.preference_bias or None,
         "preference_data": rounds[0].get("preference_data"),
+        "cut_answer_share": cut_share,
         "attack_success_before": success[0],
         "attack_success_after": success[1:],
         "preference_accuracy_before": accuracy[0],

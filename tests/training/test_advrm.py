@@ -339,6 +339,25 @@ def test_summary_warns_when_the_target_cannot_tell_right_from_wrong():
     assert len(warnings) == 1 and "45.0% of held-out pairs" in warnings[0]
 
 
+@pytest.mark.parametrize("cut_share, warned", [(0.2, True), (0.05, False), (None, False)])
+def test_summary_warns_when_many_sampled_answers_were_cut(cut_share, warned):
+    rounds = [
+        {
+            "round": 0,
+            "attack_success": {"standard": 0.1, "strict": 0.1, "n": 10},
+            "preference_accuracy": {"target": 0.8},
+            "n_adversarial": 0,
+            "failure_modes": {},
+        }
+    ]
+    sampled = {} if cut_share is None else {"cut_share": cut_share}
+    metrics = advrm.summary(rounds, {}, advrm.AdvRMConfig(max_tokens=300), sampled)
+    assert metrics["cut_answer_share"] == cut_share
+    cut = [w for w in metrics["warnings"] if "cut at --max-tokens 300" in w]
+    assert bool(cut) is warned
+    assert all(w.startswith("20% of the policy's sampled answers") and "raise --max-tokens" in w for w in cut)
+
+
 # -- preference pairs ------------------------------------------------------------------------------------------------
 def test_preference_pairs_pair_right_with_wrong_answers_to_the_same_question():
     samples = [Sample("q1", "4", f"r{i}", 1.0) for i in range(3)] + [Sample("q1", "4", f"w{i}", 0.0) for i in range(2)]

@@ -245,6 +245,9 @@ def test_metrics_hold_the_headline_fields(run):
     assert "goals" not in metrics and metrics["preference_bias"] is None
     assert metrics["rounds"][0]["preference_data"]["target"]["pairs"] > 0
     assert metrics["wall_s"] > 0 and metrics["reward_size_mb"] > 0
+    assert 0 <= metrics["cut_answer_share"] <= 1
+    cut_warned = any("cut at --max-tokens 256" in w for w in metrics["warnings"])
+    assert cut_warned is (metrics["cut_answer_share"] > 0.05)
 
 
 @pytest.mark.slow
