@@ -8,7 +8,7 @@ what happened so the API process can report it.
 
 It runs inside every decode step, so it does as little as it can: a request's tokens are fed to its
 tracker only when a token arrives that may end a chunk or open or close thinking (`may_decide`; the
-others wait and are fed in order then, so the boundaries are the offline ones), and on a CPU engine the
+others wait and are fed then, in one call, so the boundaries are the offline ones), and on a CPU engine the
 boundary rows are scored from Python lists by the numpy path's `HostProbe`, without building tensors.
 """
 
