@@ -44,7 +44,7 @@ class RequestState:
     complete: bool = False  # reported: no more evaluations can come (exited, or not thinking, or last token)
     last_token: bool = False  # this step's token is the request's last (max_tokens)
     # Whether the tracker may be fed only at tokens that can decide (see `BoundaryPolicy.may_decide`, and
-    # `_may_decide_now` for the budget). The confidence rule reads every token's probability.
+    # `_budget_visit_at` for the budget). The confidence rule reads every token's probability.
     lazy: bool = field(init=False)
     # The output length from which a lazy request is visited even at a quiet token: its last token, or its
     # thinking budget reached by the tokens not fed yet (kept by `EarlyExitRuntime._catch_up`).
@@ -125,16 +125,17 @@ class EarlyExitRuntime:
         for row, state in states.items():
             if state.exited:
                 continue
-            if state.lazy and len(state.output_ids) < state.visit_at:
-                # the common case, inlined (`_may_decide_now` says the same): a quiet newest token
-                last = state.output_ids[-1] if state.output_ids else -1
-                if last < 0 or (last < n_tokens and not may_decide[last]):
-                    continue
+            quiet = False  # the newest token can neither end a chunk nor open or close thinking
+            if state.lazy:
+                last = state.output_ids[-1] if state.output_ids else -1  # -1: none yet, or a placeholder
+                quiet = last < 0 or (last < n_tokens and not may_decide[last])
+                if quiet and len(state.output_ids) < state.visit_at:
+                    continue  # the common case: nothing to do for this row in this step
             self._note_last_token(state)
             if state.settings.rule == "confidence":
                 confidence_rows.append(row)
-            elif state.lazy and not self._may_decide_now(state):
-                continue  # this token can neither end a chunk nor open or close thinking: spend nothing on it
+            elif quiet and len(state.output_ids) < self._budget_visit_at(state):
+                continue  # its last token is coming, but it needs no catch-up: spend nothing on it
             visited.append(row)
             if self._visit(row, state, hidden, logits, evaluations, probe_rows):
                 budget_exits.append(row)
@@ -205,20 +206,15 @@ class EarlyExitRuntime:
             if not state.complete:
                 self._mark(state, True)
 
-    def _may_decide_now(self, state: RequestState) -> bool:
-        """Whether this step must catch the tracker up: the newest token may end a chunk or open or close
-        thinking, or the thinking budget is reached (the tokens not fed yet are all thinking tokens then, since
-        a marker would have been fed)."""
-        output_ids, may_decide = state.output_ids, self.policy.may_decide
-        last = output_ids[-1] if output_ids else -1
-        if last >= len(may_decide) or (last >= 0 and may_decide[last]):
-            return True
+    @staticmethod
+    def _budget_visit_at(state: RequestState) -> float:
+        """The output length at which a lazy request's thinking budget is reached, counting the tokens not fed
+        yet (all thinking tokens, since a marker would have been fed); infinite without a budget or outside the
+        thinking."""
         budget = state.settings.budget
-        return (
-            bool(budget)
-            and state.tracker.thinking
-            and state.tracker.thinking_tokens + len(output_ids) - state.fed >= budget
-        )
+        if budget and state.tracker.thinking:
+            return state.fed + budget - state.tracker.thinking_tokens
+        return math.inf
 
     def _over_budget(self, state: RequestState) -> bool:
         budget = state.settings.budget
@@ -257,12 +253,9 @@ class EarlyExitRuntime:
         return boundary, at_last
 
     def _schedule_visit(self, state: RequestState) -> None:
-        """When `step` must visit a lazy request whatever its newest token: see `_may_decide_now`."""
+        """When `step` must visit a lazy request whatever its newest token: its last token, or its budget."""
         last_token = state.max_tokens - 1 if state.max_tokens is not None else math.inf
-        budget = state.settings.budget
-        if budget and state.tracker.thinking:
-            last_token = min(last_token, state.fed + budget - state.tracker.thinking_tokens)
-        state.visit_at = last_token
+        state.visit_at = min(last_token, self._budget_visit_at(state))
 
     def _advance(self, state: RequestState, token_id: int) -> Boundary | None:
         if state.last_logprobs is not None and 0 <= token_id < state.last_logprobs.shape[0]:
