@@ -94,9 +94,13 @@ def run_engine_overhead(
 
 def summary_lines(report: dict) -> list[str]:
     step = report["probe_step_us"]
-    return [
-        f"early exit never firing vs disabled: {report['ratio_enabled_over_disabled']:.3f}x tokens/s "
-        f"({report['slowdown_pct']:+.1f}% slower), token-identical: {report['token_identical']}; "
+    work = (
         f"early-exit work per step: median {step['median']:.0f} us, p99 {step['p99']:.0f} us over "
         f"{step['steps']} steps, {report['step_work_share_pct']:.2f}% of the enabled runs' time"
+        if step["steps"]
+        else "no step timings arrived from the engine's workers"
+    )
+    return [
+        f"early exit never firing vs disabled: {report['ratio_enabled_over_disabled']:.3f}x tokens/s "
+        f"({report['slowdown_pct']:+.1f}% slower), token-identical: {report['token_identical']}; {work}"
     ]

@@ -4,13 +4,12 @@ import json
 
 import pytest
 
-from probexit.benchmarks.engine_overhead import run_engine_overhead
+from probexit.benchmarks.engine_overhead import run_engine_overhead, summary_lines
 from probexit.cli.main import main
 from probexit.training.tinyworld.build import tiny_engine_kwargs
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_never_firing_probe_is_timed_and_changes_no_token(test_model_dir, tmp_path):
     from tests.conftest import random_linear_probe
 
@@ -35,3 +34,17 @@ def test_never_firing_probe_is_timed_and_changes_no_token(test_model_dir, tmp_pa
 def test_bad_arguments_exit_with_a_message(tmp_path, capsys):
     assert main(["bench", "engine-overhead", "--out", str(tmp_path), "--rounds", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_summary_says_when_no_step_timings_arrived():
+    report = {
+        "ratio_enabled_over_disabled": 0.99,
+        "slowdown_pct": 1.0,
+        "token_identical": True,
+        "step_work_share_pct": 0.0,
+        "probe_step_us": {"steps": 0, "median": None, "p99": None},
+    }
+    assert "no step timings arrived" in summary_lines(report)[0]
+    report["probe_step_us"] = {"steps": 10, "median": 50.0, "p99": 400.0}
+    report["step_work_share_pct"] = 0.9
+    assert "median 50 us, p99 400 us over 10 steps, 0.90%" in summary_lines(report)[0]
