@@ -16,10 +16,12 @@ reports it, so the worker marks each record complete as soon as no more evaluati
 once, within the step, before the engine's own output for the step exists:
 - the request exits, or its thinking ends (`</think>`), or its next token is its last (`max_tokens`);
 - it leaves the batch (finished or preempted; a preempted request that comes back is reopened at once).
-Everything else waits up to `FLUSH_AFTER_SECONDS`, sent by the next step, or by the publisher's thread
-when the engine has gone idle. A record that is not complete when its request finishes (one that ended
-inside its thinking, through an end-of-sequence or a stop string, on an engine that then went idle) is
-waited for at most `FLUSH_AFTER_SECONDS + COMPLETE_MARGIN_SECONDS`.
+Everything else rides along, or waits: up to `FLUSH_BUSY_SECONDS` while steps keep coming (a record's
+completion, sent at once, carries what waits before it), and `FLUSH_AFTER_SECONDS` after the last step, sent
+then by the publisher's thread (the engine has gone idle). A record that is not complete when its request
+finishes (one that ended inside its thinking, through an end-of-sequence or a stop string) is completed by
+the next step, which sees the request leave; on an engine that then went idle it is waited for at most
+`FLUSH_AFTER_SECONDS + COMPLETE_MARGIN_SECONDS`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import operator
 import os
 import threading
 import time
@@ -40,12 +43,16 @@ from probexit.engine.channel import IPC, MALFORMED, ChannelTicket, Gatekeeper, e
 from probexit.probes.runtime import Evaluation
 
 HIGH_WATER_MARK = 10_000
-FLUSH_AFTER_SECONDS = 0.05  # the longest an evaluation waits in the worker
+FLUSH_AFTER_SECONDS = 0.05  # the longest an evaluation waits in the worker once no step follows
+# ... and while steps keep coming: each message wakes a thread in both processes, and on a small machine
+# those wake-ups (and the encryption) cost the decode steps more than the evaluations' own work
+FLUSH_BUSY_SECONDS = 0.25
 FLUSH_AT_EVALUATIONS = 512  # or this many are waiting (record mode carries hidden states)
 FLUSH_EVERY_STEPS, FLUSH_EVERY_SECONDS = 64, 0.5  # step timings alone (metrics) are sent this often
 COMPLETE_MARGIN_SECONDS = 0.05  # transit allowance when waiting for an incomplete record
 IDLE_SLEEP_SECONDS = 0.02  # the collector thread's wait between empty receives (collect drains by itself)
 EVALUATION_FIELDS = [item.name for item in fields(Evaluation)]  # the wire order: Evaluation(*values)
+_EVALUATION_VALUES = operator.attrgetter(*EVALUATION_FIELDS)
 
 
 class EventPublisher:
@@ -61,7 +68,7 @@ class EventPublisher:
         self._marks: list[tuple[str, bool]] = []  # (rid, complete) in the order they happened
         self._step_seconds: list[float] = []
         self._oldest: float | None = None  # when the oldest buffered evaluation was published
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_publish = time.monotonic()
         self._wake = threading.Condition(self._lock)
         self._closed = False
         self._thread = threading.Thread(target=self._flush_when_idle, name="probexit-events-flush", daemon=True)
@@ -81,6 +88,7 @@ class EventPublisher:
         (None: not a step's, e.g. the marks of requests leaving the batch)."""
         now = time.monotonic()
         with self._lock:
+            self._last_publish = now
             if not (self._evaluations or self._step_seconds):
                 self._wake.notify()  # the idle-flush thread has a deadline to keep again
             if step_seconds is not None:
@@ -93,7 +101,7 @@ class EventPublisher:
             due = (
                 urgent
                 or len(self._evaluations) >= FLUSH_AT_EVALUATIONS
-                or (self._oldest is not None and now - self._oldest >= FLUSH_AFTER_SECONDS)
+                or (self._oldest is not None and now - self._oldest >= FLUSH_BUSY_SECONDS)
                 or len(self._step_seconds) >= FLUSH_EVERY_STEPS
                 or now - self._last_flush >= FLUSH_EVERY_SECONDS
             )
@@ -112,7 +120,7 @@ class EventPublisher:
     def _send(self, now: float) -> None:
         """Send everything buffered; the caller holds the lock."""
         message = {
-            "evals": [[getattr(e, name) for name in EVALUATION_FIELDS] for e in self._evaluations],
+            "evals": list(map(_EVALUATION_VALUES, self._evaluations)),
             "marks": self._marks,
             "step_seconds": self._step_seconds,
         }
@@ -122,13 +130,15 @@ class EventPublisher:
         self._oldest, self._last_flush = None, now
 
     def _flush_when_idle(self) -> None:
-        """Sends what no later step came to send (the engine went idle): evaluations after
-        FLUSH_AFTER_SECONDS, step timings after FLUSH_EVERY_SECONDS."""
+        """Sends what no later step came to send: evaluations FLUSH_AFTER_SECONDS after the last step (the
+        engine went idle) or FLUSH_BUSY_SECONDS after the oldest, step timings after FLUSH_EVERY_SECONDS."""
         with self._lock:
             while not self._closed:
-                deadlines = ([self._oldest + FLUSH_AFTER_SECONDS] if self._oldest is not None else []) + (
-                    [self._last_flush + FLUSH_EVERY_SECONDS] if self._step_seconds else []
-                )
+                deadlines = (
+                    [min(self._oldest + FLUSH_BUSY_SECONDS, self._last_publish + FLUSH_AFTER_SECONDS)]
+                    if self._oldest is not None
+                    else []
+                ) + ([self._last_flush + FLUSH_EVERY_SECONDS] if self._step_seconds else [])
                 if not deadlines:
                     self._wake.wait()
                     continue

@@ -27,7 +27,7 @@ from probexit.probes.probe import Probe
 from probexit.probes.rules import ExitSettings, answers_agree, same_answer
 
 
-@dataclass
+@dataclass(slots=True)  # slots: the decode step reads a few fields of every request, every step
 class RequestState:
     rid: str
     settings: ExitSettings
@@ -123,14 +123,15 @@ class EarlyExitRuntime:
         may_decide = self.policy.may_decide
         n_tokens = len(may_decide)
         for row, state in states.items():
-            if state.exited:
-                continue
             quiet = False  # the newest token can neither end a chunk nor open or close thinking
             if state.lazy:
-                last = state.output_ids[-1] if state.output_ids else -1  # -1: none yet, or a placeholder
+                output_ids = state.output_ids
+                last = output_ids[-1] if output_ids else -1  # -1: none yet, or a placeholder
                 quiet = last < 0 or (last < n_tokens and not may_decide[last])
-                if quiet and len(state.output_ids) < state.visit_at:
+                if quiet and len(output_ids) < state.visit_at:
                     continue  # the common case: nothing to do for this row in this step
+            if state.exited:
+                continue
             self._note_last_token(state)
             if state.settings.rule == "confidence":
                 confidence_rows.append(row)
@@ -311,7 +312,12 @@ class EarlyExitRuntime:
     # -- per step ----------------------------------------------------------------------------------------
     def _end_prob(self, logits: torch.Tensor, row: int) -> float:
         """The model's own probability that thinking ends next, at this row (recorded, and a probe input)."""
-        return float(torch.softmax(logits[row].float(), dim=-1)[self.policy.think_end_id])
+        return self._end_probs(logits, [row])[0]
+
+    def _end_probs(self, logits: torch.Tensor, rows: list[int]) -> list[float]:
+        """`_end_prob` of several rows in one softmax (row by row the same numbers: the softmax is per row)."""
+        picked = logits[rows[0] : rows[0] + 1] if len(rows) == 1 else logits[rows]
+        return torch.softmax(picked.float(), dim=-1)[:, self.policy.think_end_id].tolist()
 
     def _features(self, probe_rows, logits: torch.Tensor) -> list[list[float]] | None:
         """Each probe row's inputs beside its hidden state, as the probe job computed them from recorded traces."""
@@ -319,7 +325,12 @@ class EarlyExitRuntime:
         if not inputs:
             return None
         values = []
-        for row, state, boundary in probe_rows:
+        end_probs = (
+            self._end_probs(logits, [row for row, _, _ in probe_rows])
+            if END_OF_THINKING in inputs
+            else [None] * len(probe_rows)
+        )
+        for (_, state, boundary), end_prob in zip(probe_rows, end_probs):
             # the boundary's own answer, when one was read, is already the last of the request's answers
             previous = state.answers[:-1] if boundary.answer is not None else state.answers
             values.append(
@@ -330,7 +341,7 @@ class EarlyExitRuntime:
                     thinking_tokens=boundary.thinking_tokens,
                     answer=boundary.answer,
                     previous_answers=previous,
-                    end_prob=self._end_prob(logits, row) if END_OF_THINKING in inputs else None,
+                    end_prob=end_prob,
                 )
             )
         return values

@@ -1,3 +1,4 @@
+import json
 import threading
 import time
 
@@ -61,6 +62,7 @@ def test_evaluations_are_batched_into_few_messages(monkeypatch):
     from probexit.engine import events
 
     monkeypatch.setattr(events, "FLUSH_AFTER_SECONDS", 0.5)
+    monkeypatch.setattr(events, "FLUSH_BUSY_SECONDS", 5.0)
     receiver, ticket = _curve_receiver()
     publisher = EventPublisher(ticket)
     try:
@@ -72,6 +74,40 @@ def test_evaluations_are_batched_into_few_messages(monkeypatch):
         message = json.loads(receiver.recv())
         assert [e[1] for e in message["evals"]] == list(range(10)) and message["step_seconds"] == [0.001] * 10
         assert waited >= 0.4 and not receiver.poll(300)
+    finally:
+        publisher.close()
+        receiver.close(0)
+
+
+def test_while_steps_keep_coming_evaluations_wait_longer(monkeypatch):
+    """A busy engine sends ordinary evaluations every FLUSH_BUSY_SECONDS (not at FLUSH_AFTER_SECONDS, which the
+    steps here are closer than); FLUSH_AFTER_SECONDS after its last step it sends what is left."""
+    from probexit.engine import events
+
+    monkeypatch.setattr(events, "FLUSH_AFTER_SECONDS", 0.2)
+    monkeypatch.setattr(events, "FLUSH_BUSY_SECONDS", 0.3)
+    receiver, ticket = _curve_receiver()
+    publisher = EventPublisher(ticket)
+    try:
+        arrivals = []
+
+        def receive_for(seconds):
+            deadline = time.monotonic() + seconds
+            while receiver.poll(max(1, int(1000 * (deadline - time.monotonic())))):
+                arrivals.append((time.monotonic(), [e[1] for e in json.loads(receiver.recv())["evals"]]))
+
+        started = time.monotonic()
+        index = 0
+        while time.monotonic() - started < 1.0:  # steps every 50 ms, each with an evaluation
+            publisher.publish([Evaluation("a", index, index, index, 0.2, False)], None)
+            index += 1
+            receive_for(0.05)
+        stopped = time.monotonic()
+        receive_for(1.0)
+        assert [i for _, sent in arrivals for i in sent] == list(range(index))
+        times = [started] + [t for t, _ in arrivals]
+        assert all(later - earlier >= 0.25 for earlier, later in zip(times, times[1:])), "sent before they were due"
+        assert 2 <= len(arrivals) <= 4 and times[-1] - stopped < 0.5
     finally:
         publisher.close()
         receiver.close(0)
