@@ -32,18 +32,19 @@ def run(args) -> int:
     from probexit.server.config import ConfigError
     from probexit.server.runner import serve
 
-    _check_port_free(config.host, config.port)
-    try:
-        app = build_app(config)  # every check that can fail on the user's input, before the port opens
-    except ConfigError as error:
-        raise CLIError(str(error)) from error
-    try:
-        return asyncio.run(serve(app, config))
-    except SystemExit:  # uvicorn exits this way when the lifespan (the engine's start) failed
-        error = app.state.startup_error
-        if error is None:
-            raise
-        raise CLIError(f"the engine failed to start: {' '.join(str(error).split()) or type(error).__name__}") from None
+    with _bind_listener(config.host, config.port) as listener:
+        try:
+            app = build_app(config)  # every check that can fail on the user's input, before the port opens
+        except ConfigError as error:
+            raise CLIError(str(error)) from error
+        try:
+            return asyncio.run(serve(app, config, listener))
+        except SystemExit:  # uvicorn exits this way when the lifespan (the engine's start) failed
+            error = app.state.startup_error
+            if error is None:
+                raise
+            message = " ".join(str(error).split()) or type(error).__name__
+            raise CLIError(f"the engine failed to start: {message}") from None
 
 
 def build_serve_parser():
@@ -100,13 +101,15 @@ def config_from_args(options):
         raise CLIError(str(error)) from error
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """Fail in a second, not after the engine's minute of start-up."""
-    if port == 0:
-        return
+def _bind_listener(host: str, port: int) -> socket.socket:
+    """The server's socket, bound now and listening once the engine has started. Bound first, so that a port in
+    use fails in a second, not after the engine's minute of start-up, and so that nothing the engine starts (its
+    processes pick free ports of their own) can take the port meanwhile."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe_socket:
-            probe_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe_socket.bind((host, port))
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
     except OSError as error:
+        listener.close()
         raise CLIError(f"cannot listen on {host}:{port} ({error.strerror}); pick another --port or --host") from error
+    return listener

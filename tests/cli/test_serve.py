@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from probexit import assets
+from probexit.benchmarks.servers import free_port
 from probexit.cli.errors import CLIError
 from probexit.cli.main import main
 from probexit.cli.serve import build_serve_parser, config_from_args
@@ -117,6 +118,30 @@ def test_busy_port_fails_fast(tmp_path, capsys):
         port = taken.getsockname()[1]
         assert main(["serve", "--model", str(tmp_path), "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_the_port_is_held_before_the_engine_starts(tmp_path, monkeypatch, capsys):
+    """The server binds its port before it builds anything, so that none of the ports the engine's processes pick
+    for themselves can be it; the port is free again once the server is gone."""
+    import probexit.server.app as app_module
+
+    port = free_port()
+    held = []
+
+    def build_app(config):
+        with socket.socket() as other:
+            try:
+                other.bind(("127.0.0.1", port))
+                held.append(False)
+            except OSError:
+                held.append(True)
+        raise ConfigError("stopped by the test")
+
+    monkeypatch.setattr(app_module, "build_app", build_app)
+    assert main(["serve", "--model", str(tmp_path), "--port", str(port)]) == 2
+    assert held == [True] and "stopped by the test" in capsys.readouterr().err
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
 
 
 @pytest.mark.slow
