@@ -18,9 +18,9 @@ from probexit.server.errors import shutting_down
 SHUTDOWN_DELIVERY_S = 5.0  # after the grace time: for the error events to reach the clients
 
 
-async def serve(app, config: ServerConfig, listener: socket.socket | None = None) -> int:
-    """Serve `app` until it is told to stop; 0, or 1 when it never started (the lifespan failed). `listener`: a socket
-    already bound to the configured address (else uvicorn binds one once the engine has started)."""
+async def serve(app, config: ServerConfig, listener: socket.socket) -> int:
+    """Serve `app` on `listener` (a socket already bound to the configured address, listening once the lifespan has
+    started the engine) until it is told to stop; 0, or 1 when it never started (the lifespan failed)."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -46,7 +46,7 @@ async def serve(app, config: ServerConfig, listener: socket.socket | None = None
             timeout_graceful_shutdown=config.shutdown_grace_s + SHUTDOWN_DELIVERY_S,
         )
     )
-    await server.serve(sockets=None if listener is None else [listener])
+    await server.serve(sockets=[listener])
     return 0 if server.started else 1
 
 
