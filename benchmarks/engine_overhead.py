@@ -78,6 +78,8 @@ def run_engine_overhead(
             "min": min(round_ratios),
             "median": statistics.median(round_ratios),
             "max": max(round_ratios),
+            # the noise to read the ratio against: the round ratios' standard error of the mean
+            "sem": statistics.stdev(round_ratios) / len(round_ratios) ** 0.5 if len(round_ratios) > 1 else None,
             "all": [round(r, 4) for r in round_ratios],
         },
         "step_work_share_pct": 100 * sum(step_seconds) / totals["enabled_never_firing"][1],
@@ -100,7 +102,9 @@ def summary_lines(report: dict) -> list[str]:
         if step["steps"]
         else "no step timings arrived from the engine's workers"
     )
+    sem = report.get("round_ratios", {}).get("sem")
+    noise = f", round ratios' standard error {100 * sem:.1f} points" if sem is not None else ""
     return [
         f"early exit never firing vs disabled: {report['ratio_enabled_over_disabled']:.3f}x tokens/s "
-        f"({report['slowdown_pct']:+.1f}% slower), token-identical: {report['token_identical']}; {work}"
+        f"({report['slowdown_pct']:+.1f}% slower{noise}), token-identical: {report['token_identical']}; {work}"
     ]

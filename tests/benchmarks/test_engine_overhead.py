@@ -28,6 +28,8 @@ def test_never_firing_probe_is_timed_and_changes_no_token(test_model_dir, tmp_pa
     assert report["probe_step_us"]["steps"] > 0 and report["probe_step_us"]["median"] > 0
     assert 0 < report["step_work_share_pct"] < 100
     assert report["tokens_per_s"]["disabled"] > 0 and report["ratio_enabled_over_disabled"] > 0
+    ratios = report["round_ratios"]["all"]
+    assert report["round_ratios"]["sem"] == pytest.approx(abs(ratios[0] - ratios[1]) / 2, abs=1e-4)
     assert json.loads((tmp_path / "out" / "engine_overhead.json").read_text()) == report
 
 
@@ -48,3 +50,5 @@ def test_summary_says_when_no_step_timings_arrived():
     report["probe_step_us"] = {"steps": 10, "median": 50.0, "p99": 400.0}
     report["step_work_share_pct"] = 0.9
     assert "median 50 us, p99 400 us over 10 steps, 0.90%" in summary_lines(report)[0]
+    report["round_ratios"] = {"sem": 0.011}
+    assert "(+1.0% slower, round ratios' standard error 1.1 points)" in summary_lines(report)[0]
