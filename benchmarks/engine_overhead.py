@@ -102,7 +102,7 @@ def summary_lines(report: dict) -> list[str]:
         if step["steps"]
         else "no step timings arrived from the engine's workers"
     )
-    sem = report.get("round_ratios", {}).get("sem")
+    sem = report["round_ratios"]["sem"]
     noise = f", round ratios' standard error {100 * sem:.1f} points" if sem is not None else ""
     return [
         f"early exit never firing vs disabled: {report['ratio_enabled_over_disabled']:.3f}x tokens/s "

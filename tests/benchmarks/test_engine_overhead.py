@@ -45,6 +45,7 @@ def test_summary_says_when_no_step_timings_arrived():
         "token_identical": True,
         "step_work_share_pct": 0.0,
         "probe_step_us": {"steps": 0, "median": None, "p99": None},
+        "round_ratios": {"sem": None},  # one round: no standard error
     }
     assert "no step timings arrived" in summary_lines(report)[0]
     report["probe_step_us"] = {"steps": 10, "median": 50.0, "p99": 400.0}
