@@ -21,6 +21,9 @@ FIRST_QUESTIONS = [
     ("How much is 50 - 8?", 42),
     ("Calculate 9 + 10 - 4.", 15),
     ("What is 3 + 14 - 7?", 10),
+    ("What is 2+2?", 4),
+    ("What is 12+7-3?", 16),
+    ("What is 10 plus 5?", 15),
 ]
 
 

@@ -65,3 +65,48 @@ def test_greedy_generations_match_transformers(offline_engine, reference_model):
                 pad_token_id=reference_model.config.pad_token_id,
             )
         assert generation.token_ids == out[0, len(generation.prompt_ids) :].tolist()
+
+
+@pytest.mark.parametrize(
+    "asked, learned",
+    [
+        ("What is 2+2?", "What is 2 + 2?"),
+        ("What is 12+7-3?", "What is 12 + 7 - 3?"),
+        ("what is 8 -3", "what is 8 - 3"),
+        ("Compute 45+ 17 -9 +3.", "Compute 45 + 17 - 9 + 3."),
+        ("What is 2  +  2?", "What is 2 + 2?"),
+        ("What is 2 plus 2 minus 1?", "What is 2 + 2 - 1?"),
+        ("What is 100 - 37?", "What is 100 - 37?"),
+    ],
+)
+def test_the_chat_template_writes_a_users_sum_as_the_world_does(test_model_dir, asked, learned):
+    from transformers import AutoTokenizer
+    from vllm.tokenizers import get_tokenizer
+
+    from probexit.training.tinyworld.tokenizer import render_chat
+
+    for tokenizer in (AutoTokenizer.from_pretrained(test_model_dir), get_tokenizer(str(test_model_dir))):
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": asked}], tokenize=False)
+        assert rendered == render_chat([{"role": "user", "content": learned}], add_generation_prompt=False)
+
+
+def test_the_chat_template_leaves_the_worlds_questions_and_the_models_turns_as_they_are(test_model_dir):
+    import jinja2
+
+    from probexit.training.tinyworld.tokenizer import CHAT_TEMPLATE, render_chat
+
+    assert (test_model_dir / "chat_template.jinja").read_text() == CHAT_TEMPLATE  # the build's, as committed
+    verbatim = jinja2.Template(
+        "{%- for message in messages -%}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+        "{%- endfor -%}"
+    )
+    rng = random.Random(1)
+    for _ in range(500):
+        problem = random_problem(rng)
+        turns = [
+            {"role": "user", "content": problem.question},
+            {"role": "assistant", "content": "x-y 2+2 double-check"},
+            {"role": "system", "content": "1+1"},
+        ]
+        assert render_chat(turns, add_generation_prompt=False) == verbatim.render(messages=turns)

@@ -19,10 +19,21 @@ END_OF_TEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (END_OF_TEXT, IM_START, IM_END)
 THINK_TOKENS = (THINK_START, THINK_END)
 
+# A user's sum is written the way the model learned it: `+` and `-` with one space each side (`2+2`, `8 -3` and
+# `2 plus 2` become `2 + 2`, `8 - 3`, `2 + 2`; runs of spaces become one). The world's own questions are already
+# written so, and pass unchanged. Only the user's messages: the model's own turns are its own text.
+_SPACED_OPERATORS = (
+    "|replace('  ', ' ')|replace('  ', ' ')|replace(' plus ', '+')|replace(' minus ', '-')"
+    "|replace(' +', '+')|replace('+ ', '+')|replace('+', ' + ')"
+    "|replace(' -', '-')|replace('- ', '-')|replace('-', ' - ')"
+)
+
 # The generation prompt opens the thinking section itself, as DeepSeek-R1 distills do.
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- set content = message['content'] -%}"
+    "{%- if message['role'] == 'user' -%}{%- set content = content" + _SPACED_OPERATORS + " -%}{%- endif -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' }}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}"
     "{{ '<|im_start|>assistant\\n<think>\\n' }}"
