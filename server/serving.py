@@ -40,6 +40,7 @@ class OpenAIServing:
 
     def plan(self, body: SamplingRequest) -> GenerationJob:
         """The request's engine work; every check that can fail on the request happens here."""
+        check_stream_options(body)
         return self.core.plan(
             body,
             self.prompts(body),
@@ -105,6 +106,14 @@ class OpenAIServing:
             await deltas.aclose()
         if include_usage:
             yield make_chunk(choices=[], usage=job.usage())
+
+
+def check_stream_options(body) -> None:
+    """`stream_options` without `stream` is a 400, as OpenAI answers (null is unset, and passes)."""
+    if body.stream_options is not None and not body.stream:
+        raise APIError(
+            400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+        )
 
 
 def choice_done(delta: Delta) -> dict:

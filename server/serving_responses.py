@@ -36,6 +36,7 @@ from probexit.server.protocol_responses import (
     ResponseUsage,
 )
 from probexit.server.responses_input import chat_request
+from probexit.server.serving import check_stream_options
 from probexit.server.serving_chat import ServingChat
 
 
@@ -44,6 +45,7 @@ class ServingResponses(ServingChat):
     answer_params, limit_field = RESPONSES_PARAMS, "max_output_tokens"
 
     def plan(self, body: ResponsesRequest) -> GenerationJob:
+        check_stream_options(body)  # the chat request it becomes carries no stream options
         return super().plan(chat_request(body))
 
     async def complete(self, job: GenerationJob, body: ResponsesRequest) -> ResponseObject:

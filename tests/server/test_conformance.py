@@ -48,7 +48,11 @@ ACCEPTED = [
     pytest.param(CHAT, chat(presence_penalty=-2, frequency_penalty=2), id="penalties-at-the-edges"),
     pytest.param(CHAT, chat(logit_bias={"5": -100, "6": 100}), id="logit-bias-at-the-edges"),
     pytest.param(CHAT, chat(logprobs=True, top_logprobs=20), id="top-logprobs-20"),
-    pytest.param(CHAT, chat(n=None, seed=None, temperature=None, tools=None, metadata=None), id="nulls-are-unset"),
+    pytest.param(
+        CHAT,
+        chat(n=None, seed=None, temperature=None, tools=None, metadata=None, stream_options=None),
+        id="nulls-are-unset",
+    ),
     pytest.param(
         CHAT,
         chat(prompt_cache_key="k", prompt_cache_retention="24h", verbosity="low", store=False),
@@ -97,6 +101,10 @@ REFUSED = [
     pytest.param(CHAT, chat(verbosity="extreme"), "verbosity", id="verbosity"),
     pytest.param(CHAT, chat(web_search_options={}), "web_search_options", id="web-search-cannot-be-honoured"),
     pytest.param(CHAT, {"messages": None}, "messages", id="messages-null-is-missing"),
+    pytest.param(CHAT, chat(stream_options={"include_usage": True}), "stream_options", id="stream-options-unstreamed"),
+    pytest.param(
+        COMPLETIONS, completion(stream=False, stream_options={}), "stream_options", id="completion-stream-options"
+    ),
     pytest.param(COMPLETIONS, completion(logprobs=6), "logprobs", id="completion-logprobs-6"),
     pytest.param(COMPLETIONS, completion(best_of=129), "best_of", id="best-of-above-128"),
     pytest.param(COMPLETIONS, completion(stop=["a", "b", "c", "d", "e"]), "stop", id="completion-five-stops"),
@@ -125,6 +133,7 @@ REFUSED = [
     pytest.param(RESPONSES, responses(user="u" * (USER_ID_LENGTH + 1)), "user", id="responses-user-too-long"),
     pytest.param(RESPONSES, responses(truncation="middle"), "truncation", id="responses-unknown-truncation"),
     pytest.param(RESPONSES, {"input": None}, "input", id="responses-input-null-is-missing"),
+    pytest.param(RESPONSES, responses(stream_options={}), "stream_options", id="responses-stream-options-unstreamed"),
 ]
 
 
