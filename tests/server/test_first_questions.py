@@ -24,6 +24,7 @@ FIRST_QUESTIONS = [
     ("What is 2+2?", 4),
     ("What is 12+7-3?", 16),
     ("What is 10 plus 5?", 15),
+    ("7 + 8?", 15),
 ]
 
 

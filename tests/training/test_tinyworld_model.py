@@ -77,6 +77,9 @@ def test_greedy_generations_match_transformers(offline_engine, reference_model):
         ("What is 2  +  2?", "What is 2 + 2?"),
         ("What is 2 plus 2 minus 1?", "What is 2 + 2 - 1?"),
         ("What is 100 - 37?", "What is 100 - 37?"),
+        ("7+8?", "What is 7 + 8?"),
+        ("2 + 2 =", "What is 2 + 2 ="),
+        ("", ""),
     ],
 )
 def test_the_chat_template_writes_a_users_sum_as_the_world_does(test_model_dir, asked, learned):

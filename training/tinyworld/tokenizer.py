@@ -20,8 +20,9 @@ SPECIAL_TOKENS = (END_OF_TEXT, IM_START, IM_END)
 THINK_TOKENS = (THINK_START, THINK_END)
 
 # A user's sum is written the way the model learned it: `+` and `-` with one space each side (`2+2`, `8 -3` and
-# `2 plus 2` become `2 + 2`, `8 - 3`, `2 + 2`; runs of spaces become one). The world's own questions are already
-# written so, and pass unchanged. Only the user's messages: the model's own turns are its own text.
+# `2 plus 2` become `2 + 2`, `8 - 3`, `2 + 2`; runs of spaces become one), and a bare sum is asked (`7+8?` becomes
+# `What is 7 + 8?`). The world's own questions are already written so, and pass unchanged. Only the user's
+# messages: the model's own turns are its own text.
 _SPACED_OPERATORS = (
     "|replace('  ', ' ')|replace('  ', ' ')|replace(' plus ', '+')|replace(' minus ', '-')"
     "|replace(' +', '+')|replace('+ ', '+')|replace('+', ' + ')"
@@ -32,7 +33,9 @@ _SPACED_OPERATORS = (
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- set content = message['content'] -%}"
-    "{%- if message['role'] == 'user' -%}{%- set content = content" + _SPACED_OPERATORS + " -%}{%- endif -%}"
+    "{%- if message['role'] == 'user' -%}{%- set content = content" + _SPACED_OPERATORS + " -%}"
+    "{%- if content[:1] and content[:1] in '0123456789' -%}{%- set content = 'What is ' + content -%}{%- endif -%}"
+    "{%- endif -%}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' }}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}"
